@@ -1,0 +1,109 @@
+"""Token binding (RFC 9449 §6, §7.1) and the identity it yields, pure."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InsufficientScopeError, InvalidTokenError
+from .proof import VerifiedProof
+
+__all__ = ["DPoPPrincipal", "bind_token", "parse_scopes", "require_scopes"]
+
+
+@dataclass(frozen=True, slots=True)
+class DPoPPrincipal:
+    """The authenticated identity of a request, as adapters attach it (``request.dpop`` and kin).
+
+    ``jkt`` and ``jwk`` are the proof key's RFC 7638 thumbprint and public JWK (``None`` for a
+    request admitted with an unbound Bearer token in ``allow_bearer`` mode). ``next_nonce`` is a
+    fresh server nonce that the adapter sends back in ``DPoP-Nonce``.
+    """
+
+    scheme: str
+    claims: Mapping[str, Any]
+    jkt: str | None = None
+    jwk: Mapping[str, str] | None = None
+    subject: str | None = None
+    client_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+    jti: str | None = None
+    iat: float | None = None
+    htm: str | None = None
+    htu: str | None = None
+    next_nonce: str | None = field(default=None, repr=False)
+
+    @property
+    def is_dpop_bound(self) -> bool:
+        """True when the request proved possession of the key the token is bound to."""
+        return self.jkt is not None
+
+    def has_scopes(self, scopes: Iterable[str]) -> bool:
+        return self.scopes.issuperset(scopes)
+
+
+def parse_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
+    """Scopes from ``scope`` (space-separated, RFC 9068 §2.2.3) or ``scp`` (a list, or a string)."""
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        return frozenset(scope.split())
+    scp = claims.get("scp")
+    if isinstance(scp, str):
+        return frozenset(scp.split())
+    if isinstance(scp, list):
+        return frozenset(s for s in scp if isinstance(s, str))
+    return frozenset()
+
+
+def _text(claims: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def bind_token(scheme: str, claims: Mapping[str, Any], proof: VerifiedProof | None) -> DPoPPrincipal:
+    """Check that the token's binding fits how it was presented, and build the principal.
+
+    * DPoP scheme: the token must carry ``cnf.jkt`` equal to the proof key's thumbprint.
+    * Bearer scheme: the token must carry no ``cnf`` at all: a bound token used as Bearer is a
+      downgrade (a stolen token without its key) and is refused.
+    """
+    cnf = claims.get("cnf")
+    if cnf is not None and not isinstance(cnf, Mapping):
+        raise InvalidTokenError("cnf_malformed", "Malformed token confirmation claim", scheme=scheme)
+    if scheme == "Bearer":
+        if cnf is not None:
+            raise InvalidTokenError("bound_token_as_bearer", "Sender-constrained token presented as Bearer", scheme=scheme)
+    else:
+        if proof is None:  # pragma: no cover - the orchestrator never calls us so
+            raise InvalidTokenError("proof_missing", "DPoP proof missing")
+        jkt = cnf.get("jkt") if cnf is not None else None
+        if not isinstance(jkt, str):
+            raise InvalidTokenError("token_not_bound", "Access token is not DPoP-bound")
+        if not hmac.compare_digest(jkt.encode("utf-8", "replace"), proof.key.jkt.encode("ascii")):
+            raise InvalidTokenError("key_binding_mismatch", "Invalid DPoP key binding")
+    return DPoPPrincipal(
+        scheme=scheme,
+        claims=claims,
+        jkt=proof.key.jkt if proof else None,
+        jwk=proof.key.public_jwk if proof else None,
+        subject=_text(claims, "sub"),
+        client_id=_text(claims, "client_id", "azp"),
+        scopes=parse_scopes(claims),
+        jti=proof.jti if proof else None,
+        iat=proof.iat if proof else None,
+        htm=proof.htm if proof else None,
+        htu=proof.htu if proof else None,
+        next_nonce=proof.next_nonce if proof else None,
+    )
+
+
+def require_scopes(principal: DPoPPrincipal | None, scopes: Iterable[str]) -> None:
+    """Raise :class:`InsufficientScopeError` unless ``principal`` holds every scope in ``scopes``."""
+    needed = tuple(scopes)
+    if principal is None or not principal.has_scopes(needed):
+        raise InsufficientScopeError(needed, scheme=principal.scheme if principal else "DPoP")

@@ -1,0 +1,91 @@
+"""Rendering of errors as HTTP responses: the one place that writes ``WWW-Authenticate``.
+
+Adapters never format a challenge themselves; they copy ``ErrorResponse`` onto their framework's
+response object. Values are always written as RFC 9110 quoted-strings with escaping, so a value can
+never break out of its parameter (no f-string challenges).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .errors import DPoPError, InsufficientScopeError, ServiceUnavailableError, UseDPoPNonceError
+
+__all__ = ["ErrorResponse", "quote_param", "render_error"]
+
+Header = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """Status, headers and JSON body of a rejection, ready to be copied onto a framework response."""
+
+    status: int
+    headers: tuple[Header, ...]
+    body: bytes
+    error: DPoPError
+
+    @property
+    def content_type(self) -> str:
+        return "application/json"
+
+
+def quote_param(value: str) -> str:
+    """Return ``value`` as an RFC 9110 quoted-string.
+
+    Backslash and double quote are escaped; characters that a quoted-string cannot carry (controls,
+    non-ASCII) are replaced by ``?`` because a challenge must stay a single, valid header line.
+    """
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif code == 0x09 or 0x20 <= code <= 0x7E:
+            out.append(ch)
+        else:
+            out.append("?")
+    return '"' + "".join(out) + '"'
+
+
+def _challenge(scheme: str, params: list[tuple[str, str]]) -> str:
+    if not params:
+        return scheme
+    return scheme + " " + ", ".join(f"{name}={quote_param(value)}" for name, value in params)
+
+
+def render_error(error: DPoPError, algs: tuple[str, ...], bearer_allowed: bool) -> ErrorResponse:
+    """Render ``error`` as the RFC 9449 / RFC 6750 response.
+
+    * 401/400/403 carry a ``DPoP`` challenge with ``algs`` (and a ``Bearer`` challenge too when
+      Bearer tokens are accepted); the error code goes on the challenge of the scheme the client used.
+    * ``use_dpop_nonce`` carries exactly one ``DPoP-Nonce`` header.
+    * 503 carries ``Retry-After`` and no challenge: the client did nothing wrong.
+    * Every error response is ``Cache-Control: no-store``.
+    """
+    headers: list[Header] = []
+    if isinstance(error, ServiceUnavailableError):
+        headers.append(("Retry-After", str(error.retry_after)))
+    else:
+        error_params: list[tuple[str, str]] = []
+        if error.error is not None:
+            error_params.append(("error", error.error))
+            error_params.append(("error_description", error.description))
+        if isinstance(error, InsufficientScopeError):
+            error_params.append(("scope", " ".join(error.scopes)))
+        on_bearer = bearer_allowed and error.scheme == "Bearer"
+        dpop_params = ([] if on_bearer else error_params) + [("algs", " ".join(algs))]
+        headers.append(("WWW-Authenticate", _challenge("DPoP", dpop_params)))
+        if bearer_allowed:
+            headers.append(("WWW-Authenticate", _challenge("Bearer", error_params if on_bearer else [])))
+        if isinstance(error, UseDPoPNonceError):
+            headers.append(("DPoP-Nonce", error.nonce))
+    headers.append(("Cache-Control", "no-store"))
+    body: dict[str, str] = {"error": error.error or error.reason, "error_description": error.description}
+    return ErrorResponse(
+        status=error.status,
+        headers=tuple(headers),
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        error=error,
+    )

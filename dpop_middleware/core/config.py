@@ -1,0 +1,81 @@
+"""The verifier's policy, frozen and validated once at start-up."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .keys import ALGORITHMS, DEFAULT_ALGORITHMS
+from .nonce import NonceKeyring, NoncePolicy
+
+__all__ = ["Mode", "VerifierConfig"]
+
+
+class Mode(str, enum.Enum):
+    """How strictly the verifier enforces DPoP (DESIGN §5: incremental rollout)."""
+
+    REQUIRED = "required"  #: only DPoP-bound tokens with valid proofs
+    ALLOW_BEARER = "allow_bearer"  #: unbound tokens may still use Bearer; bound ones never
+    REPORT_ONLY = "report_only"  #: check and log everything, reject nothing
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """Every tunable of :class:`~dpop_middleware.DPoPVerifier`, with safe defaults.
+
+    Times are in seconds. ``max_age`` is how old a proof's ``iat`` may be; ``clock_skew`` is the
+    leeway on both sides of the window. Replay entries live ``max_age + 2 * clock_skew``, the whole
+    span in which a proof is acceptable.
+    """
+
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    mode: Mode = Mode.REQUIRED
+    max_age: float = 60.0
+    clock_skew: float = 10.0
+    max_proof_bytes: int = 8192
+    max_token_bytes: int = 16384
+    max_jti_length: int = 256
+    min_rsa_bits: int = 2048
+    nonce_policy: NoncePolicy = NoncePolicy.OFF
+    nonce_keyring: NonceKeyring = field(default_factory=NonceKeyring)
+    token_cache_size: int = 10_000
+    token_cache_max_ttl: float = 3600.0
+
+    def __post_init__(self) -> None:
+        unknown = [alg for alg in self.algorithms if alg not in ALGORITHMS]
+        if unknown or not self.algorithms:
+            raise ValueError(f"unsupported DPoP algorithms {unknown!r}; choose from {sorted(ALGORITHMS)}")
+        for name in ("max_age", "clock_skew", "token_cache_max_ttl"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.max_proof_bytes < 256 or self.max_token_bytes < 16 or self.max_jti_length < 1:
+            raise ValueError("size limits are too small to be useful")
+        if self.min_rsa_bits < 2048:
+            raise ValueError("RSA keys below 2048 bits are not accepted (RFC 8725 §3.5)")
+        object.__setattr__(self, "mode", Mode(self.mode))
+        object.__setattr__(self, "nonce_policy", NoncePolicy(self.nonce_policy))
+
+    @property
+    def replay_ttl(self) -> float:
+        """How long a seen proof must be remembered: its whole acceptance window."""
+        return self.max_age + 2 * self.clock_skew
+
+    @property
+    def bearer_allowed(self) -> bool:
+        return self.mode is not Mode.REQUIRED
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, object]) -> VerifierConfig:
+        """Build from a settings mapping with lower-case keys (adapters' configuration)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(options) - known
+        if unknown:
+            raise ValueError(f"unknown DPoP settings: {sorted(unknown)}")
+        values = dict(options)
+        algs = values.get("algorithms")
+        if isinstance(algs, str):
+            values["algorithms"] = tuple(algs.split())
+        elif isinstance(algs, Iterable):
+            values["algorithms"] = tuple(algs)
+        return cls(**values)  # type: ignore[arg-type]

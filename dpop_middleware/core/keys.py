@@ -1,0 +1,245 @@
+"""Public JWKs: strict import, RFC 7638 thumbprints, alg/key consistency and signature checks.
+
+The hot path of every DPoP request goes through here, so the work is arranged to be done once per
+key: the RFC 7638 canonical JSON of a key's required members doubles as the cache key (so a key
+seen before costs one dict lookup, not an import), and its SHA-256 is the thumbprint ``jkt``.
+Signatures are checked with ``cryptography`` directly, with the algorithm parameters that RFC 7518
+fixes (raw ``r||s`` ECDSA signatures of exact length, PSS salt = hash length).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Union
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from .jose import b64url_decode, b64url_encode
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALGORITHMS",
+    "AlgSpec",
+    "JWKError",
+    "PublicKey",
+    "check_alg_key",
+    "import_public_jwk",
+    "jwk_thumbprint",
+    "verify_signature",
+]
+
+VerifyingKey = Union[
+    ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey
+]
+
+
+class JWKError(ValueError):
+    """The JWK is unusable; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class AlgSpec:
+    """What a JWS ``alg`` requires of its key and how its signature is checked."""
+
+    name: str
+    kty: str
+    curves: tuple[str, ...]
+    kind: str  # "ecdsa", "eddsa", "pkcs1" or "pss"
+    hash: hashes.HashAlgorithm | None
+    ecdsa_size: int = 0  # bytes of r (and of s) in a raw ECDSA signature
+
+
+_SHA256, _SHA384, _SHA512 = hashes.SHA256(), hashes.SHA384(), hashes.SHA512()
+
+#: Every asymmetric JWS algorithm we can verify. ``none`` and HS* are absent on purpose: a proof's
+#: key is public, so a MAC "signed" with it proves nothing.
+ALGORITHMS: dict[str, AlgSpec] = {
+    "ES256": AlgSpec("ES256", "EC", ("P-256",), "ecdsa", _SHA256, 32),
+    "ES384": AlgSpec("ES384", "EC", ("P-384",), "ecdsa", _SHA384, 48),
+    "ES512": AlgSpec("ES512", "EC", ("P-521",), "ecdsa", _SHA512, 66),
+    "EdDSA": AlgSpec("EdDSA", "OKP", ("Ed25519", "Ed448"), "eddsa", None),
+    "Ed25519": AlgSpec("Ed25519", "OKP", ("Ed25519",), "eddsa", None),
+    "RS256": AlgSpec("RS256", "RSA", (), "pkcs1", _SHA256),
+    "RS384": AlgSpec("RS384", "RSA", (), "pkcs1", _SHA384),
+    "RS512": AlgSpec("RS512", "RSA", (), "pkcs1", _SHA512),
+    "PS256": AlgSpec("PS256", "RSA", (), "pss", _SHA256),
+    "PS384": AlgSpec("PS384", "RSA", (), "pss", _SHA384),
+    "PS512": AlgSpec("PS512", "RSA", (), "pss", _SHA512),
+}
+
+DEFAULT_ALGORITHMS: tuple[str, ...] = ("ES256", "ES384", "ES512", "EdDSA", "Ed25519", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512")
+
+# Pre-built signature parameter objects: constructing them per request is measurable.
+_ECDSA = {h.name: ec.ECDSA(h) for h in (_SHA256, _SHA384, _SHA512)}
+_PSS = {h.name: padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size) for h in (_SHA256, _SHA384, _SHA512)}
+_PKCS1 = padding.PKCS1v15()
+
+_CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
+    "P-256": (ec.SECP256R1(), 32),
+    "P-384": (ec.SECP384R1(), 48),
+    "P-521": (ec.SECP521R1(), 66),
+}
+_OKP_SIZES = {"Ed25519": 32, "Ed448": 57}
+
+# Members that only a private or symmetric key has, and jwcrypto's ``generate`` (which would make
+# jwcrypto create a fresh key if this dict ever reached ``JWK(**jwk)``).
+_FORBIDDEN_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k", "generate"})
+_B64URL_VALUE = re.compile(r"[A-Za-z0-9_-]{1,2048}")
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """An imported, validated public key with its RFC 7638 thumbprint."""
+
+    kty: str
+    crv: str | None
+    key: VerifyingKey
+    jkt: str
+    bits: int
+    canonical: str  # RFC 7638 canonical JSON of the required members
+    public_jwk: Mapping[str, str]  # the required members, read-only
+
+
+def _member(jwk: Mapping[str, Any], name: str) -> str:
+    value = jwk.get(name)
+    if not isinstance(value, str) or _B64URL_VALUE.fullmatch(value) is None:
+        raise JWKError("jwk_bad_member")
+    return value
+
+
+def _canonical(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 §3.2: the required members, lexicographic order, no whitespace.
+
+    Every value is checked to be base64url (or a known name) first, so plain concatenation is
+    exactly the canonical JSON serialization.
+    """
+    kty = jwk.get("kty")
+    if kty == "EC":
+        crv = jwk.get("crv")
+        if crv not in _CURVES:
+            raise JWKError("jwk_unsupported_curve")
+        return f'{{"crv":"{crv}","kty":"EC","x":"{_member(jwk, "x")}","y":"{_member(jwk, "y")}"}}'
+    if kty == "OKP":
+        crv = jwk.get("crv")
+        if crv not in _OKP_SIZES:
+            raise JWKError("jwk_unsupported_curve")
+        return f'{{"crv":"{crv}","kty":"OKP","x":"{_member(jwk, "x")}"}}'
+    if kty == "RSA":
+        return f'{{"e":"{_member(jwk, "e")}","kty":"RSA","n":"{_member(jwk, "n")}"}}'
+    if kty == "oct":
+        raise JWKError("jwk_symmetric")
+    raise JWKError("jwk_unsupported_kty")
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 JWK SHA-256 thumbprint of a public EC, OKP or RSA key."""
+    return b64url_encode(hashlib.sha256(_canonical(jwk).encode("ascii")).digest())
+
+
+def _b64_int(value: str) -> int:
+    return int.from_bytes(b64url_decode(value), "big")
+
+
+@functools.lru_cache(maxsize=4096)
+def _import_canonical(canonical: str, min_rsa_bits: int) -> PublicKey:
+    # Keyed by the canonical JSON (and the policy), so a returning client's key is not re-imported;
+    # lru_cache is thread-safe and bounded. Exceptions are not cached.
+    members: dict[str, str] = json.loads(canonical)
+    public = MappingProxyType(members)
+    kty = members["kty"]
+    jkt = b64url_encode(hashlib.sha256(canonical.encode("ascii")).digest())
+    try:
+        if kty == "EC":
+            curve, size = _CURVES[members["crv"]]
+            x, y = b64url_decode(members["x"]), b64url_decode(members["y"])
+            if len(x) != size or len(y) != size:
+                raise JWKError("jwk_bad_member")
+            ec_key = ec.EllipticCurvePublicNumbers(
+                int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve
+            ).public_key()  # raises ValueError for a point not on the curve
+            return PublicKey("EC", members["crv"], ec_key, jkt, curve.key_size, canonical, public)
+        if kty == "OKP":
+            crv = members["crv"]
+            raw = b64url_decode(members["x"])
+            if len(raw) != _OKP_SIZES[crv]:
+                raise JWKError("jwk_bad_member")
+            okp_key: VerifyingKey = (
+                ed25519.Ed25519PublicKey.from_public_bytes(raw)
+                if crv == "Ed25519"
+                else ed448.Ed448PublicKey.from_public_bytes(raw)
+            )
+            return PublicKey("OKP", crv, okp_key, jkt, len(raw) * 8, canonical, public)
+        n, e = _b64_int(members["n"]), _b64_int(members["e"])
+        if n.bit_length() < min_rsa_bits:
+            raise JWKError("jwk_rsa_too_small")
+        rsa_key = rsa.RSAPublicNumbers(e, n).public_key()
+        return PublicKey("RSA", None, rsa_key, jkt, n.bit_length(), canonical, public)
+    except JWKError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise JWKError("jwk_invalid_key") from exc
+
+
+def import_public_jwk(jwk: Any, *, min_rsa_bits: int = 2048) -> PublicKey:
+    """Import a public JWK given as a JSON object, refusing private, symmetric and odd keys.
+
+    Optional members are honoured where they restrict use: ``use`` must be ``sig`` and ``key_ops``
+    must allow ``verify`` when present. ``x5c``/``x5u``/``kid`` are ignored, never fetched.
+    """
+    if not isinstance(jwk, dict):
+        raise JWKError("jwk_not_object")
+    if not _FORBIDDEN_MEMBERS.isdisjoint(jwk):
+        raise JWKError("jwk_private_or_symmetric")
+    if "use" in jwk and jwk["use"] != "sig":
+        raise JWKError("jwk_wrong_use")
+    if "key_ops" in jwk:
+        ops = jwk["key_ops"]
+        if not isinstance(ops, list) or "verify" not in ops:
+            raise JWKError("jwk_wrong_key_ops")
+    return _import_canonical(_canonical(jwk), min_rsa_bits)
+
+
+def check_alg_key(spec: AlgSpec, key: PublicKey) -> None:
+    """Raise unless ``key`` is of the type and curve that ``spec`` requires (RFC 7518 §3)."""
+    if key.kty != spec.kty or (spec.curves and key.crv not in spec.curves):
+        raise JWKError("alg_key_mismatch")
+
+
+def verify_signature(spec: AlgSpec, key: PublicKey, signing_input: bytes, signature: bytes) -> bool:
+    """Check a JWS signature; ``False`` for any signature that does not verify."""
+    k, h = key.key, spec.hash
+    try:
+        if spec.kind == "eddsa":
+            if not isinstance(k, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+                return False
+            k.verify(signature, signing_input)
+        elif h is None:  # cannot happen with ALGORITHMS; fail closed all the same
+            return False
+        elif spec.kind == "ecdsa":
+            size = spec.ecdsa_size
+            if len(signature) != 2 * size or not isinstance(k, ec.EllipticCurvePublicKey):
+                return False
+            der = encode_dss_signature(
+                int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+            )
+            k.verify(der, signing_input, _ECDSA[h.name])
+        else:
+            if not isinstance(k, rsa.RSAPublicKey):
+                return False
+            k.verify(signature, signing_input, _PSS[h.name] if spec.kind == "pss" else _PKCS1, h)
+    except InvalidSignature:
+        return False
+    return True

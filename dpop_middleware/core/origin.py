@@ -1,0 +1,163 @@
+"""Rebuilding the URL the *client* used, behind reverse proxies too (DESIGN §3), pure.
+
+Adapters pass what their framework knows (scheme, Host, mount prefix, path, the immediate peer's
+address, the forwarding headers); this module decides which of those to believe:
+
+1. A configured ``public_url`` wins outright: ``public_url`` + path below the mount point.
+2. Otherwise forwarding headers count **only** when the immediate peer is a trusted proxy.
+   ``Forwarded`` (RFC 7239) is preferred over ``X-Forwarded-*``. Multi-hop chains are walked from
+   the right, skipping hops whose address is itself a trusted proxy; the first untrusted hop's
+   proxy is the edge, and its view of ``proto``/``host`` is used (rightmost-untrusted).
+3. Otherwise the request's own scheme and Host header are used.
+
+Anything malformed in a forwarding header is ignored, never trusted half-way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Union
+
+__all__ = ["ProxySettings", "rebuild_url"]
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+_HOST = re.compile(r"(?:[A-Za-z0-9._~\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+_PREFIX = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/%\-]*")
+_FORWARDED_PAIR = re.compile(r'\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*')
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """How to learn the public URL. Build with :meth:`create` from user configuration."""
+
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    public_url: str | None = None
+
+    @classmethod
+    def create(cls, trusted_proxies: Iterable[str] | str | None = None, public_url: str | None = None) -> ProxySettings:
+        """``trusted_proxies``: addresses or CIDR blocks (``"10.0.0.0/8"``, ``"127.0.0.1"``)."""
+        if isinstance(trusted_proxies, str):
+            trusted_proxies = trusted_proxies.replace(",", " ").split()
+        networks = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in trusted_proxies or ())
+        if public_url is not None:
+            public_url = public_url.rstrip("/")
+            if not public_url.startswith(("http://", "https://")):
+                raise ValueError("public_url must be an absolute http(s) URL")
+        return cls(networks, public_url)
+
+    def is_trusted(self, address: str | None) -> bool:
+        if not address or not self.trusted_proxies:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.strip().strip("[]"))
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted_proxies)
+
+
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    for_: str | None
+    proto: str | None
+    host: str | None
+    port: str | None = None
+    prefix: str | None = None
+
+
+def _node_address(node: str | None) -> str | None:
+    """The IP of a Forwarded ``for`` node (``"[2001:db8::1]:4711"``, ``192.0.2.1:80``), if any."""
+    if not node:
+        return None
+    if node.startswith("["):
+        return node[1 : node.find("]")] if "]" in node else None
+    return node.rsplit(":", 1)[0] if node.count(":") == 1 else node
+
+
+def _parse_forwarded(values: Sequence[str]) -> list[_Hop] | None:
+    hops: list[_Hop] = []
+    for element in ",".join(values).split(","):
+        params: dict[str, str] = {}
+        for pair in element.split(";"):
+            if not pair.strip():
+                continue
+            match = _FORWARDED_PAIR.fullmatch(pair)
+            if match is None:
+                return None  # malformed: ignore the whole header
+            name, value = match.group(1).lower(), match.group(2)
+            if value.startswith('"'):
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            params[name] = value
+        hops.append(_Hop(_node_address(params.get("for")), params.get("proto"), params.get("host")))
+    return hops
+
+
+def _split(values: Sequence[str]) -> list[str]:
+    return [v.strip() for v in ",".join(values).split(",") if v.strip()]
+
+
+def _at(values: list[str], hop_from_right: int) -> str | None:
+    if not values:
+        return None
+    return values[-(hop_from_right + 1)] if hop_from_right < len(values) else values[0]
+
+
+def _x_forwarded(headers: Mapping[str, Sequence[str]]) -> list[_Hop] | None:
+    names = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix")
+    if not any(headers.get(n) for n in names):
+        return None
+    fors = _split(headers.get("x-forwarded-for", ()))
+    lists = [_split(headers.get(n, ())) for n in names[1:]]
+    count = max(len(fors), 1)
+    hops = []
+    for index in range(count):
+        k = count - 1 - index  # hops from the right
+        hops.append(
+            _Hop(fors[index] if index < len(fors) else None, *(_at(values, k) for values in lists))
+        )
+    return hops
+
+
+def _edge_hop(hops: list[_Hop], settings: ProxySettings) -> _Hop:
+    for hop in reversed(hops):
+        if not settings.is_trusted(hop.for_):
+            return hop
+    return hops[0]
+
+
+def rebuild_url(
+    *,
+    scheme: str,
+    host: str,
+    root_path: str,
+    path: str,
+    peer: str | None,
+    headers: Mapping[str, Sequence[str]],
+    settings: ProxySettings,
+) -> str:
+    """The absolute URL (without query) that the client used for this request.
+
+    ``host`` is the request's Host header (with port if any), ``root_path`` the mount prefix
+    (``SCRIPT_NAME`` / ASGI ``root_path``), ``path`` the path below it, percent-encoded as sent
+    when the framework allows. ``headers`` maps lower-case names to their values.
+    """
+    if settings.public_url is not None:
+        return settings.public_url + path
+    if settings.is_trusted(peer):
+        forwarded = headers.get("forwarded")
+        hops = _parse_forwarded(forwarded) if forwarded else _x_forwarded(headers)
+        if hops:
+            edge = _edge_hop(hops, settings)
+            if edge.proto and edge.proto.lower() in ("http", "https"):
+                scheme = edge.proto.lower()
+            if edge.host and _HOST.fullmatch(edge.host):
+                host = edge.host
+            if edge.port and edge.port.isdigit() and edge.port.isascii():
+                host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+                host = f"{host}:{edge.port}"
+            if edge.prefix and _PREFIX.fullmatch(edge.prefix):
+                root_path = edge.prefix.rstrip("/") + root_path
+    return f"{scheme}://{host}{root_path}{path}"

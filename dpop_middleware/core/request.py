@@ -1,0 +1,103 @@
+"""The framework-neutral request and the extraction of its credentials (DESIGN §2 step 1)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .config import Mode, VerifierConfig
+from .errors import AuthenticationRequired, InvalidDPoPProofError, InvalidRequestError, InvalidTokenError
+
+__all__ = ["Credentials", "RequestInfo", "authorization_scheme", "extract_credentials"]
+
+# RFC 7235 token68, the syntax of both Bearer (RFC 6750 §2.1) and DPoP (RFC 9449 §7.1) tokens.
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_QUERY_TOKEN = re.compile(r"(?:^|&)access_token=")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What the verifier needs to know of a request.
+
+    ``url`` is the absolute URL as the *client* used it (adapters rebuild it, proxies included);
+    ``headers`` keeps repeated fields apart as separate ``(name, value)`` pairs; names are matched
+    case-insensitively.
+    """
+
+    method: str
+    url: str
+    headers: Sequence[tuple[str, str]]
+
+    def header_values(self, name: str) -> list[str]:
+        """All values of header ``name`` (lower-case), in order."""
+        return [value for key, value in self.headers if key.lower() == name]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The token and proof a request presents."""
+
+    scheme: str  # "DPoP" or "Bearer"
+    token: str
+    proof: str | None
+
+
+def authorization_scheme(request: RequestInfo) -> str | None:
+    """The scheme of the (first) Authorization header, as sent, or ``None`` if there is none.
+
+    Lets an adapter that chains authenticators (DRF) step aside for schemes that are not ours.
+    """
+    values = request.header_values("authorization")
+    if not values:
+        return None
+    return values[0].strip().partition(" ")[0] or None
+
+
+def extract_credentials(request: RequestInfo, config: VerifierConfig) -> Credentials | None:
+    """Find the one token and the one proof, or raise. ``None``: the request has no credentials."""
+    proofs = request.header_values("dpop")
+    # WSGI and some proxies merge repeated fields with commas; a JWS never contains one.
+    if len(proofs) > 1 or (proofs and "," in proofs[0]):
+        raise InvalidRequestError("multiple_dpop_headers", "More than one DPoP proof")
+    proof = proofs[0].strip() if proofs else None
+    if proof == "":
+        proof = None
+    _, _, query = request.url.partition("?")
+    in_query = bool(query) and _QUERY_TOKEN.search(query.partition("#")[0]) is not None
+
+    authorizations = request.header_values("authorization")
+    if not authorizations:
+        if in_query:
+            # We never read tokens from the query string (RFC 9449 §7.1 forbids it for DPoP).
+            raise AuthenticationRequired("token_in_query", "Access tokens are accepted only in the Authorization header")
+        return None
+    if len(authorizations) > 1:
+        raise InvalidRequestError("multiple_authorization_headers", "More than one Authorization header")
+    if in_query:
+        raise InvalidRequestError("multiple_token_locations", "Access token sent in more than one location")
+    scheme_raw, _, token = authorizations[0].strip().partition(" ")
+    scheme_key = scheme_raw.lower()
+    if scheme_key == "dpop":
+        scheme = "DPoP"
+    elif scheme_key == "bearer":
+        scheme = "Bearer"
+        if proof is not None:
+            raise InvalidRequestError(
+                "bearer_with_dpop_proof", "A DPoP proof must go with the DPoP scheme, not Bearer", scheme="Bearer"
+            )
+        if config.mode is Mode.REQUIRED:
+            raise AuthenticationRequired("bearer_not_accepted", "This resource requires DPoP-bound tokens")
+    else:
+        raise AuthenticationRequired("unsupported_scheme", "Unsupported authorization scheme")
+    token = token.strip()
+    if len(token) > config.max_token_bytes:
+        raise InvalidTokenError("token_too_large", "Access token too large", scheme=scheme)
+    if _TOKEN68.fullmatch(token) is None:
+        raise InvalidTokenError("token_malformed", "Malformed access token", scheme=scheme)
+    if scheme == "DPoP":
+        if proof is None:
+            raise InvalidDPoPProofError("proof_missing", "DPoP proof missing")
+        if len(proof) > config.max_proof_bytes:
+            raise InvalidDPoPProofError("proof_too_large", "DPoP proof too large")
+    return Credentials(scheme, token, proof)

@@ -1,0 +1,342 @@
+"""The orchestrator: :class:`DPoPVerifier` runs the pure checks and the two ports in the agreed order.
+
+``verify`` and ``averify`` are the only mirrored code in the library: the same few lines, one with
+``await``. Every decision is made in the pure helpers they call (``dpop_middleware.core``), so the
+two cannot drift; one table of test cases runs through both.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cachetools
+
+from .core.binding import DPoPPrincipal, bind_token, require_scopes
+from .core.challenge import ErrorResponse, render_error
+from .core.config import Mode, VerifierConfig
+from .core.errors import (
+    AuthenticationRequired,
+    DPoPError,
+    InvalidDPoPProofError,
+    InvalidTokenError,
+    ReplayStoreUnavailable,
+    TokenValidationUnavailable,
+)
+from .core.htu import HTUError, normalize_htu
+from .core.jose import numeric_date
+from .core.proof import VerifiedProof, access_token_hash, verify_proof
+from .core.request import Credentials, RequestInfo, extract_credentials
+from .stores.memory import MemoryReplayStore
+
+__all__ = ["AuthResult", "DPoPVerifier", "Outcome"]
+
+logger = logging.getLogger("dpop_middleware")
+
+Claims = Mapping[str, Any]
+Header = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one request, as given to the ``on_outcome`` metrics hook.
+
+    ``outcome`` is ``accepted``, ``anonymous`` (optional route, no credentials), ``rejected`` or
+    ``reported`` (``report_only``: would have been rejected); ``reason`` is the stable reason code.
+    """
+
+    outcome: str
+    reason: str
+    status: int
+    scheme: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    """The adapter-facing result of :meth:`DPoPVerifier.authenticate`.
+
+    If ``rejection`` is set, the adapter returns it as the response and stops. Otherwise it attaches
+    ``principal`` (``None``: anonymous) and adds ``response_headers`` to the eventual response.
+    """
+
+    principal: DPoPPrincipal | None
+    rejection: ErrorResponse | None = None
+    response_headers: tuple[Header, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    credentials: Credentials
+    token_hash: bytes
+    proof: VerifiedProof | None
+
+
+class _ClaimsCache:
+    """Validated token claims by SHA-256 of the token, each until its ``exp`` (capped)."""
+
+    def __init__(self, size: int, max_ttl: float, clock: Callable[[], float]) -> None:
+        self._max_ttl = max_ttl
+        self._lock = threading.Lock()
+        self._cache: cachetools.TLRUCache[bytes, tuple[float, Claims]] = cachetools.TLRUCache(
+            maxsize=max(size, 1), ttu=lambda _k, value, _now: value[0], timer=clock
+        )
+        self.enabled = size > 0 and max_ttl > 0
+
+    def get(self, token_hash: bytes) -> Claims | None:
+        if not self.enabled:
+            return None
+        with self._lock:
+            entry = self._cache.get(token_hash)
+        return entry[1] if entry is not None else None
+
+    def put(self, token_hash: bytes, claims: Claims, now: float) -> None:
+        if not self.enabled:
+            return
+        exp = numeric_date(claims.get("exp"))
+        # Without ``exp`` we cannot know when the token dies: keep it only briefly.
+        until = now + (self._max_ttl if exp is not None else min(self._max_ttl, 60.0))
+        if exp is not None:
+            until = min(until, exp)
+        if until > now:
+            with self._lock:
+                self._cache[token_hash] = (until, claims)
+
+
+def _validator_methods(validator: Any) -> tuple[Callable[[str], Any] | None, Callable[[str], Any] | None]:
+    """Find the sync and async entry points of a validator object or plain callable."""
+    sync_fn = getattr(validator, "validate", None)
+    async_fn = getattr(validator, "avalidate", None)
+    if sync_fn is not None and inspect.iscoroutinefunction(sync_fn):
+        sync_fn, async_fn = None, async_fn or sync_fn
+    if sync_fn is None and async_fn is None and callable(validator):
+        if inspect.iscoroutinefunction(validator) or inspect.iscoroutinefunction(getattr(validator, "__call__", None)):
+            async_fn = validator
+        else:
+            sync_fn = validator
+    if sync_fn is None and async_fn is None:
+        raise TypeError("token_validator must have validate()/avalidate() or be a callable")
+    return sync_fn, async_fn
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _check_fresh(added: object) -> None:
+    if added is not True:
+        raise InvalidDPoPProofError("replayed", "DPoP proof already used")
+
+
+def _store_error(exc: Exception) -> DPoPError:
+    """A replay store that cannot answer never admits a request: 503."""
+    if isinstance(exc, DPoPError):
+        return exc
+    logger.error("dpop replay store failed: %s", type(exc).__name__, extra={"dpop_reason": "replay_store_unavailable"})
+    return ReplayStoreUnavailable()
+
+
+def _checked_claims(claims: object, scheme: str) -> Claims:
+    if not isinstance(claims, Mapping):
+        raise InvalidTokenError("token_invalid", "Invalid access token", scheme=scheme)
+    return claims
+
+
+def _as_dpop_error(exc: Exception, scheme: str) -> DPoPError:
+    """A validator's own exception never admits a request: it becomes a 503."""
+    if isinstance(exc, DPoPError):
+        exc.scheme = scheme if exc.scheme == "DPoP" else exc.scheme
+        return exc
+    logger.error("dpop token validator raised %s; refusing with 503", type(exc).__name__)
+    return TokenValidationUnavailable("token_validator_error")
+
+
+class DPoPVerifier:
+    """Verifies DPoP-bound (and, if allowed, Bearer) requests. Thread-safe; build one per app.
+
+    ``token_validator`` turns an access token into claims: any object with ``validate(token)``
+    and/or ``async avalidate(token)``, or a plain (async) callable. ``replay_store`` defaults to a
+    :class:`~dpop_middleware.stores.MemoryReplayStore`. Options are those of
+    :class:`~dpop_middleware.core.config.VerifierConfig`, given either as ``config=`` or as keywords.
+    ``on_outcome`` is called once per request with an :class:`Outcome` (metrics).
+    """
+
+    def __init__(
+        self,
+        token_validator: Any,
+        *,
+        replay_store: Any = None,
+        config: VerifierConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        **options: Any,
+    ) -> None:
+        if config is not None and options:
+            raise TypeError("pass either config= or option keywords, not both")
+        self.config = config or VerifierConfig(**options)
+        self._validate_sync, self._validate_async = _validator_methods(token_validator)
+        self.token_validator = token_validator
+        self.replay_store = replay_store if replay_store is not None else MemoryReplayStore()
+        self._clock = clock
+        self._claims_cache = _ClaimsCache(self.config.token_cache_size, self.config.token_cache_max_ttl, clock)
+        self._on_outcome = on_outcome
+        self.algs = self.config.algorithms
+        if self.config.nonce_keyring.generated and self.config.nonce_policy.value != "off":
+            logger.warning(
+                "dpop nonces use a random per-process key: instances will reject each other's nonces. "
+                "Configure a shared nonce keyring for multi-instance deployments."
+            )
+
+    # -- the mirrored pair -------------------------------------------------------------------
+
+    def verify(self, request: RequestInfo) -> DPoPPrincipal:
+        """Verify a request; return its principal or raise a :class:`DPoPError`."""
+        now = self._clock()
+        pending = self._begin(request, now)
+        claims = self._claims_cache.get(pending.token_hash)
+        if claims is None:
+            try:
+                raw = self._sync_validator()(pending.credentials.token)
+            except Exception as exc:
+                raise _as_dpop_error(exc, pending.credentials.scheme) from None
+            claims = self._validated(raw, pending, now)
+        principal = bind_token(pending.credentials.scheme, claims, pending.proof)
+        if pending.proof is not None:
+            try:
+                added = self.replay_store.add_if_absent(pending.proof.replay_key, pending.proof.replay_ttl)
+            except Exception as exc:
+                raise _store_error(exc) from None
+            _check_fresh(added)
+        return principal
+
+    async def averify(self, request: RequestInfo) -> DPoPPrincipal:
+        """Asyncio twin of :meth:`verify`: the same steps, awaiting async validators and stores."""
+        now = self._clock()
+        pending = self._begin(request, now)
+        claims = self._claims_cache.get(pending.token_hash)
+        if claims is None:
+            try:
+                raw = await _maybe_await(self._async_validator()(pending.credentials.token))
+            except Exception as exc:
+                raise _as_dpop_error(exc, pending.credentials.scheme) from None
+            claims = self._validated(raw, pending, now)
+        principal = bind_token(pending.credentials.scheme, claims, pending.proof)
+        if pending.proof is not None:
+            try:
+                added = await _maybe_await(self.replay_store.add_if_absent(pending.proof.replay_key, pending.proof.replay_ttl))
+            except Exception as exc:
+                raise _store_error(exc) from None
+            _check_fresh(added)
+        return principal
+
+    def authenticate(self, request: RequestInfo, *, required: bool = True) -> AuthResult:
+        """Verify and apply the mode; what adapters call. Never raises :class:`DPoPError`."""
+        try:
+            principal = self.verify(request)
+        except DPoPError as exc:
+            return self._failed(exc, request, required)
+        return self._succeeded(principal, request)
+
+    async def aauthenticate(self, request: RequestInfo, *, required: bool = True) -> AuthResult:
+        """Asyncio twin of :meth:`authenticate`."""
+        try:
+            principal = await self.averify(request)
+        except DPoPError as exc:
+            return self._failed(exc, request, required)
+        return self._succeeded(principal, request)
+
+    # -- shared, synchronous steps -----------------------------------------------------------
+
+    def _begin(self, request: RequestInfo, now: float) -> _Pending:
+        credentials = extract_credentials(request, self.config)
+        if credentials is None:
+            raise AuthenticationRequired()
+        token_hash = access_token_hash(credentials.token)
+        proof = None
+        if credentials.proof is not None:
+            proof = verify_proof(
+                credentials.proof,
+                method=request.method,
+                url=request.url,
+                token_hash=token_hash,
+                now=now,
+                config=self.config,
+            )
+        return _Pending(credentials, token_hash, proof)
+
+    def _sync_validator(self) -> Callable[[str], Any]:
+        if self._validate_sync is None:
+            raise TypeError("this token validator is async-only: use averify()/aauthenticate()")
+        return self._validate_sync
+
+    def _async_validator(self) -> Callable[[str], Any]:
+        validate = self._validate_async or self._validate_sync
+        if validate is None:  # pragma: no cover - _validator_methods guarantees one of the two
+            raise TypeError("no token validator")
+        return validate
+
+    def _validated(self, claims: object, pending: _Pending, now: float) -> Claims:
+        checked = _checked_claims(claims, pending.credentials.scheme)
+        self._claims_cache.put(pending.token_hash, checked, now)
+        return checked
+
+    def render(self, error: DPoPError) -> ErrorResponse:
+        """The response for ``error`` under this verifier's algorithms and mode."""
+        return render_error(error, self.algs, self.config.bearer_allowed)
+
+    def authorize(self, principal: DPoPPrincipal | None, scopes: tuple[str, ...], request: RequestInfo | None = None) -> ErrorResponse | None:
+        """Check route scopes; the rejection to send, or ``None`` (also in ``report_only``)."""
+        try:
+            require_scopes(principal, scopes)
+        except DPoPError as exc:
+            result = self._failed(exc, request, required=True)
+            return result.rejection
+        return None
+
+    def _failed(self, exc: DPoPError, request: RequestInfo | None, required: bool) -> AuthResult:
+        if isinstance(exc, AuthenticationRequired) and not required:
+            self._emit("anonymous", exc.reason, 200, None)
+            return AuthResult(None)
+        report_only = self.config.mode is Mode.REPORT_ONLY
+        outcome = "reported" if report_only else "rejected"
+        self._log(exc, request, outcome)
+        self._emit(outcome, exc.reason, exc.status, exc.scheme)
+        if report_only:
+            return AuthResult(None)
+        return AuthResult(None, self.render(exc))
+
+    def _succeeded(self, principal: DPoPPrincipal, request: RequestInfo) -> AuthResult:
+        if principal.scheme == "Bearer" and self.config.mode is Mode.REPORT_ONLY:
+            # Worth knowing before switching to ``required``: this client still uses Bearer.
+            logger.info("dpop report_only: request would be rejected: bearer_token_used", extra={"dpop_reason": "bearer_token_used", "dpop_outcome": "reported"})
+            self._emit("reported", "bearer_token_used", 401, "Bearer")
+        else:
+            self._emit("accepted", "ok", 200, principal.scheme)
+        headers: tuple[Header, ...] = ()
+        if principal.next_nonce is not None:
+            headers = (("DPoP-Nonce", principal.next_nonce),)
+        return AuthResult(principal, None, headers)
+
+    def _emit(self, outcome: str, reason: str, status: int, scheme: str | None) -> None:
+        if self._on_outcome is not None:
+            try:
+                self._on_outcome(Outcome(outcome, reason, status, scheme))
+            except Exception:  # a broken metrics hook must not change the answer
+                logger.exception("dpop on_outcome hook failed")
+
+    def _log(self, exc: DPoPError, request: RequestInfo | None, outcome: str) -> None:
+        where = ""
+        if request is not None:
+            try:
+                where = f"{request.method[:16]} {normalize_htu(request.url)}"
+            except HTUError:
+                where = request.method[:16]
+        details = " ".join(f"{k}={v!r}" for k, v in exc.diagnostics.items())
+        extra = {f"dpop_{k}": v for k, v in exc.diagnostics.items()}
+        extra.update(dpop_reason=exc.reason, dpop_status=exc.status, dpop_outcome=outcome, dpop_scheme=exc.scheme)
+        level = logging.WARNING if exc.status >= 500 else logging.INFO
+        logger.log(level, "dpop %s: %s (%d) %s %s", outcome, exc.reason, exc.status, where, details, extra=extra)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one command that runs every check of dpop-middleware on a fresh machine:
+#   bash scripts/run-tests.sh [extra pytest arguments]
+# It installs what it needs (system packages when run as root, Python packages into .venv),
+# then runs ruff, mypy --strict and the whole pytest suite (real redis-server, uvicorn, gunicorn).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing system packages: ${need_apt[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "missing system packages: ${need_apt[*]} (install them, e.g. apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  PY=.venv/bin/python
+fi
+echo "== installing Python packages"
+"$PY" -m pip install -q --upgrade pip >/dev/null
+"$PY" -m pip install -q -e ".[test,lint]"
+
+echo "== ruff"
+"$PY" -m ruff check dpop_middleware tests bench sample_projects
+echo "== mypy --strict"
+"$PY" -m mypy
+echo "== pytest"
+"$PY" -m pytest "$@"
