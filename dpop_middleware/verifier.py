@@ -114,7 +114,7 @@ def _validator_methods(validator: Any) -> tuple[Callable[[str], Any] | None, Cal
     if sync_fn is not None and inspect.iscoroutinefunction(sync_fn):
         sync_fn, async_fn = None, async_fn or sync_fn
     if sync_fn is None and async_fn is None and callable(validator):
-        if inspect.iscoroutinefunction(validator) or inspect.iscoroutinefunction(getattr(validator, "__call__", None)):
+        if inspect.iscoroutinefunction(validator) or inspect.iscoroutinefunction(type(validator).__call__):
             async_fn = validator
         else:
             sync_fn = validator
@@ -136,7 +136,9 @@ def _store_error(exc: Exception) -> DPoPError:
     """A replay store that cannot answer never admits a request: 503."""
     if isinstance(exc, DPoPError):
         return exc
-    logger.error("dpop replay store failed: %s", type(exc).__name__, extra={"dpop_reason": "replay_store_unavailable"})
+    logger.error(
+        "dpop replay store failed: %s", type(exc).__name__, extra={"dpop_reason": "replay_store_unavailable"}
+    )
     return ReplayStoreUnavailable()
 
 
@@ -199,16 +201,17 @@ class DPoPVerifier:
         pending = self._begin(request, now)
         claims = self._claims_cache.get(pending.token_hash)
         if claims is None:
+            validate = self._sync_validator()
             try:
-                raw = self._sync_validator()(pending.credentials.token)
-            except Exception as exc:
+                raw = validate(pending.credentials.token)
+            except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
                 raise _as_dpop_error(exc, pending.credentials.scheme) from None
             claims = self._validated(raw, pending, now)
         principal = bind_token(pending.credentials.scheme, claims, pending.proof)
         if pending.proof is not None:
             try:
                 added = self.replay_store.add_if_absent(pending.proof.replay_key, pending.proof.replay_ttl)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
                 raise _store_error(exc) from None
             _check_fresh(added)
         return principal
@@ -219,16 +222,18 @@ class DPoPVerifier:
         pending = self._begin(request, now)
         claims = self._claims_cache.get(pending.token_hash)
         if claims is None:
+            validate = self._async_validator()
             try:
-                raw = await _maybe_await(self._async_validator()(pending.credentials.token))
-            except Exception as exc:
+                raw = await _maybe_await(validate(pending.credentials.token))
+            except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
                 raise _as_dpop_error(exc, pending.credentials.scheme) from None
             claims = self._validated(raw, pending, now)
         principal = bind_token(pending.credentials.scheme, claims, pending.proof)
         if pending.proof is not None:
             try:
-                added = await _maybe_await(self.replay_store.add_if_absent(pending.proof.replay_key, pending.proof.replay_ttl))
-            except Exception as exc:
+                proof = pending.proof
+                added = await _maybe_await(self.replay_store.add_if_absent(proof.replay_key, proof.replay_ttl))
+            except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
                 raise _store_error(exc) from None
             _check_fresh(added)
         return principal
@@ -288,7 +293,9 @@ class DPoPVerifier:
         """The response for ``error`` under this verifier's algorithms and mode."""
         return render_error(error, self.algs, self.config.bearer_allowed)
 
-    def authorize(self, principal: DPoPPrincipal | None, scopes: tuple[str, ...], request: RequestInfo | None = None) -> ErrorResponse | None:
+    def authorize(
+        self, principal: DPoPPrincipal | None, scopes: tuple[str, ...], request: RequestInfo | None = None
+    ) -> ErrorResponse | None:
         """Check route scopes; the rejection to send, or ``None`` (also in ``report_only``)."""
         try:
             require_scopes(principal, scopes)
@@ -312,7 +319,10 @@ class DPoPVerifier:
     def _succeeded(self, principal: DPoPPrincipal, request: RequestInfo) -> AuthResult:
         if principal.scheme == "Bearer" and self.config.mode is Mode.REPORT_ONLY:
             # Worth knowing before switching to ``required``: this client still uses Bearer.
-            logger.info("dpop report_only: request would be rejected: bearer_token_used", extra={"dpop_reason": "bearer_token_used", "dpop_outcome": "reported"})
+            logger.info(
+                "dpop report_only: request would be rejected: bearer_token_used",
+                extra={"dpop_reason": "bearer_token_used", "dpop_outcome": "reported", "dpop_scheme": "Bearer"},
+            )
             self._emit("reported", "bearer_token_used", 401, "Bearer")
         else:
             self._emit("accepted", "ok", 200, principal.scheme)

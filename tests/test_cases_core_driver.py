@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from adapter_cases import CASE_IDS, CASES, Case, Response, run_case
+
 from dpop_middleware import DPoPVerifier, RequestInfo
 
 

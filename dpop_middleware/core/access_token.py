@@ -17,7 +17,9 @@ from .keys import ALGORITHMS, AlgSpec, JWKError, PublicKey, check_alg_key, impor
 __all__ = ["JWTPolicy", "KeySet", "ParsedAccessToken", "check_claims", "parse_access_token", "verify_access_token"]
 
 _AT_TYP = frozenset({"at+jwt", "application/at+jwt"})
-DEFAULT_TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519")
+DEFAULT_TOKEN_ALGORITHMS = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"
+)
 
 
 @dataclass(frozen=True)
@@ -159,5 +161,6 @@ def check_claims(claims: Mapping[str, Any], policy: JWTPolicy, now: float) -> No
         if name in claims and not isinstance(claims[name], str):
             raise InvalidTokenError("token_scope_invalid", "Access token scope claim invalid")
     scp = claims.get("scp")
-    if scp is not None and not (isinstance(scp, str) or (isinstance(scp, list) and all(isinstance(s, str) for s in scp))):
+    scp_ok = isinstance(scp, str) or (isinstance(scp, list) and all(isinstance(s, str) for s in scp))
+    if scp is not None and not scp_ok:
         raise InvalidTokenError("token_scope_invalid", "Access token scope claim invalid")

@@ -77,7 +77,9 @@ def bind_token(scheme: str, claims: Mapping[str, Any], proof: VerifiedProof | No
         raise InvalidTokenError("cnf_malformed", "Malformed token confirmation claim", scheme=scheme)
     if scheme == "Bearer":
         if cnf is not None:
-            raise InvalidTokenError("bound_token_as_bearer", "Sender-constrained token presented as Bearer", scheme=scheme)
+            raise InvalidTokenError(
+                "bound_token_as_bearer", "Sender-constrained token presented as Bearer", scheme=scheme
+            )
     else:
         if proof is None:  # pragma: no cover - the orchestrator never calls us so
             raise InvalidTokenError("proof_missing", "DPoP proof missing")

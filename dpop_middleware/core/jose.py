@@ -43,9 +43,20 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_UNUSED_BITS = {2: 0x0F, 3: 0x03}  # low bits of the last character that carry no data, by length % 4
+
+
 def b64url_decode(segment: str) -> bytes:
-    """Decode unpadded base64url, rejecting padding, other alphabets and impossible lengths."""
-    if len(segment) % 4 == 1 or _B64URL.fullmatch(segment) is None:
+    """Decode unpadded base64url, rejecting padding, other alphabets and impossible lengths.
+
+    Non-canonical encodings (unused low bits set in the last character) are refused too, so each
+    byte string has exactly one accepted text form: a proof cannot be re-spelled.
+    """
+    rem = len(segment) % 4
+    if rem == 1 or _B64URL.fullmatch(segment) is None:
+        raise JOSEFormatError("bad_base64url")
+    if rem and _ALPHABET.index(segment[-1]) & _UNUSED_BITS[rem]:
         raise JOSEFormatError("bad_base64url")
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -37,9 +37,7 @@ __all__ = [
     "verify_signature",
 ]
 
-VerifyingKey = Union[
-    ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey
-]
+VerifyingKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 
 
 class JWKError(ValueError):
@@ -80,7 +78,9 @@ ALGORITHMS: dict[str, AlgSpec] = {
     "PS512": AlgSpec("PS512", "RSA", (), "pss", _SHA512),
 }
 
-DEFAULT_ALGORITHMS: tuple[str, ...] = ("ES256", "ES384", "ES512", "EdDSA", "Ed25519", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512")
+DEFAULT_ALGORITHMS: tuple[str, ...] = (
+    "ES256", "ES384", "ES512", "EdDSA", "Ed25519", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"
+)
 
 # Pre-built signature parameter objects: constructing them per request is measurable.
 _ECDSA = {h.name: ec.ECDSA(h) for h in (_SHA256, _SHA384, _SHA512)}

@@ -70,7 +70,9 @@ def extract_credentials(request: RequestInfo, config: VerifierConfig) -> Credent
     if not authorizations:
         if in_query:
             # We never read tokens from the query string (RFC 9449 §7.1 forbids it for DPoP).
-            raise AuthenticationRequired("token_in_query", "Access tokens are accepted only in the Authorization header")
+            raise AuthenticationRequired(
+                "token_in_query", "Access tokens are accepted only in the Authorization header"
+            )
         return None
     if len(authorizations) > 1:
         raise InvalidRequestError("multiple_authorization_headers", "More than one Authorization header")

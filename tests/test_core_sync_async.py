@@ -1,0 +1,94 @@
+"""One table of cases through both verify() and averify(): the twins cannot drift."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from core_support import Env, make_env
+
+from dpop_middleware import DPoPError, DPoPVerifier, RequestInfo
+from dpop_middleware.client import DPoPKey
+
+
+class AsyncStore:
+    """An asyncio replay store (like the Redis one) to exercise the awaited path."""
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+
+    async def add_if_absent(self, key: bytes, ttl: float) -> bool:
+        await asyncio.sleep(0)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+def _good(env: Env) -> RequestInfo:
+    token = env.token()
+    return env.request(token, env.proof(token))
+
+
+def _replayed(env: Env) -> RequestInfo:
+    return _good(env)  # sent twice by the runner
+
+
+def _stolen(env: Env) -> RequestInfo:
+    token = env.token()
+    return env.request(token, env.proof(token, key=DPoPKey.generate()))
+
+
+CASES: list[tuple[str, Callable[[Env], RequestInfo], str | None, dict[str, Any]]] = [
+    ("good", _good, None, {}),
+    ("replayed", _replayed, "replayed", {}),
+    ("stolen_token", _stolen, "key_binding_mismatch", {}),
+    ("unbound", lambda e: e.request(e.token(None), e.proof(e.token(None))), "ath_mismatch", {}),
+    ("missing", lambda e: e.request(None, None), "missing_credentials", {}),
+    ("bearer_allowed", lambda e: e.request(e.token(None), None, scheme="Bearer"), None, {"mode": "allow_bearer"}),
+    ("bearer_bound", lambda e: e.request(e.token(), None, scheme="Bearer"), "bound_token_as_bearer", {"mode": "allow_bearer"}),
+    ("nonce", _good, "nonce_missing", {"nonce_policy": "always"}),
+    ("old", lambda e: e.request(e.token(), e.proof(e.token(), iat=e.clock.now - 999)), "ath_mismatch", {}),
+]
+
+
+def _outcome(call: Callable[[], Any]) -> str | None:
+    try:
+        call()
+    except DPoPError as exc:
+        return exc.reason
+    return None
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async_validator_sync_store", "async_everything"])
+@pytest.mark.parametrize(("name", "build", "reason", "options"), CASES, ids=[c[0] for c in CASES])
+def test_table(flavour: str, name: str, build: Callable[[Env], RequestInfo], reason: str | None, options: dict[str, Any]) -> None:
+    env = make_env()
+    if flavour == "sync":
+        verifier = env.verifier(**options)
+        run: Callable[[RequestInfo], Any] = verifier.verify
+    else:
+        validator = env.issuer.validator()
+
+        async def avalidate(token: str) -> Any:
+            return validator.validate(token)
+
+        store = AsyncStore() if flavour == "async_everything" else env.store
+        verifier = DPoPVerifier(avalidate, replay_store=store, clock=env.clock, **options)
+        run = lambda r: asyncio.run(verifier.averify(r))  # noqa: E731
+    request = build(env)
+    if name == "replayed":
+        run(request)
+    assert _outcome(lambda: run(request)) == reason
+
+
+def test_sync_verify_with_async_only_validator_is_a_configuration_error() -> None:
+    env = make_env()
+
+    async def avalidate(token: str) -> Any:
+        return {}
+
+    with pytest.raises(TypeError):
+        DPoPVerifier(avalidate, clock=env.clock).verify(_good(env))
