@@ -68,3 +68,12 @@ def test_ipv6_peer_and_bad_config() -> None:
         ProxySettings.create(public_url="api.example.com")
     with pytest.raises(ValueError):
         ProxySettings.create(["not-an-ip"])
+
+
+@pytest.mark.parametrize("host", ["evil.example/api/protected?", "a b", "x@y", "host#frag", ""])
+def test_hostile_host_header_makes_the_url_unusable(host: str) -> None:
+    from dpop_middleware.core.htu import HTUError, normalize_htu
+
+    rebuilt = url({}, peer="203.0.113.9", host=host)
+    with pytest.raises(HTUError):
+        normalize_htu(rebuilt)

@@ -145,6 +145,10 @@ def rebuild_url(
     """
     if settings.public_url is not None:
         return settings.public_url + path
+    if _HOST.fullmatch(host) is None:
+        # A Host like "evil/api/x?" would move the path the proof is checked against. An empty
+        # host makes the URL unusable, which the verifier answers with 400 invalid_request.
+        host = ""
     if settings.is_trusted(peer):
         forwarded = headers.get("forwarded")
         hops = _parse_forwarded(forwarded) if forwarded else _x_forwarded(headers)

@@ -8,6 +8,7 @@ here: the orchestrator writes it last, once everything else has passed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -17,8 +18,8 @@ from typing import Any
 from .config import VerifierConfig
 from .errors import InvalidDPoPProofError, InvalidRequestError, UseDPoPNonceError
 from .htu import HTUError, normalize_htu
-from .jose import JOSEFormatError, b64url_encode, numeric_date, parse_compact
-from .keys import ALGORITHMS, JWKError, PublicKey, check_alg_key, import_public_jwk, verify_signature
+from .jose import JOSEFormatError, b64url_decode, b64url_encode, numeric_date, parse_json_object, split_compact
+from .keys import ALGORITHMS, AlgSpec, JWKError, PublicKey, check_alg_key, import_public_jwk, verify_signature
 from .nonce import SAFE_METHODS, NoncePolicy
 
 __all__ = ["VerifiedProof", "access_token_hash", "verify_proof"]
@@ -51,6 +52,43 @@ def _bad(reason: str, description: str = "Invalid DPoP proof", **diagnostics: An
     return InvalidDPoPProofError(reason, description, diagnostics=diagnostics)
 
 
+class _HeaderRejected(Exception):
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.description = description
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_header(header_b64: str, algorithms: tuple[str, ...], min_rsa_bits: int) -> tuple[AlgSpec, PublicKey]:
+    """Decode and check a proof's protected header; return its algorithm and imported key.
+
+    A client signs every proof with the same key, so its header segment is byte-for-byte the same
+    each time: caching the checked result by that text turns the header work of a returning client
+    into one lookup. Only headers that pass every check are cached (exceptions are not).
+    """
+    header = parse_json_object(b64url_decode(header_b64))
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in _TYP:
+        raise _HeaderRejected("wrong_typ", "DPoP proof must have typ dpop+jwt")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise _HeaderRejected("alg_not_allowed", "DPoP proof algorithm not allowed")
+    if "crit" in header:
+        # We understand no extension, so RFC 7515 §4.1.11 obliges us to reject.
+        raise _HeaderRejected("crit_not_supported", "Unsupported critical header parameter")
+    spec = ALGORITHMS[alg]
+    jwk = header.get("jwk")
+    try:
+        key = import_public_jwk(jwk, min_rsa_bits=min_rsa_bits)
+        check_alg_key(spec, key)
+        if isinstance(jwk, dict) and "alg" in jwk and jwk["alg"] != alg:
+            raise JWKError("alg_key_mismatch")
+    except JWKError as exc:
+        raise _HeaderRejected(exc.reason, "DPoP proof key unusable") from None
+    return spec, key
+
+
 def verify_proof(
     proof: str,
     *,
@@ -68,34 +106,19 @@ def verify_proof(
     if len(proof) > config.max_proof_bytes:
         raise _bad("proof_too_large", "DPoP proof too large")
     try:
-        jws = parse_compact(proof)
-    except JOSEFormatError as exc:
+        header_b64, payload_b64, signature_b64 = split_compact(proof)
+        spec, key = _checked_header(header_b64, config.algorithms, config.min_rsa_bits)
+        claims = parse_json_object(b64url_decode(payload_b64))
+        signature = b64url_decode(signature_b64)
+    except _HeaderRejected as exc:
+        raise _bad(exc.reason, exc.description) from None
+    except (JOSEFormatError, JWKError) as exc:
         raise _bad(exc.reason) from None
-    header = jws.header
 
-    typ = header.get("typ")
-    if not isinstance(typ, str) or typ.lower() not in _TYP:
-        raise _bad("wrong_typ", "DPoP proof must have typ dpop+jwt")
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in config.algorithms:
-        raise _bad("alg_not_allowed", "DPoP proof algorithm not allowed")
-    if "crit" in header:
-        # We understand no extension, so RFC 7515 §4.1.11 obliges us to reject.
-        raise _bad("crit_not_supported", "Unsupported critical header parameter")
-    spec = ALGORITHMS[alg]
-    jwk = header.get("jwk")
-    try:
-        key = import_public_jwk(jwk, min_rsa_bits=config.min_rsa_bits)
-        check_alg_key(spec, key)
-        if isinstance(jwk, dict) and "alg" in jwk and jwk["alg"] != alg:
-            raise JWKError("alg_key_mismatch")
-    except JWKError as exc:
-        raise _bad(exc.reason, "DPoP proof key unusable") from None
-
-    if not verify_signature(spec, key, jws.signing_input, jws.signature):
+    # The one expensive step, after every syntactic check and before any claim is believed.
+    if not verify_signature(spec, key, f"{header_b64}.{payload_b64}".encode("ascii"), signature):
         raise _bad("bad_signature", "DPoP proof signature invalid")
 
-    claims = jws.payload
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti:
         raise _bad("jti_missing", "DPoP proof jti missing")

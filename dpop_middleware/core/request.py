@@ -56,7 +56,15 @@ def authorization_scheme(request: RequestInfo) -> str | None:
 
 def extract_credentials(request: RequestInfo, config: VerifierConfig) -> Credentials | None:
     """Find the one token and the one proof, or raise. ``None``: the request has no credentials."""
-    proofs = request.header_values("dpop")
+    # One pass over the headers: this runs on every request.
+    proofs: list[str] = []
+    authorizations: list[str] = []
+    for name, value in request.headers:
+        lowered = name.lower()
+        if lowered == "authorization":
+            authorizations.append(value)
+        elif lowered == "dpop":
+            proofs.append(value)
     # WSGI and some proxies merge repeated fields with commas; a JWS never contains one.
     if len(proofs) > 1 or (proofs and "," in proofs[0]):
         raise InvalidRequestError("multiple_dpop_headers", "More than one DPoP proof")
@@ -66,7 +74,6 @@ def extract_credentials(request: RequestInfo, config: VerifierConfig) -> Credent
     _, _, query = request.url.partition("?")
     in_query = bool(query) and _QUERY_TOKEN.search(query.partition("#")[0]) is not None
 
-    authorizations = request.header_values("authorization")
     if not authorizations:
         if in_query:
             # We never read tokens from the query string (RFC 9449 §7.1 forbids it for DPoP).

@@ -1,0 +1,202 @@
+"""ASGI plumbing shared by the Starlette middleware, the Starlette auth backend and FastAPI.
+
+It only *translates*: an ASGI scope becomes a :class:`~dpop_middleware.core.request.RequestInfo`
+(the URL rebuilt by :func:`dpop_middleware.core.origin.rebuild_url`), and a core
+:class:`~dpop_middleware.core.challenge.ErrorResponse` becomes ASGI messages. Every decision stays in
+the core. No framework import: this works for any ASGI 3 server and application.
+
+Mount prefix: ASGI servers disagree on whether ``scope["path"]`` includes ``scope["root_path"]``.
+The ASGI spec (uvicorn, Starlette's ``Mount``) says it does; older servers, and Starlette's
+``TestClient(root_path=...)``, send the path *below* the mount point. Like Starlette's own router, we treat ``path`` as
+including the root when it starts with ``root_path`` at a segment boundary, and as the path below it
+otherwise. ``raw_path`` (the bytes the client sent) is preferred over ``path`` whenever it decodes to
+the same path, because it keeps the client's percent-encoding (``%21`` and ``!`` differ for htu).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from typing import Any
+from urllib.parse import quote, unquote
+
+from .core.challenge import ErrorResponse
+from .core.htu import remove_dot_segments
+from .core.origin import ProxySettings, rebuild_url
+from .core.request import RequestInfo
+
+__all__ = [
+    "PRINCIPAL_KEY",
+    "RESPONSE_HEADERS_KEY",
+    "VERIFIER_KEY",
+    "ASGIApp",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "request_info",
+    "route_path",
+    "send_rejection",
+    "with_response_headers",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Header = tuple[str, str]
+
+#: ``scope["dpop"]``: the :class:`~dpop_middleware.core.binding.DPoPPrincipal`, or ``None`` (anonymous).
+PRINCIPAL_KEY = "dpop"
+#: ``scope["dpop.verifier"]``: the verifier that authenticated the request (for scope checks).
+VERIFIER_KEY = "dpop.verifier"
+#: ``scope["dpop.response_headers"]``: headers (``DPoP-Nonce``) owed to the eventual response.
+RESPONSE_HEADERS_KEY = "dpop.response_headers"
+
+# What may stay unescaped when we re-encode a decoded path: RFC 3986 pchar and "/"; "%" is escaped.
+_PATH_SAFE = "!$&'()*+,;=:@/~"
+# A Host header is an authority and nothing else: no path, userinfo, query or whitespace can ride on it
+# (otherwise "Host: a.example/x" + "/y" would rebuild as https://a.example/x/y).
+# Same syntax as the WSGI adapter accepts, so both refuse the same Host values.
+_AUTHORITY = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
+
+
+def _under(path: str, root: str) -> bool:
+    return not root or path == root or path.startswith(root + "/")
+
+
+def _split_mount(scope: Scope) -> tuple[str, str]:
+    """``(root_path, path below it)``, both decoded, whichever convention the server follows.
+
+    Starlette's ``Mount`` appends the mount point to ``root_path`` and keeps the server's own root in
+    ``app_root_path``; that tells which convention the *server* used even below a mount (Starlette's
+    ``TestClient`` sends a path without its ``root_path``, uvicorn a path with it).
+    """
+    root = str(scope.get("root_path") or "").rstrip("/")
+    path = str(scope.get("path") or "")
+    server_root = str(scope.get("app_root_path", root) or "").rstrip("/")
+    full = path if _under(path, server_root) else server_root + path
+    if _under(full, root):
+        return root, full[len(root) :]
+    return root, path  # an inconsistent scope: read path as the path below root_path
+
+
+def route_path(scope: Scope) -> str:
+    """The decoded path below the mount point, for path rules (:class:`dpop_middleware.wsgi.PathRules`).
+
+    Dot segments are removed so that ``/health/../admin`` is never taken for ``/health/...``.
+    """
+    return remove_dot_segments("/" + _split_mount(scope)[1].lstrip("/"))
+
+
+def _raw_below(scope: Scope, below: str) -> str | None:
+    """The client's own encoding of the path below the mount point, if ``raw_path`` gives it.
+
+    Whether ``raw_path`` includes the mount prefix varies by server, so we take as many trailing
+    segments as ``below`` has and use them only if they decode to exactly ``below``.
+    """
+    raw_bytes = scope.get("raw_path")
+    if not isinstance(raw_bytes, (bytes, bytearray)):
+        return None
+    depth = below.count("/")
+    if depth == 0:
+        return "" if below == "" else None
+    parts = bytes(raw_bytes).decode("latin-1").partition("?")[0].split("/")
+    if len(parts) <= depth:
+        return None
+    candidate = "/" + "/".join(parts[-depth:])
+    # Only trust raw_path when it is the same path as scope["path"]: never a second opinion.
+    return candidate if unquote(candidate) == below else None
+
+
+def _host(scope: Scope, headers: dict[str, list[str]]) -> str:
+    hosts = headers.get("host")
+    if hosts:
+        host = hosts[0].strip()
+        # An unusable Host yields an empty host: the URL then never matches any htu (fail closed).
+        return host if _AUTHORITY.fullmatch(host) else ""
+    server = scope.get("server")
+    if server and server[0]:
+        name, port = str(server[0]), server[1]
+        if ":" in name and not name.startswith("["):
+            name = f"[{name}]"
+        return f"{name}:{port}" if port is not None else name
+    return ""
+
+
+def request_info(scope: Scope, settings: ProxySettings, *, method: str | None = None) -> RequestInfo:
+    """Translate an ``http`` or ``websocket`` scope into the core's :class:`RequestInfo`.
+
+    ``method`` overrides the scope's (a WebSocket upgrade is verified as ``GET``). Repeated header
+    fields stay separate pairs, decoded as latin-1 like every ASGI framework does.
+    """
+    pairs: list[Header] = []
+    by_name: dict[str, list[str]] = {}
+    for raw_name, raw_value in scope.get("headers") or ():
+        name = bytes(raw_name).decode("latin-1")
+        value = bytes(raw_value).decode("latin-1")
+        pairs.append((name, value))
+        by_name.setdefault(name.lower(), []).append(value)
+    root, below = _split_mount(scope)
+    raw_below = _raw_below(scope, below)
+    client = scope.get("client")
+    url = rebuild_url(
+        scheme=str(scope.get("scheme") or ("ws" if scope.get("type") == "websocket" else "http")),
+        host=_host(scope, by_name),
+        root_path=quote(root, safe=_PATH_SAFE),
+        path=raw_below if raw_below is not None else quote(below, safe=_PATH_SAFE),
+        peer=str(client[0]) if client else None,
+        headers=by_name,
+        settings=settings,
+    )
+    query = bytes(scope.get("query_string") or b"").decode("latin-1")
+    if query:
+        # Kept so that the core can refuse an access token sent in the query string.
+        url = f"{url}?{query}"
+    return RequestInfo(method or str(scope.get("method") or "GET"), url, pairs)
+
+
+def _encode(headers: Iterable[Header]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+async def send_rejection(scope: Scope, receive: Receive, send: Send, rejection: ErrorResponse) -> None:
+    """Send the core's rejection verbatim: an HTTP response, or the WebSocket equivalent.
+
+    WebSocket: when the server supports the ``websocket.http.response`` extension the client gets
+    the very same HTTP response (status, challenge, body) instead of the upgrade; otherwise the
+    handshake is refused with ``websocket.close`` code 1008 (policy violation), which servers turn
+    into an HTTP 403 without our headers: the spec leaves no other way.
+    """
+    headers = _encode(rejection.headers)
+    headers.append((b"content-type", rejection.content_type.encode()))
+    headers.append((b"content-length", str(len(rejection.body)).encode()))
+    if scope.get("type") == "websocket":
+        # The first message of a WebSocket is websocket.connect; we answer it, so we read it.
+        message = await receive()
+        if message.get("type") != "websocket.connect":
+            return
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await send({"type": "websocket.http.response.start", "status": rejection.status, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": rejection.body})
+        else:
+            await send({"type": "websocket.close", "code": 1008, "reason": "DPoP authentication failed"})
+        return
+    await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
+    await send({"type": "http.response.body", "body": rejection.body})
+
+
+def with_response_headers(send: Send, headers: Sequence[Header]) -> Send:
+    """Wrap ``send`` so that ``headers`` are added to the response start (or WebSocket accept)."""
+    if not headers:
+        return send
+    extra = _encode(headers)
+
+    async def sender(message: Message) -> None:
+        if message.get("type") in ("http.response.start", "websocket.accept"):
+            message = dict(message)
+            message["headers"] = [*(message.get("headers") or ()), *extra]
+        await send(message)
+
+    return sender

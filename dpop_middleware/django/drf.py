@@ -1,0 +1,201 @@
+"""Django REST Framework integration: authentication, permission and exception handler.
+
+::
+
+    REST_FRAMEWORK = {
+        "DEFAULT_AUTHENTICATION_CLASSES": ["dpop_middleware.django.drf.DPoPAuthentication"],
+        "DEFAULT_PERMISSION_CLASSES": ["dpop_middleware.django.drf.DPoPRequired"],
+        "EXCEPTION_HANDLER": "dpop_middleware.django.drf.dpop_exception_handler",
+    }
+
+* :class:`DPoPAuthentication` verifies with the verifier built from ``settings.DPOP`` and returns
+  ``(user, principal)``: ``request.auth`` is the :class:`~dpop_middleware.DPoPPrincipal`. It returns
+  ``None`` (step aside for the next authenticator) for requests without credentials and for other
+  schemes (``Basic``, or ``Bearer`` unless ``MODE`` accepts it) that carry no ``DPoP`` header.
+  If ``DPoPMiddleware`` already verified the request, its result is reused: a proof is never
+  checked twice (the second check would see a replay).
+* :class:`DPoPRequired` demands a DPoP principal and the scopes of ``@dpop_required(scopes=...)``
+  on the view class (or a ``dpop_scopes`` attribute); in ``report_only`` mode it lets everything in.
+* :func:`dpop_exception_handler` renders our rejections verbatim (status, every challenge,
+  ``DPoP-Nonce``, ``Cache-Control: no-store``, JSON body) and, for any other error, keeps a fresh
+  ``DPoP-Nonce`` on the response. Without it DRF's default handler still sends the right status,
+  ``WWW-Authenticate`` and ``Retry-After``, but not ``DPoP-Nonce``.
+
+The user is built by ``DPOP["DRF_USER"]`` (a callable or dotted path taking the principal) when
+set, else it is a :class:`DPoPUser`, a stateless user object named after the token's ``sub``.
+Successful responses get a fresh ``DPoP-Nonce`` when ``DPoPMiddleware`` is also installed (it may
+treat the API's paths as ``exempt``: it still adds the nonce) or when the view uses
+:class:`DPoPNonceMixin`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import DisallowedHost
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+
+from ..core.binding import DPoPPrincipal
+from ..core.challenge import ErrorResponse
+from ..core.config import Mode
+from ..core.errors import AuthenticationRequired, InvalidRequestError, ServiceUnavailableError
+from ..core.request import RequestInfo, authorization_scheme
+from .conf import get_state
+from .decorators import view_policy
+from .middleware import PRINCIPAL, RESPONSE_HEADERS, VERIFIED
+from .translate import apply_headers, challenge_header, joined_headers, request_info
+
+__all__ = [
+    "DPoPAuthentication",
+    "DPoPNonceMixin",
+    "DPoPRejected",
+    "DPoPRequired",
+    "DPoPUser",
+    "dpop_exception_handler",
+]
+
+
+class DPoPRejected(exceptions.APIException):  # type: ignore[misc]
+    """A rejection decided by the core, carried through DRF's exception handling unchanged."""
+
+    def __init__(self, rejection: ErrorResponse) -> None:
+        super().__init__(detail=rejection.error.description, code=rejection.error.error or rejection.error.reason)
+        self.rejection = rejection
+        self.status_code = rejection.status
+        # Read by DRF's default handler, so the challenge survives even without ours.
+        self.auth_header = challenge_header(rejection)
+        if isinstance(rejection.error, ServiceUnavailableError):
+            self.wait = rejection.error.retry_after
+
+
+class DPoPUser:
+    """A user known only by its access token (no database row), like DRF's token users."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, principal: DPoPPrincipal) -> None:
+        self.principal = principal
+        self.username = principal.subject or principal.client_id or ""
+        self.pk = self.id = self.username
+
+    def __str__(self) -> str:
+        return self.username
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DPoPUser) and other.username == self.username
+
+    def __hash__(self) -> int:
+        return hash(self.username)
+
+
+def _django_request(request: Any) -> Any:
+    return getattr(request, "_request", request)
+
+
+def _info(request: Any) -> RequestInfo:
+    state = get_state()
+    try:
+        return request_info(_django_request(request), state.proxy)
+    except DisallowedHost:
+        raise DPoPRejected(state.verifier.render(InvalidRequestError("invalid_host", "Invalid Host header"))) from None
+
+
+def _ours(info: RequestInfo, bearer_allowed: bool) -> bool:
+    if info.header_values("dpop"):
+        return True  # a proof is ours to judge, whatever the scheme (Bearer + DPoP is a 400)
+    scheme = (authorization_scheme(info) or "").lower()
+    return scheme == "dpop" or (scheme == "bearer" and bearer_allowed)
+
+
+class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
+    """DRF authentication by DPoP-bound access token (RFC 9449)."""
+
+    def authenticate(self, request: Any) -> tuple[Any, DPoPPrincipal] | None:
+        django_request = _django_request(request)
+        state = get_state()
+        if getattr(django_request, VERIFIED, False):
+            principal = getattr(django_request, PRINCIPAL, None)  # DPoPMiddleware already decided
+        else:
+            info = _info(request)
+            if not _ours(info, state.verifier.config.bearer_allowed):
+                return None
+            result = state.verifier.authenticate(info, required=False)
+            setattr(django_request, VERIFIED, True)
+            setattr(django_request, RESPONSE_HEADERS, result.response_headers)
+            if result.rejection is not None:
+                raise DPoPRejected(result.rejection)
+            principal = result.principal
+            setattr(django_request, PRINCIPAL, principal)
+        if principal is None:
+            return None
+        user = state.drf_user(principal) if state.drf_user is not None else DPoPUser(principal)
+        return user, principal
+
+    def authenticate_header(self, request: Any) -> str:
+        """The challenge for a request without (acceptable) credentials: ``DPoP algs="..."``."""
+        verifier = get_state().verifier
+        return challenge_header(verifier.render(AuthenticationRequired())) or "DPoP"
+
+
+class DPoPRequired(BasePermission):  # type: ignore[misc]
+    """Allow only DPoP-authenticated requests holding the view's scopes.
+
+    Scopes come from ``@dpop_required(scopes=...)`` on the view class, or a ``dpop_scopes``
+    attribute. A missing principal or scope is rejected with the core's challenge (401/403), never
+    a bare 403. In ``report_only`` mode nothing is rejected.
+    """
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        verifier = get_state().verifier
+        principal = request.auth if isinstance(request.auth, DPoPPrincipal) else None
+        policy = view_policy(type(view))
+        scopes = tuple(getattr(view, "dpop_scopes", ()) or (policy.scopes if policy else ()))
+        if principal is None:
+            if verifier.config.mode is Mode.REPORT_ONLY:
+                return True
+            raise DPoPRejected(verifier.render(AuthenticationRequired()))
+        if scopes:
+            rejection = verifier.authorize(principal, scopes, _info(request))
+            if rejection is not None:
+                raise DPoPRejected(rejection)
+        return True
+
+
+def dpop_exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
+    """DRF exception handler: our rejections verbatim; other errors keep the fresh ``DPoP-Nonce``."""
+    # Imported here: DRF imports the authentication classes named in its settings while
+    # rest_framework.views is still initialising, so a module-level import would be circular.
+    from rest_framework.response import Response
+    from rest_framework.views import exception_handler
+
+    request = context.get("request")
+    if isinstance(exc, DPoPRejected):
+        rejection = exc.rejection
+        error = rejection.error
+        body = {"error": error.error or error.reason, "error_description": error.description}
+        return Response(body, status=rejection.status, headers=joined_headers(rejection.headers))
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed) and str(
+        response.get("WWW-Authenticate", "")
+    ).startswith("DPoP"):
+        response["Cache-Control"] = "no-store"  # RFC 6750 §5.3 / RFC 9449: challenges are not cached
+    if request is not None:
+        apply_headers(response, getattr(_django_request(request), RESPONSE_HEADERS, ()))
+    return response
+
+
+class DPoPNonceMixin:
+    """APIView mixin adding a fresh ``DPoP-Nonce`` to successful responses (without the middleware)."""
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        apply_headers(response, getattr(_django_request(request), RESPONSE_HEADERS, ()))
+        return response

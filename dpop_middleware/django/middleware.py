@@ -1,0 +1,125 @@
+"""``DPoPMiddleware``: DPoP for every Django view, sync (WSGI) or async (ASGI) alike."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse
+
+from ..core.errors import InvalidRequestError
+from ..core.request import RequestInfo
+from ..verifier import AuthResult
+from .conf import DPoPState, Policy, get_state
+from .decorators import view_policy
+from .translate import apply_headers, request_info, to_response
+
+__all__ = ["DPoPMiddleware", "policy_for"]
+
+logger = logging.getLogger("dpop_middleware")
+
+# Where the principal goes, and the private attributes other parts of the adapter (DRF) read.
+PRINCIPAL = "dpop"
+VERIFIED = "_dpop_verified"  # set once the request went through the verifier (never verify twice)
+RESPONSE_HEADERS = "_dpop_response_headers"
+
+View = Callable[..., Any]
+
+
+def policy_for(state: DPoPState, request: HttpRequest, view: View | None) -> Policy:
+    """The view's mark if any, else the first matching path rule, else ``DPOP["DEFAULT"]``."""
+    return (view_policy(view) if view is not None else None) or state.policy_for_path(request.path_info)
+
+
+def _bad_host(state: DPoPState) -> HttpResponse:
+    # Django would answer a DisallowedHost with a bare 400; we owe the client a challenge.
+    logger.info("dpop rejected: invalid_host (400)", extra={"dpop_reason": "invalid_host", "dpop_status": 400})
+    return to_response(state.verifier.render(InvalidRequestError("invalid_host", "Invalid Host header")))
+
+
+class DPoPMiddleware:
+    """Verifies DPoP requests before the view runs; configured by ``settings.DPOP``.
+
+    Put it in ``MIDDLEWARE`` (after ``SecurityMiddleware``). Under ASGI it runs natively async,
+    calling ``DPoPVerifier.aauthenticate`` on the event loop; under WSGI, ``authenticate``. The work
+    happens in ``process_view`` so that per-view decorators are known. ``request.dpop`` is the
+    :class:`~dpop_middleware.DPoPPrincipal` or ``None`` (anonymous, exempt or unmatched route).
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        # Django adapts process_view to the handler's mode; giving it a coroutine function in async
+        # mode keeps verification on the event loop (no sync_to_async thread hop).
+        self.process_view: Callable[..., Any]
+        if self.async_mode:
+            markcoroutinefunction(self)
+            self.process_view = self._aprocess_view
+        else:
+            self.process_view = self._process_view
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        setattr(request, PRINCIPAL, None)
+        response = self.get_response(request)
+        self._finish(request, response)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        setattr(request, PRINCIPAL, None)
+        response = await self.get_response(request)
+        self._finish(request, response)
+        return response
+
+    def _process_view(self, request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:
+        state = get_state()
+        policy = policy_for(state, request, view)
+        if policy.mode == "exempt":
+            return None
+        try:
+            info = request_info(request, state.proxy)
+        except DisallowedHost:
+            return _bad_host(state)
+        result = state.verifier.authenticate(info, required=policy.required)
+        return self._apply(state, request, info, policy, result)
+
+    async def _aprocess_view(self, request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:
+        state = get_state()
+        policy = policy_for(state, request, view)
+        if policy.mode == "exempt":
+            return None
+        try:
+            info = request_info(request, state.proxy)
+        except DisallowedHost:
+            return _bad_host(state)
+        result = await state.verifier.aauthenticate(info, required=policy.required)
+        return self._apply(state, request, info, policy, result)
+
+    @staticmethod
+    def _apply(
+        state: DPoPState, request: HttpRequest, info: RequestInfo, policy: Policy, result: AuthResult
+    ) -> HttpResponse | None:
+        setattr(request, VERIFIED, True)
+        setattr(request, RESPONSE_HEADERS, result.response_headers)
+        if result.rejection is not None:
+            return to_response(result.rejection)
+        setattr(request, PRINCIPAL, result.principal)
+        if policy.scopes:
+            rejection = state.verifier.authorize(result.principal, policy.scopes, info)
+            if rejection is not None:
+                return to_response(rejection)
+        return None
+
+    @staticmethod
+    def _finish(request: HttpRequest, response: Any) -> None:
+        # Fresh nonces recorded by us or by DRF's DPoPAuthentication go out on any response.
+        headers = getattr(request, RESPONSE_HEADERS, ())
+        if headers:
+            apply_headers(response, headers)

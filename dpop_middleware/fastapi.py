@@ -1,0 +1,129 @@
+"""FastAPI: a ``DPoPBearer`` security dependency, listed in the OpenAPI security schemes.
+
+::
+
+    dpop = DPoPBearer(verifier)
+
+    @app.get("/items")
+    async def items(principal: DPoPPrincipal = Depends(dpop)): ...
+
+    @app.post("/items")
+    async def create(principal: DPoPPrincipal = Security(dpop, scopes=["write"])): ...
+
+    app.add_exception_handler(DPoPHTTPException, dpop_exception_handler)  # optional, see below
+
+Failures raise :class:`DPoPHTTPException` (an ``HTTPException``) carrying the core's exact status and
+headers: 401 with the ``DPoP`` challenge, 400 ``invalid_request``, 403 ``insufficient_scope`` with its
+challenge (never FastAPI's bare 403), 503 with ``Retry-After``. FastAPI's default handler takes
+headers as a mapping, so when a rejection has two ``WWW-Authenticate`` fields (``allow_bearer``
+mode: a ``DPoP`` and a ``Bearer`` challenge) they are sent as one comma-separated field, which
+RFC 9110 §11.6.1 defines as equivalent, and the body is ``{"detail": {...}}``. Register
+:func:`dpop_exception_handler` to send the core's response verbatim (separate fields, core body).
+
+A fresh ``DPoP-Nonce`` is added through FastAPI's ``Response`` dependency, which FastAPI merges into
+the response *unless the endpoint returns a ``Response`` object itself* (then add
+``principal.next_nonce`` yourself, or use :class:`dpop_middleware.starlette.DPoPMiddleware`).
+
+WebSockets: use :class:`dpop_middleware.starlette.DPoPMiddleware`; this dependency is for HTTP routes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from fastapi import HTTPException, Request, Response
+from fastapi.openapi.models import HTTPBase as HTTPBaseModel
+from fastapi.security import SecurityScopes
+from fastapi.security.base import SecurityBase
+
+from .asgi import PRINCIPAL_KEY, VERIFIER_KEY, request_info
+from .core.binding import DPoPPrincipal
+from .core.challenge import ErrorResponse
+from .core.origin import ProxySettings
+from .starlette import error_response
+from .verifier import DPoPVerifier
+
+__all__ = ["DPoPBearer", "DPoPHTTPException", "dpop_exception_handler"]
+
+
+def _folded(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers as a mapping: repeated fields joined with ", " (RFC 9110 §5.3 field combination)."""
+    folded: dict[str, str] = {}
+    for name, value in headers:
+        folded[name] = f"{folded[name]}, {value}" if name in folded else value
+    return folded
+
+
+class DPoPHTTPException(HTTPException):
+    """An ``HTTPException`` for a DPoP rejection; ``rejection`` is the core's exact response."""
+
+    def __init__(self, rejection: ErrorResponse) -> None:
+        detail = json.loads(rejection.body)  # the core's body, so that {"detail": ...} carries the same
+        super().__init__(status_code=rejection.status, detail=detail, headers=_folded(rejection.headers))
+        self.rejection = rejection
+
+
+async def dpop_exception_handler(request: Request, exc: Exception) -> Response:
+    """Exception handler sending a :class:`DPoPHTTPException` verbatim (every header field apart).
+
+    ``app.add_exception_handler(DPoPHTTPException, dpop_exception_handler)``; any other exception
+    reaching it is re-raised.
+    """
+    if not isinstance(exc, DPoPHTTPException):
+        raise exc
+    return error_response(exc.rejection)
+
+
+class DPoPBearer(SecurityBase):
+    """FastAPI dependency authenticating a request with a DPoP-bound access token.
+
+    Returns the :class:`~dpop_middleware.core.binding.DPoPPrincipal`. ``scopes`` (and those of
+    ``Security(..., scopes=[...])`` anywhere in the dependency chain) must all be granted, else 403.
+    ``auto_error=False`` makes authentication optional: a request *without* credentials gets
+    ``None``, but credentials that are present and bad are still rejected (a client is never silently
+    downgraded to anonymous). ``None`` is also what a failed request gets in ``report_only`` mode.
+    ``trusted_proxies``/``public_url``: how to rebuild the public URL, as for the middleware.
+    """
+
+    def __init__(
+        self,
+        verifier: DPoPVerifier,
+        *,
+        scopes: Iterable[str] = (),
+        auto_error: bool = True,
+        scheme_name: str | None = None,
+        description: str | None = None,
+        trusted_proxies: Iterable[str] | str | None = None,
+        public_url: str | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.scopes = tuple(scopes)
+        self.auto_error = auto_error
+        self.model = HTTPBaseModel(
+            scheme="DPoP",
+            description=description or "OAuth 2.0 access token bound to a key with DPoP (RFC 9449); send a DPoP proof.",
+        )
+        self.scheme_name = scheme_name or type(self).__name__
+        self._proxies = ProxySettings.create(trusted_proxies, public_url)
+
+    async def __call__(
+        self, request: Request, response: Response, security_scopes: SecurityScopes
+    ) -> DPoPPrincipal | None:
+        info = request_info(request.scope, self._proxies)
+        result = await self.verifier.aauthenticate(info, required=self.auto_error)
+        if result.rejection is not None:
+            raise DPoPHTTPException(result.rejection)
+        principal = result.principal
+        request.scope[VERIFIER_KEY] = self.verifier
+        request.scope[PRINCIPAL_KEY] = principal
+        if principal is None:
+            return None
+        needed = tuple(dict.fromkeys((*self.scopes, *security_scopes.scopes)))
+        if needed:
+            rejection = self.verifier.authorize(principal, needed, info)
+            if rejection is not None:
+                raise DPoPHTTPException(rejection)
+        for name, value in result.response_headers:
+            response.headers.append(name, value)
+        return principal

@@ -1,0 +1,289 @@
+"""DPoP for Flask: the :class:`DPoP` extension.
+
+::
+
+    from flask import Flask
+    from dpop_middleware.flask import DPoP, current_dpop
+
+    app = Flask(__name__)
+    app.config.update(DPOP_ISSUER="https://issuer.example", DPOP_AUDIENCE="https://api.example",
+                      DPOP_JWKS=jwks_dict)
+    dpop = DPoP(app)                      # or: dpop = DPoP(); dpop.init_app(app)
+
+    @app.get("/me")
+    @dpop.required                        # or @dpop.required(scopes=["read"])
+    def me():
+        return {"sub": current_dpop.subject, "jkt": current_dpop.jkt}
+
+Per view: ``@dpop.required`` / ``@dpop.required(scopes=...)``, ``@dpop.optional`` (anonymous
+requests pass with ``g.dpop = None``; credentials, when sent, must be valid) and ``@dpop.exempt``.
+The decorators only mark the view, so their order relative to ``@app.route`` does not matter.
+With ``DPOP_ENFORCE_ALL = True`` every view without a decorator is ``required``, except paths in
+``DPOP_EXEMPT_PATHS``; a view's own decorator always wins over the path rules.
+
+The principal (:class:`~dpop_middleware.DPoPPrincipal`) is in ``g.dpop`` and behind the
+``current_dpop`` proxy (falsy when there is none). Rejections are the core's exact challenge
+responses; a fresh ``DPoP-Nonce`` is added to successful responses.
+
+Configuration (read once, in :meth:`DPoP.init_app`)
+---------------------------------------------------
+``DPOP_VERIFIER``            a ready :class:`~dpop_middleware.DPoPVerifier` (then no other verifier key)
+``DPOP_TOKEN_VALIDATOR``     any token validator; or the three keys below for JWT access tokens
+``DPOP_ISSUER``, ``DPOP_AUDIENCE``, ``DPOP_JWKS``   issuer, audience(s), JWKS (dict or JSON)
+``DPOP_REPLAY_STORE``        replay store (default: in-memory, per process)
+``DPOP_ON_OUTCOME``          metrics hook, see :class:`~dpop_middleware.verifier.Outcome`
+``DPOP_<OPTION>``            every :class:`~dpop_middleware.VerifierConfig` option: ``DPOP_MODE``,
+                             ``DPOP_NONCE_POLICY``, ``DPOP_NONCE_KEYRING`` (a keyring or a
+                             ``{kid: secret}`` dict), ``DPOP_ALGORITHMS``, ``DPOP_MAX_AGE``, ...
+``DPOP_TRUSTED_PROXIES``     addresses / CIDR blocks whose forwarded headers count (default none)
+``DPOP_PUBLIC_URL``          the public base URL, overriding Host and forwarded headers
+``DPOP_ENFORCE_ALL``         require DPoP on every view without a decorator (default ``False``)
+``DPOP_EXEMPT_PATHS``        paths (and everything below them, by whole segments) left alone by
+                             ``DPOP_ENFORCE_ALL``; add ``/static`` there if the app serves public files
+
+An unknown ``DPOP_*`` key is an error: a typo in a security setting must not pass silently.
+
+Proxies: ProxyFix or ``DPOP_TRUSTED_PROXIES``, not both
+-------------------------------------------------------
+If the app is wrapped in werkzeug's ``ProxyFix``, Flask's environ already holds the client's scheme,
+host and prefix, and the extension uses them as they are: ``DPOP_TRUSTED_PROXIES`` is then ignored
+(with a warning), because applying the forwarded headers a second time would double the prefix.
+Either keeps the proxy trust decision in one place; prefer ``DPOP_TRUSTED_PROXIES`` (it checks the
+peer address against a CIDR list and walks multi-hop chains from the right) unless the rest of the
+app needs ProxyFix anyway. See :mod:`dpop_middleware.wsgi` for how the URL is rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.local import LocalProxy
+
+from .core.binding import DPoPPrincipal
+from .core.challenge import ErrorResponse
+from .core.config import VerifierConfig
+from .core.errors import InvalidRequestError
+from .core.nonce import NonceKeyring
+from .core.origin import ProxySettings
+from .tokens.jwt import JWTAccessTokenValidator
+from .verifier import DPoPVerifier
+from .wsgi import PathRules, request_info_from_environ
+
+__all__ = ["DPoP", "current_dpop"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXTENSION_KEY = "dpop"
+_POLICY_ATTR = "_dpop_policy"
+_HEADERS_ATTR = "_dpop_response_headers"
+
+_ADAPTER_DEFAULTS: dict[str, Any] = {
+    "DPOP_TRUSTED_PROXIES": (),
+    "DPOP_PUBLIC_URL": None,
+    "DPOP_ENFORCE_ALL": False,
+    "DPOP_EXEMPT_PATHS": (),
+}
+_VERIFIER_KEYS = frozenset(
+    {"DPOP_VERIFIER", "DPOP_TOKEN_VALIDATOR", "DPOP_ISSUER", "DPOP_AUDIENCE", "DPOP_JWKS", "DPOP_REPLAY_STORE",
+     "DPOP_ON_OUTCOME"}
+)
+_OPTION_KEYS = {f"DPOP_{name.upper()}": name for name in VerifierConfig.__dataclass_fields__}
+
+
+def _current_principal() -> DPoPPrincipal | None:
+    principal = g.get("dpop")
+    return principal if isinstance(principal, DPoPPrincipal) else None
+
+
+#: The request's :class:`~dpop_middleware.DPoPPrincipal`; falsy when the request has none.
+current_dpop: LocalProxy[DPoPPrincipal | None] = LocalProxy(_current_principal)
+
+
+@dataclass(frozen=True)
+class _ViewPolicy:
+    required: bool
+    exempt: bool = False
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _AppState:
+    verifier: DPoPVerifier
+    proxy_settings: ProxySettings
+    enforce_all: bool
+    path_rules: PathRules
+
+
+def _scope_tuple(scopes: Iterable[str] | str) -> tuple[str, ...]:
+    return tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
+
+
+def _mark(view: F, policy: _ViewPolicy) -> F:
+    if isinstance(view, str) or not callable(view):
+        raise TypeError("decorate a view function; pass scopes by keyword: @dpop.required(scopes=[...])")
+    setattr(view, _POLICY_ATTR, policy)
+    return view
+
+
+def _verifier_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    options = {name: config[key] for key, name in _OPTION_KEYS.items() if key in config}
+    keyring = options.get("nonce_keyring")
+    if isinstance(keyring, Mapping):
+        options["nonce_keyring"] = NonceKeyring(keyring)
+    return options
+
+
+def _token_validator(config: Mapping[str, Any]) -> Any:
+    validator = config.get("DPOP_TOKEN_VALIDATOR")
+    if validator is not None:
+        return validator
+    issuer, audience, jwks = (config.get(k) for k in ("DPOP_ISSUER", "DPOP_AUDIENCE", "DPOP_JWKS"))
+    if not (issuer and audience and jwks):
+        raise ValueError("configure DPOP_TOKEN_VALIDATOR, or DPOP_ISSUER, DPOP_AUDIENCE and DPOP_JWKS")
+    if isinstance(jwks, str) and jwks.lstrip().startswith("http"):
+        raise ValueError("DPOP_JWKS holds keys (dict or JSON); for a JWKS URL set DPOP_TOKEN_VALIDATOR instead")
+    return JWTAccessTokenValidator(issuer=issuer, audience=audience, jwks=jwks)
+
+
+def _build_verifier(config: Mapping[str, Any], given: DPoPVerifier | None) -> DPoPVerifier:
+    verifier = given or config.get("DPOP_VERIFIER")
+    options = _verifier_options(config)
+    if verifier is not None:
+        clashing = sorted(k for k in config if k in _OPTION_KEYS or (k in _VERIFIER_KEYS and k != "DPOP_VERIFIER"))
+        if clashing:
+            raise ValueError(f"a DPoPVerifier is given; configure it directly instead of {clashing}")
+        if not isinstance(verifier, DPoPVerifier):
+            raise TypeError("DPOP_VERIFIER must be a DPoPVerifier")
+        return verifier
+    return DPoPVerifier(
+        _token_validator(config),
+        replay_store=config.get("DPOP_REPLAY_STORE"),
+        on_outcome=config.get("DPOP_ON_OUTCOME"),
+        config=VerifierConfig.from_mapping(options),
+    )
+
+
+def _flask_response(rejection: ErrorResponse) -> Response:
+    response: Response = current_app.response_class(
+        rejection.body, status=rejection.status, headers=list(rejection.headers), content_type=rejection.content_type
+    )
+    return response
+
+
+class DPoP:
+    """The Flask extension. ``DPoP(app)``, or ``DPoP()`` then :meth:`init_app` (app factories).
+
+    ``verifier`` (optional) is used instead of building one from ``app.config``; the proxy and
+    enforcement settings still come from the config. One ``DPoP`` object may serve several apps;
+    each app's state lives in ``app.extensions["dpop"]``.
+    """
+
+    def __init__(self, app: Flask | None = None, *, verifier: DPoPVerifier | None = None) -> None:
+        self._verifier = verifier
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, *, verifier: DPoPVerifier | None = None) -> None:
+        """Read the ``DPOP_*`` configuration of ``app``, build its verifier, install the hooks."""
+        for key, value in _ADAPTER_DEFAULTS.items():
+            app.config.setdefault(key, value)
+        known = _VERIFIER_KEYS | _OPTION_KEYS.keys() | _ADAPTER_DEFAULTS.keys()
+        unknown = sorted(k for k in app.config if k.startswith("DPOP_") and k not in known)
+        if unknown:
+            raise ValueError(f"unknown DPoP settings: {unknown}")
+        # ``None`` means "not set", so a config template may list every key.
+        config = {
+            k: v
+            for k, v in app.config.items()
+            if k.startswith("DPOP_") and k not in _ADAPTER_DEFAULTS and v is not None
+        }
+        first_time = EXTENSION_KEY not in app.extensions
+        app.extensions[EXTENSION_KEY] = _AppState(
+            verifier=_build_verifier(config, verifier or self._verifier),
+            proxy_settings=ProxySettings.create(app.config["DPOP_TRUSTED_PROXIES"], app.config["DPOP_PUBLIC_URL"]),
+            enforce_all=bool(app.config["DPOP_ENFORCE_ALL"]),
+            path_rules=PathRules.create(exempt_paths=app.config["DPOP_EXEMPT_PATHS"]),
+        )
+        if first_time:  # calling init_app again reconfigures; it must not verify each request twice
+            app.before_request(_before_request)
+            app.after_request(_after_request)
+
+    @property
+    def verifier(self) -> DPoPVerifier:
+        """The current app's verifier."""
+        return _state().verifier
+
+    # -- per-view policy ------------------------------------------------------------------------
+
+    @overload
+    def required(self, view: F, /) -> F: ...
+
+    @overload
+    def required(self, view: None = None, /, *, scopes: Iterable[str] | str = ()) -> Callable[[F], F]: ...
+
+    def required(self, view: F | None = None, /, *, scopes: Iterable[str] | str = ()) -> F | Callable[[F], F]:
+        """The view needs a valid DPoP request (and every scope in ``scopes``, if given).
+
+        Use bare (``@dpop.required``) or called (``@dpop.required(scopes=["write"])``).
+        """
+        policy = _ViewPolicy(required=True, scopes=_scope_tuple(scopes))
+        if view is not None:
+            return _mark(view, policy)
+        return lambda fn: _mark(fn, policy)
+
+    def optional(self, view: F) -> F:
+        """Anonymous requests pass (``g.dpop`` is ``None``); sent credentials must still be valid."""
+        return _mark(view, _ViewPolicy(required=False))
+
+    def exempt(self, view: F) -> F:
+        """Never check this view, even under ``DPOP_ENFORCE_ALL``."""
+        return _mark(view, _ViewPolicy(required=False, exempt=True))
+
+
+def _state() -> _AppState:
+    state = current_app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, _AppState):
+        raise RuntimeError("DPoP is not initialized for this app: call DPoP(app) or dpop.init_app(app)")
+    return state
+
+
+def _policy(state: _AppState) -> _ViewPolicy | None:
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    policy = getattr(view, _POLICY_ATTR, None)
+    if isinstance(policy, _ViewPolicy):
+        return policy
+    if state.enforce_all and not state.path_rules.is_exempt(request.path):
+        return _ViewPolicy(required=True)
+    return None
+
+
+def _before_request() -> Response | None:
+    g.dpop = None
+    state = _state()
+    policy = _policy(state)
+    if policy is None or policy.exempt:
+        return None
+    try:
+        info = request_info_from_environ(request.environ, state.proxy_settings)
+    except (ValueError, UnicodeError):
+        bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
+        return _flask_response(state.verifier.render(bad))
+    result = state.verifier.authenticate(info, required=policy.required)
+    if result.rejection is not None:
+        return _flask_response(result.rejection)
+    if policy.scopes:
+        rejection = state.verifier.authorize(result.principal, policy.scopes, info)
+        if rejection is not None:
+            return _flask_response(rejection)
+    g.dpop = result.principal
+    setattr(g, _HEADERS_ATTR, result.response_headers)
+    return None
+
+
+def _after_request(response: Response) -> Response:
+    for name, value in g.pop(_HEADERS_ATTR, ()):
+        response.headers.add(name, value)
+    return response

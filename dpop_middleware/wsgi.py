@@ -1,0 +1,363 @@
+"""DPoP for any WSGI application (Pyramid, Falcon, Bottle, ...), and the WSGI request translation.
+
+Two things live here:
+
+* :func:`request_info_from_environ` turns a WSGI ``environ`` into the core's
+  :class:`~dpop_middleware.RequestInfo`, rebuilding the URL the client used (DESIGN §3). The Flask
+  adapter reuses it, so every WSGI integration rebuilds ``htu`` the same way.
+* :class:`DPoPWSGIMiddleware` wraps a WSGI app: it verifies each request with a
+  :class:`~dpop_middleware.DPoPVerifier`, puts the principal in ``environ["dpop"]``, answers
+  rejections itself with the core's challenge, and adds ``DPoP-Nonce`` to the app's responses::
+
+      from dpop_middleware import DPoPVerifier, JWTAccessTokenValidator
+      from dpop_middleware.wsgi import DPoPWSGIMiddleware
+
+      verifier = DPoPVerifier(JWTAccessTokenValidator(issuer=..., audience=..., jwks=...))
+      app = DPoPWSGIMiddleware(app, verifier, exempt_paths=["/health"], trusted_proxies=["10.0.0.0/8"])
+
+How the URL is rebuilt
+----------------------
+* Path: the raw request target (``RAW_URI`` from gunicorn, ``REQUEST_URI`` from uWSGI, mod_wsgi and
+  werkzeug) when the server gives one, so ``%2F`` and other escapes stay exactly as the client sent
+  them; otherwise ``SCRIPT_NAME`` + ``PATH_INFO`` re-encoded per PEP 3333 (latin-1 bytes) and
+  percent-quoted. A mount prefix in ``SCRIPT_NAME`` (gunicorn's ``SCRIPT_NAME`` setting, werkzeug's
+  ``DispatcherMiddleware``) is part of the URL either way.
+* Scheme and host: ``wsgi.url_scheme`` and the ``Host`` header (else ``SERVER_NAME:SERVER_PORT``).
+  A ``Host`` header that is not a syntactically valid host makes the URL unusable, which the core
+  answers with ``400 invalid_request``.
+* Proxies: ``Forwarded`` / ``X-Forwarded-Proto/Host/Port/Prefix`` count only when ``REMOTE_ADDR`` is
+  one of ``trusted_proxies``; ``public_url`` overrides everything. Those decisions are the core's
+  (:func:`dpop_middleware.core.origin.rebuild_url`).
+
+Proxy fixers in front of the app
+--------------------------------
+Use **one** place to trust proxies. If werkzeug's ``ProxyFix`` has already rewritten the environ
+(it leaves ``werkzeug.proxy_fix.orig`` behind), its values are used as they are and
+``trusted_proxies`` is ignored, because applying the same forwarded headers twice would, for
+instance, prepend ``X-Forwarded-Prefix`` twice. Likewise gunicorn's ``forwarded_allow_ips`` makes
+gunicorn itself set ``wsgi.url_scheme`` from ``X-Forwarded-Proto``; that agrees with this module's
+reading when both trust the same proxies, but prefer ``trusted_proxies`` here and restrict gunicorn's
+``--forwarded-allow-ips`` to the same addresses (or to none).
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from .core.binding import DPoPPrincipal
+from .core.challenge import ErrorResponse
+from .core.errors import InvalidRequestError
+from .core.htu import remove_dot_segments
+from .core.origin import ProxySettings, rebuild_url
+from .core.request import RequestInfo
+from .verifier import DPoPVerifier
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = [
+    "DPoPWSGIMiddleware",
+    "PathRules",
+    "error_status_line",
+    "path_matches",
+    "principal_from_environ",
+    "request_info_from_environ",
+    "wsgi_rejection",
+]
+
+logger = logging.getLogger("dpop_middleware")
+
+ENVIRON_KEY = "dpop"
+
+# What may stay unescaped in a path we rebuild; "%" is added for raw targets, whose escapes are the client's.
+_PATH_SAFE = "/!$&'()*+,;=:@~-._"
+# A Host header: reg-name or IP literal, optional port. Anything else ("/", "?", "#", "@", spaces...)
+# could move the path boundary of the rebuilt URL, so it must never reach it.
+_HOST = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
+_FORWARDED_HEADERS = {
+    "HTTP_FORWARDED": "forwarded",
+    "HTTP_X_FORWARDED_FOR": "x-forwarded-for",
+    "HTTP_X_FORWARDED_PROTO": "x-forwarded-proto",
+    "HTTP_X_FORWARDED_HOST": "x-forwarded-host",
+    "HTTP_X_FORWARDED_PORT": "x-forwarded-port",
+    "HTTP_X_FORWARDED_PREFIX": "x-forwarded-prefix",
+}
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+_PROXY_FIX_KEY = "werkzeug.proxy_fix.orig"
+_warned_proxy_fix = False
+
+
+def _wsgi_bytes(value: str) -> bytes:
+    """PEP 3333: environ strings carry the raw bytes as latin-1; fall back to UTF-8 for odd servers."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape")
+
+
+def _quote_decoded(value: str) -> str:
+    """Percent-encode a decoded PEP 3333 path (``SCRIPT_NAME``/``PATH_INFO``)."""
+    return quote(_wsgi_bytes(value), safe=_PATH_SAFE)
+
+
+def _raw_target_path(environ: Mapping[str, Any]) -> str | None:
+    """The path of the raw request target, if the server kept it and it is in origin form."""
+    for key in ("RAW_URI", "REQUEST_URI"):
+        raw = environ.get(key)
+        if isinstance(raw, str) and raw.startswith("/"):
+            return raw.partition("?")[0].partition("#")[0]
+    return None
+
+
+def _raw_index(raw: str, decoded_chars: int) -> int:
+    """The index in ``raw`` where its ``decoded_chars``-th percent-decoded character starts."""
+    index = 0
+    for _ in range(decoded_chars):
+        escape = raw[index + 1 : index + 3]
+        index += 3 if raw[index] == "%" and len(escape) == 2 and all(c in _HEXDIGITS for c in escape) else 1
+    return index
+
+
+def _paths(environ: Mapping[str, Any]) -> tuple[str, str]:
+    """``(root_path, path)`` for :func:`rebuild_url`, both percent-encoded."""
+    script_name = str(environ.get("SCRIPT_NAME", ""))
+    path_info = str(environ.get("PATH_INFO", ""))
+    raw = _raw_target_path(environ)
+    if raw is None:
+        return _quote_decoded(script_name), _quote_decoded(path_info)
+    encoded_raw = quote(_wsgi_bytes(raw), safe=_PATH_SAFE + "%")
+    # The raw target keeps the client's own escapes (``%2F`` stays ``%2F``). Servers differ on
+    # whether it includes the mount prefix (gunicorn: yes; werkzeug's test client: no), and an
+    # in-process fixer (ProxyFix's x_prefix) may have prepended one to SCRIPT_NAME: whatever part of
+    # SCRIPT_NAME + PATH_INFO the raw target does not cover is mount prefix. The split between
+    # mount prefix and path matters because a configured public URL replaces the mount prefix.
+    full = script_name + path_info
+    decoded = unquote(encoded_raw, encoding="latin-1")
+    if not full.endswith(decoded) or len(decoded) < len(path_info):
+        # Something in-process rewrote the path: the raw target is still what the client signed.
+        return "", encoded_raw
+    split = _raw_index(encoded_raw, len(decoded) - len(path_info))
+    prefix = _quote_decoded(full[: len(full) - len(decoded)])
+    return prefix + encoded_raw[:split], encoded_raw[split:]
+
+
+def _host(environ: Mapping[str, Any]) -> str:
+    host = environ.get("HTTP_HOST")
+    if not host:
+        host = f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}".rstrip(":")
+    host = str(host)
+    # An invalid Host becomes an empty authority: the core cannot normalize the URL and answers 400.
+    return host if _HOST.fullmatch(host) else ""
+
+
+def _effective_settings(environ: Mapping[str, Any], settings: ProxySettings) -> ProxySettings:
+    if _PROXY_FIX_KEY not in environ or not settings.trusted_proxies:
+        return settings
+    global _warned_proxy_fix  # noqa: PLW0603 - a once-per-process warning flag
+    if not _warned_proxy_fix:
+        _warned_proxy_fix = True
+        logger.warning(
+            "dpop: werkzeug ProxyFix already applied forwarded headers; trusted_proxies is ignored. "
+            "Configure proxies in one place only."
+        )
+    return ProxySettings((), settings.public_url)
+
+
+def request_info_from_environ(environ: Mapping[str, Any], proxy_settings: ProxySettings) -> RequestInfo:
+    """Translate a WSGI environ into a :class:`RequestInfo` whose URL is the one the client used.
+
+    The URL keeps the query string (the core refuses tokens sent there); headers are every
+    ``HTTP_*`` entry as ``(name, value)``. A WSGI server has already joined repeated header fields
+    with commas, which the core counts as several values (a comma never occurs in a proof).
+    """
+    forwarded: dict[str, list[str]] = {}
+    headers: list[tuple[str, str]] = []
+    for key, value in environ.items():
+        if not key.startswith("HTTP_") or not isinstance(value, str):
+            continue
+        headers.append((key[5:].replace("_", "-").lower(), value))
+        name = _FORWARDED_HEADERS.get(key)
+        if name is not None:
+            forwarded[name] = [value]
+    root_path, path = _paths(environ)
+    url = rebuild_url(
+        scheme=str(environ.get("wsgi.url_scheme", "http")),
+        host=_host(environ),
+        root_path=root_path,
+        path=path,
+        peer=environ.get("REMOTE_ADDR"),
+        headers=forwarded,
+        settings=_effective_settings(environ, proxy_settings),
+    )
+    query = environ.get("QUERY_STRING")
+    if query:
+        url = f"{url}?{query}"
+    return RequestInfo(str(environ.get("REQUEST_METHOD", "GET")), url, headers)
+
+
+def error_status_line(status: int) -> str:
+    """``"401 Unauthorized"``: the WSGI status line for ``status``."""
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Error"
+
+
+def wsgi_rejection(rejection: ErrorResponse, start_response: StartResponse) -> list[bytes]:
+    """Send the core's rejection verbatim: status, challenge headers, JSON body."""
+    headers = [
+        *rejection.headers,
+        ("Content-Type", rejection.content_type),
+        ("Content-Length", str(len(rejection.body))),
+    ]
+    start_response(error_status_line(rejection.status), headers)
+    return [rejection.body]
+
+
+def _normalized_rule(path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"path rules must start with '/': {path!r}")
+    return path.rstrip("/") or "/"
+
+
+def path_matches(path: str, rule: str) -> bool:
+    """``rule`` covers ``path`` itself and everything below it, by whole segments.
+
+    ``/health`` covers ``/health`` and ``/health/db`` but not ``/healthz``; ``/`` covers everything.
+    ``path`` has its dot segments removed first, so ``/health/../admin`` is matched as ``/admin``.
+    """
+    clean = remove_dot_segments(path if path.startswith("/") else "/" + path)
+    if rule == "/":
+        return True
+    return clean == rule or clean.startswith(rule + "/")
+
+
+@dataclass(frozen=True)
+class PathRules:
+    """Per-path policy below the mount point (paths are matched against ``PATH_INFO``).
+
+    ``exempt``: never checked; ``optional``: anonymous requests pass (``environ["dpop"]`` is
+    ``None``) but credentials, when sent, must be valid; ``scopes``: scopes required below a path
+    (every matching rule applies). Paths not listed follow ``required``.
+    """
+
+    exempt: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    required: bool = True
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        required: bool = True,
+        exempt_paths: Iterable[str] = (),
+        optional_paths: Iterable[str] = (),
+        path_scopes: Mapping[str, Iterable[str] | str] | None = None,
+    ) -> PathRules:
+        scopes = tuple(
+            (_normalized_rule(path), tuple(value.split()) if isinstance(value, str) else tuple(value))
+            for path, value in (path_scopes or {}).items()
+        )
+        return cls(
+            exempt=tuple(_normalized_rule(p) for p in exempt_paths),
+            optional=tuple(_normalized_rule(p) for p in optional_paths),
+            scopes=scopes,
+            required=required,
+        )
+
+    def is_exempt(self, path: str) -> bool:
+        return any(path_matches(path, rule) for rule in self.exempt)
+
+    def is_required(self, path: str) -> bool:
+        if any(path_matches(path, rule) for rule in self.optional):
+            return False
+        return self.required
+
+    def scopes_for(self, path: str) -> tuple[str, ...]:
+        needed: list[str] = []
+        for rule, scopes in self.scopes:
+            if path_matches(path, rule):
+                needed.extend(s for s in scopes if s not in needed)
+        return tuple(needed)
+
+
+class DPoPWSGIMiddleware:
+    """WSGI middleware that admits only requests the :class:`DPoPVerifier` accepts.
+
+    ``required``: whether paths without a rule need credentials (``False``: anonymous requests pass
+    with ``environ["dpop"] = None`` and the app decides). ``exempt_paths`` are never checked,
+    ``optional_paths`` accept anonymous requests, ``path_scopes`` maps a path to the scopes it needs
+    (a space-separated string or a list). Paths are matched by whole segments against ``PATH_INFO``.
+    ``trusted_proxies`` (addresses or CIDR blocks) and ``public_url`` say how to rebuild the public
+    URL behind proxies (see the module docstring).
+
+    On success ``environ["dpop"]`` holds the :class:`~dpop_middleware.DPoPPrincipal` (``None`` for
+    an anonymous request on an optional path, and in ``report_only`` mode for a request that would
+    have been refused) and any fresh ``DPoP-Nonce`` is added to the app's response headers.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        verifier: DPoPVerifier,
+        *,
+        required: bool = True,
+        exempt_paths: Iterable[str] = (),
+        optional_paths: Iterable[str] = (),
+        path_scopes: Mapping[str, Iterable[str] | str] | None = None,
+        trusted_proxies: Iterable[str] | str | None = None,
+        public_url: str | None = None,
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.rules = PathRules.create(
+            required=required, exempt_paths=exempt_paths, optional_paths=optional_paths, path_scopes=path_scopes
+        )
+        self.proxy_settings = ProxySettings.create(trusted_proxies, public_url)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", "")) or "/"
+        if self.rules.is_exempt(path):
+            environ[ENVIRON_KEY] = None
+            return self.app(environ, start_response)
+        try:
+            request = request_info_from_environ(environ, self.proxy_settings)
+        except (ValueError, UnicodeError):
+            # An environ we cannot read is the client's doing: refuse with the core's 400.
+            bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
+            return wsgi_rejection(self.verifier.render(bad), start_response)
+        result = self.verifier.authenticate(request, required=self.rules.is_required(path))
+        if result.rejection is not None:
+            return wsgi_rejection(result.rejection, start_response)
+        scopes = self.rules.scopes_for(path)
+        if scopes:
+            rejection = self.verifier.authorize(result.principal, scopes, request)
+            if rejection is not None:
+                return wsgi_rejection(rejection, start_response)
+        environ[ENVIRON_KEY] = result.principal
+        if not result.response_headers:
+            return self.app(environ, start_response)
+        return self.app(environ, _adding_headers(start_response, result.response_headers))
+
+
+def _adding_headers(start_response: StartResponse, extra: Sequence[tuple[str, str]]) -> StartResponse:
+    """A ``start_response`` that appends ``extra`` (the fresh ``DPoP-Nonce``) to the app's headers."""
+
+    def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return start_response(status, [*headers, *extra], exc_info)
+
+    return wrapped
+
+
+def principal_from_environ(environ: Mapping[str, Any]) -> DPoPPrincipal | None:
+    """The principal :class:`DPoPWSGIMiddleware` attached, or ``None``."""
+    value = environ.get(ENVIRON_KEY)
+    return value if isinstance(value, DPoPPrincipal) else None
+

@@ -1,0 +1,1 @@
+"""Small ASGI apps (Starlette, FastAPI, a bare ASGI callable) for the ASGI adapter tests and servers."""
