@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import cachetools
-
-from .core.binding import DPoPPrincipal, bind_token, require_scopes
+from .core.binding import DPoPPrincipal, TokenFacts, bind_token, require_scopes, token_facts
 from .core.challenge import ErrorResponse, render_error
 from .core.config import Mode, VerifierConfig
 from .core.errors import (
@@ -69,42 +66,50 @@ class AuthResult:
     response_headers: tuple[Header, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # internal, per request: frozen init costs ~1 us
 class _Pending:
     credentials: Credentials
     token_hash: bytes
     proof: VerifiedProof | None
 
 
-class _ClaimsCache:
-    """Validated token claims by SHA-256 of the token, each until its ``exp`` (capped)."""
+class _TokenCache:
+    """Validated tokens by SHA-256 of the token, each until its ``exp`` (capped).
 
-    def __init__(self, size: int, max_ttl: float, clock: Callable[[], float]) -> None:
+    A plain dict: a cachetools cache measured ~10 us per lookup in the hot path, a dict ~0.3 us.
+    When full, the oldest entry goes (a cache may forget; it only costs a re-validation). Dict
+    operations are atomic under the GIL, so readers need no lock.
+    """
+
+    def __init__(self, size: int, max_ttl: float) -> None:
+        self._size = size
         self._max_ttl = max_ttl
-        self._lock = threading.Lock()
-        self._cache: cachetools.TLRUCache[bytes, tuple[float, Claims]] = cachetools.TLRUCache(
-            maxsize=max(size, 1), ttu=lambda _k, value, _now: value[0], timer=clock
-        )
+        self._entries: dict[bytes, tuple[float, TokenFacts]] = {}
         self.enabled = size > 0 and max_ttl > 0
 
-    def get(self, token_hash: bytes) -> Claims | None:
-        if not self.enabled:
+    def get(self, token_hash: bytes, now: float) -> TokenFacts | None:
+        entry = self._entries.get(token_hash)
+        if entry is None or entry[0] <= now:
             return None
-        with self._lock:
-            entry = self._cache.get(token_hash)
-        return entry[1] if entry is not None else None
+        return entry[1]
 
-    def put(self, token_hash: bytes, claims: Claims, now: float) -> None:
+    def put(self, token_hash: bytes, facts: TokenFacts, now: float) -> None:
         if not self.enabled:
             return
-        exp = numeric_date(claims.get("exp"))
+        exp = numeric_date(facts.claims.get("exp"))
         # Without ``exp`` we cannot know when the token dies: keep it only briefly.
         until = now + (self._max_ttl if exp is not None else min(self._max_ttl, 60.0))
         if exp is not None:
             until = min(until, exp)
-        if until > now:
-            with self._lock:
-                self._cache[token_hash] = (until, claims)
+        if until <= now:
+            return
+        entries = self._entries
+        while len(entries) >= self._size:
+            try:
+                del entries[next(iter(entries))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                break
+        entries[token_hash] = (until, facts)
 
 
 def _validator_methods(validator: Any) -> tuple[Callable[[str], Any] | None, Callable[[str], Any] | None]:
@@ -184,7 +189,7 @@ class DPoPVerifier:
         self.token_validator = token_validator
         self.replay_store = replay_store if replay_store is not None else MemoryReplayStore()
         self._clock = clock
-        self._claims_cache = _ClaimsCache(self.config.token_cache_size, self.config.token_cache_max_ttl, clock)
+        self._token_cache = _TokenCache(self.config.token_cache_size, self.config.token_cache_max_ttl)
         self._on_outcome = on_outcome
         self.algs = self.config.algorithms
         if self.config.nonce_keyring.generated and self.config.nonce_policy.value != "off":
@@ -199,15 +204,15 @@ class DPoPVerifier:
         """Verify a request; return its principal or raise a :class:`DPoPError`."""
         now = self._clock()
         pending = self._begin(request, now)
-        claims = self._claims_cache.get(pending.token_hash)
-        if claims is None:
+        facts = self._token_cache.get(pending.token_hash, now)
+        if facts is None:
             validate = self._sync_validator()
             try:
                 raw = validate(pending.credentials.token)
             except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
                 raise _as_dpop_error(exc, pending.credentials.scheme) from None
-            claims = self._validated(raw, pending, now)
-        principal = bind_token(pending.credentials.scheme, claims, pending.proof)
+            facts = self._validated(raw, pending, now)
+        principal = bind_token(pending.credentials.scheme, facts, pending.proof)
         if pending.proof is not None:
             try:
                 added = self.replay_store.add_if_absent(pending.proof.replay_key, pending.proof.replay_ttl)
@@ -220,15 +225,15 @@ class DPoPVerifier:
         """Asyncio twin of :meth:`verify`: the same steps, awaiting async validators and stores."""
         now = self._clock()
         pending = self._begin(request, now)
-        claims = self._claims_cache.get(pending.token_hash)
-        if claims is None:
+        facts = self._token_cache.get(pending.token_hash, now)
+        if facts is None:
             validate = self._async_validator()
             try:
                 raw = await _maybe_await(validate(pending.credentials.token))
             except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
                 raise _as_dpop_error(exc, pending.credentials.scheme) from None
-            claims = self._validated(raw, pending, now)
-        principal = bind_token(pending.credentials.scheme, claims, pending.proof)
+            facts = self._validated(raw, pending, now)
+        principal = bind_token(pending.credentials.scheme, facts, pending.proof)
         if pending.proof is not None:
             try:
                 proof = pending.proof
@@ -284,10 +289,10 @@ class DPoPVerifier:
             raise TypeError("no token validator")
         return validate
 
-    def _validated(self, claims: object, pending: _Pending, now: float) -> Claims:
-        checked = _checked_claims(claims, pending.credentials.scheme)
-        self._claims_cache.put(pending.token_hash, checked, now)
-        return checked
+    def _validated(self, claims: object, pending: _Pending, now: float) -> TokenFacts:
+        facts = token_facts(_checked_claims(claims, pending.credentials.scheme))
+        self._token_cache.put(pending.token_hash, facts, now)
+        return facts
 
     def render(self, error: DPoPError) -> ErrorResponse:
         """The response for ``error`` under this verifier's algorithms and mode."""
@@ -321,7 +326,12 @@ class DPoPVerifier:
             # Worth knowing before switching to ``required``: this client still uses Bearer.
             logger.info(
                 "dpop report_only: request would be rejected: bearer_token_used",
-                extra={"dpop_reason": "bearer_token_used", "dpop_outcome": "reported", "dpop_scheme": "Bearer"},
+                extra={
+                    "dpop_reason": "bearer_token_used",
+                    "dpop_outcome": "reported",
+                    "dpop_status": 401,
+                    "dpop_scheme": "Bearer",
+                },
             )
             self._emit("reported", "bearer_token_used", 401, "Bearer")
         else:

@@ -10,7 +10,7 @@ from typing import Any
 from .errors import InsufficientScopeError, InvalidTokenError
 from .proof import VerifiedProof
 
-__all__ = ["DPoPPrincipal", "bind_token", "parse_scopes", "require_scopes"]
+__all__ = ["DPoPPrincipal", "TokenFacts", "bind_token", "parse_scopes", "require_scopes", "token_facts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,42 +65,72 @@ def _text(claims: Mapping[str, Any], *names: str) -> str | None:
     return None
 
 
-def bind_token(scheme: str, claims: Mapping[str, Any], proof: VerifiedProof | None) -> DPoPPrincipal:
+@dataclass(slots=True)
+class TokenFacts:
+    """What binding needs from a token's claims, derived once per token (the verifier caches it)."""
+
+    claims: Mapping[str, Any]
+    subject: str | None
+    client_id: str | None
+    scopes: frozenset[str]
+    cnf_present: bool
+    cnf_malformed: bool
+    jkt: str | None
+
+
+def token_facts(claims: Mapping[str, Any]) -> TokenFacts:
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+    return TokenFacts(
+        claims=claims,
+        subject=_text(claims, "sub"),
+        client_id=_text(claims, "client_id", "azp"),
+        scopes=parse_scopes(claims),
+        cnf_present=cnf is not None,
+        cnf_malformed=cnf is not None and not isinstance(cnf, Mapping),
+        jkt=jkt if isinstance(jkt, str) else None,
+    )
+
+
+def bind_token(scheme: str, facts: TokenFacts, proof: VerifiedProof | None) -> DPoPPrincipal:
     """Check that the token's binding fits how it was presented, and build the principal.
 
     * DPoP scheme: the token must carry ``cnf.jkt`` equal to the proof key's thumbprint.
     * Bearer scheme: the token must carry no ``cnf`` at all: a bound token used as Bearer is a
       downgrade (a stolen token without its key) and is refused.
     """
-    cnf = claims.get("cnf")
-    if cnf is not None and not isinstance(cnf, Mapping):
+    if facts.cnf_malformed:
         raise InvalidTokenError("cnf_malformed", "Malformed token confirmation claim", scheme=scheme)
-    if scheme == "Bearer":
-        if cnf is not None:
+    if scheme == "Bearer" or proof is None:
+        if facts.cnf_present:
             raise InvalidTokenError(
                 "bound_token_as_bearer", "Sender-constrained token presented as Bearer", scheme=scheme
             )
-    else:
-        if proof is None:  # pragma: no cover - the orchestrator never calls us so
-            raise InvalidTokenError("proof_missing", "DPoP proof missing")
-        jkt = cnf.get("jkt") if cnf is not None else None
-        if not isinstance(jkt, str):
-            raise InvalidTokenError("token_not_bound", "Access token is not DPoP-bound")
-        if not hmac.compare_digest(jkt.encode("utf-8", "replace"), proof.key.jkt.encode("ascii")):
-            raise InvalidTokenError("key_binding_mismatch", "Invalid DPoP key binding")
+        return DPoPPrincipal(
+            scheme=scheme,
+            claims=facts.claims,
+            subject=facts.subject,
+            client_id=facts.client_id,
+            scopes=facts.scopes,
+        )
+    if facts.jkt is None:
+        raise InvalidTokenError("token_not_bound", "Access token is not DPoP-bound")
+    key = proof.key
+    if not hmac.compare_digest(facts.jkt.encode("utf-8", "replace"), key.jkt.encode("ascii")):
+        raise InvalidTokenError("key_binding_mismatch", "Invalid DPoP key binding")
     return DPoPPrincipal(
         scheme=scheme,
-        claims=claims,
-        jkt=proof.key.jkt if proof else None,
-        jwk=proof.key.public_jwk if proof else None,
-        subject=_text(claims, "sub"),
-        client_id=_text(claims, "client_id", "azp"),
-        scopes=parse_scopes(claims),
-        jti=proof.jti if proof else None,
-        iat=proof.iat if proof else None,
-        htm=proof.htm if proof else None,
-        htu=proof.htu if proof else None,
-        next_nonce=proof.next_nonce if proof else None,
+        claims=facts.claims,
+        jkt=key.jkt,
+        jwk=key.public_jwk,
+        subject=facts.subject,
+        client_id=facts.client_id,
+        scopes=facts.scopes,
+        jti=proof.jti,
+        iat=proof.iat,
+        htm=proof.htm,
+        htu=proof.htu,
+        next_nonce=proof.next_nonce,
     )
 
 

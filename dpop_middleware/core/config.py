@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .keys import ALGORITHMS, DEFAULT_ALGORITHMS
 from .nonce import NonceKeyring, NoncePolicy
@@ -41,6 +42,8 @@ class VerifierConfig:
     nonce_keyring: NonceKeyring = field(default_factory=NonceKeyring)
     token_cache_size: int = 10_000
     token_cache_max_ttl: float = 3600.0
+    #: Memo of checked proof headers (see ``core.proof``); not a setting.
+    header_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = [alg for alg in self.algorithms if alg not in ALGORITHMS]
@@ -68,7 +71,7 @@ class VerifierConfig:
     @classmethod
     def from_mapping(cls, options: Mapping[str, object]) -> VerifierConfig:
         """Build from a settings mapping with lower-case keys (adapters' configuration)."""
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) - {"header_cache"}
         unknown = set(options) - known
         if unknown:
             raise ValueError(f"unknown DPoP settings: {sorted(unknown)}")

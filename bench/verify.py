@@ -1,0 +1,192 @@
+"""Core benchmark: our full ``DPoPVerifier.verify()`` vs a raw ``cryptography`` signature verify.
+
+    python bench/verify.py            # full run, prints a Markdown table
+    python bench/verify.py --smoke    # a few proofs per case, no timing claims (CI keeps it from rotting)
+
+For each algorithm, the same proofs are checked two ways, interleaved round by round in one process:
+
+* ``raw``: ``public_key.verify(signature, signing_input)`` with the key already loaded: the
+  cryptographic floor that any DPoP implementation pays;
+* ``ours``: the whole ``verify()``: header parsing, key import (cached), signature, claims, ``htu``,
+  ``ath``, token binding (claims already validated and cached), replay store write.
+
+Rows: a returning client's key ("known key"), a key never seen before ("first-seen key", the key
+cache cleared), and a stream that reuses each access token for 10 requests with the token
+validated on first use ("token reuse") against the proof-only figure. Reported: the median over
+rounds of (ours / raw) per-request time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature  # noqa: E402
+
+from dpop_middleware import DPoPVerifier, MemoryReplayStore, RequestInfo  # noqa: E402
+from dpop_middleware.client import DPoPKey  # noqa: E402
+from dpop_middleware.core import keys as core_keys  # noqa: E402
+from dpop_middleware.core.jose import b64url_decode  # noqa: E402
+from dpop_middleware.core.keys import _ECDSA, _RSA_PADDING, ALGORITHMS  # noqa: E402
+from dpop_middleware.core.proof import access_token_hash, verify_proof  # noqa: E402
+from dpop_middleware.testing import TestIssuer  # noqa: E402
+
+URL = "https://api.example.com/v1/items"
+
+
+@dataclass
+class Sample:
+    request: RequestInfo
+    raw: Callable[[], None]
+
+
+def raw_verifier(alg: str, key: DPoPKey, proof: str) -> Callable[[], None]:
+    """The cryptographic floor for one proof: decode its signature and check it, key already loaded.
+
+    That is the least any implementation on ``cryptography`` does per proof: base64url-decode the
+    signature (and, for ECDSA, re-encode JOSE's raw r||s as DER), then one ``verify`` call.
+    """
+    spec = ALGORITHMS[alg]
+    head, body, sig_b64 = proof.split(".")
+    data = f"{head}.{body}".encode()
+    public = key._key.public_key()  # the benchmark may look inside; users cannot by accident
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        size = spec.ecdsa_size
+        algorithm = _ECDSA[alg]
+
+        def ecdsa() -> None:
+            sig = b64url_decode(sig_b64)
+            der = encode_dss_signature(int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big"))
+            public.verify(der, data, algorithm)
+
+        return ecdsa
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return lambda: public.verify(b64url_decode(sig_b64), data)
+    assert isinstance(public, rsa.RSAPublicKey) and spec.hash is not None
+    pad = _RSA_PADDING[alg]
+    hash_alg = spec.hash
+    return lambda: public.verify(b64url_decode(sig_b64), data, pad, hash_alg)
+
+
+def make_samples(alg: str, issuer: TestIssuer, keys: list[DPoPKey], tokens: dict[str, str], count: int) -> list[Sample]:
+    samples = []
+    for i in range(count):
+        key = keys[i % len(keys)]
+        token = tokens[key.jkt]
+        proof = key.proof("GET", URL, access_token=token)
+        request = RequestInfo("GET", URL, [("Authorization", f"DPoP {token}"), ("DPoP", proof)])
+        samples.append(Sample(request, raw_verifier(alg, key, proof)))
+    return samples
+
+
+def timed(fn: Callable[[], None], repeat: int) -> float:
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return time.perf_counter() - start
+
+
+def run_case(alg: str, *, rounds: int, per_round: int, distinct_keys: int, first_seen: bool, token_reuse: int = 0) -> tuple[float, float, float]:
+    """Median over rounds of (ours, raw) microseconds per request and their ratio."""
+    issuer = TestIssuer(audience="https://api.example.com")
+    verifier = DPoPVerifier(issuer.validator(), replay_store=MemoryReplayStore(max_entries=10**6))
+    ratios, ours_us, raw_us = [], [], []
+    for _ in range(rounds):
+        keys = [DPoPKey.generate(alg) for _ in range(per_round if first_seen else distinct_keys)]
+        if token_reuse:
+            # A new token every `token_reuse` requests, validated on its first use inside the timed loop.
+            samples = []
+            for start in range(0, per_round, token_reuse):
+                key = keys[start % len(keys)]
+                token = issuer.token(key.jkt)
+                for _ in range(min(token_reuse, per_round - start)):
+                    proof = key.proof("GET", URL, access_token=token)
+                    samples.append(Sample(RequestInfo("GET", URL, [("Authorization", f"DPoP {token}"), ("DPoP", proof)]),
+                                          raw_verifier(alg, key, proof)))
+        else:
+            tokens = {k.jkt: issuer.token(k.jkt) for k in keys}
+            samples = make_samples(alg, issuer, keys, tokens, per_round)
+            for key in keys:  # each token (and key) used once before: validated and cached
+                token = tokens[key.jkt]
+                warm = key.proof("GET", URL, access_token=token)
+                verifier.verify(RequestInfo("GET", URL, [("Authorization", f"DPoP {token}"), ("DPoP", warm)]))
+        if first_seen:  # forget every key and header seen so far (the warm-up requests included)
+            core_keys._import_canonical.cache_clear()
+            verifier.config.header_cache.clear()
+        raws = iter(samples)
+        t_raw = timed(lambda: next(raws).raw(), len(samples))
+        reqs = iter(samples)
+        t_ours = timed(lambda: verifier.verify(next(reqs).request), len(samples))
+        raw_us.append(t_raw / len(samples) * 1e6)
+        ours_us.append(t_ours / len(samples) * 1e6)
+        ratios.append(t_ours / t_raw)
+    return statistics.median(ours_us), statistics.median(raw_us), statistics.median(ratios)
+
+
+def proof_only(alg: str, rounds: int, per_round: int) -> float:
+    """Median microseconds of the pure proof check alone (no token, no store), for the reuse row."""
+    key = DPoPKey.generate(alg)
+    config = DPoPVerifier(lambda t: {}).config
+    token_hash = access_token_hash("t")
+    times = []
+    for _ in range(rounds):
+        proofs = [key.proof("GET", URL, access_token="t") for _ in range(per_round)]
+        it = iter(proofs)
+        now = time.time()
+        t = timed(lambda: verify_proof(next(it), method="GET", url=URL, token_hash=token_hash, now=now, config=config), per_round)
+        times.append(t / per_round * 1e6)
+    return statistics.median(times)
+
+
+TARGETS = {("known", "ES256"): 1.3, ("known", "EdDSA"): 1.3, ("first", "ES256"): 1.6, ("first", "EdDSA"): 1.6,
+           ("known", "RS256"): 2.5, ("known", "PS256"): 2.5}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny run, no timing claims")
+    parser.add_argument("--rounds", type=int, default=9)
+    args = parser.parse_args()
+    rounds, fast_n, slow_n = (1, 20, 5) if args.smoke else (args.rounds, 400, 150)
+
+    rows = []
+    failed = []
+    for alg in ("ES256", "EdDSA", "RS256", "PS256"):
+        n = slow_n if alg[:2] in ("RS", "PS") else fast_n
+        for label, first in (("known", False), ("first", True)):
+            ours, raw, ratio = run_case(alg, rounds=rounds, per_round=n, distinct_keys=10, first_seen=first)
+            target = TARGETS.get((label, alg))
+            ok = target is None or ratio <= target
+            if not ok:
+                failed.append(f"{alg} {label}")
+            rows.append((alg, "known key" if label == "known" else "first-seen key", ours, raw, ratio, target, ok))
+    es_reuse, _, _ = run_case("ES256", rounds=rounds, per_round=fast_n, distinct_keys=10, first_seen=False, token_reuse=10)
+    es_proof = proof_only("ES256", rounds, fast_n)
+
+    print("| alg | case | ours µs/req | raw verify µs | ours/raw | target |")
+    print("|---|---|---:|---:|---:|---|")
+    for alg, case, ours, raw, ratio, target, ok in rows:
+        verdict = "" if target is None else f"<= {target} {'ok' if ok else 'MISSED'}"
+        print(f"| {alg} | {case} | {ours:.1f} | {raw:.1f} | {ratio:.2f}x | {verdict} |")
+    reuse_ratio = es_reuse / es_proof
+    print()
+    print("| ES256 stream | µs/req | vs proof-only |")
+    print("|---|---:|---:|")
+    print(f"| proof-only (`verify_proof`) | {es_proof:.1f} | 1.00x |")
+    print(f"| full verify, token reused 10x (validated on first use) | {es_reuse:.1f} | {reuse_ratio:.2f}x (target <= 1.10x) |")
+    if args.smoke:
+        print("\nsmoke run: figures are not meaningful")
+        return 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

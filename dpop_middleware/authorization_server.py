@@ -1,0 +1,224 @@
+"""DPoP for authorization servers: check the proof at the token endpoint, get the ``jkt`` to bind.
+
+::
+
+    from dpop_middleware import RequestInfo
+    from dpop_middleware.authorization_server import TokenEndpointVerifier
+
+    token_endpoint = TokenEndpointVerifier("https://as.example/token", nonce_policy="always",
+                                           nonce_keyring={"k1": secret})   # any VerifierConfig option
+
+    def token(request):                         # your framework's view
+        result = token_endpoint.authenticate(RequestInfo("POST", url, headers), dpop_jkt=code.dpop_jkt)
+        if result.rejection is not None:         # 400 invalid_dpop_proof / use_dpop_nonce (+ DPoP-Nonce)
+            return respond(result.rejection)     # status, headers, JSON body: copy them verbatim
+        claims["cnf"] = {"jkt": result.jkt}      # bind the access token (RFC 9449 §6)
+        return respond_json({..., "token_type": "DPoP"}, headers=result.response_headers)
+
+The proof rules are the resource server's own (:func:`~dpop_middleware.core.proof.verify_proof`
+without ``ath``), with the same replay store port and nonce keyring. At the authorization endpoint,
+check a ``dpop_jkt`` parameter with :func:`validate_dpop_jkt` and store it with the code; pass it as
+``dpop_jkt=`` when the code is redeemed (RFC 9449 §10).
+
+``verify``/``averify`` are the mirrored pair (the second awaits an async replay store);
+``authenticate``/``aauthenticate`` never raise a :class:`~dpop_middleware.DPoPError`: they return
+the rendered rejection.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .core.challenge import ErrorResponse
+from .core.config import VerifierConfig
+from .core.errors import DPoPError, InvalidDPoPProofError, ReplayStoreUnavailable
+from .core.nonce import NonceKeyring
+from .core.proof import VerifiedProof
+from .core.request import RequestInfo
+from .core.token_endpoint import (
+    InvalidGrantError,
+    check_dpop_jkt,
+    check_token_request,
+    render_token_error,
+    validate_dpop_jkt,
+)
+from .stores.memory import MemoryReplayStore
+
+__all__ = [
+    "DPoPBinding",
+    "InvalidGrantError",
+    "TokenEndpointResult",
+    "TokenEndpointVerifier",
+    "check_dpop_jkt",
+    "validate_dpop_jkt",
+]
+
+logger = logging.getLogger("dpop_middleware")
+
+Header = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DPoPBinding:
+    """A token request's verified proof: bind the issued token to :attr:`jkt`."""
+
+    jkt: str
+    proof: VerifiedProof
+    response_headers: tuple[Header, ...] = ()  # a fresh ``DPoP-Nonce`` for the success response
+
+    @property
+    def cnf(self) -> dict[str, str]:
+        """The ``cnf`` claim (RFC 9449 §6.1) for a JWT access token, or an introspection response."""
+        return {"jkt": self.jkt}
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEndpointResult:
+    """What :meth:`TokenEndpointVerifier.authenticate` returns.
+
+    ``rejection`` set: send it as the response and issue nothing. Otherwise ``binding`` is the proof
+    (``None``: no proof and none required, so a Bearer token may be issued) and ``response_headers``
+    go on the token response.
+    """
+
+    binding: DPoPBinding | None
+    rejection: ErrorResponse | None = None
+    response_headers: tuple[Header, ...] = ()
+
+    @property
+    def jkt(self) -> str | None:
+        return self.binding.jkt if self.binding is not None else None
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _fresh(added: object) -> None:
+    if added is not True:
+        raise InvalidDPoPProofError("replayed", "DPoP proof already used")
+
+
+def _store_error(exc: Exception) -> DPoPError:
+    # A replay store that cannot answer never lets a token be issued.
+    if isinstance(exc, DPoPError):
+        return exc
+    logger.error("dpop replay store failed at the token endpoint: %s", type(exc).__name__)
+    return ReplayStoreUnavailable()
+
+
+class TokenEndpointVerifier:
+    """Verifies the DPoP proof of token requests. Thread-safe; build one per token endpoint.
+
+    ``endpoint_url``: the token endpoint's public URL, compared with ``htu`` (default: the request's
+    own URL, as the adapter rebuilt it). ``require_dpop``: refuse token requests without a proof
+    (default); with ``False`` such requests pass with ``binding=None``. ``replay_store`` defaults to
+    a :class:`~dpop_middleware.stores.MemoryReplayStore`; share one (Redis, Django cache) between
+    instances, and share the ``nonce_keyring`` too. Options are those of
+    :class:`~dpop_middleware.VerifierConfig` (``config=`` or keywords; ``nonce_keyring`` may be a
+    ``{kid: secret}`` dict).
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        *,
+        require_dpop: bool = True,
+        replay_store: Any = None,
+        config: VerifierConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        **options: Any,
+    ) -> None:
+        if config is not None and options:
+            raise TypeError("pass either config= or option keywords, not both")
+        keyring = options.get("nonce_keyring")
+        if isinstance(keyring, dict):
+            options["nonce_keyring"] = NonceKeyring(keyring)
+        self.config = config or VerifierConfig(**options)
+        self.endpoint_url = endpoint_url
+        self.require_dpop = require_dpop
+        self.replay_store = replay_store if replay_store is not None else MemoryReplayStore()
+        self._clock = clock
+
+    # -- the mirrored pair -------------------------------------------------------------------
+
+    def verify(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> DPoPBinding | None:
+        """Check the token request's proof (and ``dpop_jkt``); raise a :class:`DPoPError` if bad."""
+        proof = self._check(request, dpop_jkt)
+        if proof is None:
+            return None
+        try:
+            added = self.replay_store.add_if_absent(proof.replay_key, proof.replay_ttl)
+        except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
+            raise _store_error(exc) from None
+        _fresh(added)
+        return _binding(proof)
+
+    async def averify(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> DPoPBinding | None:
+        """Asyncio twin of :meth:`verify` (awaits an async replay store)."""
+        proof = self._check(request, dpop_jkt)
+        if proof is None:
+            return None
+        try:
+            added = await _maybe_await(self.replay_store.add_if_absent(proof.replay_key, proof.replay_ttl))
+        except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
+            raise _store_error(exc) from None
+        _fresh(added)
+        return _binding(proof)
+
+    def authenticate(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> TokenEndpointResult:
+        """:meth:`verify`, with any error rendered as the token endpoint's response."""
+        try:
+            binding = self.verify(request, dpop_jkt=dpop_jkt)
+        except DPoPError as exc:
+            return self._failed(exc)
+        return _succeeded(binding)
+
+    async def aauthenticate(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> TokenEndpointResult:
+        """Asyncio twin of :meth:`authenticate`."""
+        try:
+            binding = await self.averify(request, dpop_jkt=dpop_jkt)
+        except DPoPError as exc:
+            return self._failed(exc)
+        return _succeeded(binding)
+
+    # -- shared, synchronous steps -----------------------------------------------------------
+
+    def _check(self, request: RequestInfo, dpop_jkt: str | None) -> VerifiedProof | None:
+        return check_token_request(
+            request,
+            config=self.config,
+            now=self._clock(),
+            endpoint_url=self.endpoint_url,
+            dpop_jkt=dpop_jkt,
+            required=self.require_dpop,
+        )
+
+    def render(self, error: DPoPError) -> ErrorResponse:
+        """The token endpoint response for ``error`` (400 JSON, or 503)."""
+        return render_token_error(error)
+
+    def _failed(self, exc: DPoPError) -> TokenEndpointResult:
+        details = " ".join(f"{k}={v!r}" for k, v in exc.diagnostics.items())
+        level = logging.WARNING if exc.status >= 500 else logging.INFO
+        logger.log(
+            level, "dpop token endpoint rejected: %s %s", exc.reason, details,
+            extra={"dpop_reason": exc.reason, "dpop_outcome": "rejected"},
+        )  # fmt: skip
+        return TokenEndpointResult(None, self.render(exc))
+
+
+def _binding(proof: VerifiedProof) -> DPoPBinding:
+    headers: tuple[Header, ...] = ()
+    if proof.next_nonce is not None:
+        headers = (("DPoP-Nonce", proof.next_nonce),)
+    return DPoPBinding(proof.key.jkt, proof, headers)
+
+
+def _succeeded(binding: DPoPBinding | None) -> TokenEndpointResult:
+    return TokenEndpointResult(binding, None, binding.response_headers if binding is not None else ())

@@ -1,0 +1,196 @@
+"""Replay stores on Redis (or Valkey), shared by every worker and host: sync and asyncio.
+
+Each request costs exactly one command, ``SET <prefix><key> 1 NX PX <ttl_ms>``: the check and the
+write are one atomic step on the server, so two workers racing with the same proof cannot both
+win (a ``GET`` then ``SET`` would let both through). Keys expire by themselves; nothing else is
+ever sent.
+
+Fail closed: any Redis error, refused connection or timeout raises
+:class:`~dpop_middleware.ReplayStoreUnavailable`, which the verifier answers with 503 and
+``Retry-After``. Timeouts are bounded and redis-py's own retries are switched off for clients we
+build, so a stalled Redis costs a request at most ``connect_timeout + timeout`` seconds, not the
+library's default minute of backed-off retries.
+
+Install with ``pip install 'dpop-middleware[redis]'``::
+
+    store = RedisReplayStore("redis://redis.internal:6379/0")            # WSGI / sync code
+    astore = AsyncRedisReplayStore("rediss://:secret@redis.internal/0")  # ASGI / asyncio code
+    verifier = DPoPVerifier(validator, replay_store=store)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from ..core.errors import ReplayStoreUnavailable
+
+__all__ = ["DEFAULT_PREFIX", "AsyncRedisReplayStore", "RedisReplayStore"]
+
+logger = logging.getLogger("dpop_middleware")
+
+DEFAULT_PREFIX = b"dpop:jti:"
+DEFAULT_CONNECT_TIMEOUT = 0.5
+DEFAULT_TIMEOUT = 0.5
+
+# ``SET ... NX`` answers "OK" (redis-py: True) when it wrote the key and nil (None) when the key was
+# already there. A client configured with custom response callbacks may hand back the raw reply.
+_WRITTEN = (True, "OK", b"OK")
+
+
+def _as_bytes(prefix: bytes | str) -> bytes:
+    return prefix.encode() if isinstance(prefix, str) else bytes(prefix)
+
+
+def _ttl_ms(ttl: float) -> int:
+    # Round up: an entry must never expire before the proof it guards stops being acceptable.
+    if not ttl > 0:
+        raise ValueError("ttl must be a positive number of seconds")
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _interpret(reply: object) -> bool:
+    if reply in _WRITTEN:
+        return True
+    if reply is None:
+        return False
+    # An answer we do not understand is not a "yes": refuse rather than guess.
+    raise ReplayStoreUnavailable(diagnostics={"store_error": "unexpected_reply"})
+
+
+def _unavailable(exc: BaseException) -> ReplayStoreUnavailable:
+    # Only the class name goes to the logs: redis-py messages can carry host names and URLs.
+    return ReplayStoreUnavailable(diagnostics={"store_error": type(exc).__name__})
+
+
+def _url_options(connect_timeout: float | None, timeout: float | None, options: dict[str, Any]) -> dict[str, Any]:
+    for name, value in (("connect_timeout", connect_timeout), ("timeout", timeout)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be a positive number of seconds")
+    built = {
+        "socket_connect_timeout": connect_timeout or DEFAULT_CONNECT_TIMEOUT,
+        "socket_timeout": timeout or DEFAULT_TIMEOUT,
+    }
+    built.update(options)
+    return built
+
+
+def _warn_unbounded(client: Any) -> None:
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if isinstance(kwargs, dict) and kwargs.get("socket_timeout", 0) is None:
+        logger.warning(
+            "dpop replay store: the Redis client has no socket_timeout, so a stalled Redis hangs requests "
+            "instead of failing them with 503. Set socket_timeout (and socket_connect_timeout) on the client.",
+            extra={"dpop_reason": "replay_store_unbounded_timeout"},
+        )
+
+
+def _check_client_args(connect_timeout: float | None, timeout: float | None, options: dict[str, Any]) -> None:
+    if connect_timeout is not None or timeout is not None or options:
+        raise TypeError("timeouts and client options apply to a URL; configure your own client directly")
+
+
+class RedisReplayStore:
+    """A :class:`~dpop_middleware.ReplayStore` on a synchronous ``redis.Redis`` client.
+
+    ``client`` is a URL (``redis://``, ``rediss://`` for TLS, ``unix://`` for a socket; credentials
+    and database as redis-py reads them) or a ``redis.Redis`` you already have (its timeouts are
+    then yours to set). ``prefix`` namespaces the keys so several apps can share one database.
+    ``connect_timeout`` and ``timeout`` (seconds) bound each call for a client built from a URL;
+    further keywords go to ``redis.Redis.from_url`` (e.g. ``max_connections``, ``ssl_ca_certs``).
+
+    Safe for threads and for forked workers (redis-py's pool reconnects after ``fork``).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | str,
+        *,
+        prefix: bytes | str = DEFAULT_PREFIX,
+        connect_timeout: float | None = None,
+        timeout: float | None = None,
+        **client_options: Any,
+    ) -> None:
+        self.prefix = _as_bytes(prefix)
+        if isinstance(client, str):
+            options = _url_options(connect_timeout, timeout, client_options)
+            options.setdefault("retry", Retry(NoBackoff(), 0))
+            self.client: redis.Redis = redis.Redis.from_url(client, **options)
+            self._owns_client = True
+        else:
+            _check_client_args(connect_timeout, timeout, client_options)
+            _warn_unbounded(client)
+            self.client = client
+            self._owns_client = False
+
+    def add_if_absent(self, key: bytes, ttl: float) -> bool:
+        """One ``SET NX PX``: ``True`` if ``key`` was new, ``False`` if it is already recorded."""
+        name, ttl_ms = self.prefix + key, _ttl_ms(ttl)
+        try:
+            reply = self.client.set(name, b"1", nx=True, px=ttl_ms)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return _interpret(reply)
+
+    def close(self) -> None:
+        """Close the connection pool if this store created it (a client you passed stays yours)."""
+        if self._owns_client:
+            self.client.close()
+
+    def __repr__(self) -> str:  # never the URL: it may hold a password
+        return f"{type(self).__name__}(prefix={self.prefix!r})"
+
+
+class AsyncRedisReplayStore:
+    """An :class:`~dpop_middleware.AsyncReplayStore` on ``redis.asyncio``: the same contract.
+
+    Arguments are those of :class:`RedisReplayStore`; a client passed in must be a
+    ``redis.asyncio.Redis``. Build it inside the worker process that uses it (asyncio connections
+    belong to one event loop), e.g. in the ASGI app factory or at import time of the app module.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | str,
+        *,
+        prefix: bytes | str = DEFAULT_PREFIX,
+        connect_timeout: float | None = None,
+        timeout: float | None = None,
+        **client_options: Any,
+    ) -> None:
+        self.prefix = _as_bytes(prefix)
+        if isinstance(client, str):
+            options = _url_options(connect_timeout, timeout, client_options)
+            options.setdefault("retry", redis.asyncio.retry.Retry(NoBackoff(), 0))
+            self.client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(client, **options)
+            self._owns_client = True
+        else:
+            _check_client_args(connect_timeout, timeout, client_options)
+            _warn_unbounded(client)
+            self.client = client
+            self._owns_client = False
+
+    async def add_if_absent(self, key: bytes, ttl: float) -> bool:
+        """One ``SET NX PX``: ``True`` if ``key`` was new, ``False`` if it is already recorded."""
+        name, ttl_ms = self.prefix + key, _ttl_ms(ttl)
+        try:
+            reply = await self.client.set(name, b"1", nx=True, px=ttl_ms)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return _interpret(reply)
+
+    async def aclose(self) -> None:
+        """Close the connection pool if this store created it."""
+        if self._owns_client:
+            await self.client.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(prefix={self.prefix!r})"

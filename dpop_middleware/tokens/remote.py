@@ -1,0 +1,215 @@
+"""JWT access tokens (RFC 9068) checked against the authorization server's published JWKS.
+
+Everything about the token (parsing, signature, claims) is the core's
+(:mod:`dpop_middleware.core.access_token`), exactly as for
+:class:`~dpop_middleware.tokens.jwt.JWTAccessTokenValidator`; what this module adds is where the keys
+come from: fetched over HTTP (optionally found by RFC 8414 / OpenID discovery), cached by
+:mod:`._jwks_cache`, refreshed single-flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..core.access_token import (
+    DEFAULT_TOKEN_ALGORITHMS,
+    JWTPolicy,
+    ParsedAccessToken,
+    check_claims,
+    parse_access_token,
+    verify_access_token,
+)
+from ..core.errors import TokenValidationUnavailable
+from ._discovery import discover_endpoint
+from ._http import AsyncHTTP, Flow, HTTPRequest, HTTPSettings, SyncHTTP, check_endpoint_url, run_async, run_sync
+from ._jwks_cache import JWKSCache, JWKSCachePolicy, KeyLookup, choose_keys
+from ._result_cache import ResultCache, positive_until, token_key
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["RemoteJWKSValidator"]
+
+logger = logging.getLogger("dpop_middleware")
+
+Claims = Mapping[str, Any]
+_JWKS_ACCEPT = (("Accept", "application/jwk-set+json, application/json"),)
+
+
+def _log_failed_refresh(exc: TokenValidationUnavailable) -> None:
+    extra = {"dpop_reason": exc.reason}
+    logger.warning("dpop JWKS refresh failed (%s); keeping the keys we had", exc.reason, extra=extra)
+
+
+class RemoteJWKSValidator:
+    """Validate JWT access tokens with the keys the authorization server publishes.
+
+    Give ``jwks_uri``, or only ``issuer`` to find it by discovery (RFC 8414
+    ``/.well-known/oauth-authorization-server``, then ``/.well-known/openid-configuration``).
+    Works as both a :class:`~dpop_middleware.ports.TokenValidator` (``validate``, on an
+    :class:`httpx.Client`) and an :class:`~dpop_middleware.ports.AsyncTokenValidator`
+    (``avalidate``, on an :class:`httpx.AsyncClient`); the two share every decision.
+
+    Raises :class:`~dpop_middleware.InvalidTokenError` for a bad token and
+    :class:`~dpop_middleware.TokenValidationUnavailable` (503) when no usable key can be had.
+
+    Key cache (seconds): ``default_ttl`` / ``min_ttl`` / ``max_ttl`` bound the lifetime taken from
+    ``Cache-Control: max-age``; ``unknown_kid_interval`` limits refetches for unknown ``kid`` values;
+    ``retry_interval`` spaces retries after a failed fetch; ``max_stale`` is how long expired keys
+    still serve while the server is down. HTTP: ``timeout`` (each operation, and the whole exchange),
+    ``connect_timeout``, ``max_response_bytes``; pass your own ``http_client`` / ``async_http_client``
+    for proxies, custom CA bundles or connection pooling. ``cache_size`` / ``cache_max_ttl``: validated
+    tokens are remembered by SHA-256 until their ``exp`` (capped), so a reused token costs no signature check.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str | Iterable[str],
+        jwks_uri: str | None = None,
+        algorithms: Iterable[str] = DEFAULT_TOKEN_ALGORITHMS,
+        leeway: float = 30.0,
+        require_typ: bool = True,
+        default_ttl: float = 300.0,
+        min_ttl: float = 60.0,
+        max_ttl: float = 86400.0,
+        unknown_kid_interval: float = 30.0,
+        retry_interval: float = 5.0,
+        max_stale: float = 86400.0,
+        timeout: float = 5.0,
+        connect_timeout: float | None = None,
+        max_response_bytes: int = 1 << 20,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        allow_insecure_http: bool = False,
+        cache_size: int = 10_000,
+        cache_max_ttl: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        audiences = (audience,) if isinstance(audience, str) else tuple(audience)
+        self.policy = JWTPolicy(issuer, audiences, tuple(algorithms), leeway, require_typ)
+        self.cache = JWKSCache(
+            JWKSCachePolicy(default_ttl, min_ttl, max_ttl, unknown_kid_interval, retry_interval, max_stale)
+        )
+        self._allow_insecure_http = allow_insecure_http
+        # Discovery derives its URLs from the issuer, so the issuer must pass the same transport rule.
+        check_endpoint_url(jwks_uri or issuer, allow_insecure_http=allow_insecure_http)
+        self.jwks_uri = jwks_uri
+        settings = HTTPSettings(timeout, connect_timeout, max_response_bytes)
+        self._sync_http = SyncHTTP(settings, http_client)
+        self._async_http = AsyncHTTP(settings, async_http_client)
+        self._results = ResultCache(cache_size, clock)
+        self._cache_max_ttl = cache_max_ttl
+        self._clock = clock
+        # Single flight: threads queue on this lock; asyncio tasks of one loop share one future.
+        self._fetch_lock = threading.Lock()
+        self._inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[None]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # -- the mirrored pair: identical but for how the refresh waits ------------------------------
+
+    def validate(self, token: str) -> Claims:
+        """Return the token's claims, or raise (see the class docstring)."""
+        now = self._clock()
+        cached = self._cached(token)
+        if cached is not None:
+            return cached
+        parsed = parse_access_token(token, self.policy)
+        lookup = self.cache.lookup(parsed.kid, now)
+        if lookup.fetch:
+            self._refresh(lookup.generation)
+            lookup = self.cache.lookup(parsed.kid, self._clock())
+        return self._verified(token, parsed, lookup, now)
+
+    async def avalidate(self, token: str) -> Claims:
+        """Asyncio twin of :meth:`validate`."""
+        now = self._clock()
+        cached = self._cached(token)
+        if cached is not None:
+            return cached
+        parsed = parse_access_token(token, self.policy)
+        lookup = self.cache.lookup(parsed.kid, now)
+        if lookup.fetch:
+            await self._arefresh(lookup.generation)
+            lookup = self.cache.lookup(parsed.kid, self._clock())
+        return self._verified(token, parsed, lookup, now)
+
+    # -- fetching, single flight -----------------------------------------------------------------
+
+    def _refresh(self, generation: int) -> None:
+        with self._fetch_lock:
+            if self.cache.generation != generation:
+                return  # another thread fetched while we waited for the lock: use its result
+            self.cache.begin_fetch(self._clock())
+            ok = False
+            try:
+                run_sync(self._fetch_flow(), self._sync_http)
+                ok = True
+            except TokenValidationUnavailable as exc:
+                # recorded below; the lookup that follows decides between stale keys and a 503
+                _log_failed_refresh(exc)
+            finally:
+                if not ok:
+                    self.cache.failed()
+
+    async def _arefresh(self, generation: int) -> None:
+        loop = asyncio.get_running_loop()
+        pending = self._inflight.get(loop)
+        if pending is not None:
+            # shield: one waiter being cancelled must not cancel the shared fetch for the others
+            await asyncio.shield(pending)
+            return
+        if self.cache.generation != generation:
+            return
+        future: asyncio.Future[None] = loop.create_future()
+        self._inflight[loop] = future
+        self.cache.begin_fetch(self._clock())
+        ok = False
+        try:
+            await run_async(self._fetch_flow(), self._async_http)
+            ok = True
+        except TokenValidationUnavailable as exc:
+            _log_failed_refresh(exc)
+        finally:
+            if not ok:
+                self.cache.failed()
+            del self._inflight[loop]
+            future.set_result(None)
+
+    def _fetch_flow(self) -> Flow[None]:
+        if self.jwks_uri is None:
+            found = yield from discover_endpoint(
+                self.policy.issuer, "jwks_uri", allow_insecure_http=self._allow_insecure_http
+            )
+            self.jwks_uri = found
+        response = yield HTTPRequest("GET", self.jwks_uri, _JWKS_ACCEPT)
+        self.cache.fetched(response, self._clock())
+
+    # -- shared, synchronous steps ---------------------------------------------------------------
+
+    def _cached(self, token: str) -> Claims | None:
+        hit = self._results.get(token_key(token))
+        return hit.claims if hit is not None else None
+
+    def _verified(self, token: str, parsed: ParsedAccessToken, lookup: KeyLookup, now: float) -> Claims:
+        verify_access_token(parsed, choose_keys(lookup, parsed))
+        claims = parsed.jws.payload
+        check_claims(claims, self.policy, now)
+        self._results.put(token_key(token), claims, positive_until(claims, now, self._cache_max_ttl, 60.0), now)
+        return claims
+
+    def close(self) -> None:
+        """Close the HTTP client this validator created for sync use."""
+        self._sync_http.close()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this validator created for the running event loop."""
+        await self._async_http.aclose()
