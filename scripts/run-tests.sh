@@ -29,7 +29,9 @@ echo "== installing Python packages"
 "$PY" -m pip install -q -e ".[test,lint]"
 
 echo "== ruff"
-"$PY" -m ruff check dpop_middleware tests bench sample_projects
+lint_paths=()
+for d in dpop_middleware tests bench sample_projects; do [ -d "$d" ] && lint_paths+=("$d"); done
+"$PY" -m ruff check "${lint_paths[@]}"
 echo "== mypy --strict"
 "$PY" -m mypy
 echo "== pytest"

@@ -9,9 +9,7 @@ fixes (raw ``r||s`` ECDSA signatures of exact length, PSS salt = hash length).
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -159,27 +157,28 @@ def _b64_int(value: str) -> int:
     return int.from_bytes(b64url_decode(value), "big")
 
 
-@functools.lru_cache(maxsize=4096)
-def _import_canonical(canonical: str, min_rsa_bits: int) -> PublicKey:
-    # Keyed by the canonical JSON (and the policy), so a returning client's key is not re-imported;
-    # lru_cache is thread-safe and bounded. Exceptions are not cached.
-    members: dict[str, str] = json.loads(canonical)
-    public = MappingProxyType(members)
-    kty = members["kty"]
+_KEY_CACHE: dict[tuple[str, int], PublicKey] = {}
+_KEY_CACHE_SIZE = 4096
+
+
+def _build_key(jwk: Mapping[str, Any], canonical: str, min_rsa_bits: int) -> PublicKey:
+    """Import the key whose members ``_canonical`` has already checked."""
+    kty = jwk["kty"]
     jkt = b64url_encode(hashlib.sha256(canonical.encode("ascii")).digest())
     try:
         if kty == "EC":
-            curve, size = _CURVES[members["crv"]]
-            x, y = b64url_decode(members["x"]), b64url_decode(members["y"])
+            crv = jwk["crv"]
+            curve, size = _CURVES[crv]
+            x, y = b64url_decode(jwk["x"]), b64url_decode(jwk["y"])
             if len(x) != size or len(y) != size:
                 raise JWKError("jwk_bad_member")
-            ec_key = ec.EllipticCurvePublicNumbers(
-                int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve
-            ).public_key()  # raises ValueError for a point not on the curve
-            return PublicKey("EC", members["crv"], ec_key, jkt, curve.key_size, canonical, public)
+            # Raises ValueError for a point not on the curve.
+            ec_key = ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + x + y)
+            public = {"crv": crv, "kty": "EC", "x": jwk["x"], "y": jwk["y"]}
+            return PublicKey("EC", crv, ec_key, jkt, curve.key_size, canonical, MappingProxyType(public))
         if kty == "OKP":
-            crv = members["crv"]
-            raw = b64url_decode(members["x"])
+            crv = jwk["crv"]
+            raw = b64url_decode(jwk["x"])
             if len(raw) != _OKP_SIZES[crv]:
                 raise JWKError("jwk_bad_member")
             okp_key: VerifyingKey = (
@@ -187,12 +186,14 @@ def _import_canonical(canonical: str, min_rsa_bits: int) -> PublicKey:
                 if crv == "Ed25519"
                 else ed448.Ed448PublicKey.from_public_bytes(raw)
             )
-            return PublicKey("OKP", crv, okp_key, jkt, len(raw) * 8, canonical, public)
-        n, e = _b64_int(members["n"]), _b64_int(members["e"])
+            public = {"crv": crv, "kty": "OKP", "x": jwk["x"]}
+            return PublicKey("OKP", crv, okp_key, jkt, len(raw) * 8, canonical, MappingProxyType(public))
+        n, e = _b64_int(jwk["n"]), _b64_int(jwk["e"])
         if n.bit_length() < min_rsa_bits:
             raise JWKError("jwk_rsa_too_small")
         rsa_key = rsa.RSAPublicNumbers(e, n).public_key()
-        return PublicKey("RSA", None, rsa_key, jkt, n.bit_length(), canonical, public)
+        public = {"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}
+        return PublicKey("RSA", None, rsa_key, jkt, n.bit_length(), canonical, MappingProxyType(public))
     except JWKError:
         raise
     except (ValueError, TypeError) as exc:
@@ -215,7 +216,17 @@ def import_public_jwk(jwk: Any, *, min_rsa_bits: int = 2048) -> PublicKey:
         ops = jwk["key_ops"]
         if not isinstance(ops, list) or "verify" not in ops:
             raise JWKError("jwk_wrong_key_ops")
-    return _import_canonical(_canonical(jwk), min_rsa_bits)
+    canonical = _canonical(jwk)
+    # Keyed by the RFC 7638 canonical JSON (and the policy): a returning client's key is imported
+    # once. Only keys that import cleanly are kept; the bound keeps a flood of keys from growing it.
+    cache_key = (canonical, min_rsa_bits)
+    key = _KEY_CACHE.get(cache_key)
+    if key is None:
+        key = _build_key(jwk, canonical, min_rsa_bits)
+        if len(_KEY_CACHE) >= _KEY_CACHE_SIZE:
+            _KEY_CACHE.clear()
+        _KEY_CACHE[cache_key] = key
+    return key
 
 
 def check_alg_key(spec: AlgSpec, key: PublicKey) -> None:
