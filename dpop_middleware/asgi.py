@@ -15,7 +15,6 @@ the same path, because it keeps the client's percent-encoding (``%21`` and ``!``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
@@ -59,7 +58,6 @@ _PATH_SAFE = "!$&'()*+,;=:@/~"
 # A Host header is an authority and nothing else: no path, userinfo, query or whitespace can ride on it
 # (otherwise "Host: a.example/x" + "/y" would rebuild as https://a.example/x/y).
 # Same syntax as the WSGI adapter accepts, so both refuse the same Host values.
-_AUTHORITY = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
 
 
 def _under(path: str, root: str) -> bool:
@@ -83,7 +81,7 @@ def _split_mount(scope: Scope) -> tuple[str, str]:
 
 
 def route_path(scope: Scope) -> str:
-    """The decoded path below the mount point, for path rules (:class:`dpop_middleware.wsgi.PathRules`).
+    """The decoded path below the mount point, for path rules (:class:`dpop_middleware.core.paths.PathRules`).
 
     Dot segments are removed so that ``/health/../admin`` is never taken for ``/health/...``.
     """
@@ -113,9 +111,8 @@ def _raw_below(scope: Scope, below: str) -> str | None:
 def _host(scope: Scope, headers: dict[str, list[str]]) -> str:
     hosts = headers.get("host")
     if hosts:
-        host = hosts[0].strip()
-        # An unusable Host yields an empty host: the URL then never matches any htu (fail closed).
-        return host if _AUTHORITY.fullmatch(host) else ""
+        # An unusable Host is refused by the core (rebuild_url empties it; the verifier answers 400).
+        return hosts[0].strip()
     server = scope.get("server")
     if server and server[0]:
         name, port = str(server[0]), server[1]

@@ -68,9 +68,10 @@ from .core.config import VerifierConfig
 from .core.errors import InvalidRequestError
 from .core.nonce import NonceKeyring
 from .core.origin import ProxySettings
+from .core.paths import PathRules
 from .tokens.jwt import JWTAccessTokenValidator
 from .verifier import DPoPVerifier
-from .wsgi import PathRules, request_info_from_environ
+from .wsgi import request_info_from_environ
 
 __all__ = ["DPoP", "current_dpop"]
 

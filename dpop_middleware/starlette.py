@@ -74,9 +74,9 @@ from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
 from .core.origin import ProxySettings
+from .core.paths import PathRules
 from .core.request import RequestInfo
 from .verifier import AuthResult, DPoPVerifier
-from .wsgi import PathRules
 
 __all__ = [
     "DPoPAuthBackend",
@@ -153,7 +153,7 @@ class DPoPMiddleware:
     ``required``: whether paths without a rule need credentials. ``exempt_paths`` are never checked
     (health checks); ``optional_paths`` admit anonymous requests but still reject bad credentials;
     ``path_scopes`` maps a path to the scopes it needs. Rules are those of the WSGI adapter
-    (:class:`dpop_middleware.wsgi.PathRules`): a rule covers its path and everything below it, by
+    (:class:`dpop_middleware.core.paths.PathRules`): a rule covers its path and everything below it, by
     whole segments, matched against the decoded path below the mount point. Lifespan and any other
     non-HTTP scope pass through untouched.
     """

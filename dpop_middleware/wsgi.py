@@ -44,17 +44,15 @@ from __future__ import annotations
 
 import http
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
-from .core.htu import remove_dot_segments
 from .core.origin import ProxySettings, rebuild_url
+from .core.paths import PathRules
 from .core.request import RequestInfo
 from .verifier import DPoPVerifier
 
@@ -63,9 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DPoPWSGIMiddleware",
-    "PathRules",
     "error_status_line",
-    "path_matches",
     "principal_from_environ",
     "request_info_from_environ",
     "wsgi_rejection",
@@ -79,7 +75,6 @@ ENVIRON_KEY = "dpop"
 _PATH_SAFE = "/!$&'()*+,;=:@~-._"
 # A Host header: reg-name or IP literal, optional port. Anything else ("/", "?", "#", "@", spaces...)
 # could move the path boundary of the rebuilt URL, so it must never reach it.
-_HOST = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
 _FORWARDED_HEADERS = {
     "HTTP_FORWARDED": "forwarded",
     "HTTP_X_FORWARDED_FOR": "x-forwarded-for",
@@ -151,9 +146,8 @@ def _host(environ: Mapping[str, Any]) -> str:
     host = environ.get("HTTP_HOST")
     if not host:
         host = f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}".rstrip(":")
-    host = str(host)
-    # An invalid Host becomes an empty authority: the core cannot normalize the URL and answers 400.
-    return host if _HOST.fullmatch(host) else ""
+    # An invalid Host is refused by the core (rebuild_url empties it, the verifier answers 400).
+    return str(host)
 
 
 def _effective_settings(environ: Mapping[str, Any], settings: ProxySettings) -> ProxySettings:
@@ -218,74 +212,6 @@ def wsgi_rejection(rejection: ErrorResponse, start_response: StartResponse) -> l
     ]
     start_response(error_status_line(rejection.status), headers)
     return [rejection.body]
-
-
-def _normalized_rule(path: str) -> str:
-    if not path.startswith("/"):
-        raise ValueError(f"path rules must start with '/': {path!r}")
-    return path.rstrip("/") or "/"
-
-
-def path_matches(path: str, rule: str) -> bool:
-    """``rule`` covers ``path`` itself and everything below it, by whole segments.
-
-    ``/health`` covers ``/health`` and ``/health/db`` but not ``/healthz``; ``/`` covers everything.
-    ``path`` has its dot segments removed first, so ``/health/../admin`` is matched as ``/admin``.
-    """
-    clean = remove_dot_segments(path if path.startswith("/") else "/" + path)
-    if rule == "/":
-        return True
-    return clean == rule or clean.startswith(rule + "/")
-
-
-@dataclass(frozen=True)
-class PathRules:
-    """Per-path policy below the mount point (paths are matched against ``PATH_INFO``).
-
-    ``exempt``: never checked; ``optional``: anonymous requests pass (``environ["dpop"]`` is
-    ``None``) but credentials, when sent, must be valid; ``scopes``: scopes required below a path
-    (every matching rule applies). Paths not listed follow ``required``.
-    """
-
-    exempt: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()
-    scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    required: bool = True
-
-    @classmethod
-    def create(
-        cls,
-        *,
-        required: bool = True,
-        exempt_paths: Iterable[str] = (),
-        optional_paths: Iterable[str] = (),
-        path_scopes: Mapping[str, Iterable[str] | str] | None = None,
-    ) -> PathRules:
-        scopes = tuple(
-            (_normalized_rule(path), tuple(value.split()) if isinstance(value, str) else tuple(value))
-            for path, value in (path_scopes or {}).items()
-        )
-        return cls(
-            exempt=tuple(_normalized_rule(p) for p in exempt_paths),
-            optional=tuple(_normalized_rule(p) for p in optional_paths),
-            scopes=scopes,
-            required=required,
-        )
-
-    def is_exempt(self, path: str) -> bool:
-        return any(path_matches(path, rule) for rule in self.exempt)
-
-    def is_required(self, path: str) -> bool:
-        if any(path_matches(path, rule) for rule in self.optional):
-            return False
-        return self.required
-
-    def scopes_for(self, path: str) -> tuple[str, ...]:
-        needed: list[str] = []
-        for rule, scopes in self.scopes:
-            if path_matches(path, rule):
-                needed.extend(s for s in scopes if s not in needed)
-        return tuple(needed)
 
 
 class DPoPWSGIMiddleware:

@@ -12,8 +12,9 @@ from wsgi_app_support import bare_app
 
 from dpop_middleware import DPoPVerifier, NonceKeyring
 from dpop_middleware.client import DPoPKey
+from dpop_middleware.core.paths import PathRules, path_matches
 from dpop_middleware.testing import TestIssuer, dpop_headers
-from dpop_middleware.wsgi import DPoPWSGIMiddleware, PathRules, error_status_line, path_matches
+from dpop_middleware.wsgi import DPoPWSGIMiddleware, error_status_line
 
 BASE = "http://localhost"
 
