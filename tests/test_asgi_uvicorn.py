@@ -170,7 +170,7 @@ def test_lifespan_and_plain_requests_without_root_path(server_b: str, issuer: Te
 
 
 def test_upgrade_request_without_websocket_support_is_still_verified(server_a: str) -> None:
-    """uvicorn without a WebSocket library serves an Upgrade request as plain HTTP: still checked."""
+    """An Upgrade request without credentials is refused with the HTTP challenge, whatever the WS library."""
     upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
     resp = httpx.get(f"{server_a}/trusted/ws", headers=upgrade, timeout=10)
