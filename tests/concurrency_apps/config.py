@@ -12,7 +12,6 @@ import os
 from typing import Any
 
 from dpop_middleware import DPoPVerifier, MemoryReplayStore
-from dpop_middleware.core.origin import ProxySettings
 from dpop_middleware.testing import TestIssuer
 
 ENV_JWKS = "DPOP_TEST_JWKS"
@@ -20,9 +19,6 @@ ENV_ISSUER = "DPOP_TEST_ISSUER"
 ENV_AUDIENCE = "DPOP_TEST_AUDIENCE"
 ENV_STORE = "DPOP_TEST_STORE"
 ENV_TIMEOUT = "DPOP_TEST_STORE_TIMEOUT"
-
-PROXIES = ProxySettings.create()
-
 
 def app_env(issuer: TestIssuer, store: str, timeout: float = 0.3) -> dict[str, str]:
     """The environment a test passes to a server process running one of these apps."""

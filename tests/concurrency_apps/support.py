@@ -40,10 +40,11 @@ class AppSpec:
         ]  # fmt: skip
 
 
-# The apps every multi-worker test runs against. The framework adapters' own apps join this list.
+# The apps every multi-worker test runs against: the real adapters (Django's own multi-worker test
+# lives in test_django_servers.py).
 APPS = [
-    AppSpec("wsgi-gunicorn", "wsgi", "concurrency_apps.wsgi_app:app"),
-    AppSpec("asgi-uvicorn", "asgi", "concurrency_apps.asgi_app:app"),
+    AppSpec("flask-gunicorn", "wsgi", "concurrency_apps.wsgi_app:app"),
+    AppSpec("starlette-uvicorn", "asgi", "concurrency_apps.asgi_app:app"),
 ]
 APP_IDS = [spec.name for spec in APPS]
 
