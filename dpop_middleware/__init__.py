@@ -4,6 +4,7 @@ Build one :class:`DPoPVerifier` and hand it to your framework's adapter
 (``dpop_middleware.django``, ``.flask``, ``.starlette``, ``.fastapi``, ``.wsgi``).
 """
 
+from .authorization_server import TokenEndpointVerifier
 from .core import (
     AuthenticationRequired,
     DPoPError,
@@ -55,6 +56,7 @@ __all__ = [
     "ReplayStoreUnavailable",
     "RequestInfo",
     "ServiceUnavailableError",
+    "TokenEndpointVerifier",
     "TokenValidationUnavailable",
     "TokenValidator",
     "UseDPoPNonceError",
@@ -63,3 +65,12 @@ __all__ = [
     "jwk_thumbprint",
     "normalize_htu",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Validators that need httpx, importable from the top level without making httpx a dependency.
+    if name in ("RemoteJWKSValidator", "IntrospectionValidator"):
+        from . import tokens
+
+        return getattr(tokens, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -127,3 +127,9 @@ def test_keyring_validation() -> None:
     with pytest.raises(ValueError):
         NonceKeyring({"bad kid!": b"0123456789abcdef"})
     assert NonceKeyring().generated
+
+
+def test_keyring_given_as_a_mapping_in_settings() -> None:
+    env = make_env(nonce_keyring={"k2": KEYS["k2"], "k1": KEYS["k1"]})
+    error = nonce_challenge(env, "always")
+    assert error.nonce.startswith("k2.")

@@ -56,6 +56,8 @@ class VerifierConfig:
             raise ValueError("size limits are too small to be useful")
         if self.min_rsa_bits < 2048:
             raise ValueError("RSA keys below 2048 bits are not accepted (RFC 8725 §3.5)")
+        if isinstance(self.nonce_keyring, Mapping):  # {kid: secret}, as settings files give it
+            object.__setattr__(self, "nonce_keyring", NonceKeyring(self.nonce_keyring))
         object.__setattr__(self, "mode", Mode(self.mode))
         object.__setattr__(self, "nonce_policy", NoncePolicy(self.nonce_policy))
 

@@ -131,6 +131,7 @@ def render_token_error(error: DPoPError) -> ErrorResponse:
     ``Retry-After``. Every response is ``Cache-Control: no-store``.
     """
     headers: list[Header] = []
+    description = error.description
     if isinstance(error, ServiceUnavailableError):
         status = error.status
         code = "temporarily_unavailable"  # RFC 6749 §4.1.2.1's code for a server that cannot answer now
@@ -140,6 +141,7 @@ def render_token_error(error: DPoPError) -> ErrorResponse:
         code = error.error or "invalid_request"
         if isinstance(error, UseDPoPNonceError):
             headers.append(("DPoP-Nonce", error.nonce))
+            description = "Authorization server requires nonce in DPoP proof"  # RFC 9449 §8's wording
     headers.append(("Cache-Control", "no-store"))
-    body = {"error": code, "error_description": error.description}
+    body = {"error": code, "error_description": description}
     return ErrorResponse(status, tuple(headers), json.dumps(body, separators=(",", ":")).encode(), error)

@@ -1,22 +1,26 @@
 """Test helpers for users of dpop-middleware (and for our own tests).
 
 :class:`TestIssuer` plays the authorization server: it holds a signing key, publishes a JWKS and
-mints RFC 9068 access tokens bound to a client key. :func:`dpop_headers` builds the two request
-headers for a protected call. The pytest plugin (``dpop_middleware.testing.plugin``) wraps these in
-fixtures.
+mints RFC 9068 access tokens bound to a client key (point your app at it with
+:meth:`TestIssuer.flask_config`, :meth:`TestIssuer.django_settings` or :meth:`TestIssuer.validator`).
+:func:`dpop_headers` builds the two request headers for a protected call, and
+:class:`DPoPTestClient` wraps a framework's test client (Django, Flask/werkzeug, Starlette/httpx)
+so that every request is signed, nonce challenges included. The pytest plugin
+(``dpop_middleware.testing.plugin``) wraps these in fixtures.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from ..client import DPoPKey
+from ..client import DPoPKey, NonceCache, nonce_to_retry
 from ..tokens.jwt import JWTAccessTokenValidator
 
-__all__ = ["TestIssuer", "dpop_headers"]
+__all__ = ["DPoPTestClient", "TestIssuer", "dpop_headers"]
 
 
 class TestIssuer:
@@ -31,11 +35,13 @@ class TestIssuer:
         *,
         alg: str = "ES256",
         clock: Callable[[], float] = time.time,
+        signing_key: DPoPKey | None = None,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.clock = clock
-        self.signing_key = DPoPKey.generate(alg)
+        # A given key lets several processes (a test and the server it starts) share one issuer.
+        self.signing_key = signing_key if signing_key is not None else DPoPKey.generate(alg)
         self.kid = self.signing_key.jkt[:12]
 
     @property
@@ -77,6 +83,14 @@ class TestIssuer:
         options.setdefault("clock", self.clock)
         return JWTAccessTokenValidator(issuer=self.issuer, audience=self.audience, jwks=self.jwks, **options)
 
+    def flask_config(self, **extra: Any) -> dict[str, Any]:
+        """``app.config`` keys that make :class:`dpop_middleware.flask.DPoP` trust this issuer."""
+        return {"DPOP_ISSUER": self.issuer, "DPOP_AUDIENCE": self.audience, "DPOP_JWKS": self.jwks, **extra}
+
+    def django_settings(self, **extra: Any) -> dict[str, Any]:
+        """A ``settings.DPOP`` dict (use with ``override_settings(DPOP=...)``) trusting this issuer."""
+        return {"ISSUER": self.issuer, "AUDIENCE": self.audience, "JWKS": self.jwks, **extra}
+
 
 def dpop_headers(
     key: DPoPKey, method: str, url: str, token: str, *, nonce: str | None = None, **proof_options: Any
@@ -84,3 +98,135 @@ def dpop_headers(
     """``Authorization`` and ``DPoP`` headers for one request to ``method url``."""
     proof = key.proof(method, url, access_token=token, nonce=nonce, **proof_options)
     return {"Authorization": f"DPoP {token}", "DPoP": proof}
+
+
+_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
+
+
+def _client_kind(client: Any) -> str:
+    """``httpx`` (Starlette's TestClient), ``django`` (django.test.Client, DRF's APIClient) or ``werkzeug`` (Flask)."""
+    try:
+        import httpx
+
+        if isinstance(client, httpx.Client):
+            return "httpx"
+    except ImportError:  # pragma: no cover - httpx is optional
+        pass
+    if hasattr(client, "generic") and type(client).__module__.startswith(("django", "rest_framework")):
+        return "django"
+    if hasattr(client, "open") and hasattr(client, "application"):
+        return "werkzeug"
+    if hasattr(client, "generic"):  # a project's own subclass of django.test.Client
+        return "django"
+    raise TypeError(f"unsupported test client {type(client).__name__}: use Django's, Flask's or Starlette's")
+
+
+def _default_base_url(client: Any, kind: str) -> str:
+    if kind == "django":
+        return "http://testserver"  # Django's RequestFactory default SERVER_NAME
+    app = getattr(client, "application", None)
+    config: Mapping[str, Any] = getattr(app, "config", None) or {}
+    server_name = config.get("SERVER_NAME")
+    scheme = config.get("PREFERRED_URL_SCHEME", "http")
+    return f"{scheme}://{server_name}" if server_name else "http://localhost"
+
+
+def _response_facts(response: Any) -> tuple[int, list[str], str | None]:
+    """Status, ``WWW-Authenticate`` values and ``DPoP-Nonce`` of a Django or werkzeug response."""
+    headers = response.headers
+    getlist = getattr(headers, "getlist", None)
+    challenges = list(getlist("WWW-Authenticate")) if getlist else [v for v in [headers.get("WWW-Authenticate")] if v]
+    return int(response.status_code), challenges, headers.get("DPoP-Nonce")
+
+
+class DPoPTestClient:
+    """A framework test client that signs every request with DPoP.
+
+    Wraps ``django.test.Client`` (and DRF's ``APIClient``), Flask's ``app.test_client()`` (any
+    werkzeug test client) or Starlette's ``TestClient``: ``get``/``post``/``put``/``patch``/
+    ``delete``/``head``/``options`` and ``request(method, path, ...)`` take the wrapped client's own
+    arguments and add ``Authorization: DPoP <token>`` and a fresh proof for ``base_url + path``. A
+    ``use_dpop_nonce`` challenge is answered once, and the latest ``DPoP-Nonce`` is reused, like the
+    real clients do. ``base_url`` is what the app sees as its own URL (Django ``http://testserver``,
+    Flask ``http://localhost`` or ``SERVER_NAME``; Starlette's is the TestClient's own). Set
+    ``token`` (or ``key``) to switch identity; :attr:`client` is the unwrapped client.
+    """
+
+    __test__ = False
+
+    def __init__(
+        self, client: Any, key: DPoPKey, token: str, *, base_url: str | None = None, nonces: NonceCache | None = None
+    ) -> None:
+        self.client = client
+        self.key = key
+        self.token = token
+        self.nonces = nonces if nonces is not None else NonceCache()
+        self.kind = _client_kind(client)
+        self.base_url = (base_url or _default_base_url(client, self.kind)).rstrip("/")
+
+    def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        """Send ``method path`` through the wrapped client, signed; the wrapped client's response."""
+        method = method.upper()
+        if self.kind == "httpx":
+            from ..httpx_auth import DPoPAuth
+
+            auth = DPoPAuth(self.key, self.token, nonces=self.nonces)
+            return self.client.request(method, path, *args, auth=auth, **kwargs)
+        url = self._url(path, kwargs)
+        response = self._send(method, path, url, None, args=args, kwargs=kwargs)
+        status, challenges, nonce = _response_facts(response)
+        if nonce is not None:
+            self.nonces.remember(url, nonce)
+        retry = nonce_to_retry(status, challenges, nonce)
+        if retry is not None:
+            response = self._send(method, path, url, retry, args=args, kwargs=kwargs)
+            later = _response_facts(response)[2]
+            if later is not None:
+                self.nonces.remember(url, later)
+        return response
+
+    def _url(self, path: str, kwargs: Mapping[str, Any]) -> str:
+        if urlsplit(path).scheme:
+            return path
+        base = self.base_url
+        if self.kind == "django" and kwargs.get("secure") and base.startswith("http://"):
+            base = "https://" + base[len("http://") :]
+        if self.kind == "werkzeug" and kwargs.get("base_url"):
+            base = str(kwargs["base_url"]).rstrip("/")
+        return base + (path if path.startswith("/") else "/" + path)
+
+    def _send(
+        self, method: str, path: str, url: str, nonce: str | None, *, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        headers = dict(kwargs.get("headers") or {})
+        headers.update(dpop_headers(self.key, method, url, self.token, nonce=nonce or self.nonces.get(url)))
+        call = {**kwargs, "headers": headers}
+        if self.kind == "django":
+            if method.lower() in _METHODS:
+                return getattr(self.client, method.lower())(path, *args, **call)
+            return self.client.generic(method, path, *args, **call)
+        return self.client.open(path, *args, method=method, **call)
+
+    def get(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        return self.request("GET", path, *args, **kwargs)
+
+    def post(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        return self.request("POST", path, *args, **kwargs)
+
+    def put(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        return self.request("PUT", path, *args, **kwargs)
+
+    def patch(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        return self.request("PATCH", path, *args, **kwargs)
+
+    def delete(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, *args, **kwargs)
+
+    def head(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        return self.request("HEAD", path, *args, **kwargs)
+
+    def options(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        return self.request("OPTIONS", path, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"DPoPTestClient({self.kind}, base_url={self.base_url!r}, key={self.key!r})"

@@ -1,0 +1,182 @@
+"""DPoP for httpx: one :class:`DPoPAuth` for ``httpx.Client`` and ``httpx.AsyncClient`` alike.
+
+::
+
+    key = DPoPKey.generate()
+    nonces = NonceCache()                                     # share it between the two plugins
+    token = fetch_token("https://as.example/token", key, client_id="app", client_secret=secret,
+                        scope="read", nonces=nonces)
+    with httpx.Client(auth=DPoPAuth(key, token.access_token, nonces=nonces)) as client:
+        client.get("https://api.example/me")
+
+Every request gets a fresh proof (``htm`` = method, ``htu`` = URL without query and fragment,
+``ath`` = hash of the token) and ``Authorization: DPoP <token>``. A nonce challenge (401
+``use_dpop_nonce`` from a resource server, 400 ``use_dpop_nonce`` from a token endpoint) is retried
+once with the server's nonce; the latest ``DPoP-Nonce`` of every response is remembered per origin
+and used in the next proof, so a well-behaved server challenges a client once at most.
+
+Without a token (``DPoPAuth(key)``) the plugin signs token requests: a proof without ``ath`` and no
+``Authorization`` header (that one belongs to client authentication). A request whose body is a
+stream cannot be retried (httpx raises :class:`httpx.StreamConsumed`): send bytes when the server
+may demand a nonce.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Generator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .client import DPoPKey, NonceCache, TokenResponse, nonce_to_retry, parse_token_response, proof_headers
+
+__all__ = ["DPoPAuth", "afetch_token", "fetch_token"]
+
+
+class DPoPAuth(httpx.Auth):
+    """httpx authentication with DPoP: proofs, ``Authorization: DPoP``, one nonce retry.
+
+    ``token`` may be changed later (``auth.token = new``) when it is refreshed. ``nonces`` is the
+    per-origin nonce memory (a new one by default).
+    """
+
+    def __init__(self, key: DPoPKey, token: str | None = None, *, nonces: NonceCache | None = None) -> None:
+        self.key = key
+        self.token = token
+        self.nonces = nonces if nonces is not None else NonceCache()
+
+    @property
+    def token(self) -> str | None:
+        """The access token sent (``None``: token requests, signed without ``ath``)."""
+        return self._token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._token = value
+        # A token endpoint's nonce challenge is in the JSON body: read bodies only in that mode.
+        self.requires_response_body = value is None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Sign, send, and retry once on a nonce challenge; written once for sync and async clients."""
+        url = str(request.url)
+        self._sign(request, self.nonces.get(url))
+        response = yield request
+        retry = self._observe(url, response)
+        if retry is not None:
+            self._sign(request, retry)  # a new proof: a new jti, the new nonce
+            response = yield request
+            self._observe(url, response)
+
+    def _sign(self, request: httpx.Request, nonce: str | None) -> None:
+        request.headers.update(proof_headers(self.key, request.method, str(request.url), self.token, nonce=nonce))
+
+    def _observe(self, url: str, response: httpx.Response) -> str | None:
+        header = response.headers.get("dpop-nonce")
+        if header is not None:
+            self.nonces.remember(url, header)
+        body: bytes | None = None
+        if response.status_code == 400 and self.token is None:
+            # Only a token endpoint says use_dpop_nonce with a 400 (§8); a resource server uses 401.
+            try:
+                body = response.content
+            except httpx.ResponseNotRead:  # the token was cleared after the request went out
+                body = None
+        return nonce_to_retry(response.status_code, response.headers.get_list("www-authenticate"), header, body)
+
+    def __repr__(self) -> str:
+        return f"DPoPAuth(key={self.key!r}, token={'set' if self.token else None})"
+
+
+def _token_request(
+    key: DPoPKey,
+    *,
+    client_id: str | None,
+    client_secret: str | None,
+    scope: str | None,
+    grant_type: str,
+    data: Mapping[str, str] | None,
+    nonces: NonceCache | None,
+) -> dict[str, Any]:
+    form = {"grant_type": grant_type}
+    headers = {"Accept": "application/json"}
+    if client_secret is not None:
+        if client_id is None:
+            raise ValueError("client_secret needs client_id")
+        # client_secret_basic (RFC 6749 §2.3.1): both parts form-urlencoded before base64.
+        pair = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    elif client_id is not None:
+        form["client_id"] = client_id  # a public client identifies itself in the body
+    if scope is not None:
+        form["scope"] = scope
+    form.update(data or {})
+    return {"data": form, "headers": headers, "auth": DPoPAuth(key, nonces=nonces)}
+
+
+def fetch_token(
+    token_endpoint: str,
+    key: DPoPKey,
+    *,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    scope: str | None = None,
+    grant_type: str = "client_credentials",
+    data: Mapping[str, str] | None = None,
+    nonces: NonceCache | None = None,
+    client: httpx.Client | None = None,
+    timeout: float = 10.0,
+) -> TokenResponse:
+    """Obtain a DPoP-bound access token (client credentials by default) with a proof signed by ``key``.
+
+    ``data`` adds form fields (``code``, ``redirect_uri``, ``refresh_token``... for other grants).
+    Raises :class:`~dpop_middleware.client.TokenRequestError` if the server refuses or issues a
+    token that is not DPoP-bound.
+    """
+    params = _token_request(
+        key,
+        client_id=client_id,
+        client_secret=client_secret,
+        scope=scope,
+        grant_type=grant_type,
+        data=data,
+        nonces=nonces,
+    )
+    if client is not None:
+        response = client.post(token_endpoint, timeout=timeout, **params)
+    else:
+        with httpx.Client() as own:
+            response = own.post(token_endpoint, timeout=timeout, **params)
+    return parse_token_response(response.status_code, response.content)
+
+
+async def afetch_token(
+    token_endpoint: str,
+    key: DPoPKey,
+    *,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    scope: str | None = None,
+    grant_type: str = "client_credentials",
+    data: Mapping[str, str] | None = None,
+    nonces: NonceCache | None = None,
+    client: httpx.AsyncClient | None = None,
+    timeout: float = 10.0,
+) -> TokenResponse:
+    """Asyncio twin of :func:`fetch_token`."""
+    params = _token_request(
+        key,
+        client_id=client_id,
+        client_secret=client_secret,
+        scope=scope,
+        grant_type=grant_type,
+        data=data,
+        nonces=nonces,
+    )
+    if client is not None:
+        response = await client.post(token_endpoint, timeout=timeout, **params)
+    else:
+        async with httpx.AsyncClient() as own:
+            response = await own.post(token_endpoint, timeout=timeout, **params)
+    return parse_token_response(response.status_code, response.content)
