@@ -55,9 +55,6 @@ RESPONSE_HEADERS_KEY = "dpop.response_headers"
 
 # What may stay unescaped when we re-encode a decoded path: RFC 3986 pchar and "/"; "%" is escaped.
 _PATH_SAFE = "!$&'()*+,;=:@/~"
-# A Host header is an authority and nothing else: no path, userinfo, query or whitespace can ride on it
-# (otherwise "Host: a.example/x" + "/y" would rebuild as https://a.example/x/y).
-# Same syntax as the WSGI adapter accepts, so both refuse the same Host values.
 
 
 def _under(path: str, root: str) -> bool:
