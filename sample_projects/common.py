@@ -1,0 +1,174 @@
+"""Settings shared by every sample, read from environment variables, and the objects built from them.
+
+=====================  ================================================================================
+Variable               Meaning (default)
+=====================  ================================================================================
+``DPOP_ISSUER``        the authorization server's issuer identifier, ``iss`` of the tokens
+                       (``http://127.0.0.1:9000``: the sample issuer on its default port)
+``DPOP_JWKS_URI``      where the issuer's signing keys are; unset: found by RFC 8414 discovery
+``DPOP_AUDIENCE``      this API's identifier, the ``aud`` its tokens must carry (``dpop-sample-api``)
+``DPOP_PUBLIC_URL``    the API's public base URL when it runs behind a proxy (unset: the Host header)
+``DPOP_NONCE``         nonce policy: ``off``, ``always``, ``unsafe_methods`` or ``heal_iat`` (``off``)
+``DPOP_NONCE_SECRET``  shared secret (16+ bytes) signing nonces, so that several instances accept each
+                       other's nonces (unset: a random per-process key)
+``DPOP_REPLAY_STORE``  ``memory`` (one process) or a ``redis://`` / ``rediss://`` URL (``memory``)
+``PORT``               the port to listen on (each sample has its own default); ``HOST``: 127.0.0.1
+=====================  ================================================================================
+
+The sample issuer reads the same variables for itself: ``DPOP_ISSUER`` is then its own identifier,
+``DPOP_AUDIENCE`` the audience it puts in tokens and ``DPOP_NONCE`` its token endpoint's policy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from dpop_middleware import DPoPPrincipal, MemoryReplayStore, NonceKeyring, NoncePolicy
+
+if TYPE_CHECKING:
+    import httpx
+
+    from dpop_middleware.tokens.remote import RemoteJWKSValidator
+
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_ISSUER",
+    "DEFAULT_PORTS",
+    "SampleSettings",
+    "async_replay_store",
+    "identity",
+    "nonce_options",
+    "replay_store",
+    "token_validator",
+]
+
+DEFAULT_PORTS = {"issuer": 9000, "django_api": 8001, "flask_api": 8002, "fastapi_api": 8003}
+DEFAULT_ISSUER = f"http://127.0.0.1:{DEFAULT_PORTS['issuer']}"
+DEFAULT_AUDIENCE = "dpop-sample-api"
+
+
+def _text(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _absolute_url(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} must be an absolute http(s) URL, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """One sample's configuration; build it with :meth:`from_env`."""
+
+    issuer: str = DEFAULT_ISSUER
+    audience: str = DEFAULT_AUDIENCE
+    jwks_uri: str | None = None
+    public_url: str | None = None
+    nonce_policy: NoncePolicy = NoncePolicy.OFF
+    nonce_secret: str | None = None
+    replay_store: str = "memory"
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORTS["issuer"]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, default_port: int) -> SampleSettings:
+        """Read the variables above from ``environ`` (default: ``os.environ``); raise ValueError if bad."""
+        env = os.environ if environ is None else environ
+        nonce = (_text(env, "DPOP_NONCE") or "off").lower()
+        try:
+            policy = NoncePolicy(nonce)
+        except ValueError:
+            choices = ", ".join(p.value for p in NoncePolicy)
+            raise ValueError(f"DPOP_NONCE must be one of {choices}, not {nonce!r}") from None
+        store = _text(env, "DPOP_REPLAY_STORE") or "memory"
+        if store != "memory" and urlsplit(store).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"DPOP_REPLAY_STORE must be 'memory' or a redis:// URL, not {store!r}")
+        secret = _text(env, "DPOP_NONCE_SECRET")
+        if secret is not None and len(secret.encode()) < 16:
+            raise ValueError("DPOP_NONCE_SECRET must be at least 16 bytes")
+        port_text = _text(env, "PORT")
+        try:
+            port = int(port_text) if port_text is not None else default_port
+        except ValueError:
+            raise ValueError(f"PORT must be a number, not {port_text!r}") from None
+        if not 0 < port < 65536:
+            raise ValueError(f"PORT out of range: {port}")
+        return cls(
+            issuer=_absolute_url("DPOP_ISSUER", _text(env, "DPOP_ISSUER")) or DEFAULT_ISSUER,
+            audience=_text(env, "DPOP_AUDIENCE") or DEFAULT_AUDIENCE,
+            jwks_uri=_absolute_url("DPOP_JWKS_URI", _text(env, "DPOP_JWKS_URI")),
+            public_url=_absolute_url("DPOP_PUBLIC_URL", _text(env, "DPOP_PUBLIC_URL")),
+            nonce_policy=policy,
+            nonce_secret=secret,
+            replay_store=store,
+            host=_text(env, "HOST") or "127.0.0.1",
+            port=port,
+        )
+
+
+def token_validator(
+    settings: SampleSettings,
+    *,
+    http_client: httpx.Client | None = None,
+    async_http_client: httpx.AsyncClient | None = None,
+) -> RemoteJWKSValidator:
+    """Validate the issuer's JWT access tokens with the keys it publishes (``jwks_uri`` or discovery).
+
+    Building it does no I/O: the keys are fetched on the first request, then cached. The HTTP
+    clients are for tests (an in-process issuer) or for proxies and private CA bundles.
+    """
+    from dpop_middleware.tokens.remote import RemoteJWKSValidator
+
+    return RemoteJWKSValidator(
+        issuer=settings.issuer,
+        audience=settings.audience,
+        jwks_uri=settings.jwks_uri,
+        http_client=http_client,
+        async_http_client=async_http_client,
+    )
+
+
+def replay_store(settings: SampleSettings) -> Any:
+    """The replay store for WSGI (sync) servers: memory, or Redis shared by every worker."""
+    if settings.replay_store == "memory":
+        return MemoryReplayStore()
+    from dpop_middleware.stores.redis import RedisReplayStore
+
+    return RedisReplayStore(settings.replay_store)
+
+
+def async_replay_store(settings: SampleSettings) -> Any:
+    """The replay store for ASGI (asyncio) servers: memory, or Redis through ``redis.asyncio``."""
+    if settings.replay_store == "memory":
+        return MemoryReplayStore()
+    from dpop_middleware.stores.redis import AsyncRedisReplayStore
+
+    return AsyncRedisReplayStore(settings.replay_store)
+
+
+def nonce_options(settings: SampleSettings) -> dict[str, Any]:
+    """``nonce_policy`` (and ``nonce_keyring`` when a shared secret is set) as verifier options."""
+    options: dict[str, Any] = {"nonce_policy": settings.nonce_policy}
+    if settings.nonce_secret is not None:
+        options["nonce_keyring"] = NonceKeyring({"sample": settings.nonce_secret})
+    return options
+
+
+def identity(principal: DPoPPrincipal) -> dict[str, Any]:
+    """What ``GET /api/me`` returns: who the token names, and the key it is bound to."""
+    return {
+        "sub": principal.subject,
+        "client_id": principal.client_id,
+        "jkt": principal.jkt,
+        "scopes": sorted(principal.scopes),
+        "scheme": principal.scheme,
+    }

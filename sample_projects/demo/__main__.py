@@ -1,0 +1,7 @@
+"""``python -m sample_projects.demo``."""
+
+import sys
+
+from .runner import main
+
+sys.exit(main())

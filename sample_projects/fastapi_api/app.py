@@ -1,0 +1,85 @@
+"""The FastAPI sample API: ``GET /api/me``, ``POST /api/notes`` (scope ``notes:write``), ``GET /healthz``
+and a WebSocket ``/ws`` that echoes the caller's identity.
+
+HTTP routes use the :class:`~dpop_middleware.fastapi.DPoPBearer` dependency (it also shows up in the
+OpenAPI document). The WebSocket route is wrapped in :class:`~dpop_middleware.starlette.DPoPMiddleware`,
+which verifies the upgrade request (``htm`` GET, ``htu`` with ``ws`` read as ``http``). The two never
+see the same request, so no proof is checked twice (the second check would call it a replay).
+
+FastAPI reads the endpoints' annotations at run time, so this module does not use
+``from __future__ import annotations`` (the dependencies are local to :func:`create_app`).
+"""
+
+import asyncio
+import itertools
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Security
+from pydantic import BaseModel, Field
+from starlette.routing import WebSocketRoute, websocket_session
+from starlette.websockets import WebSocket
+
+from dpop_middleware import DPoPPrincipal, DPoPVerifier
+from dpop_middleware.fastapi import DPoPBearer, DPoPHTTPException, dpop_exception_handler
+from dpop_middleware.starlette import DPoPMiddleware, get_principal
+
+from ..common import SampleSettings, async_replay_store, identity, nonce_options, token_validator
+
+__all__ = ["create_app"]
+
+
+class NoteIn(BaseModel):
+    text: str = Field(min_length=1, max_length=1000)
+
+
+class Note(NoteIn):
+    id: int
+    author: str | None
+
+
+def create_app(settings: SampleSettings | None = None, *, validator: Any = None) -> FastAPI:
+    """Build the app. Without ``settings``, read the environment; ``validator`` replaces the remote one (tests)."""
+    if settings is None:
+        settings = SampleSettings.from_env(default_port=8003)
+    verifier = DPoPVerifier(
+        validator if validator is not None else token_validator(settings),
+        replay_store=async_replay_store(settings),
+        **nonce_options(settings),
+    )
+    dpop = DPoPBearer(verifier, public_url=settings.public_url)
+
+    app = FastAPI(title="dpop-middleware FastAPI sample")
+    # Send the core's rejections verbatim (each WWW-Authenticate field apart, the core's JSON body).
+    app.add_exception_handler(DPoPHTTPException, dpop_exception_handler)
+    notes: list[Note] = []
+    ids = itertools.count(1)
+    lock = asyncio.Lock()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/me")
+    async def me(principal: Annotated[DPoPPrincipal, Depends(dpop)]) -> dict[str, Any]:
+        return identity(principal)
+
+    @app.post("/api/notes", status_code=201)
+    async def create_note(
+        note: NoteIn, principal: Annotated[DPoPPrincipal, Security(dpop, scopes=["notes:write"])]
+    ) -> Note:
+        async with lock:
+            created = Note(id=next(ids), text=note.text, author=principal.subject)
+            notes.append(created)
+        return created
+
+    async def echo(websocket: WebSocket) -> None:
+        principal = get_principal(websocket)
+        await websocket.accept()
+        await websocket.send_json(identity(principal) if principal is not None else {})
+        async for message in websocket.iter_text():
+            await websocket.send_json({"echo": message, "sub": principal.subject if principal else None})
+
+    # A plain Starlette route whose ASGI app is the DPoP middleware around the session: only /ws goes through it.
+    ws_app = DPoPMiddleware(websocket_session(echo), verifier=verifier, public_url=settings.public_url)
+    app.router.routes.append(WebSocketRoute("/ws", ws_app))
+    return app

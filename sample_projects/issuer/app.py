@@ -1,0 +1,302 @@
+"""The sample authorization server: client credentials in, DPoP-bound JWT access tokens out.
+
+Endpoints:
+
+* ``POST /token``: RFC 6749 §4.4 client credentials grant, client authenticated with
+  ``client_secret_basic``; the request must carry a DPoP proof (RFC 9449 §5), checked by
+  :class:`dpop_middleware.authorization_server.TokenEndpointVerifier`. The answer is an RFC 9068
+  JWT (``typ: at+jwt``) whose ``cnf.jkt`` is the proof key's thumbprint, with ``token_type: DPoP``.
+* ``GET /jwks``: the public signing key(s).
+* ``GET /.well-known/oauth-authorization-server``: RFC 8414 metadata, including
+  ``dpop_signing_alg_values_supported``; resource servers find ``jwks_uri`` here.
+
+Demo grade on purpose: clients are registered in code (:data:`DEMO_CLIENTS`), the signing key is
+made at start-up unless ``ISSUER_SIGNING_KEY_FILE`` names a PEM file, and there is no user login,
+no refresh token and no revocation. What it does, it does by the RFCs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dpop_middleware.asgi import request_info
+from dpop_middleware.authorization_server import TokenEndpointVerifier
+from dpop_middleware.client import DPoPKey
+from dpop_middleware.core.origin import ProxySettings
+
+from ..common import SampleSettings, async_replay_store, nonce_options
+
+__all__ = ["DEMO_CLIENTS", "Client", "IssuerState", "create_app", "issuer_settings"]
+
+_FORM = "application/x-www-form-urlencoded"
+_MAX_FORM_BYTES = 8192
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1: token responses
+
+
+@dataclass(frozen=True)
+class Client:
+    """A registered client: its secret, the scopes it may ask for and those it gets by default."""
+
+    client_id: str
+    secret: str
+    scopes: frozenset[str]
+    default_scopes: frozenset[str]
+    audiences: tuple[str, ...] = ()  # RFC 8707 resources it may ask for (besides the default audience)
+
+
+#: The clients this issuer knows. Secrets in code are for the demo only: load them from a vault.
+DEMO_CLIENTS: tuple[Client, ...] = (
+    Client(
+        "demo-client",
+        "demo-secret",
+        scopes=frozenset({"notes:read", "notes:write"}),
+        default_scopes=frozenset({"notes:read"}),
+    ),
+    Client("reader", "reader-secret", scopes=frozenset({"notes:read"}), default_scopes=frozenset({"notes:read"})),
+)
+
+
+@dataclass
+class IssuerState:
+    """Everything the endpoints share; built once by :func:`create_app`."""
+
+    issuer: str
+    audience: str
+    signing_key: DPoPKey
+    clients: Mapping[str, Client]
+    token_endpoint: TokenEndpointVerifier
+    token_lifetime: int = 300
+    clock: Callable[[], float] = time.time
+    kid: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.kid = self.signing_key.jkt[:16]
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.issuer.rstrip('/')}/token"
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        key = self.signing_key
+        return {"keys": [dict(key.public_jwk, kid=self.kid, use="sig", alg=key.alg)]}
+
+    def metadata(self) -> dict[str, Any]:
+        base = self.issuer.rstrip("/")
+        scopes = sorted({scope for client in self.clients.values() for scope in client.scopes})
+        return {
+            "issuer": self.issuer,
+            "token_endpoint": self.token_url,
+            "jwks_uri": f"{base}/jwks",
+            "grant_types_supported": ["client_credentials"],
+            # RFC 8414 requires the member; this server has no authorization endpoint, hence none.
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "scopes_supported": scopes,
+            "dpop_signing_alg_values_supported": list(self.token_endpoint.config.algorithms),
+        }
+
+    def access_token(self, client: Client, scopes: Iterable[str], audience: str, jkt: str) -> str:
+        """An RFC 9068 access token for ``client``, bound to the DPoP key ``jkt`` (RFC 9449 §6.1)."""
+        now = int(self.clock())
+        claims = {
+            "iss": self.issuer,
+            "sub": client.client_id,  # RFC 9068 §2.2: a client acting for itself is the subject
+            "aud": audience,
+            "client_id": client.client_id,
+            "iat": now,
+            "exp": now + self.token_lifetime,
+            "jti": secrets.token_urlsafe(16),
+            "scope": " ".join(sorted(scopes)),
+            "cnf": {"jkt": jkt},
+        }
+        header = {"typ": "at+jwt", "alg": self.signing_key.alg, "kid": self.kid}
+        return self.signing_key.sign(header, claims)
+
+
+def _oauth_error(status: int, error: str, description: str, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse(
+        {"error": error, "error_description": description}, status_code=status, headers={**_NO_STORE, **(headers or {})}
+    )
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    """``client_secret_basic`` (RFC 6749 §2.3.1): both parts form-urlencoded, then Basic."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return None
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _authenticate_client(state: IssuerState, request: Request) -> Client | None:
+    credentials = _basic_credentials(request)
+    if credentials is None:
+        return None
+    client = state.clients.get(credentials[0])
+    # Compare even for an unknown client, so that timing does not reveal which ids exist.
+    expected = client.secret if client is not None else secrets.token_urlsafe(16)
+    if not hmac.compare_digest(credentials[1].encode(), expected.encode()) or client is None:
+        return None
+    return client
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The token request's parameters (RFC 6749 §3.2: form-encoded POST body, each at most once)."""
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != _FORM:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            return None
+    try:
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        return None
+    form = dict(pairs)
+    if len(form) != len(pairs):  # a repeated parameter is ambiguous: refuse it
+        return None
+    return form
+
+
+async def token(request: Request) -> Response:
+    """The token endpoint: authenticate the client, check the grant, then the DPoP proof, then issue."""
+    state: IssuerState = request.app.state.issuer
+    client = _authenticate_client(state, request)
+    if client is None:
+        return _oauth_error(
+            401, "invalid_client", "Client authentication failed", {"WWW-Authenticate": 'Basic realm="token"'}
+        )
+    form = await _form(request)
+    if form is None:
+        return _oauth_error(400, "invalid_request", "Expected an application/x-www-form-urlencoded body")
+    grant_type = form.get("grant_type")
+    if grant_type != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", "Only client_credentials is supported")
+    raw_scope = form.get("scope")
+    requested = frozenset(raw_scope.split()) if isinstance(raw_scope, str) and raw_scope.strip() else None
+    scopes = client.default_scopes if requested is None else requested
+    if not scopes <= client.scopes:
+        return _oauth_error(400, "invalid_scope", "Requested scope not allowed for this client")
+    resource = form.get("resource")  # RFC 8707: which API the token is for
+    audience = resource if isinstance(resource, str) and resource else state.audience
+    if audience != state.audience and audience not in client.audiences:
+        return _oauth_error(400, "invalid_target", "Unknown resource for this client")
+
+    # The proof comes last: a request refused for other reasons must not use up the client's proof.
+    info = request_info(request.scope, _DIRECT)
+    result = await state.token_endpoint.aauthenticate(info)
+    if result.rejection is not None:
+        rejection = result.rejection
+        return Response(
+            rejection.body, rejection.status, headers=dict(rejection.headers), media_type=rejection.content_type
+        )
+    if result.jkt is None:  # pragma: no cover - require_dpop=True never yields an unbound result
+        return _oauth_error(400, "invalid_dpop_proof", "DPoP proof missing")
+    body = {
+        "access_token": state.access_token(client, scopes, audience, result.jkt),
+        "token_type": "DPoP",  # RFC 9449 §5.1: tells the client the token is bound
+        "expires_in": state.token_lifetime,
+        "scope": " ".join(sorted(scopes)),
+    }
+    return JSONResponse(body, headers={**_NO_STORE, **dict(result.response_headers)})
+
+
+# htu is compared with the advertised token endpoint (endpoint_url), so no proxy header matters here.
+_DIRECT = ProxySettings.create(None, None)
+
+
+async def jwks(request: Request) -> Response:
+    state: IssuerState = request.app.state.issuer
+    return JSONResponse(
+        state.jwks, headers={"Cache-Control": "public, max-age=300"}, media_type="application/jwk-set+json"
+    )
+
+
+async def metadata(request: Request) -> Response:
+    state: IssuerState = request.app.state.issuer
+    return JSONResponse(state.metadata(), headers={"Cache-Control": "public, max-age=300"})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _signing_key() -> DPoPKey:
+    path = os.environ.get("ISSUER_SIGNING_KEY_FILE")
+    if path:
+        with open(path, "rb") as handle:
+            return DPoPKey.from_pem(handle.read(), os.environ.get("ISSUER_SIGNING_ALG", "ES256"))
+    return DPoPKey.generate("ES256")
+
+
+def create_app(
+    settings: SampleSettings | None = None,
+    *,
+    clients: Iterable[Client] = DEMO_CLIENTS,
+    signing_key: DPoPKey | None = None,
+    token_lifetime: int | None = None,
+) -> Starlette:
+    """The issuer as a Starlette app. Without ``settings``, read them from the environment.
+
+    ``settings.issuer`` is this server's own identifier and public base URL (default
+    ``http://127.0.0.1:<PORT>``); ``settings.audience`` goes into ``aud``; ``settings.nonce_policy``
+    applies at the token endpoint.
+    """
+    if settings is None:
+        settings = issuer_settings()
+    lifetime = token_lifetime or int(os.environ.get("ISSUER_TOKEN_LIFETIME", "300"))
+    state = IssuerState(
+        issuer=settings.issuer,
+        audience=settings.audience,
+        signing_key=signing_key or _signing_key(),
+        clients={client.client_id: client for client in clients},
+        token_endpoint=TokenEndpointVerifier(
+            f"{settings.issuer.rstrip('/')}/token",
+            replay_store=async_replay_store(settings),
+            **nonce_options(settings),
+        ),
+        token_lifetime=lifetime,
+    )
+    app = Starlette(
+        routes=[
+            Route("/token", token, methods=["POST"]),
+            Route("/jwks", jwks, methods=["GET"]),
+            # RFC 8414 §3.1: an issuer with a path publishes its metadata below the well-known prefix.
+            Route(f"/.well-known/oauth-authorization-server{urlsplit(settings.issuer).path.rstrip('/')}", metadata),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
+    app.state.issuer = state
+    return app
+
+
+def issuer_settings(environ: Mapping[str, str] | None = None) -> SampleSettings:
+    """The issuer's settings: as :meth:`SampleSettings.from_env`, but ``DPOP_ISSUER`` defaults to itself."""
+    env = dict(os.environ if environ is None else environ)
+    settings = SampleSettings.from_env(env, default_port=9000)
+    if not env.get("DPOP_ISSUER", "").strip():
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        settings = replace(settings, issuer=f"http://{host}:{settings.port}")
+    return settings
