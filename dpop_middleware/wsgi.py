@@ -51,7 +51,7 @@ from urllib.parse import quote, unquote
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
-from .core.origin import ProxySettings, rebuild_url
+from .core.origin import WSGI_FORWARDING_KEYS, ProxySettings, rebuild_url
 from .core.paths import PathRules
 from .core.request import RequestInfo
 from .verifier import DPoPVerifier
@@ -73,16 +73,6 @@ ENVIRON_KEY = "dpop"
 
 # What may stay unescaped in a path we rebuild; "%" is added for raw targets, whose escapes are the client's.
 _PATH_SAFE = "/!$&'()*+,;=:@~-._"
-# A Host header: reg-name or IP literal, optional port. Anything else ("/", "?", "#", "@", spaces...)
-# could move the path boundary of the rebuilt URL, so it must never reach it.
-_FORWARDED_HEADERS = {
-    "HTTP_FORWARDED": "forwarded",
-    "HTTP_X_FORWARDED_FOR": "x-forwarded-for",
-    "HTTP_X_FORWARDED_PROTO": "x-forwarded-proto",
-    "HTTP_X_FORWARDED_HOST": "x-forwarded-host",
-    "HTTP_X_FORWARDED_PORT": "x-forwarded-port",
-    "HTTP_X_FORWARDED_PREFIX": "x-forwarded-prefix",
-}
 _HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 _PROXY_FIX_KEY = "werkzeug.proxy_fix.orig"
 _warned_proxy_fix = False
@@ -176,7 +166,7 @@ def request_info_from_environ(environ: Mapping[str, Any], proxy_settings: ProxyS
         if not key.startswith("HTTP_") or not isinstance(value, str):
             continue
         headers.append((key[5:].replace("_", "-").lower(), value))
-        name = _FORWARDED_HEADERS.get(key)
+        name = WSGI_FORWARDING_KEYS.get(key)
         if name is not None:
             forwarded[name] = [value]
     root_path, path = _paths(environ)

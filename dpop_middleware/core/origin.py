@@ -20,7 +20,19 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ProxySettings", "rebuild_url"]
+__all__ = ["FORWARDING_HEADERS", "WSGI_FORWARDING_KEYS", "ProxySettings", "rebuild_url"]
+
+#: The request headers :func:`rebuild_url` may read (lower-case), when the peer is trusted.
+FORWARDING_HEADERS = (
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+)
+#: The same, by their WSGI environ / Django ``META`` key.
+WSGI_FORWARDING_KEYS = {"HTTP_" + name.upper().replace("-", "_"): name for name in FORWARDING_HEADERS}
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

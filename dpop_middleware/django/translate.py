@@ -21,19 +21,11 @@ from urllib.parse import quote, unquote, urlsplit
 from django.http import HttpRequest, HttpResponse
 
 from ..core.challenge import ErrorResponse
-from ..core.origin import ProxySettings, rebuild_url
+from ..core.origin import WSGI_FORWARDING_KEYS, ProxySettings, rebuild_url
 from ..core.request import RequestInfo
 
 __all__ = ["apply_headers", "challenge_header", "joined_headers", "request_info", "to_response"]
 
-_FORWARDING = {
-    "HTTP_FORWARDED": "forwarded",
-    "HTTP_X_FORWARDED_FOR": "x-forwarded-for",
-    "HTTP_X_FORWARDED_PROTO": "x-forwarded-proto",
-    "HTTP_X_FORWARDED_HOST": "x-forwarded-host",
-    "HTTP_X_FORWARDED_PORT": "x-forwarded-port",
-    "HTTP_X_FORWARDED_PREFIX": "x-forwarded-prefix",
-}
 # RFC 3986 pchar minus the percent sign: what may appear unescaped in a path.
 _PATH_SAFE = "/:@!$&'()*+,;=~-._"
 
@@ -80,7 +72,7 @@ def request_info(request: HttpRequest, proxy: ProxySettings) -> RequestInfo:
     meta = request.META
     host = request.get_host()
     script_name = _script_name(request)
-    forwarding = {name: [str(meta[key])] for key, name in _FORWARDING.items() if key in meta}
+    forwarding = {name: [str(meta[key])] for key, name in WSGI_FORWARDING_KEYS.items() if key in meta}
     url = rebuild_url(
         scheme=request.scheme or "http",
         host=host,
