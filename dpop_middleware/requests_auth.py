@@ -46,7 +46,7 @@ class DPoPAuth(AuthBase):
         self._sign(request, self.nonces.get(url))
         hooks = request.hooks.setdefault("response", [])
         if self._on_response not in hooks:  # a re-prepared request must not retry twice
-            request.register_hook("response", self._on_response)
+            request.register_hook("response", self._on_response)  # type: ignore[no-untyped-call]
         return request
 
     def _sign(self, request: requests.PreparedRequest, nonce: str | None) -> None:
@@ -74,7 +74,7 @@ class DPoPAuth(AuthBase):
         again = response.request.copy()
         cookies = getattr(again, "_cookies", None)
         if cookies is not None:
-            extract_cookies_to_jar(cookies, response.request, response.raw)
+            extract_cookies_to_jar(cookies, response.request, response.raw)  # type: ignore[no-untyped-call]
             again.prepare_cookies(cookies)
         again.hooks = {"response": []}  # the retry is final: no second round
         self._sign(again, retry)
