@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, request
 from werkzeug.local import LocalProxy
 
 from .core.binding import DPoPPrincipal
@@ -108,6 +108,9 @@ class _ViewPolicy:
     required: bool
     exempt: bool = False
     scopes: tuple[str, ...] = ()
+
+
+_ENFORCED = _ViewPolicy(required=True)  # DPOP_ENFORCE_ALL on a view without its own decorator
 
 
 @dataclass(frozen=True)
@@ -244,31 +247,35 @@ class DPoP:
         return _mark(view, _ViewPolicy(required=False, exempt=True))
 
 
-def _state() -> _AppState:
-    state = current_app.extensions.get(EXTENSION_KEY)
+def _state(app: Flask | None = None) -> _AppState:
+    state = (app or current_app).extensions.get(EXTENSION_KEY)
     if not isinstance(state, _AppState):
         raise RuntimeError("DPoP is not initialized for this app: call DPoP(app) or dpop.init_app(app)")
     return state
 
 
-def _policy(state: _AppState) -> _ViewPolicy | None:
-    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+def _policy(state: _AppState, app: Flask, req: Request) -> _ViewPolicy | None:
+    endpoint = req.endpoint
+    view = app.view_functions.get(endpoint) if endpoint else None
     policy = getattr(view, _POLICY_ATTR, None)
     if isinstance(policy, _ViewPolicy):
         return policy
-    if state.enforce_all and not state.path_rules.is_exempt(request.path):
-        return _ViewPolicy(required=True)
+    if state.enforce_all and not state.path_rules.is_exempt(req.path):
+        return _ENFORCED
     return None
 
 
 def _before_request() -> Response | None:
+    # Resolve the context-local proxies once: each proxy access costs a lookup.
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
     g.dpop = None
-    state = _state()
-    policy = _policy(state)
+    state = _state(app)
+    policy = _policy(state, app, req)
     if policy is None or policy.exempt:
         return None
     try:
-        info = request_info_from_environ(request.environ, state.proxy_settings)
+        info = request_info_from_environ(req.environ, state.proxy_settings)
     except (ValueError, UnicodeError):
         bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
         return _flask_response(state.verifier.render(bad))

@@ -73,6 +73,7 @@ ENVIRON_KEY = "dpop"
 
 # What may stay unescaped in a path we rebuild; "%" is added for raw targets, whose escapes are the client's.
 _PATH_SAFE = "/!$&'()*+,;=:@~-._"
+_CREDENTIAL_KEYS = (("HTTP_AUTHORIZATION", "authorization"), ("HTTP_DPOP", "dpop"))
 _HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 _PROXY_FIX_KEY = "werkzeug.proxy_fix.orig"
 _warned_proxy_fix = False
@@ -109,11 +110,27 @@ def _raw_index(raw: str, decoded_chars: int) -> int:
     return index
 
 
+_PATHS_MEMO: dict[tuple[str, str, str | None], tuple[str, str]] = {}
+_PATHS_MEMO_SIZE = 2048
+
+
 def _paths(environ: Mapping[str, Any]) -> tuple[str, str]:
-    """``(root_path, path)`` for :func:`rebuild_url`, both percent-encoded."""
-    script_name = str(environ.get("SCRIPT_NAME", ""))
-    path_info = str(environ.get("PATH_INFO", ""))
-    raw = _raw_target_path(environ)
+    """``(root_path, path)`` for :func:`rebuild_url`, both percent-encoded.
+
+    Memoized: an API sees the same few paths over and over, and re-quoting costs several
+    microseconds a request.
+    """
+    memo_key = (str(environ.get("SCRIPT_NAME", "")), str(environ.get("PATH_INFO", "")), _raw_target_path(environ))
+    paths = _PATHS_MEMO.get(memo_key)
+    if paths is None:
+        paths = _compute_paths(*memo_key)
+        if len(_PATHS_MEMO) >= _PATHS_MEMO_SIZE:
+            _PATHS_MEMO.clear()
+        _PATHS_MEMO[memo_key] = paths
+    return paths
+
+
+def _compute_paths(script_name: str, path_info: str, raw: str | None) -> tuple[str, str]:
     if raw is None:
         return _quote_decoded(script_name), _quote_decoded(path_info)
     encoded_raw = quote(_wsgi_bytes(raw), safe=_PATH_SAFE + "%")
@@ -156,19 +173,21 @@ def _effective_settings(environ: Mapping[str, Any], settings: ProxySettings) -> 
 def request_info_from_environ(environ: Mapping[str, Any], proxy_settings: ProxySettings) -> RequestInfo:
     """Translate a WSGI environ into a :class:`RequestInfo` whose URL is the one the client used.
 
-    The URL keeps the query string (the core refuses tokens sent there); headers are every
-    ``HTTP_*`` entry as ``(name, value)``. A WSGI server has already joined repeated header fields
+    The URL keeps the query string (the core refuses tokens sent there). Headers: the two the core
+    reads, ``Authorization`` and ``DPoP``. A WSGI server has already joined repeated header fields
     with commas, which the core counts as several values (a comma never occurs in a proof).
     """
-    forwarded: dict[str, list[str]] = {}
     headers: list[tuple[str, str]] = []
-    for key, value in environ.items():
-        if not key.startswith("HTTP_") or not isinstance(value, str):
-            continue
-        headers.append((key[5:].replace("_", "-").lower(), value))
-        name = WSGI_FORWARDING_KEYS.get(key)
-        if name is not None:
-            forwarded[name] = [value]
+    for key, name in _CREDENTIAL_KEYS:
+        value = environ.get(key)
+        if isinstance(value, str):
+            headers.append((name, value))
+    forwarded: dict[str, list[str]] = {}
+    if proxy_settings.trusted_proxies:  # forwarding headers are only ever read for a trusted peer
+        for key, name in WSGI_FORWARDING_KEYS.items():
+            value = environ.get(key)
+            if isinstance(value, str):
+                forwarded[name] = [value]
     root_path, path = _paths(environ)
     url = rebuild_url(
         scheme=str(environ.get("wsgi.url_scheme", "http")),
