@@ -1,0 +1,159 @@
+"""The benchmark harness in smoke mode, so it cannot rot: every part runs, nothing about timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+
+import chart  # noqa: E402
+import e2e  # noqa: E402
+import loadgen  # noqa: E402
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_run_all_smoke_writes_report_and_chart(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--smoke", "--out", str(tmp_path)],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = (tmp_path / "performance.md").read_text(encoding="utf-8")
+    for heading in (
+        "## Machine",
+        "## Method",
+        "## Core",
+        "## End to end, per adapter",
+        "## Memory",
+        "## What the remaining cost is",
+    ):
+        assert heading in report
+    assert "Smoke run" in report and "FAILED" not in report
+    # Every adapter under every server, in all three variants.
+    for adapter, server in (
+        ("Starlette", "uvicorn"),
+        ("FastAPI", "uvicorn"),
+        ("Flask", "gunicorn"),
+        ("Django", "gunicorn"),
+        ("Django", "uvicorn"),
+    ):
+        for variant in ("none", "memory", "redis"):
+            assert f"| {adapter} | {server} | {variant} |" in report
+    assert "bytes per live entry" in report
+    width, height = _png_size((tmp_path / "performance.png").read_bytes())
+    assert width > 200 and height > 200
+
+
+def test_e2e_with_the_installed_load_generator(tmp_path: Path) -> None:
+    # wrk when the machine has it (its Lua script is then exercised), else the Python generator.
+    generator = "wrk" if loadgen.wrk_available() else "python"
+    out = tmp_path / "e2e.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "e2e.py"),
+            "--smoke",
+            "--loadgen",
+            generator,
+            "--only",
+            "starlette",
+            "--variants",
+            "none,memory",
+            "--json",
+            str(out),
+        ],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(out.read_text())
+    assert data["meta"]["loadgen"] == generator
+    rows = data["rows"]
+    assert [r["variant"] for r in rows] == ["none", "memory"]
+    for row in rows:
+        assert row["failure"] is None
+        assert row["responses"] > 0 and row["errors"] == 0
+        assert row["cpu_us_per_req"] > 0
+
+
+def test_a_server_without_the_layer_is_not_reported_as_protected(tmp_path: Path) -> None:
+    # The sanity check must catch a "protected" case whose server does not actually verify anything.
+    spec = e2e.ServerSpec("starlette", "Starlette", "uvicorn", "e2e_apps.starlette_app:app", (("BENCH_MODE", "none"),))
+    settings = e2e.Settings(
+        seconds=1, connections=2, loadgen="python", processes=1, max_requests=10, workdir=tmp_path, smoke=True
+    )
+    row = e2e.run_case(settings, e2e.Client(), spec, "memory")
+    assert row.failure is not None and "401" in row.failure
+    assert row.responses == 0
+
+
+def _row(server: str, variant: str, rps: float, cpu: float, **extra: object) -> e2e.Row:
+    spec = next(s for s in e2e.SERVERS if s.key == server)
+    row = e2e.Row(server, spec.adapter, spec.server, variant, rps=rps, cpu_us_per_req=cpu, responses=1000)
+    for name, value in extra.items():
+        setattr(row, name, value)
+    return row
+
+
+def test_target_checks() -> None:
+    rows = [
+        _row("starlette", "none", 1000, 200),
+        _row("starlette", "memory", 700, 400),
+        _row("starlette", "redis", 600, 470, redis_commands=1008, redis_commands_per_req=1.008, in_flight=8),
+        _row("flask", "none", 1000, 400),
+        _row("flask", "memory", 700, 600),
+        _row("flask", "redis", 600, 660, redis_commands=1020, redis_commands_per_req=1.02, in_flight=8),
+    ]
+    checks = {c["check"]: c["ok"] for c in e2e.checks(rows)}
+    assert checks["Starlette/uvicorn: protected req/s vs unprotected"] is True  # 70% >= 65%
+    assert checks["Starlette/uvicorn: Redis store server CPU/req vs memory store"] is False  # +17.5%
+    assert checks["Starlette/uvicorn: Redis commands (round trips) per request"] is True  # in-flight allowance
+    assert checks["Flask/gunicorn: protected req/s vs unprotected"] is False  # 70% < 75%
+    assert checks["Flask/gunicorn: Redis store server CPU/req vs memory store"] is True  # +10%
+    assert checks["Flask/gunicorn: Redis commands (round trips) per request"] is False  # 20 extra commands
+    table = e2e.markdown([*rows, e2e.Row("django-wsgi", "Django", "gunicorn", "none", failure="boom")], smoke=False)
+    assert "MISSED" in table and "FAILED: boom" in table
+
+
+def test_builtin_png_writer(tmp_path: Path) -> None:
+    panel = chart.Panel("Requests/s: test (1 worker)", ["A/B", "C"], ["x", "y"], [[10.0, None], [5.5, 0.0]])
+    path = tmp_path / "c.png"
+    chart.png_bar_charts(path, [panel, panel], width=300, panel_height=150)
+    data = path.read_bytes()
+    width, height = _png_size(data)
+    assert (width, height) == (300, 320)
+    # The one IDAT chunk inflates to one filter byte plus RGB pixels per row.
+    idat_len = struct.unpack(">I", data[33:37])[0]
+    assert data[37:41] == b"IDAT"
+    raw = zlib.decompress(data[41 : 41 + idat_len])
+    assert len(raw) == height * (1 + 3 * width)
+    assert data.endswith(b"IEND\xaeB`\x82")
+
+
+def test_percentile_and_process_cpu() -> None:
+    assert loadgen.percentile([], 50) == 0.0
+    values = [float(i) for i in range(1, 101)]
+    assert loadgen.percentile(values, 50) == 50.0
+    assert loadgen.percentile(values, 99) == 99.0
+    assert e2e.group_cpu_seconds(__import__("os").getpgrp()) > 0
