@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote
 
 from .core.challenge import ErrorResponse
 from .core.htu import remove_dot_segments
-from .core.origin import ProxySettings, rebuild_url
+from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
 from .core.request import RequestInfo
 
 __all__ = [
@@ -105,8 +105,7 @@ def _raw_below(scope: Scope, below: str) -> str | None:
     return candidate if unquote(candidate) == below else None
 
 
-def _host(scope: Scope, headers: dict[str, list[str]]) -> str:
-    hosts = headers.get("host")
+def _host(scope: Scope, hosts: list[str]) -> str:
     if hosts:
         # An unusable Host is refused by the core (rebuild_url empties it; the verifier answers 400).
         return hosts[0].strip()
@@ -119,29 +118,55 @@ def _host(scope: Scope, headers: dict[str, list[str]]) -> str:
     return ""
 
 
+_CREDENTIAL_HEADERS = frozenset({b"authorization", b"dpop"})
+_FORWARDING = {name.encode("latin-1"): name for name in FORWARDING_HEADERS}
+_PATHS_MEMO: dict[tuple[object, ...], tuple[str, str]] = {}
+_PATHS_MEMO_SIZE = 2048
+
+
+def _encoded_paths(scope: Scope) -> tuple[str, str]:
+    """``(root_path, path below it)`` percent-encoded for :func:`rebuild_url`; memoized, since an
+    API sees the same few paths over and over and re-quoting costs microseconds a request."""
+    memo_key = (scope.get("root_path"), scope.get("path"), scope.get("app_root_path"), scope.get("raw_path"))
+    paths = _PATHS_MEMO.get(memo_key)
+    if paths is None:
+        root, below = _split_mount(scope)
+        raw_below = _raw_below(scope, below)
+        paths = (quote(root, safe=_PATH_SAFE), raw_below if raw_below is not None else quote(below, safe=_PATH_SAFE))
+        if len(_PATHS_MEMO) >= _PATHS_MEMO_SIZE:
+            _PATHS_MEMO.clear()
+        _PATHS_MEMO[memo_key] = paths
+    return paths
+
+
 def request_info(scope: Scope, settings: ProxySettings, *, method: str | None = None) -> RequestInfo:
     """Translate an ``http`` or ``websocket`` scope into the core's :class:`RequestInfo`.
 
-    ``method`` overrides the scope's (a WebSocket upgrade is verified as ``GET``). Repeated header
-    fields stay separate pairs, decoded as latin-1 like every ASGI framework does.
+    ``method`` overrides the scope's (a WebSocket upgrade is verified as ``GET``). Only what the core
+    reads is decoded (latin-1, like every ASGI framework): ``Authorization`` and ``DPoP`` as separate
+    pairs per field, ``Host``, and the forwarding headers when a trusted proxy may have sent them.
     """
     pairs: list[Header] = []
-    by_name: dict[str, list[str]] = {}
+    hosts: list[str] = []
+    forwarded: dict[str, list[str]] = {}
+    trusting = bool(settings.trusted_proxies)
     for raw_name, raw_value in scope.get("headers") or ():
-        name = bytes(raw_name).decode("latin-1")
-        value = bytes(raw_value).decode("latin-1")
-        pairs.append((name, value))
-        by_name.setdefault(name.lower(), []).append(value)
-    root, below = _split_mount(scope)
-    raw_below = _raw_below(scope, below)
+        name = bytes(raw_name).lower()
+        if name in _CREDENTIAL_HEADERS:
+            pairs.append((name.decode("latin-1"), bytes(raw_value).decode("latin-1")))
+        elif name == b"host":
+            hosts.append(bytes(raw_value).decode("latin-1"))
+        elif trusting and name in _FORWARDING:
+            forwarded.setdefault(_FORWARDING[name], []).append(bytes(raw_value).decode("latin-1"))
+    root_path, path = _encoded_paths(scope)
     client = scope.get("client")
     url = rebuild_url(
         scheme=str(scope.get("scheme") or ("ws" if scope.get("type") == "websocket" else "http")),
-        host=_host(scope, by_name),
-        root_path=quote(root, safe=_PATH_SAFE),
-        path=raw_below if raw_below is not None else quote(below, safe=_PATH_SAFE),
+        host=_host(scope, hosts),
+        root_path=root_path,
+        path=path,
         peer=str(client[0]) if client else None,
-        headers=by_name,
+        headers=forwarded,
         settings=settings,
     )
     query = bytes(scope.get("query_string") or b"").decode("latin-1")

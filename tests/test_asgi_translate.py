@@ -167,7 +167,6 @@ def test_repeated_forwarded_fields_are_separate_hops() -> None:
     ]
     info = request_info(http_scope(headers=headers, client=("10.1.2.3", 1)), trusted)
     assert info.url == "http://public.test/protected"
-    assert info.header_values("x-forwarded-host") == ["spoofed.test", "public.test", "internal.test"]
 
 
 def test_public_url_wins_and_keeps_the_path_below_the_mount() -> None:
