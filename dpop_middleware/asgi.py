@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from .core.challenge import ErrorResponse
-from .core.htu import remove_dot_segments
 from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
 from .core.request import RequestInfo
 
@@ -78,11 +77,9 @@ def _split_mount(scope: Scope) -> tuple[str, str]:
 
 
 def route_path(scope: Scope) -> str:
-    """The decoded path below the mount point, for path rules (:class:`dpop_middleware.core.paths.PathRules`).
-
-    Dot segments are removed so that ``/health/../admin`` is never taken for ``/health/...``.
-    """
-    return remove_dot_segments("/" + _split_mount(scope)[1].lstrip("/"))
+    """The decoded path below the mount point, as the router sees it, for path rules
+    (:class:`dpop_middleware.core.paths.PathRules`, which also consider its dot-segment-free form)."""
+    return "/" + _split_mount(scope)[1].lstrip("/")
 
 
 def _raw_below(scope: Scope, below: str) -> str | None:

@@ -41,6 +41,10 @@ class TokenValidator(Protocol):
     :class:`~dpop_middleware.InvalidTokenError` for a bad token and
     :class:`~dpop_middleware.TokenValidationUnavailable` when validation cannot be done now.
     Any other exception is treated as an outage (503), never as a valid token.
+
+    The verifier remembers validated tokens until their ``exp``; a validator whose answers may
+    change sooner (introspection: revocation) exposes ``result_cache_max_ttl`` (seconds, 0 = never
+    cache) and the verifier's cache honours it.
     """
 
     def validate(self, token: str) -> Mapping[str, Any]: ...

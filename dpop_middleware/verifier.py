@@ -133,8 +133,15 @@ async def _maybe_await(value: Any) -> Any:
 
 
 def _check_fresh(added: object) -> None:
-    if added is not True:
-        raise InvalidDPoPProofError("replayed", "DPoP proof already used")
+    if added is True:
+        return
+    if inspect.isawaitable(added):  # an asyncio store driven from verify(): a wiring mistake
+        close = getattr(added, "close", None)
+        if callable(close):
+            close()
+        logger.error("dpop: an async replay store was called from the sync verify(); use averify()/aauthenticate()")
+        raise ReplayStoreUnavailable("replay_store_misconfigured")
+    raise InvalidDPoPProofError("replayed", "DPoP proof already used")
 
 
 def _store_error(exc: Exception) -> DPoPError:
@@ -189,7 +196,12 @@ class DPoPVerifier:
         self.token_validator = token_validator
         self.replay_store = replay_store if replay_store is not None else MemoryReplayStore()
         self._clock = clock
-        self._token_cache = _TokenCache(self.config.token_cache_size, self.config.token_cache_max_ttl)
+        # A validator may cap how long its answers stay true (introspection: revocation must bite).
+        cap = getattr(token_validator, "result_cache_max_ttl", None)
+        max_ttl = self.config.token_cache_max_ttl
+        if isinstance(cap, (int, float)) and not isinstance(cap, bool):
+            max_ttl = min(max_ttl, float(cap))
+        self._token_cache = _TokenCache(self.config.token_cache_size, max_ttl)
         self._on_outcome = on_outcome
         self.algs = self.config.algorithms
         if self.config.nonce_keyring.generated and self.config.nonce_policy.value != "off":
@@ -243,18 +255,30 @@ class DPoPVerifier:
             _check_fresh(added)
         return principal
 
-    def authenticate(self, request: RequestInfo, *, required: bool = True) -> AuthResult:
-        """Verify and apply the mode; what adapters call. Never raises :class:`DPoPError`."""
+    def authenticate(
+        self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()
+    ) -> AuthResult:
+        """Verify, check the route's ``scopes`` and apply the mode: what adapters call.
+
+        ``required=False``: a request without credentials passes as anonymous (credentials that
+        are sent must still be valid). Never raises :class:`DPoPError`; reports one outcome.
+        """
         try:
             principal = self.verify(request)
+            if scopes:
+                require_scopes(principal, scopes)
         except DPoPError as exc:
             return self._failed(exc, request, required)
         return self._succeeded(principal, request)
 
-    async def aauthenticate(self, request: RequestInfo, *, required: bool = True) -> AuthResult:
+    async def aauthenticate(
+        self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()
+    ) -> AuthResult:
         """Asyncio twin of :meth:`authenticate`."""
         try:
             principal = await self.averify(request)
+            if scopes:
+                require_scopes(principal, scopes)
         except DPoPError as exc:
             return self._failed(exc, request, required)
         return self._succeeded(principal, request)

@@ -6,7 +6,8 @@ import pytest
 
 from dpop_middleware.core.origin import ProxySettings, rebuild_url
 
-TRUSTED = ProxySettings.create(["10.0.0.0/8", "127.0.0.1"])
+ALL_HEADERS = ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix"]
+TRUSTED = ProxySettings.create(["10.0.0.0/8", "127.0.0.1"], trusted_headers=ALL_HEADERS)
 
 
 def url(headers: dict[str, list[str]], peer: str | None = "10.0.0.5", settings: ProxySettings = TRUSTED, **kw: str) -> str:
@@ -77,3 +78,15 @@ def test_hostile_host_header_makes_the_url_unusable(host: str) -> None:
     rebuilt = url({}, peer="203.0.113.9", host=host)
     with pytest.raises(HTUError):
         normalize_htu(rebuilt)
+
+
+def test_only_configured_forwarding_headers_are_believed() -> None:
+    """A proxy that sets only X-Forwarded-Proto passes the client's own X-Forwarded-Host/Forwarded through."""
+    default = ProxySettings.create(["10.0.0.0/8"])
+    headers = {"x-forwarded-proto": ["https"], "x-forwarded-host": ["other-api.example"],
+               "forwarded": ["host=other-api.example;proto=http"]}
+    assert url(headers, settings=default) == "https://internal:8000/items"
+    only_forwarded = ProxySettings.create(["10.0.0.0/8"], trusted_headers="forwarded")
+    assert url(headers, settings=only_forwarded) == "http://other-api.example/items"
+    with pytest.raises(ValueError):
+        ProxySettings.create(["10.0.0.0/8"], trusted_headers=["x-real-ip"])

@@ -157,6 +157,9 @@ def _b64_int(value: str) -> int:
     return int.from_bytes(b64url_decode(value), "big")
 
 
+MAX_RSA_BITS = 8192
+MAX_RSA_EXPONENT_BITS = 32  # 65537 is 17 bits; RFC 3447 does not need more
+
 _KEY_CACHE: dict[tuple[str, int], PublicKey] = {}
 _KEY_CACHE_SIZE = 4096
 
@@ -191,6 +194,10 @@ def _build_key(jwk: Mapping[str, Any], canonical: str, min_rsa_bits: int) -> Pub
         n, e = _b64_int(jwk["n"]), _b64_int(jwk["e"])
         if n.bit_length() < min_rsa_bits:
             raise JWKError("jwk_rsa_too_small")
+        # Verification cost grows with the modulus and the public exponent, both chosen by whoever
+        # signed the proof: cap them so an unauthenticated proof cannot buy milliseconds of CPU.
+        if n.bit_length() > MAX_RSA_BITS or e.bit_length() > MAX_RSA_EXPONENT_BITS:
+            raise JWKError("jwk_rsa_too_costly")
         rsa_key = rsa.RSAPublicNumbers(e, n).public_key()
         public = {"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}
         return PublicKey("RSA", None, rsa_key, jkt, n.bit_length(), canonical, MappingProxyType(public))

@@ -109,7 +109,8 @@ class NonceKeyring:
             return NonceCheck(False, "nonce_invalid")
         kid, step_text, mac = parts
         step = int(step_text)
-        if not hmac.compare_digest(mac, self._mac(kid, step)):
+        # compare_digest refuses non-ASCII str with TypeError: compare bytes instead.
+        if not hmac.compare_digest(mac.encode("utf-8", "replace"), self._mac(kid, step).encode("ascii")):
             return NonceCheck(False, "nonce_invalid")
         current = self._step(now)
         if not current - 1 <= step <= current + 1:

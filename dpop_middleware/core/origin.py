@@ -4,8 +4,10 @@ Adapters pass what their framework knows (scheme, Host, mount prefix, path, the 
 address, the forwarding headers); this module decides which of those to believe:
 
 1. A configured ``public_url`` wins outright: ``public_url`` + path below the mount point.
-2. Otherwise forwarding headers count **only** when the immediate peer is a trusted proxy.
-   ``Forwarded`` (RFC 7239) is preferred over ``X-Forwarded-*``. Multi-hop chains are walked from
+2. Otherwise forwarding headers count **only** when the immediate peer is a trusted proxy, and
+   only those configured as trusted (default: ``X-Forwarded-For`` and ``-Proto``, as werkzeug's
+   ProxyFix does). ``Forwarded`` (RFC 7239), when trusted, is preferred over
+   ``X-Forwarded-*``. Multi-hop chains are walked from
    the right, skipping hops whose address is itself a trusted proxy; the first untrusted hop's
    proxy is the edge, and its view of ``proto``/``host`` is used (rightmost-untrusted).
 3. Otherwise the request's own scheme and Host header are used.
@@ -20,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["FORWARDING_HEADERS", "WSGI_FORWARDING_KEYS", "ProxySettings", "rebuild_url"]
+__all__ = ["DEFAULT_TRUSTED_HEADERS", "FORWARDING_HEADERS", "WSGI_FORWARDING_KEYS", "ProxySettings", "rebuild_url"]
 
 #: The request headers :func:`rebuild_url` may read (lower-case), when the peer is trusted.
 FORWARDING_HEADERS = (
@@ -31,6 +33,10 @@ FORWARDING_HEADERS = (
     "x-forwarded-port",
     "x-forwarded-prefix",
 )
+#: What is believed from a trusted proxy unless configured otherwise: like werkzeug's ProxyFix,
+#: only the client address and scheme. Believe a header only if *your* proxy sets (overwrites) it:
+#: one it merely passes through is the client's to choose.
+DEFAULT_TRUSTED_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-proto"})
 #: The same, by their WSGI environ / Django ``META`` key.
 WSGI_FORWARDING_KEYS = {"HTTP_" + name.upper().replace("-", "_"): name for name in FORWARDING_HEADERS}
 
@@ -47,10 +53,28 @@ class ProxySettings:
 
     trusted_proxies: tuple[IPNetwork, ...] = ()
     public_url: str | None = None
+    trusted_headers: frozenset[str] = DEFAULT_TRUSTED_HEADERS
 
     @classmethod
-    def create(cls, trusted_proxies: Iterable[str] | str | None = None, public_url: str | None = None) -> ProxySettings:
-        """``trusted_proxies``: addresses or CIDR blocks (``"10.0.0.0/8"``, ``"127.0.0.1"``)."""
+    def create(
+        cls,
+        trusted_proxies: Iterable[str] | str | None = None,
+        public_url: str | None = None,
+        trusted_headers: Iterable[str] | str | None = None,
+    ) -> ProxySettings:
+        """``trusted_proxies``: addresses or CIDR blocks (``"10.0.0.0/8"``, ``"127.0.0.1"``).
+
+        ``trusted_headers``: which forwarding headers to believe from them, among
+        :data:`FORWARDING_HEADERS` (default :data:`DEFAULT_TRUSTED_HEADERS`: ``X-Forwarded-For``
+        and ``X-Forwarded-Proto``); add ``x-forwarded-host``/``-port``/``-prefix`` or
+        ``forwarded`` only when your proxy sets them on every request.
+        """
+        if isinstance(trusted_headers, str):
+            trusted_headers = trusted_headers.replace(",", " ").split()
+        headers = DEFAULT_TRUSTED_HEADERS if trusted_headers is None else frozenset(h.lower() for h in trusted_headers)
+        unknown = headers - set(FORWARDING_HEADERS)
+        if unknown:
+            raise ValueError(f"unknown forwarding headers {sorted(unknown)}; choose from {list(FORWARDING_HEADERS)}")
         if isinstance(trusted_proxies, str):
             trusted_proxies = trusted_proxies.replace(",", " ").split()
         networks = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in trusted_proxies or ())
@@ -58,7 +82,7 @@ class ProxySettings:
             public_url = public_url.rstrip("/")
             if not public_url.startswith(("http://", "https://")):
                 raise ValueError("public_url must be an absolute http(s) URL")
-        return cls(networks, public_url)
+        return cls(networks, public_url, headers)
 
     def is_trusted(self, address: str | None) -> bool:
         if not address or not self.trusted_proxies:
@@ -162,8 +186,9 @@ def rebuild_url(
         # host makes the URL unusable, which the verifier answers with 400 invalid_request.
         host = ""
     if settings.is_trusted(peer):
-        forwarded = headers.get("forwarded")
-        hops = _parse_forwarded(forwarded) if forwarded else _x_forwarded(headers)
+        believed = {name: values for name, values in headers.items() if name in settings.trusted_headers}
+        forwarded = believed.get("forwarded")
+        hops = _parse_forwarded(forwarded) if forwarded else _x_forwarded(believed)
         if hops:
             edge = _edge_hop(hops, settings)
             if edge.proto and edge.proto.lower() in ("http", "https"):

@@ -1,7 +1,8 @@
 """Per-path policy for adapters that configure routes by path (WSGI, Flask, Starlette), pure.
 
-A rule covers its path and everything below it, by whole segments, after dot-segment removal, so
-``/health`` covers ``/health/db`` but not ``/healthz``, and ``/health/../admin`` is ``/admin``.
+A rule covers its path and everything below it, by whole segments, so ``/health`` covers
+``/health/db`` but not ``/healthz``. A path with dot segments is read both literally (as routers
+do) and normalized (as proxies do): ``/health/../admin`` is exempt only if both readings are.
 """
 
 from __future__ import annotations
@@ -24,12 +25,23 @@ def path_matches(path: str, rule: str) -> bool:
     """``rule`` covers ``path`` itself and everything below it, by whole segments.
 
     ``/health`` covers ``/health`` and ``/health/db`` but not ``/healthz``; ``/`` covers everything.
-    ``path`` has its dot segments removed first, so ``/health/../admin`` is matched as ``/admin``.
+    The path is taken literally here; :class:`PathRules` decides how dot segments count.
     """
-    clean = remove_dot_segments(path if path.startswith("/") else "/" + path)
     if rule == "/":
         return True
-    return clean == rule or clean.startswith(rule + "/")
+    return path == rule or path.startswith(rule + "/")
+
+
+def _forms(path: str) -> tuple[str, ...]:
+    """The path as the framework routes it (literally) and with its dot segments removed.
+
+    Frameworks route on the literal path (``/admin/{rest}`` serves ``/admin/../public``) while a
+    normalizing proxy would see ``/public``: a rule must hold for both readings, or a client picks
+    the one that suits it.
+    """
+    literal = path if path.startswith("/") else "/" + path
+    normal = remove_dot_segments(literal)
+    return (literal,) if normal == literal else (literal, normal)
 
 
 @dataclass(frozen=True)
@@ -66,17 +78,21 @@ class PathRules:
             required=required,
         )
 
+    # Relaxing rules (exempt, optional) must hold for every reading of the path; restricting ones
+    # (scopes) apply if any reading matches. Fail closed either way.
+
     def is_exempt(self, path: str) -> bool:
-        return any(path_matches(path, rule) for rule in self.exempt)
+        return all(any(path_matches(form, rule) for rule in self.exempt) for form in _forms(path))
 
     def is_required(self, path: str) -> bool:
-        if any(path_matches(path, rule) for rule in self.optional):
+        if all(any(path_matches(form, rule) for rule in self.optional) for form in _forms(path)):
             return False
         return self.required
 
     def scopes_for(self, path: str) -> tuple[str, ...]:
         needed: list[str] = []
+        forms = _forms(path)
         for rule, scopes in self.scopes:
-            if path_matches(path, rule):
+            if any(path_matches(form, rule) for form in forms):
                 needed.extend(s for s in scopes if s not in needed)
         return tuple(needed)

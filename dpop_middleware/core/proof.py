@@ -190,10 +190,13 @@ def verify_proof(
             raise UseDPoPNonceError(
                 keyring.issue(now), check.reason, diagnostics={"iat_offset": round(offset, 3)}
             )
-        if policy is NoncePolicy.HEAL_IAT and iat_reason is not None:
-            # The nonce's time stands in for iat; remember the proof as long as its nonce lives.
-            iat_reason = None
-            ttl = max(ttl, check.expires_at - now + config.clock_skew)
+        if policy is NoncePolicy.HEAL_IAT:
+            if iat_reason is not None:
+                iat_reason = None  # the nonce's time stands in for iat
+            if check.valid:
+                # The nonce could later vouch for this proof once its iat has aged out, so it must be
+                # remembered as long as the nonce lives, whichever way it was accepted this time.
+                ttl = max(ttl, check.expires_at - now + config.clock_skew)
         if not check.current:
             next_nonce = keyring.issue(now)
     if iat_reason is not None:

@@ -81,7 +81,8 @@ def extract_credentials(request: RequestInfo, config: VerifierConfig) -> Credent
                 "token_in_query", "Access tokens are accepted only in the Authorization header"
             )
         return None
-    if len(authorizations) > 1:
+    # A token68 never contains a comma: a comma-joined value is several fields merged by the server.
+    if len(authorizations) > 1 or "," in authorizations[0]:
         raise InvalidRequestError("multiple_authorization_headers", "More than one Authorization header")
     if in_query:
         raise InvalidRequestError("multiple_token_locations", "Access token sent in more than one location")

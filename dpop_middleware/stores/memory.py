@@ -32,9 +32,12 @@ class MemoryReplayStore:
     purged; if every entry is still live, the store *refuses* (the request gets 503) rather than
     evicting a live entry, which would reopen a replay window. Size it as peak proofs per second
     times the replay window (``max_age + 2 * clock_skew``, 80 s by default).
+
+    The clock is the wall clock, like the one ``iat`` is judged by: if the two differed, a clock
+    step could end an entry while its proof is still acceptable.
     """
 
-    def __init__(self, max_entries: int = 100_000, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_entries: int = 100_000, *, clock: Callable[[], float] = time.time) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be positive")
         self.max_entries = max_entries

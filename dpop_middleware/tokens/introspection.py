@@ -181,6 +181,8 @@ class IntrospectionValidator:
         self._async_http = AsyncHTTP(settings, async_http_client)
         self._results = ResultCache(cache_size, clock)
         self._cache_max_ttl = cache_max_ttl
+        #: Read by DPoPVerifier: its own token cache must not outlive ours (revocation must bite).
+        self.result_cache_max_ttl = cache_max_ttl if cache_size > 0 else 0.0
         self._default_ttl = default_ttl
         self._negative_ttl = negative_ttl
         self._clock = clock
