@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from core_support import URL, Env, b64, make_env
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from core_support import URL, Env, b64, make_env
 from dpop_middleware import (
     DPoPVerifier,
     InvalidDPoPProofError,
