@@ -40,6 +40,8 @@ def _forms(path: str) -> tuple[str, ...]:
     the one that suits it.
     """
     literal = path if path.startswith("/") else "/" + path
+    if "/." not in literal:  # no "." or ".." segment can exist: the common case, made cheap
+        return (literal,)
     normal = remove_dot_segments(literal)
     return (literal,) if normal == literal else (literal, normal)
 
