@@ -192,9 +192,19 @@ def test_stalled_server_times_out_as_unavailable() -> None:
 
 
 def test_unexpected_reply_fails_closed(url: str) -> None:
-    class Odd:
-        def set(self, *args: object, **kwargs: object) -> object:
+    class OddConnection:
+        def send_command(self, *args: object) -> None:
+            pass
+
+        def read_response(self) -> object:
             return 0
+
+    class OddPool:
+        def get_connection(self) -> OddConnection:
+            return OddConnection()
+
+    class Odd:
+        connection_pool = OddPool()
 
     with pytest.raises(ReplayStoreUnavailable):
         RedisReplayStore(Odd()).add_if_absent(_key(), 30)  # type: ignore[arg-type]
