@@ -6,16 +6,25 @@ OpenAPI document). The WebSocket route is wrapped in :class:`~dpop_middleware.st
 which verifies the upgrade request (``htm`` GET, ``htu`` with ``ws`` read as ``http``). The two never
 see the same request, so no proof is checked twice (the second check would call it a replay).
 
+CORS (for the browser sample, whose page comes from another origin): with ``CORS_ALLOW_ORIGINS`` set,
+Starlette's ``CORSMiddleware`` wraps the whole app, so it answers preflights before any DPoP check
+(a preflight carries neither ``Authorization`` nor ``DPoP``, by design) and puts the CORS headers on
+every answer, 401 challenges included. See the browser sample's README for why each setting is there.
+
 FastAPI reads the endpoints' annotations at run time, so this module does not use
 ``from __future__ import annotations`` (the dependencies are local to :func:`create_app`).
 """
 
 import asyncio
 import itertools
+import os
+from collections.abc import Sequence
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Security
 from pydantic import BaseModel, Field
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import WebSocketRoute, websocket_session
 from starlette.websockets import WebSocket
 
@@ -25,7 +34,13 @@ from dpop_middleware.starlette import DPoPMiddleware, get_principal
 
 from ..common import SampleSettings, async_replay_store, identity, nonce_options, token_validator
 
-__all__ = ["create_app"]
+__all__ = ["cors_origins_from_env", "create_app"]
+
+#: What a browser may send cross-origin, and what its scripts may read back. ``Authorization`` is
+#: never covered by ``*``; ``DPoP-Nonce`` and ``WWW-Authenticate`` are not CORS-safelisted, so without
+#: exposing them the page could not see a nonce challenge, nor answer it.
+CORS_ALLOW_HEADERS = ("Authorization", "DPoP", "Content-Type")
+CORS_EXPOSE_HEADERS = ("DPoP-Nonce", "WWW-Authenticate")
 
 
 class NoteIn(BaseModel):
@@ -37,8 +52,27 @@ class Note(NoteIn):
     author: str | None
 
 
-def create_app(settings: SampleSettings | None = None, *, validator: Any = None) -> FastAPI:
-    """Build the app. Without ``settings``, read the environment; ``validator`` replaces the remote one (tests)."""
+def cors_origins_from_env(environ: dict[str, str] | None = None) -> list[str]:
+    """``CORS_ALLOW_ORIGINS``: comma-separated origins (``scheme://host[:port]``) whose pages may call the API."""
+    raw = (os.environ if environ is None else environ).get("CORS_ALLOW_ORIGINS", "")
+    origins = [origin.strip() for origin in raw.split(",") if origin.strip()]
+    for origin in origins:
+        parts = urlsplit(origin)
+        # An origin has no path, and "*" would let any page drive a user's key: name them one by one.
+        if parts.scheme not in ("http", "https") or not parts.hostname or origin != f"{parts.scheme}://{parts.netloc}":
+            raise ValueError(f"CORS_ALLOW_ORIGINS must list origins like https://app.example.com, not {origin!r}")
+    return origins
+
+
+def create_app(
+    settings: SampleSettings | None = None, *, validator: Any = None, cors_origins: Sequence[str] | None = None
+) -> FastAPI:
+    """Build the app. Without ``settings``, read the environment; ``validator`` replaces the remote one (tests).
+
+    ``cors_origins`` (default: ``CORS_ALLOW_ORIGINS``) are the browser origins allowed to call the API.
+    """
+    if cors_origins is None:
+        cors_origins = cors_origins_from_env()
     if settings is None:
         settings = SampleSettings.from_env(default_port=8003)
     verifier = DPoPVerifier(
@@ -82,4 +116,16 @@ def create_app(settings: SampleSettings | None = None, *, validator: Any = None)
     # A plain Starlette route whose ASGI app is the DPoP middleware around the session: only /ws goes through it.
     ws_app = DPoPMiddleware(websocket_session(echo), verifier=verifier, public_url=settings.public_url)
     app.router.routes.append(WebSocketRoute("/ws", ws_app))
+    if cors_origins:
+        # Added last = outermost: preflights are answered before any authentication runs, and the
+        # CORS headers go on every response, so the page can read a 401 and its DPoP-Nonce.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=list(CORS_ALLOW_HEADERS),
+            expose_headers=list(CORS_EXPOSE_HEADERS),
+            allow_credentials=False,  # no cookies: the token and the proof travel in headers
+            max_age=600,
+        )
     return app

@@ -9,10 +9,13 @@ Endpoints:
 * ``GET /jwks``: the public signing key(s).
 * ``GET /.well-known/oauth-authorization-server``: RFC 8414 metadata, including
   ``dpop_signing_alg_values_supported``; resource servers find ``jwks_uri`` here.
+* Only with ``ISSUER_DEMO_LOGIN=on``: ``GET /authorize`` and the ``authorization_code`` grant for
+  the public browser client, plus the browser sample's page (DEMO ONLY: see :mod:`.demo_login`).
 
 Demo grade on purpose: clients are registered in code (:data:`DEMO_CLIENTS`), the signing key is
 made at start-up unless ``ISSUER_SIGNING_KEY_FILE`` names a PEM file, and there is no user login,
-no refresh token and no revocation. What it does, it does by the RFCs.
+no refresh token and no revocation (the opt-in demo login approves everyone as ``demo-user``).
+What it does, it does by the RFCs.
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from dpop_middleware.asgi import request_info
 from dpop_middleware.authorization_server import TokenEndpointVerifier
@@ -39,12 +42,12 @@ from dpop_middleware.client import DPoPKey
 from dpop_middleware.core.origin import ProxySettings
 
 from ..common import SampleSettings, async_replay_store, nonce_options
+from .demo_login import DemoLogin
+from .oauth import NO_STORE, oauth_error, read_form, send_rejection
 
 __all__ = ["DEMO_CLIENTS", "Client", "IssuerState", "create_app", "issuer_settings"]
 
-_FORM = "application/x-www-form-urlencoded"
-_MAX_FORM_BYTES = 8192
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1: token responses
+DEFAULT_BROWSER_API_URL = "http://127.0.0.1:8003"  # the FastAPI sample on its default port
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class IssuerState:
     token_endpoint: TokenEndpointVerifier
     token_lifetime: int = 300
     clock: Callable[[], float] = time.time
+    demo_login: DemoLogin | None = None  # DEMO ONLY: the public browser client (off by default)
     kid: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -98,7 +102,7 @@ class IssuerState:
     def metadata(self) -> dict[str, Any]:
         base = self.issuer.rstrip("/")
         scopes = sorted({scope for client in self.clients.values() for scope in client.scopes})
-        return {
+        meta: dict[str, Any] = {
             "issuer": self.issuer,
             "token_endpoint": self.token_url,
             "jwks_uri": f"{base}/jwks",
@@ -109,15 +113,23 @@ class IssuerState:
             "scopes_supported": scopes,
             "dpop_signing_alg_values_supported": list(self.token_endpoint.config.algorithms),
         }
+        if self.demo_login is not None:
+            self.demo_login.extend_metadata(meta)
+        return meta
 
     def access_token(self, client: Client, scopes: Iterable[str], audience: str, jkt: str) -> str:
         """An RFC 9068 access token for ``client``, bound to the DPoP key ``jkt`` (RFC 9449 §6.1)."""
+        # RFC 9068 §2.2: a client acting for itself is the subject.
+        return self.issue(client.client_id, client.client_id, scopes, audience, jkt)
+
+    def issue(self, subject: str, client_id: str, scopes: Iterable[str], audience: str, jkt: str) -> str:
+        """An RFC 9068 access token for ``subject`` obtained by ``client_id``, bound to the key ``jkt``."""
         now = int(self.clock())
         claims = {
             "iss": self.issuer,
-            "sub": client.client_id,  # RFC 9068 §2.2: a client acting for itself is the subject
+            "sub": subject,
             "aud": audience,
-            "client_id": client.client_id,
+            "client_id": client_id,
             "iat": now,
             "exp": now + self.token_lifetime,
             "jti": secrets.token_urlsafe(16),
@@ -126,12 +138,6 @@ class IssuerState:
         }
         header = {"typ": "at+jwt", "alg": self.signing_key.alg, "kid": self.kid}
         return self.signing_key.sign(header, claims)
-
-
-def _oauth_error(status: int, error: str, description: str, headers: Mapping[str, str] | None = None) -> Response:
-    return JSONResponse(
-        {"error": error, "error_description": description}, status_code=status, headers={**_NO_STORE, **(headers or {})}
-    )
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -161,66 +167,49 @@ def _authenticate_client(state: IssuerState, request: Request) -> Client | None:
     return client
 
 
-async def _form(request: Request) -> dict[str, str] | None:
-    """The token request's parameters (RFC 6749 §3.2: form-encoded POST body, each at most once)."""
-    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != _FORM:
-        return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_FORM_BYTES:
-            return None
-    try:
-        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=False)
-    except UnicodeDecodeError:
-        return None
-    form = dict(pairs)
-    if len(form) != len(pairs):  # a repeated parameter is ambiguous: refuse it
-        return None
-    return form
-
-
 async def token(request: Request) -> Response:
     """The token endpoint: authenticate the client, check the grant, then the DPoP proof, then issue."""
     state: IssuerState = request.app.state.issuer
+    if state.demo_login is not None and _basic_credentials(request) is None:
+        # DEMO ONLY: a public client has no credentials; its grant is the authorization code.
+        public_form = await read_form(request)
+        if public_form is not None and public_form.get("grant_type") == "authorization_code":
+            return await state.demo_login.exchange(state, request, public_form)
     client = _authenticate_client(state, request)
     if client is None:
-        return _oauth_error(
+        return oauth_error(
             401, "invalid_client", "Client authentication failed", {"WWW-Authenticate": 'Basic realm="token"'}
         )
-    form = await _form(request)
+    form = await read_form(request)
     if form is None:
-        return _oauth_error(400, "invalid_request", "Expected an application/x-www-form-urlencoded body")
+        return oauth_error(400, "invalid_request", "Expected an application/x-www-form-urlencoded body")
     grant_type = form.get("grant_type")
     if grant_type != "client_credentials":
-        return _oauth_error(400, "unsupported_grant_type", "Only client_credentials is supported")
+        return oauth_error(400, "unsupported_grant_type", "Only client_credentials is supported")
     raw_scope = form.get("scope")
     requested = frozenset(raw_scope.split()) if isinstance(raw_scope, str) and raw_scope.strip() else None
     scopes = client.default_scopes if requested is None else requested
     if not scopes <= client.scopes:
-        return _oauth_error(400, "invalid_scope", "Requested scope not allowed for this client")
+        return oauth_error(400, "invalid_scope", "Requested scope not allowed for this client")
     resource = form.get("resource")  # RFC 8707: which API the token is for
     audience = resource if isinstance(resource, str) and resource else state.audience
     if audience != state.audience and audience not in client.audiences:
-        return _oauth_error(400, "invalid_target", "Unknown resource for this client")
+        return oauth_error(400, "invalid_target", "Unknown resource for this client")
 
     # The proof comes last: a request refused for other reasons must not use up the client's proof.
     info = request_info(request.scope, _DIRECT)
     result = await state.token_endpoint.aauthenticate(info)
     if result.rejection is not None:
-        rejection = result.rejection
-        return Response(
-            rejection.body, rejection.status, headers=dict(rejection.headers), media_type=rejection.content_type
-        )
+        return send_rejection(result.rejection)
     if result.jkt is None:  # pragma: no cover - require_dpop=True never yields an unbound result
-        return _oauth_error(400, "invalid_dpop_proof", "DPoP proof missing")
+        return oauth_error(400, "invalid_dpop_proof", "DPoP proof missing")
     body = {
         "access_token": state.access_token(client, scopes, audience, result.jkt),
         "token_type": "DPoP",  # RFC 9449 §5.1: tells the client the token is bound
         "expires_in": state.token_lifetime,
         "scope": " ".join(sorted(scopes)),
     }
-    return JSONResponse(body, headers={**_NO_STORE, **dict(result.response_headers)})
+    return JSONResponse(body, headers={**NO_STORE, **dict(result.response_headers)})
 
 
 # htu is compared with the advertised token endpoint (endpoint_url), so no proxy header matters here.
@@ -257,16 +246,28 @@ def create_app(
     clients: Iterable[Client] = DEMO_CLIENTS,
     signing_key: DPoPKey | None = None,
     token_lifetime: int | None = None,
+    demo_login: bool | None = None,
+    browser_api_url: str | None = None,
 ) -> Starlette:
     """The issuer as a Starlette app. Without ``settings``, read them from the environment.
 
     ``settings.issuer`` is this server's own identifier and public base URL (default
     ``http://127.0.0.1:<PORT>``); ``settings.audience`` goes into ``aud``; ``settings.nonce_policy``
     applies at the token endpoint.
+
+    ``demo_login`` (default: ``ISSUER_DEMO_LOGIN=on``) adds the DEMO-ONLY public browser client and
+    serves the browser sample, which calls the API at ``browser_api_url`` (default:
+    ``BROWSER_API_URL``, else the FastAPI sample on its default port).
     """
     if settings is None:
         settings = issuer_settings()
     lifetime = token_lifetime or int(os.environ.get("ISSUER_TOKEN_LIFETIME", "300"))
+    if demo_login is None:
+        demo_login = _demo_login_from_env()
+    login = None
+    if demo_login:
+        api_url = browser_api_url or os.environ.get("BROWSER_API_URL", "").strip() or DEFAULT_BROWSER_API_URL
+        login = DemoLogin.for_issuer(settings.issuer, api_url)
     state = IssuerState(
         issuer=settings.issuer,
         audience=settings.audience,
@@ -278,18 +279,27 @@ def create_app(
             **nonce_options(settings),
         ),
         token_lifetime=lifetime,
+        demo_login=login,
     )
-    app = Starlette(
-        routes=[
-            Route("/token", token, methods=["POST"]),
-            Route("/jwks", jwks, methods=["GET"]),
-            # RFC 8414 §3.1: an issuer with a path publishes its metadata below the well-known prefix.
-            Route(f"/.well-known/oauth-authorization-server{urlsplit(settings.issuer).path.rstrip('/')}", metadata),
-            Route("/healthz", healthz, methods=["GET"]),
-        ]
-    )
+    routes: list[BaseRoute] = [
+        Route("/token", token, methods=["POST"]),
+        Route("/jwks", jwks, methods=["GET"]),
+        # RFC 8414 §3.1: an issuer with a path publishes its metadata below the well-known prefix.
+        Route(f"/.well-known/oauth-authorization-server{urlsplit(settings.issuer).path.rstrip('/')}", metadata),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    if login is not None:
+        routes.extend(login.routes())
+    app = Starlette(routes=routes)
     app.state.issuer = state
     return app
+
+
+def _demo_login_from_env() -> bool:
+    value = os.environ.get("ISSUER_DEMO_LOGIN", "").strip().lower() or "off"
+    if value not in ("on", "off"):
+        raise ValueError(f"ISSUER_DEMO_LOGIN must be 'on' or 'off', not {value!r}")
+    return value == "on"
 
 
 def issuer_settings(environ: Mapping[str, str] | None = None) -> SampleSettings:
