@@ -4,6 +4,9 @@ It only *translates*: an ASGI scope becomes a :class:`~dpop_middleware.core.requ
 (the URL rebuilt by :func:`dpop_middleware.core.origin.rebuild_url`), and a core
 :class:`~dpop_middleware.core.challenge.ErrorResponse` becomes ASGI messages. Every decision stays in
 the core. No framework import: this works for any ASGI 3 server and application.
+:func:`authenticate_scope` is the one call every ASGI adapter makes: translate, authenticate with
+the route's policy, and record the outcome in the scope (so that a second DPoP layer on the same
+request reuses it instead of verifying the proof again, which would be a replay).
 
 Mount prefix: ASGI servers disagree on whether ``scope["path"]`` includes ``scope["root_path"]``.
 The ASGI spec (uvicorn, Starlette's ``Mount``) says it does; older servers, and Starlette's
@@ -20,11 +23,14 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from .core.challenge import ErrorResponse
+from .core.errors import InvalidRequestError
 from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
 from .core.request import RequestInfo
+from .verifier import AuthResult, DPoPVerifier
 
 __all__ = [
     "PRINCIPAL_KEY",
+    "REQUEST_INFO_KEY",
     "RESPONSE_HEADERS_KEY",
     "VERIFIER_KEY",
     "ASGIApp",
@@ -32,6 +38,7 @@ __all__ = [
     "Receive",
     "Scope",
     "Send",
+    "authenticate_scope",
     "request_info",
     "route_path",
     "send_rejection",
@@ -51,6 +58,8 @@ PRINCIPAL_KEY = "dpop"
 VERIFIER_KEY = "dpop.verifier"
 #: ``scope["dpop.response_headers"]``: headers (``DPoP-Nonce``) owed to the eventual response.
 RESPONSE_HEADERS_KEY = "dpop.response_headers"
+#: ``scope["dpop.request_info"]``: the request as the verifier saw it (for later scope checks' logs).
+REQUEST_INFO_KEY = "dpop.request_info"
 
 # What may stay unescaped when we re-encode a decoded path: RFC 3986 pchar and "/"; "%" is escaped.
 _PATH_SAFE = "!$&'()*+,;=:@/~"
@@ -171,6 +180,36 @@ def request_info(scope: Scope, settings: ProxySettings, *, method: str | None = 
         # Kept so that the core can refuse an access token sent in the query string.
         url = f"{url}?{query}"
     return RequestInfo(method or str(scope.get("method") or "GET"), url, pairs)
+
+
+async def authenticate_scope(
+    verifier: DPoPVerifier,
+    scope: Scope,
+    settings: ProxySettings,
+    *,
+    required: bool = True,
+    scopes: tuple[str, ...] = (),
+) -> AuthResult:
+    """Translate an ``http``/``websocket`` scope and run :meth:`DPoPVerifier.aauthenticate`.
+
+    A WebSocket upgrade is verified as ``GET`` (the ``htm`` its proof signs). A scope that cannot be
+    translated is the client's doing: it gets the core's ``400 invalid_request``, never a 500. When
+    the request passes, ``scope["dpop"]`` holds the principal (``None``: anonymous),
+    ``scope["dpop.verifier"]`` the verifier and ``scope["dpop.request_info"]`` the translated request.
+    """
+    # A WebSocket handshake is an HTTP GET: that is the htm its proof signs.
+    method = "GET" if scope.get("type") == "websocket" else None
+    try:
+        info = request_info(scope, settings, method=method)
+    except (ValueError, UnicodeError):
+        bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
+        return AuthResult(None, verifier.reject(bad, None))
+    result = await verifier.aauthenticate(info, required=required, scopes=scopes)
+    if result.rejection is None:
+        scope[VERIFIER_KEY] = verifier
+        scope[PRINCIPAL_KEY] = result.principal
+        scope[REQUEST_INFO_KEY] = info
+    return result
 
 
 def _encode(headers: Iterable[Header]) -> list[tuple[bytes, bytes]]:

@@ -25,6 +25,16 @@ the response *unless the endpoint returns a ``Response`` object itself* (then ad
 ``principal.next_nonce`` yourself, or use :class:`dpop_middleware.starlette.DPoPMiddleware`).
 
 WebSockets: use :class:`dpop_middleware.starlette.DPoPMiddleware`; this dependency is for HTTP routes.
+
+Several DPoP layers on one request (a router-level ``dependencies=[Depends(dpop)]`` plus
+``Security(dpop, scopes=[...])`` on the endpoint, or :class:`~dpop_middleware.starlette.DPoPMiddleware`
+in front of the dependency): the proof is verified once. When the *same* verifier already
+authenticated the request (``scope["dpop"]`` holds its principal), the dependency reuses that
+principal and only checks its own scopes; a second verification would see the proof as replayed.
+
+Proxies: ``trusted_proxies`` / ``trusted_headers`` / ``public_url`` as for the Starlette middleware
+(:mod:`dpop_middleware.starlette`): from a trusted proxy only ``X-Forwarded-For`` and
+``X-Forwarded-Proto`` are believed unless ``trusted_headers`` lists more.
 """
 
 from __future__ import annotations
@@ -37,10 +47,11 @@ from fastapi.openapi.models import HTTPBase as HTTPBaseModel
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 
-from .asgi import PRINCIPAL_KEY, VERIFIER_KEY, request_info
+from .asgi import PRINCIPAL_KEY, REQUEST_INFO_KEY, VERIFIER_KEY, authenticate_scope
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.origin import ProxySettings
+from .core.request import RequestInfo
 from .starlette import error_response
 from .verifier import DPoPVerifier
 
@@ -83,7 +94,9 @@ class DPoPBearer(SecurityBase):
     ``auto_error=False`` makes authentication optional: a request *without* credentials gets
     ``None``, but credentials that are present and bad are still rejected (a client is never silently
     downgraded to anonymous). ``None`` is also what a failed request gets in ``report_only`` mode.
-    ``trusted_proxies``/``public_url``: how to rebuild the public URL, as for the middleware.
+    ``trusted_proxies``/``trusted_headers``/``public_url``: how to rebuild the public URL, as for
+    the middleware. Used more than once on a request (or behind ``DPoPMiddleware`` with the same
+    verifier), it verifies the proof once and checks each use's scopes (see the module docstring).
     """
 
     def __init__(
@@ -96,6 +109,7 @@ class DPoPBearer(SecurityBase):
         description: str | None = None,
         trusted_proxies: Iterable[str] | str | None = None,
         public_url: str | None = None,
+        trusted_headers: Iterable[str] | str | None = None,
     ) -> None:
         self.verifier = verifier
         self.scopes = tuple(scopes)
@@ -105,25 +119,28 @@ class DPoPBearer(SecurityBase):
             description=description or "OAuth 2.0 access token bound to a key with DPoP (RFC 9449); send a DPoP proof.",
         )
         self.scheme_name = scheme_name or type(self).__name__
-        self._proxies = ProxySettings.create(trusted_proxies, public_url)
+        self._proxies = ProxySettings.create(trusted_proxies, public_url, trusted_headers)
 
     async def __call__(
         self, request: Request, response: Response, security_scopes: SecurityScopes
     ) -> DPoPPrincipal | None:
-        info = request_info(request.scope, self._proxies)
-        result = await self.verifier.aauthenticate(info, required=self.auto_error)
+        scope = request.scope
+        needed = tuple(dict.fromkeys((*self.scopes, *security_scopes.scopes)))
+        earlier = scope.get(PRINCIPAL_KEY)
+        if isinstance(earlier, DPoPPrincipal) and scope.get(VERIFIER_KEY) is self.verifier:
+            # This verifier already accepted this very request (an outer dependency or the
+            # middleware), and whoever ran it owes the response its DPoP-Nonce: only our scopes remain.
+            if needed:
+                info = scope.get(REQUEST_INFO_KEY)
+                rejection = self.verifier.authorize(earlier, needed, info if isinstance(info, RequestInfo) else None)
+                if rejection is not None:
+                    raise DPoPHTTPException(rejection)
+            return earlier
+        # Otherwise nothing was verified yet (no layer, an exempt path, or an anonymous request on
+        # an optional one): verifying now consumes no proof twice.
+        result = await authenticate_scope(self.verifier, scope, self._proxies, required=self.auto_error, scopes=needed)
         if result.rejection is not None:
             raise DPoPHTTPException(result.rejection)
-        principal = result.principal
-        request.scope[VERIFIER_KEY] = self.verifier
-        request.scope[PRINCIPAL_KEY] = principal
-        if principal is None:
-            return None
-        needed = tuple(dict.fromkeys((*self.scopes, *security_scopes.scopes)))
-        if needed:
-            rejection = self.verifier.authorize(principal, needed, info)
-            if rejection is not None:
-                raise DPoPHTTPException(rejection)
         for name, value in result.response_headers:
             response.headers.append(name, value)
-        return principal
+        return result.principal

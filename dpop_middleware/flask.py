@@ -21,6 +21,18 @@ The decorators only mark the view, so their order relative to ``@app.route`` doe
 With ``DPOP_ENFORCE_ALL = True`` every view without a decorator is ``required``, except paths in
 ``DPOP_EXEMPT_PATHS``; a view's own decorator always wins over the path rules.
 
+Class-based views (``flask.views.View`` / ``MethodView``): decorate the class, or its handler
+methods (``get``, ``post``, ... or ``dispatch_request``), or the function ``as_view()`` returns.
+The most specific mark wins: the handler for the request's method (``get`` also serves ``HEAD``
+when there is no ``head``), then ``dispatch_request``, then the view function, then the class::
+
+    @dpop.required(scopes=["items:read"])
+    class Items(MethodView):
+        def get(self): ...
+
+        @dpop.required(scopes=["items:write"])
+        def post(self): ...
+
 The principal (:class:`~dpop_middleware.DPoPPrincipal`) is in ``g.dpop`` and behind the
 ``current_dpop`` proxy (falsy when there is none). Rejections are the core's exact challenge
 responses; a fresh ``DPoP-Nonce`` is added to successful responses.
@@ -36,6 +48,9 @@ Configuration (read once, in :meth:`DPoP.init_app`)
                              ``DPOP_NONCE_POLICY``, ``DPOP_NONCE_KEYRING`` (a keyring or a
                              ``{kid: secret}`` dict), ``DPOP_ALGORITHMS``, ``DPOP_MAX_AGE``, ...
 ``DPOP_TRUSTED_PROXIES``     addresses / CIDR blocks whose forwarded headers count (default none)
+``DPOP_TRUSTED_HEADERS``     forwarding headers believed from those proxies (default
+                             ``["X-Forwarded-For", "X-Forwarded-Proto"]``); add ``X-Forwarded-Host``,
+                             ``-Port``, ``-Prefix`` or ``Forwarded`` only if your proxy sets them
 ``DPOP_PUBLIC_URL``          the public base URL, overriding Host and forwarded headers
 ``DPOP_ENFORCE_ALL``         require DPoP on every view without a decorator (default ``False``)
 ``DPOP_EXEMPT_PATHS``        paths (and everything below them, by whole segments) left alone by
@@ -50,7 +65,10 @@ host and prefix, and the extension uses them as they are: ``DPOP_TRUSTED_PROXIES
 (with a warning), because applying the forwarded headers a second time would double the prefix.
 Either keeps the proxy trust decision in one place; prefer ``DPOP_TRUSTED_PROXIES`` (it checks the
 peer address against a CIDR list and walks multi-hop chains from the right) unless the rest of the
-app needs ProxyFix anyway. See :mod:`dpop_middleware.wsgi` for how the URL is rebuilt.
+app needs ProxyFix anyway. Like ProxyFix's defaults, only ``X-Forwarded-For`` and
+``X-Forwarded-Proto`` are believed unless ``DPOP_TRUSTED_HEADERS`` says otherwise: a header your
+proxy passes through unchanged is whatever the client put there. See :mod:`dpop_middleware.wsgi`
+for how the URL is rebuilt.
 """
 
 from __future__ import annotations
@@ -65,13 +83,12 @@ from werkzeug.local import LocalProxy
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.config import VerifierConfig
-from .core.errors import InvalidRequestError
 from .core.nonce import NonceKeyring
 from .core.origin import ProxySettings
 from .core.paths import PathRules
 from .tokens.jwt import JWTAccessTokenValidator
 from .verifier import DPoPVerifier
-from .wsgi import request_info_from_environ
+from .wsgi import authenticate_environ
 
 __all__ = ["DPoP", "current_dpop"]
 
@@ -83,6 +100,7 @@ _HEADERS_ATTR = "_dpop_response_headers"
 
 _ADAPTER_DEFAULTS: dict[str, Any] = {
     "DPOP_TRUSTED_PROXIES": (),
+    "DPOP_TRUSTED_HEADERS": None,
     "DPOP_PUBLIC_URL": None,
     "DPOP_ENFORCE_ALL": False,
     "DPOP_EXEMPT_PATHS": (),
@@ -207,7 +225,9 @@ class DPoP:
         first_time = EXTENSION_KEY not in app.extensions
         app.extensions[EXTENSION_KEY] = _AppState(
             verifier=_build_verifier(config, verifier or self._verifier),
-            proxy_settings=ProxySettings.create(app.config["DPOP_TRUSTED_PROXIES"], app.config["DPOP_PUBLIC_URL"]),
+            proxy_settings=ProxySettings.create(
+                app.config["DPOP_TRUSTED_PROXIES"], app.config["DPOP_PUBLIC_URL"], app.config["DPOP_TRUSTED_HEADERS"]
+            ),
             enforce_all=bool(app.config["DPOP_ENFORCE_ALL"]),
             path_rules=PathRules.create(exempt_paths=app.config["DPOP_EXEMPT_PATHS"]),
         )
@@ -254,12 +274,39 @@ def _state(app: Flask | None = None) -> _AppState:
     return state
 
 
+def _marked(target: object) -> _ViewPolicy | None:
+    policy = getattr(target, _POLICY_ATTR, None)
+    return policy if isinstance(policy, _ViewPolicy) else None
+
+
+def _view_marks(view: object, method: str) -> Iterable[object]:
+    """Where a policy for ``view`` may be marked, most specific first.
+
+    ``as_view()`` returns a fresh function that only points at its class (``view_class``); the
+    class dispatches to ``dispatch_request``, which a ``MethodView`` sends on to the handler named
+    after the method (``get`` also serving ``HEAD``). Each of those may carry the decorator.
+    """
+    view_class = getattr(view, "view_class", None)
+    if isinstance(view_class, type):
+        name = method.lower()
+        handler = getattr(view_class, name, None)
+        if handler is None and name == "head":
+            handler = getattr(view_class, "get", None)
+        yield handler
+        yield getattr(view_class, "dispatch_request", None)
+    yield view
+    yield view_class
+
+
 def _policy(state: _AppState, app: Flask, req: Request) -> _ViewPolicy | None:
     endpoint = req.endpoint
     view = app.view_functions.get(endpoint) if endpoint else None
-    policy = getattr(view, _POLICY_ATTR, None)
-    if isinstance(policy, _ViewPolicy):
-        return policy
+    if view is not None:
+        for target in _view_marks(view, req.method):
+            policy = _marked(target)
+            if policy is not None:
+                return policy
+    # The literal decoded path, as Flask routes it; PathRules also weighs its normalized form.
     if state.enforce_all and not state.path_rules.is_exempt(req.path):
         return _ENFORCED
     return None
@@ -274,18 +321,11 @@ def _before_request() -> Response | None:
     policy = _policy(state, app, req)
     if policy is None or policy.exempt:
         return None
-    try:
-        info = request_info_from_environ(req.environ, state.proxy_settings)
-    except (ValueError, UnicodeError):
-        bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
-        return _flask_response(state.verifier.render(bad))
-    result = state.verifier.authenticate(info, required=policy.required)
+    result = authenticate_environ(
+        state.verifier, req.environ, state.proxy_settings, required=policy.required, scopes=policy.scopes
+    )
     if result.rejection is not None:
         return _flask_response(result.rejection)
-    if policy.scopes:
-        rejection = state.verifier.authorize(result.principal, policy.scopes, info)
-        if rejection is not None:
-            return _flask_response(rejection)
     g.dpop = result.principal
     setattr(g, _HEADERS_ATTR, result.response_headers)
     return None

@@ -31,15 +31,23 @@ Scopes: ``path_scopes={"/admin": "admin"}`` on the middleware or backend, or dec
 with :func:`requires_scopes` (never Starlette's ``requires``, whose failure is a bare 403 without
 the ``insufficient_scope`` challenge).
 
-Proxies: ``trusted_proxies`` / ``public_url`` as in :class:`~dpop_middleware.core.origin.ProxySettings`.
+Proxies: ``trusted_proxies`` / ``trusted_headers`` / ``public_url`` as in
+:class:`~dpop_middleware.core.origin.ProxySettings`. From a trusted proxy only ``X-Forwarded-For``
+and ``X-Forwarded-Proto`` are believed by default; list ``X-Forwarded-Host``/``-Port``/``-Prefix``
+or ``Forwarded`` in ``trusted_headers`` only if the proxy sets (overwrites) them on every request,
+since a header it passes through is the client's to choose.
 Under uvicorn, its own ``--proxy-headers`` (on by default, trusting ``--forwarded-allow-ips``,
 127.0.0.1 by default) rewrites ``scope["scheme"]`` and ``scope["client"]`` *before* this middleware
 runs: the scheme is then already the public one, but once the proxy sends ``X-Forwarded-For`` the
 peer we see is the original client, not the proxy, so our forwarded-header trust no longer applies
-(fail closed: ``X-Forwarded-Host``/``-Prefix``/``Forwarded`` are ignored, the Host header is used). Either
-run uvicorn with ``--no-proxy-headers`` and list the proxies here (full ``Forwarded`` /
-``X-Forwarded-Proto/Host/Port/Prefix`` support), or keep uvicorn's and have the proxy pass the
-public ``Host`` through, or set ``public_url``.
+(fail closed: every forwarding header is ignored, the Host header is used). Either run uvicorn
+with ``--no-proxy-headers`` and list the proxies (and the headers they set) here, or keep
+uvicorn's and have the proxy pass the public ``Host`` through, or set ``public_url``.
+
+Path rules see the decoded path below the mount point exactly as the router matches it; a path
+with dot segments (``/admin/../public``, also sent as ``%2E%2E``) must satisfy a relaxing rule
+(exempt, optional) both literally and normalized, and gets the scopes of either reading
+(:class:`~dpop_middleware.core.paths.PathRules`).
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from starlette.websockets import WebSocket
 
 from .asgi import (
     PRINCIPAL_KEY,
+    REQUEST_INFO_KEY,
     RESPONSE_HEADERS_KEY,
     VERIFIER_KEY,
     ASGIApp,
@@ -65,14 +74,13 @@ from .asgi import (
     Receive,
     Scope,
     Send,
-    request_info,
+    authenticate_scope,
     route_path,
     send_rejection,
     with_response_headers,
 )
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
-from .core.errors import InvalidRequestError
 from .core.origin import ProxySettings
 from .core.paths import PathRules
 from .core.request import RequestInfo
@@ -91,7 +99,6 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_INFO_KEY = "dpop.request_info"  # the rebuilt request, kept for the scope check's log line
 _REJECTION_KEY = "dpop.rejection"  # the backend's rejection, for a WebSocket (see DPoPAuthenticationMiddleware)
 
 
@@ -112,39 +119,28 @@ class _Policy:
         path_scopes: Mapping[str, Iterable[str] | str] | None,
         trusted_proxies: Iterable[str] | str | None,
         public_url: str | None,
+        trusted_headers: Iterable[str] | str | None,
     ) -> _Policy:
         rules = PathRules.create(
             required=required, exempt_paths=exempt_paths, optional_paths=optional_paths, path_scopes=path_scopes
         )
-        return cls(rules, ProxySettings.create(trusted_proxies, public_url))
+        return cls(rules, ProxySettings.create(trusted_proxies, public_url, trusted_headers))
 
 
 async def _authenticate(verifier: DPoPVerifier, policy: _Policy, scope: Scope) -> AuthResult | None:
     """Run the verifier (and path scopes) for an http/websocket scope; ``None`` for an exempt path."""
     scope[VERIFIER_KEY] = verifier
-    path = route_path(scope)
+    path = route_path(scope)  # literal, as the router sees it: PathRules weighs both readings
     if policy.rules.is_exempt(path):
         scope[PRINCIPAL_KEY] = None
         return None
-    # A WebSocket handshake is an HTTP GET: that is the htm its proof signs.
-    method = "GET" if scope["type"] == "websocket" else None
-    try:
-        info = request_info(scope, policy.proxies, method=method)
-    except (ValueError, UnicodeError):
-        # A scope we cannot read is the client's doing: the core's 400, as the WSGI adapter does.
-        bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
-        return AuthResult(None, verifier.render(bad))
-    result = await verifier.aauthenticate(info, required=policy.rules.is_required(path))
-    if result.rejection is not None:
-        return result
-    scopes = policy.rules.scopes_for(path)
-    if scopes:
-        rejection = verifier.authorize(result.principal, scopes, info)
-        if rejection is not None:
-            return AuthResult(None, rejection)
-    scope[PRINCIPAL_KEY] = result.principal
-    scope[_INFO_KEY] = info
-    return result
+    return await authenticate_scope(
+        verifier,
+        scope,
+        policy.proxies,
+        required=policy.rules.is_required(path),
+        scopes=policy.rules.scopes_for(path),
+    )
 
 
 class DPoPMiddleware:
@@ -154,7 +150,8 @@ class DPoPMiddleware:
     (health checks); ``optional_paths`` admit anonymous requests but still reject bad credentials;
     ``path_scopes`` maps a path to the scopes it needs. Rules are those of the WSGI adapter
     (:class:`dpop_middleware.core.paths.PathRules`): a rule covers its path and everything below it, by
-    whole segments, matched against the decoded path below the mount point. Lifespan and any other
+    whole segments, matched against the decoded path below the mount point. ``trusted_proxies``,
+    ``trusted_headers`` and ``public_url``: see the module docstring. Lifespan and any other
     non-HTTP scope pass through untouched.
     """
 
@@ -169,6 +166,7 @@ class DPoPMiddleware:
         path_scopes: Mapping[str, Iterable[str] | str] | None = None,
         trusted_proxies: Iterable[str] | str | None = None,
         public_url: str | None = None,
+        trusted_headers: Iterable[str] | str | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -179,6 +177,7 @@ class DPoPMiddleware:
             path_scopes=path_scopes,
             trusted_proxies=trusted_proxies,
             public_url=public_url,
+            trusted_headers=trusted_headers,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -219,7 +218,7 @@ def _scope_rejection(conn: HTTPConnection, scopes: tuple[str, ...]) -> ErrorResp
     if not isinstance(verifier, DPoPVerifier):
         # A deployment error, not a request error: refuse loudly rather than skip the check.
         raise RuntimeError("requires_scopes needs DPoPMiddleware or DPoPAuthBackend in front of the endpoint")
-    info = conn.scope.get(_INFO_KEY)
+    info = conn.scope.get(REQUEST_INFO_KEY)
     return verifier.authorize(get_principal(conn), scopes, info if isinstance(info, RequestInfo) else None)
 
 
@@ -308,6 +307,7 @@ class DPoPAuthBackend(AuthenticationBackend):
         path_scopes: Mapping[str, Iterable[str] | str] | None = None,
         trusted_proxies: Iterable[str] | str | None = None,
         public_url: str | None = None,
+        trusted_headers: Iterable[str] | str | None = None,
     ) -> None:
         self.verifier = verifier
         self._policy = _Policy.create(
@@ -317,6 +317,7 @@ class DPoPAuthBackend(AuthenticationBackend):
             path_scopes=path_scopes,
             trusted_proxies=trusted_proxies,
             public_url=public_url,
+            trusted_headers=trusted_headers,
         )
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:

@@ -319,8 +319,16 @@ class DPoPVerifier:
         return facts
 
     def render(self, error: DPoPError) -> ErrorResponse:
-        """The response for ``error`` under this verifier's algorithms and mode."""
+        """The response for ``error`` under this verifier's algorithms and mode (no logging)."""
         return render_error(error, self.algs, self.config.bearer_allowed)
+
+    def reject(self, error: DPoPError, request: RequestInfo | None = None) -> ErrorResponse | None:
+        """Log, count and render a rejection an adapter found itself (e.g. an unusable URL).
+
+        ``None`` in ``report_only`` mode: the request goes on. Reports one outcome, like
+        :meth:`authenticate`.
+        """
+        return self._failed(error, request, required=True).rejection
 
     def authorize(
         self, principal: DPoPPrincipal | None, scopes: tuple[str, ...], request: RequestInfo | None = None

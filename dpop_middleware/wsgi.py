@@ -15,6 +15,9 @@ Two things live here:
       verifier = DPoPVerifier(JWTAccessTokenValidator(issuer=..., audience=..., jwks=...))
       app = DPoPWSGIMiddleware(app, verifier, exempt_paths=["/health"], trusted_proxies=["10.0.0.0/8"])
 
+* :func:`authenticate_environ` translates and authenticates in one call (Flask uses it too), so
+  that an environ which cannot be translated is refused the same way everywhere.
+
 How the URL is rebuilt
 ----------------------
 * Path: the raw request target (``RAW_URI`` from gunicorn, ``REQUEST_URI`` from uWSGI, mod_wsgi and
@@ -25,9 +28,12 @@ How the URL is rebuilt
 * Scheme and host: ``wsgi.url_scheme`` and the ``Host`` header (else ``SERVER_NAME:SERVER_PORT``).
   A ``Host`` header that is not a syntactically valid host makes the URL unusable, which the core
   answers with ``400 invalid_request``.
-* Proxies: ``Forwarded`` / ``X-Forwarded-Proto/Host/Port/Prefix`` count only when ``REMOTE_ADDR`` is
-  one of ``trusted_proxies``; ``public_url`` overrides everything. Those decisions are the core's
-  (:func:`dpop_middleware.core.origin.rebuild_url`).
+* Proxies: forwarding headers count only when ``REMOTE_ADDR`` is one of ``trusted_proxies``, and
+  then only those listed in ``trusted_headers`` (default ``X-Forwarded-For`` and
+  ``X-Forwarded-Proto``, like werkzeug's ``ProxyFix``; add ``X-Forwarded-Host``/``-Port``/``-Prefix``
+  or ``Forwarded`` only if your proxy *sets* them on every request, since one it merely passes
+  through is the client's to choose). ``public_url`` overrides everything. Those decisions are the
+  core's (:func:`dpop_middleware.core.origin.rebuild_url`).
 
 Proxy fixers in front of the app
 --------------------------------
@@ -42,6 +48,7 @@ reading when both trust the same proxies, but prefer ``trusted_proxies`` here an
 
 from __future__ import annotations
 
+import dataclasses
 import http
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -54,13 +61,14 @@ from .core.errors import InvalidRequestError
 from .core.origin import WSGI_FORWARDING_KEYS, ProxySettings, rebuild_url
 from .core.paths import PathRules
 from .core.request import RequestInfo
-from .verifier import DPoPVerifier
+from .verifier import AuthResult, DPoPVerifier
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = [
     "DPoPWSGIMiddleware",
+    "authenticate_environ",
     "error_status_line",
     "principal_from_environ",
     "request_info_from_environ",
@@ -167,7 +175,7 @@ def _effective_settings(environ: Mapping[str, Any], settings: ProxySettings) -> 
             "dpop: werkzeug ProxyFix already applied forwarded headers; trusted_proxies is ignored. "
             "Configure proxies in one place only."
         )
-    return ProxySettings((), settings.public_url)
+    return dataclasses.replace(settings, trusted_proxies=())
 
 
 def request_info_from_environ(environ: Mapping[str, Any], proxy_settings: ProxySettings) -> RequestInfo:
@@ -204,6 +212,27 @@ def request_info_from_environ(environ: Mapping[str, Any], proxy_settings: ProxyS
     return RequestInfo(str(environ.get("REQUEST_METHOD", "GET")), url, headers)
 
 
+def authenticate_environ(
+    verifier: DPoPVerifier,
+    environ: Mapping[str, Any],
+    proxy_settings: ProxySettings,
+    *,
+    required: bool = True,
+    scopes: tuple[str, ...] = (),
+) -> AuthResult:
+    """Translate ``environ`` and run :meth:`DPoPVerifier.authenticate` with the route's policy.
+
+    An environ that cannot be translated (undecodable path, for instance) is the client's doing:
+    it gets the core's ``400 invalid_request`` rather than a 500.
+    """
+    try:
+        request = request_info_from_environ(environ, proxy_settings)
+    except (ValueError, UnicodeError):
+        bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
+        return AuthResult(None, verifier.reject(bad, None))
+    return verifier.authenticate(request, required=required, scopes=scopes)
+
+
 def error_status_line(status: int) -> str:
     """``"401 Unauthorized"``: the WSGI status line for ``status``."""
     try:
@@ -229,9 +258,12 @@ class DPoPWSGIMiddleware:
     ``required``: whether paths without a rule need credentials (``False``: anonymous requests pass
     with ``environ["dpop"] = None`` and the app decides). ``exempt_paths`` are never checked,
     ``optional_paths`` accept anonymous requests, ``path_scopes`` maps a path to the scopes it needs
-    (a space-separated string or a list). Paths are matched by whole segments against ``PATH_INFO``.
-    ``trusted_proxies`` (addresses or CIDR blocks) and ``public_url`` say how to rebuild the public
-    URL behind proxies (see the module docstring).
+    (a space-separated string or a list). Paths are matched by whole segments against ``PATH_INFO``
+    as the app routes it (literally; a path with dot segments must satisfy a rule read literally
+    and normalized, see :class:`~dpop_middleware.core.paths.PathRules`).
+    ``trusted_proxies`` (addresses or CIDR blocks), ``trusted_headers`` (which forwarding headers
+    to believe from them) and ``public_url`` say how to rebuild the public URL behind proxies (see
+    the module docstring).
 
     On success ``environ["dpop"]`` holds the :class:`~dpop_middleware.DPoPPrincipal` (``None`` for
     an anonymous request on an optional path, and in ``report_only`` mode for a request that would
@@ -249,33 +281,30 @@ class DPoPWSGIMiddleware:
         path_scopes: Mapping[str, Iterable[str] | str] | None = None,
         trusted_proxies: Iterable[str] | str | None = None,
         public_url: str | None = None,
+        trusted_headers: Iterable[str] | str | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.rules = PathRules.create(
             required=required, exempt_paths=exempt_paths, optional_paths=optional_paths, path_scopes=path_scopes
         )
-        self.proxy_settings = ProxySettings.create(trusted_proxies, public_url)
+        self.proxy_settings = ProxySettings.create(trusted_proxies, public_url, trusted_headers)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # The literal decoded path, as the app routes it: PathRules also weighs its normalized form.
         path = str(environ.get("PATH_INFO", "")) or "/"
         if self.rules.is_exempt(path):
             environ[ENVIRON_KEY] = None
             return self.app(environ, start_response)
-        try:
-            request = request_info_from_environ(environ, self.proxy_settings)
-        except (ValueError, UnicodeError):
-            # An environ we cannot read is the client's doing: refuse with the core's 400.
-            bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
-            return wsgi_rejection(self.verifier.render(bad), start_response)
-        result = self.verifier.authenticate(request, required=self.rules.is_required(path))
+        result = authenticate_environ(
+            self.verifier,
+            environ,
+            self.proxy_settings,
+            required=self.rules.is_required(path),
+            scopes=self.rules.scopes_for(path),
+        )
         if result.rejection is not None:
             return wsgi_rejection(result.rejection, start_response)
-        scopes = self.rules.scopes_for(path)
-        if scopes:
-            rejection = self.verifier.authorize(result.principal, scopes, request)
-            if rejection is not None:
-                return wsgi_rejection(rejection, start_response)
         environ[ENVIRON_KEY] = result.principal
         if not result.response_headers:
             return self.app(environ, start_response)

@@ -4,7 +4,9 @@ The issuer's JWKS, issuer and audience come from the environment (``DPOP_TEST_*`
 each configured through ``DPOP_*`` keys, are mounted with werkzeug's DispatcherMiddleware (and the
 whole is usually served under gunicorn's ``SCRIPT_NAME`` too):
 
-* ``/``    trusts forwarded headers from 127.0.0.1 (the simulated reverse proxy is the test itself);
+* ``/``    trusts every forwarding header from 127.0.0.1 (the simulated reverse proxy is the test
+           itself), ``DPOP_TRUSTED_HEADERS`` listing them all;
+* ``/d``   trusts 127.0.0.1 for the default headers only (X-Forwarded-For and X-Forwarded-Proto);
 * ``/u``   trusts only 192.0.2.1 (a documentation address no request comes from): forwarded
            headers from 127.0.0.1 must be ignored;
 * ``/pub`` has a configured public URL, which wins over Host and forwarded headers.
@@ -20,6 +22,7 @@ from flask import Flask, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from wsgi_app_support import identity
 
+from dpop_middleware.core.origin import FORWARDING_HEADERS
 from dpop_middleware.flask import DPoP, current_dpop
 
 
@@ -58,8 +61,9 @@ def make_app(**config: Any) -> Flask:
 
 
 application = DispatcherMiddleware(
-    make_app(DPOP_TRUSTED_PROXIES=["127.0.0.1"]),
+    make_app(DPOP_TRUSTED_PROXIES=["127.0.0.1"], DPOP_TRUSTED_HEADERS=list(FORWARDING_HEADERS)),
     {
+        "/d": make_app(DPOP_TRUSTED_PROXIES=["127.0.0.1"]),
         "/u": make_app(DPOP_TRUSTED_PROXIES="192.0.2.1"),
         "/pub": make_app(DPOP_PUBLIC_URL="https://public.example/base"),
     },

@@ -142,13 +142,27 @@ def test_repeated_header_fields_stay_apart() -> None:
 FORWARDED = [("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "public.test"), ("X-Forwarded-Prefix", "/edge")]
 
 
+ALL_HEADERS = ("x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix", "x-forwarded-for", "forwarded")
+
+
 def test_forwarded_headers_only_from_a_trusted_peer() -> None:
-    trusted = ProxySettings.create(["10.0.0.0/8"])
+    trusted = ProxySettings.create(["10.0.0.0/8"], trusted_headers=ALL_HEADERS)
     from_proxy = http_scope(headers=FORWARDED, client=("10.1.2.3", 4000))
     from_anyone = http_scope(headers=FORWARDED, client=("203.0.113.9", 4000))
     assert request_info(from_proxy, trusted).url == "https://public.test/edge/protected"
     assert request_info(from_anyone, trusted).url == "http://api.test/protected"
     assert request_info(from_proxy, NO_PROXIES).url == "http://api.test/protected"
+
+
+def test_only_the_trusted_headers_count_from_a_trusted_peer() -> None:
+    """The default: a proxy that sets X-Forwarded-Proto (and -For) but passes the client's
+    X-Forwarded-Host/-Prefix and Forwarded through untouched; those stay the client's to choose."""
+    trusted = ProxySettings.create(["10.0.0.0/8"])
+    spoofed = [*FORWARDED, ("Forwarded", 'proto=http;host="evil.test"')]
+    from_proxy = http_scope(headers=spoofed, client=("10.1.2.3", 4000))
+    assert request_info(from_proxy, trusted).url == "https://api.test/protected"
+    host_only = ProxySettings.create(["10.0.0.0/8"], trusted_headers="X-Forwarded-Host")
+    assert request_info(from_proxy, host_only).url == "http://public.test/protected"
 
 
 def test_repeated_forwarded_fields_are_separate_hops() -> None:
@@ -157,7 +171,7 @@ def test_repeated_forwarded_fields_are_separate_hops() -> None:
     client (sends its own X-Forwarded-Host: spoofed.test) -> edge 10.0.0.5 (adds public.test)
     -> inner 10.1.2.3 (adds internal.test) -> app.
     """
-    trusted = ProxySettings.create(["10.0.0.0/8"])
+    trusted = ProxySettings.create(["10.0.0.0/8"], trusted_headers=ALL_HEADERS)
     headers = [
         ("X-Forwarded-For", "198.51.100.1"),
         ("X-Forwarded-For", "10.0.0.5"),
@@ -182,8 +196,11 @@ def test_websocket_scope_is_a_get_on_the_http_url() -> None:
     assert normalize_htu(info.url) == "https://api.test/ws"
 
 
-def test_route_path_removes_dot_segments() -> None:
-    assert route_path(http_scope("/health/../admin")) == "/admin"
+def test_route_path_is_the_literal_path_the_router_matches() -> None:
+    """Dot segments stay: Starlette routes /admin/{rest:path} on the literal path, so the path
+    rules must see it too (PathRules weighs the normalized reading itself)."""
+    assert route_path(http_scope("/health/../admin")) == "/health/../admin"
+    assert route_path(http_scope("/app/x/../y", root_path="/app")) == "/x/../y"
     assert route_path(http_scope("/app", root_path="/app")) == "/"
 
 

@@ -13,6 +13,7 @@ uvicorn cannot speak WebSocket; ``test_starlette_features`` and ``test_asgi_tran
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Iterator
 
@@ -108,9 +109,23 @@ def test_trusted_proxy_headers_rebuild_the_public_url(server_a: str, issuer: Tes
     assert resp.status_code == 200
 
 
-def test_fastapi_dependency_honours_trusted_proxy(server_a: str, issuer: TestIssuer) -> None:
-    path = "/fastapi/protected"
+@pytest.mark.parametrize("mount", ["fastapi", "backend-proxy"])
+def test_fastapi_dependency_and_auth_backend_honour_trusted_proxy(server_a: str, issuer: TestIssuer, mount: str) -> None:
+    path = f"/{mount}/protected"
     assert get(server_a, path, f"https://api.example.com/prefix{path}", issuer, headers=PROXY).status_code == 200
+
+
+def test_only_the_trusted_headers_count_even_from_a_trusted_proxy(server_a: str, issuer: TestIssuer) -> None:
+    """/proto-only trusts 127.0.0.1 for X-Forwarded-For/-Proto only: a client's X-Forwarded-Host that
+    the proxy passes through unchanged must not move the URL the proof is checked against."""
+    path = "/proto-only/protected"
+    spoofed = get(server_a, path, f"https://api.example.com/prefix{path}", issuer, headers=PROXY)
+    assert spoofed.status_code == 401
+    host = server_a.removeprefix("http://")
+    assert get(server_a, path, f"https://{host}/prefix{path}", issuer, headers=PROXY).status_code == 200
+    edge = {"X-Forwarded-Prefix": "/edge", "Forwarded": 'proto=https;host="api.example.com"'}
+    assert get(server_a, path, f"{server_a}/edge/prefix{path}", issuer, headers=edge).status_code == 401
+    assert get(server_a, path, f"{server_a}/prefix{path}", issuer, headers=edge).status_code == 200
 
 
 def test_forwarded_headers_ignored_when_peer_not_trusted(server_a: str, issuer: TestIssuer) -> None:
@@ -161,6 +176,24 @@ def test_uvicorn_proxy_headers_hide_the_proxy_from_us(server_b: str, issuer: Tes
     assert get(server_b, path, f"https://{server_b[7:]}{path}", issuer, headers=PROXY).status_code == 200
     no_xff = {k: v for k, v in PROXY.items() if k != "X-Forwarded-For"}
     assert get(server_b, path, f"https://api.example.com{path}", issuer, headers=no_xff).status_code == 200
+
+
+@pytest.mark.parametrize("mount", ["trusted", "bare", "backend"])
+@pytest.mark.parametrize("dots", ["..", "%2E%2E"])
+def test_dot_segments_cannot_borrow_the_exempt_rule(server_b: str, mount: str, dots: str) -> None:
+    """/health is exempt and Starlette routes /echo/../health to the echo catch-all: challenged.
+    Sent raw (http.client): httpx would normalize the dots away before sending."""
+    host, port = server_b.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", f"/{mount}/echo/{dots}/health")
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 401
+        assert (resp.getheader("www-authenticate") or "").startswith("DPoP ")
+    finally:
+        conn.close()
+    assert httpx.get(f"{server_b}/{mount}/health", timeout=10).status_code == 200
 
 
 def test_lifespan_and_plain_requests_without_root_path(server_b: str, issuer: TestIssuer) -> None:

@@ -141,3 +141,21 @@ def test_path_rules_hold_for_both_readings(path: str, exempt: bool, required: bo
     assert rules.is_exempt(path) is exempt
     assert rules.is_required(path) is required
     assert rules.scopes_for(path) == scopes
+
+
+def test_htu_with_a_lone_surrogate_is_a_401() -> None:
+    env = make_env()
+    token = env.token()
+    result = env.verifier().authenticate(env.request(token, env.proof(token, htu="https://api.example.com/\ud800")))
+    assert result.rejection is not None and result.rejection.status == 401
+
+
+def test_reject_reports_one_outcome_and_honours_report_only() -> None:
+    env = make_env()
+    outcomes: list[Outcome] = []
+    verifier = DPoPVerifier(env.issuer.validator(), clock=env.clock, on_outcome=outcomes.append)
+    response = verifier.reject(InvalidRequestError("bad_request_url"))
+    assert response is not None and response.status == 400
+    assert [(o.outcome, o.reason) for o in outcomes] == [("rejected", "bad_request_url")]
+    lenient = DPoPVerifier(env.issuer.validator(), clock=env.clock, mode="report_only")
+    assert lenient.reject(InvalidRequestError("bad_request_url")) is None

@@ -67,3 +67,8 @@ def test_matches_is_exact_after_normalization() -> None:
     assert htu_matches("https://example.com/api/items", "https://EXAMPLE.com:443/api/%69tems?x")
     assert not htu_matches("https://example.com/api/items", "https://example.com/items")
     assert not htu_matches("https://example.com/api/items", "https://example.com/API/items")
+
+
+def test_lone_surrogate_is_an_error_not_a_crash() -> None:
+    with pytest.raises(HTUError):
+        normalize_htu("https://example.com/a\ud800b")

@@ -3,7 +3,9 @@
 Both mount the app under ``/prefix``: gunicorn through ``SCRIPT_NAME`` (the client sends the full
 path), uvicorn through ``--root-path`` (as behind a proxy that strips the prefix). A simulated
 reverse proxy is the test itself sending ``X-Forwarded-*`` / ``Forwarded`` from 127.0.0.1: they count
-when 127.0.0.1 is in ``DPOP["TRUSTED_PROXIES"]`` and are ignored otherwise. The servers' own
+when 127.0.0.1 is in ``DPOP["TRUSTED_PROXIES"]`` (``trusted``: with every header in
+``DPOP["TRUSTED_HEADERS"]``; ``default``: only X-Forwarded-For/-Proto, the default) and are ignored
+otherwise. The servers' own
 forwarded-header handling is switched off (gunicorn ``--forwarded-allow-ips``, uvicorn
 ``--no-proxy-headers``) so that the library alone decides.
 """
@@ -20,6 +22,7 @@ import pytest
 from servers import free_port, python_argv, redis_server, running
 
 from dpop_middleware.client import DPoPKey
+from dpop_middleware.core.origin import FORWARDING_HEADERS
 from dpop_middleware.testing import TestIssuer, dpop_headers
 
 PREFIX = "/prefix"
@@ -28,7 +31,7 @@ PREFIX = "/prefix"
 @dataclass
 class Server:
     kind: str
-    trusted: bool
+    trust: str  # "trusted" (every forwarding header), "default" (X-Forwarded-For/-Proto) or "untrusted"
     port: int
     issuer: TestIssuer
     client: httpx.Client
@@ -72,24 +75,29 @@ def _argv(kind: str, port: int) -> list[str]:
 
 @pytest.fixture(
     scope="module",
-    params=[("gunicorn", True), ("gunicorn", False), ("uvicorn", True), ("uvicorn", False)],
-    ids=["gunicorn-trusted", "gunicorn-untrusted", "uvicorn-trusted", "uvicorn-untrusted"],
+    params=[
+        ("gunicorn", "trusted"), ("gunicorn", "untrusted"), ("uvicorn", "trusted"), ("uvicorn", "untrusted"),
+        ("uvicorn", "default"),
+    ],
+    ids="-".join,
 )
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    kind, trusted = request.param
+    kind, trust = request.param
     issuer = TestIssuer(audience="https://api.test")
     config = {
         "ISSUER": issuer.issuer,
         "AUDIENCE": issuer.audience,
         "JWKS": issuer.jwks,
-        "TRUSTED_PROXIES": ["127.0.0.1"] if trusted else [],
+        "TRUSTED_PROXIES": [] if trust == "untrusted" else ["127.0.0.1"],
     }
+    if trust == "trusted":
+        config["TRUSTED_HEADERS"] = list(FORWARDING_HEADERS)
     env = {"DJANGO_SETTINGS_MODULE": "django_app.settings", "DPOP_TEST_CONFIG": json.dumps(config)}
     if kind == "gunicorn":
         env["SCRIPT_NAME"] = PREFIX
     port = free_port()
     with running(_argv(kind, port), port, env=env), httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
-        yield Server(kind, trusted, port, issuer, c)
+        yield Server(kind, trust, port, issuer, c)
 
 
 FORWARDED_X = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "api.example.com", "X-Forwarded-For": "203.0.113.7"}
@@ -140,11 +148,16 @@ def test_disallowed_host_is_a_400_challenge(server: Server) -> None:
 def test_forwarded_headers(server: Server, headers: dict[str, str], public: str) -> None:
     as_forwarded = server.call("/protected", public + PREFIX + "/protected", extra=headers)
     as_direct = server.call("/protected", server.public_base + "/protected", extra=headers)
-    if server.trusted:
+    if server.trust == "trusted":
         assert as_forwarded.status_code == 200, as_forwarded.text
         assert as_direct.status_code == 401
         assert 'error="invalid_dpop_proof"' in as_direct.headers["www-authenticate"]
-    else:  # the same headers from an untrusted peer are ignored
+    elif server.trust == "default" and "X-Forwarded-Proto" in headers:
+        # X-Forwarded-Proto is believed; the X-Forwarded-Host the proxy passed through is not.
+        assert as_forwarded.status_code == 401
+        as_https = server.call("/protected", "https" + server.public_base[4:] + "/protected", extra=headers)
+        assert as_https.status_code == 200, as_https.text
+    else:  # the same headers from an untrusted peer (or not among the trusted ones) are ignored
         assert as_forwarded.status_code == 401
         assert 'error="invalid_dpop_proof"' in as_forwarded.headers["www-authenticate"]
         assert as_direct.status_code == 200, as_direct.text
@@ -154,7 +167,7 @@ def test_forwarded_prefix(server: Server) -> None:
     headers = {"X-Forwarded-Prefix": "/edge"}
     edge_url = f"http://127.0.0.1:{server.port}/edge{PREFIX}/protected"
     resp = server.call("/protected", edge_url, extra=headers)
-    assert resp.status_code == (200 if server.trusted else 401), resp.text
+    assert resp.status_code == (200 if server.trust == "trusted" else 401), resp.text
 
 
 def test_gunicorn_workers_share_the_django_cache_store() -> None:

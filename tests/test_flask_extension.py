@@ -206,12 +206,28 @@ def test_application_root_and_script_name(issuer: TestIssuer, key: DPoPKey) -> N
 
 def test_trusted_proxies_setting(issuer: TestIssuer, key: DPoPKey) -> None:
     forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "api.example", "X-Forwarded-For": "203.0.113.9"}
-    app, _ = make_app(issuer, DPOP_TRUSTED_PROXIES="127.0.0.1")
+    app, _ = make_app(
+        issuer, DPOP_TRUSTED_PROXIES="127.0.0.1", DPOP_TRUSTED_HEADERS=["X-Forwarded-Proto", "X-Forwarded-Host"]
+    )
     c = app.test_client()
     headers = dict(good(issuer, key, "/me", base="https://api.example"), **forwarded)
     assert c.get("/me", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
     headers = dict(good(issuer, key, "/me", base="https://api.example"), **forwarded)
     assert c.get("/me", headers=headers, environ_base={"REMOTE_ADDR": "198.51.100.1"}).status_code == 401
+
+
+def test_trusted_headers_default_to_for_and_proto(issuer: TestIssuer, key: DPoPKey) -> None:
+    """A trusted proxy that sets X-Forwarded-Proto but passes the client's X-Forwarded-Host through."""
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example", "X-Forwarded-For": "203.0.113.9"}
+    app, _ = make_app(issuer, DPOP_TRUSTED_PROXIES="127.0.0.1")
+    c = app.test_client()
+    from_proxy = {"REMOTE_ADDR": "127.0.0.1"}
+    headers = dict(good(issuer, key, "/me", base="https://evil.example"), **forwarded)
+    assert c.get("/me", headers=headers, environ_base=from_proxy).status_code == 401
+    headers = dict(good(issuer, key, "/me", base="https://localhost"), **forwarded)
+    assert c.get("/me", headers=headers, environ_base=from_proxy).status_code == 200
+    with pytest.raises(ValueError, match="unknown forwarding headers"):
+        make_app(issuer, DPOP_TRUSTED_HEADERS=["X-Real-IP"])
 
 
 def test_public_url_setting(issuer: TestIssuer, key: DPoPKey) -> None:

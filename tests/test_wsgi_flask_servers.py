@@ -244,6 +244,29 @@ def test_multi_hop_chain_uses_rightmost_untrusted_hop(server: Server) -> None:
     assert server.get("/api/protected", PUBLIC + "/api/protected", chain).status_code == 200
 
 
+def test_only_the_trusted_headers_count_from_a_trusted_peer(server: Server) -> None:
+    """/d trusts 127.0.0.1 for X-Forwarded-For/-Proto only (the default): a client's X-Forwarded-Host
+    that the proxy passes through untouched must not choose the URL the proof is checked against."""
+    spoofed = server.get("/api/d/protected", PUBLIC + "/api/d/protected", FORWARDED_X)
+    assert spoofed.status_code == 401
+    challenge(spoofed)
+    own_host = f"https://127.0.0.1:{server.port}/api/d/protected"
+    assert server.get("/api/d/protected", own_host, FORWARDED_X).status_code == 200
+    extra = {"Forwarded": "for=203.0.113.9;proto=https;host=public.example", "X-Forwarded-Prefix": "/edge"}
+    assert server.get("/api/d/protected", PUBLIC + "/edge/api/d/protected", extra).status_code == 401
+    assert server.get("/api/d/protected", None, extra).status_code == 200
+
+
+@pytest.mark.parametrize("target", [b"/api/echo/../health", b"/api/echo/%2E%2E/health", b"/api/echo/%2e%2e/health"])
+def test_dot_segments_cannot_borrow_the_exempt_rule(server: Server, target: bytes) -> None:
+    """/health is exempt; Flask routes /echo/../health to the echo view (a catch-all), so it must
+    be challenged. Sent raw: httpx would normalize the dots away."""
+    status, headers = raw_request(server.port, b"GET " + target + b" HTTP/1.1", [(b"Host", b"127.0.0.1")])
+    assert status == 401
+    assert headers["www-authenticate"][0].startswith("DPoP ")
+    assert raw_request(server.port, b"GET /api/health HTTP/1.1", [(b"Host", b"127.0.0.1")])[0] == 200
+
+
 def test_forwarded_headers_from_untrusted_peer_are_ignored(server: Server) -> None:
     assert server.get("/api/u/protected", PUBLIC + "/api/u/protected", FORWARDED_X).status_code == 401
     assert server.get("/api/u/protected", None, FORWARDED_X).status_code == 200

@@ -44,14 +44,31 @@ def good(issuer: TestIssuer, key: DPoPKey, path: str, method: str = "GET", **cla
         ("/health", "/health", True),
         ("/health/db", "/health", True),
         ("/healthz", "/health", False),
-        ("/health/../admin", "/health", False),
-        ("/x/./health", "/x/health", True),
+        # path_matches reads the path literally, as routers do; PathRules weighs both readings.
+        ("/health/../admin", "/health", True),
+        ("/admin/../health", "/health", False),
+        ("/x/./health", "/x/health", False),
         ("/anything", "/", True),
         ("/Health", "/health", False),
     ],
 )
 def test_path_matches_by_whole_segments(path: str, rule: str, expected: bool) -> None:
     assert path_matches(path, rule) is expected
+
+
+@pytest.mark.parametrize(
+    ("path", "exempt"),
+    [
+        ("/health/db", True),
+        ("/health/../admin", False),  # literally below /health, but normalized it is /admin
+        ("/admin/../health", False),  # normalized /health, but a router sends it to /admin/<path>
+        ("/health/./db", True),  # both readings are below /health
+    ],
+)
+def test_relaxing_rules_hold_for_both_readings_of_a_path(path: str, exempt: bool) -> None:
+    rules = PathRules.create(exempt_paths=["/health"], path_scopes={"/admin": "admin"})
+    assert rules.is_exempt(path) is exempt
+    assert ("admin" in rules.scopes_for(path)) is ("admin" in path)
 
 
 def test_path_rules_validate_and_collect_scopes() -> None:

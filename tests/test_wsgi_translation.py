@@ -11,11 +11,12 @@ from werkzeug.test import EnvironBuilder
 
 from dpop_middleware import RequestInfo
 from dpop_middleware.core.htu import HTUError, normalize_htu
-from dpop_middleware.core.origin import ProxySettings
+from dpop_middleware.core.origin import FORWARDING_HEADERS, ProxySettings
 from dpop_middleware.wsgi import request_info_from_environ
 
 NONE = ProxySettings.create()
-LOCAL = ProxySettings.create(["127.0.0.1"])
+LOCAL = ProxySettings.create(["127.0.0.1"], trusted_headers=FORWARDING_HEADERS)  # a proxy that sets them all
+LOCAL_DEFAULT = ProxySettings.create(["127.0.0.1"])  # believes X-Forwarded-For/-Proto only
 
 
 def gunicorn_environ(raw: str, script_name: str = "", path_info: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -139,6 +140,20 @@ def test_forwarded_headers_only_from_trusted_peer() -> None:
 def test_rfc7239_forwarded() -> None:
     env = gunicorn_environ("/x", HTTP_FORWARDED='for=203.0.113.9;proto=https;host="public.example"')
     assert info(env, LOCAL).url == "https://public.example/x"
+
+
+def test_only_the_trusted_headers_count_from_a_trusted_peer() -> None:
+    """By default the proxy is believed about the scheme (and client address) only: a Host,
+    Port, Prefix or Forwarded header it passes through unchanged is whatever the client sent."""
+    env = gunicorn_environ(
+        "/api/x", "/api", HTTP_X_FORWARDED_PROTO="https", HTTP_X_FORWARDED_HOST="evil.example",
+        HTTP_X_FORWARDED_PORT="8443", HTTP_X_FORWARDED_PREFIX="/edge",
+    )
+    assert info(env, LOCAL_DEFAULT).url == "https://api.test/api/x"
+    forwarded = gunicorn_environ("/x", HTTP_FORWARDED='for=203.0.113.9;proto=https;host="evil.example"')
+    assert info(forwarded, LOCAL_DEFAULT).url == "http://api.test/x"
+    host_too = ProxySettings.create(["127.0.0.1"], trusted_headers="x-forwarded-proto, x-forwarded-host")
+    assert info(env, host_too).url == "https://evil.example/api/x"
 
 
 def test_public_url_replaces_scheme_host_and_mount() -> None:

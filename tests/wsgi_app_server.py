@@ -1,7 +1,8 @@
 """A bare WSGI deployment for the real-server tests (gunicorn imports ``wsgi_app_server:application``).
 
 The same layout as ``flask_app_server`` with :class:`DPoPWSGIMiddleware` around a framework-free
-callable: ``/`` trusts 127.0.0.1, ``/u`` trusts only 192.0.2.1, ``/pub`` has a public URL.
+callable: ``/`` trusts every forwarding header from 127.0.0.1, ``/d`` only the default ones
+(X-Forwarded-For/-Proto) from 127.0.0.1, ``/u`` trusts only 192.0.2.1, ``/pub`` has a public URL.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from wsgi_app_support import bare_app
 
 from dpop_middleware import DPoPVerifier, JWTAccessTokenValidator
+from dpop_middleware.core.origin import FORWARDING_HEADERS
 from dpop_middleware.wsgi import DPoPWSGIMiddleware
 
 
@@ -28,8 +30,9 @@ def make_app(**options: Any) -> DPoPWSGIMiddleware:
 
 
 application = DispatcherMiddleware(
-    make_app(trusted_proxies=["127.0.0.1"]),
+    make_app(trusted_proxies=["127.0.0.1"], trusted_headers=FORWARDING_HEADERS),
     {
+        "/d": make_app(trusted_proxies=["127.0.0.1"]),
         "/u": make_app(trusted_proxies="192.0.2.1"),
         "/pub": make_app(public_url="https://public.example/base"),
     },

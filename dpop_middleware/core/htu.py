@@ -67,7 +67,11 @@ def _normalize_path(path: str) -> str:
         elif ord(ch) <= 0x20 or ord(ch) == 0x7F:
             raise HTUError("control character or space in path")
         else:
-            out.extend(f"%{byte:02X}" for byte in ch.encode("utf-8"))
+            try:
+                encoded = ch.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: valid JSON, not a character
+                raise HTUError("unpaired surrogate in path") from None
+            out.extend(f"%{byte:02X}" for byte in encoded)
         i += 1
     return remove_dot_segments("".join(out) or "/")
 

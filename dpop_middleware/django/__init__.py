@@ -30,13 +30,17 @@ Key                  Meaning (default)
                      default ``"dpop:jti:"``), or a store object / dotted path (a class is instantiated)
 ``ON_OUTCOME``       metrics hook (callable or dotted path) called with each ``Outcome``
 ``TRUSTED_PROXIES``  addresses/CIDR blocks of reverse proxies whose forwarding headers count (``[]``)
+``TRUSTED_HEADERS``  the forwarding headers believed from them (``["X-Forwarded-For",
+                     "X-Forwarded-Proto"]``); add ``X-Forwarded-Host``/``-Port``/``-Prefix`` or
+                     ``Forwarded`` only if your proxies set them on every request
 ``PUBLIC_URL``       the public base URL (``https://api.example.com/prefix``); overrides everything else
 ``DEFAULT``          policy of routes without a decorator or path rule: ``"required"`` (default:
                      app-wide enforcement), ``"optional"`` or ``"exempt"`` (opt-in: only views marked
                      ``@dpop_required`` and ``REQUIRED_PATHS`` are checked)
 ``REQUIRED_PATHS``   regexes matched (``re.match``) against ``request.path_info`` (below the mount
 ``OPTIONAL_PATHS``   point); the first matching rule wins, strictest list first: required, optional,
-``EXEMPT_PATHS``     exempt. A view decorator wins over every path rule.
+``EXEMPT_PATHS``     exempt. A path with dot segments gets the stricter policy of its literal and
+                     normalized readings. A view decorator wins over every path rule.
 ``DRF_USER``         DRF only: callable / dotted path turning a principal into ``request.user``
 ``ALGORITHMS``,      every :class:`~dpop_middleware.VerifierConfig` option, upper-cased: ``MODE``
 ``MODE``, ...        (``"required"``, ``"allow_bearer"``, ``"report_only"``), ``MAX_AGE``,
@@ -59,8 +63,11 @@ The URL the client used (``htu``), and how Django's settings meet ``TRUSTED_PROX
    through a proxy that overwrites them. The mount prefix is Django's script name
    (``SCRIPT_NAME`` / ASGI ``root_path``, or ``FORCE_SCRIPT_NAME``).
 2. Then ``TRUSTED_PROXIES``: only when the immediate peer (``REMOTE_ADDR``) is in the list do
-   ``Forwarded`` / ``X-Forwarded-Proto/Host/Port/Prefix`` count, read right to left past the
-   trusted hops (:mod:`dpop_middleware.core.origin`). What they say overrides step 1.
+   forwarding headers count, and only those in ``TRUSTED_HEADERS`` (by default
+   ``X-Forwarded-For`` and ``X-Forwarded-Proto``; ``Forwarded`` and ``X-Forwarded-Host/Port/Prefix``
+   must be listed), read right to left past the trusted hops (:mod:`dpop_middleware.core.origin`).
+   What they say overrides step 1. List a header only if your proxy *sets* it: one it merely
+   passes through is whatever the client sent.
 3. ``PUBLIC_URL`` set: it overrides both (``PUBLIC_URL`` + path below the mount point).
 
 Prefer one mechanism: ``TRUSTED_PROXIES`` (peer-checked) or ``PUBLIC_URL``. Your server may also

@@ -20,6 +20,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from ..core.config import VerifierConfig
+from ..core.htu import remove_dot_segments
 from ..core.nonce import NonceKeyring
 from ..core.origin import ProxySettings
 from ..stores.memory import MemoryReplayStore
@@ -52,6 +53,7 @@ ADAPTER_KEYS = frozenset(
         "REPLAY_KEY_PREFIX",
         "ON_OUTCOME",
         "TRUSTED_PROXIES",
+        "TRUSTED_HEADERS",
         "PUBLIC_URL",
         "DEFAULT",
         "REQUIRED_PATHS",
@@ -66,8 +68,8 @@ VERIFIER_KEYS = frozenset(name.upper() for name in VerifierConfig.__dataclass_fi
 POLICIES = ("required", "optional", "exempt")
 # Verifier options that only make sense when the adapter builds the verifier itself.
 _BUILD_KEYS = (VERIFIER_KEYS | ADAPTER_KEYS) - {
-    "VERIFIER", "TRUSTED_PROXIES", "PUBLIC_URL", "DEFAULT", "REQUIRED_PATHS", "OPTIONAL_PATHS", "EXEMPT_PATHS",
-    "DRF_USER",
+    "VERIFIER", "TRUSTED_PROXIES", "TRUSTED_HEADERS", "PUBLIC_URL", "DEFAULT", "REQUIRED_PATHS", "OPTIONAL_PATHS",
+    "EXEMPT_PATHS", "DRF_USER",
 }  # fmt: skip
 
 
@@ -99,7 +101,21 @@ class DPoPState:
     drf_user: Callable[[Any], Any] | None
 
     def policy_for_path(self, path: str) -> Policy:
-        """The policy the path rules give ``path`` (``request.path_info``), else the default."""
+        """The policy the path rules give ``path`` (``request.path_info``), else the default.
+
+        Django routes the literal path; a path with dot segments is also read normalized (as a
+        proxy would), and the stricter of the two policies applies, as for
+        :class:`dpop_middleware.core.paths.PathRules`: ``/public/../admin`` is exempt only if
+        ``/admin`` is too.
+        """
+        policy = self._policy_for(path)
+        if "/." in path:
+            normal = self._policy_for(remove_dot_segments(path))
+            if POLICIES.index(normal.mode) < POLICIES.index(policy.mode):
+                policy = normal
+        return policy
+
+    def _policy_for(self, path: str) -> Policy:
         for pattern, policy in self.path_rules:
             if pattern.match(path):
                 return policy
@@ -208,10 +224,11 @@ def build_state(cfg: Mapping[str, Any]) -> DPoPState:
     if default not in POLICIES:
         raise ImproperlyConfigured(f"DPOP['DEFAULT'] must be one of {POLICIES}, not {default!r}")
     trusted: Iterable[str] | str | None = cfg.get("TRUSTED_PROXIES")
+    headers: Iterable[str] | str | None = cfg.get("TRUSTED_HEADERS")
     try:
-        proxy = ProxySettings.create(trusted, cfg.get("PUBLIC_URL"))
+        proxy = ProxySettings.create(trusted, cfg.get("PUBLIC_URL"), headers)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"DPOP: TRUSTED_PROXIES/PUBLIC_URL: {exc}") from exc
+        raise ImproperlyConfigured(f"DPOP: TRUSTED_PROXIES/TRUSTED_HEADERS/PUBLIC_URL: {exc}") from exc
     verifier, kind = _build_verifier(cfg)
     return DPoPState(verifier, proxy, Policy(default), _path_rules(cfg), kind, _load(cfg.get("DRF_USER")))
 

@@ -103,7 +103,8 @@ def _info(request: Any) -> RequestInfo:
     try:
         return request_info(_django_request(request), state.proxy)
     except DisallowedHost:
-        raise DPoPRejected(state.verifier.render(InvalidRequestError("invalid_host", "Invalid Host header"))) from None
+        error = InvalidRequestError("invalid_host", "Invalid Host header")
+        raise DPoPRejected(state.verifier.reject(error) or state.verifier.render(error)) from None
 
 
 def _ours(info: RequestInfo, bearer_allowed: bool) -> bool:

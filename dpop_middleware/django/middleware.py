@@ -11,7 +11,6 @@ from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 
 from ..core.errors import InvalidRequestError
-from ..core.request import RequestInfo
 from ..verifier import AuthResult
 from .conf import DPoPState, Policy, get_state
 from .decorators import view_policy
@@ -35,9 +34,10 @@ def policy_for(state: DPoPState, request: HttpRequest, view: View | None) -> Pol
 
 
 def _bad_host(state: DPoPState) -> HttpResponse:
-    # Django would answer a DisallowedHost with a bare 400; we owe the client a challenge.
-    logger.info("dpop rejected: invalid_host (400)", extra={"dpop_reason": "invalid_host", "dpop_status": 400})
-    return to_response(state.verifier.render(InvalidRequestError("invalid_host", "Invalid Host header")))
+    # Django would answer a DisallowedHost with a bare 400 (even in report_only mode); we owe the
+    # client a challenge, and the operator a log line and an outcome.
+    error = InvalidRequestError("invalid_host", "Invalid Host header")
+    return to_response(state.verifier.reject(error) or state.verifier.render(error))
 
 
 class DPoPMiddleware:
@@ -87,8 +87,8 @@ class DPoPMiddleware:
             info = request_info(request, state.proxy)
         except DisallowedHost:
             return _bad_host(state)
-        result = state.verifier.authenticate(info, required=policy.required)
-        return self._apply(state, request, info, policy, result)
+        result = state.verifier.authenticate(info, required=policy.required, scopes=policy.scopes)
+        return self._apply(request, result)
 
     async def _aprocess_view(self, request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:
         state = get_state()
@@ -99,22 +99,16 @@ class DPoPMiddleware:
             info = request_info(request, state.proxy)
         except DisallowedHost:
             return _bad_host(state)
-        result = await state.verifier.aauthenticate(info, required=policy.required)
-        return self._apply(state, request, info, policy, result)
+        result = await state.verifier.aauthenticate(info, required=policy.required, scopes=policy.scopes)
+        return self._apply(request, result)
 
     @staticmethod
-    def _apply(
-        state: DPoPState, request: HttpRequest, info: RequestInfo, policy: Policy, result: AuthResult
-    ) -> HttpResponse | None:
+    def _apply(request: HttpRequest, result: AuthResult) -> HttpResponse | None:
         setattr(request, VERIFIED, True)
         setattr(request, RESPONSE_HEADERS, result.response_headers)
         if result.rejection is not None:
             return to_response(result.rejection)
         setattr(request, PRINCIPAL, result.principal)
-        if policy.scopes:
-            rejection = state.verifier.authorize(result.principal, policy.scopes, info)
-            if rejection is not None:
-                return to_response(rejection)
         return None
 
     @staticmethod

@@ -3,12 +3,15 @@
 Configured from the environment by the test (the issuer's JWKS is generated at test time):
 ``DPOP_TEST_ISSUER``, ``DPOP_TEST_AUDIENCE``, ``DPOP_TEST_JWKS``. Mounts:
 
-* ``/trusted``   Starlette app, ``DPoPMiddleware(trusted_proxies="127.0.0.1")``
+* ``/trusted``   Starlette app, ``DPoPMiddleware(trusted_proxies="127.0.0.1")`` believing every
+                 forwarding header (``trusted_headers=FORWARDING_HEADERS``)
+* ``/proto-only`` the same, but with the default ``trusted_headers`` (X-Forwarded-For/-Proto only)
 * ``/untrusted`` Starlette app, ``DPoPMiddleware`` trusting no proxy
 * ``/public``    Starlette app, ``DPoPMiddleware(public_url="https://api.example.com/base")``
 * ``/bare``      a bare ASGI callable inside ``DPoPMiddleware``
 * ``/backend``   Starlette app behind ``DPoPAuthenticationMiddleware(DPoPAuthBackend(...))``
-* ``/fastapi``   FastAPI with ``DPoPBearer(trusted_proxies="127.0.0.1")``
+* ``/fastapi``   FastAPI with ``DPoPBearer(trusted_proxies="127.0.0.1")``, every forwarding header
+* ``/backend-proxy`` ``DPoPAuthBackend(trusted_proxies="127.0.0.1")``, every forwarding header
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from starlette.routing import Mount
 
 from asgi_apps.apps import bare_app, fastapi_app, starlette_app
 from dpop_middleware import DPoPVerifier, JWTAccessTokenValidator
+from dpop_middleware.core.origin import FORWARDING_HEADERS
 from dpop_middleware.starlette import DPoPAuthBackend, DPoPAuthenticationMiddleware, DPoPMiddleware
 
 verifier = DPoPVerifier(
@@ -31,6 +35,7 @@ verifier = DPoPVerifier(
     )
 )
 paths = {"exempt_paths": ["/health"], "optional_paths": ["/optional"]}
+behind_proxy = {"trusted_proxies": "127.0.0.1", "trusted_headers": FORWARDING_HEADERS}
 
 
 def protected(**options: object) -> DPoPMiddleware:
@@ -39,7 +44,8 @@ def protected(**options: object) -> DPoPMiddleware:
 
 app = Starlette(
     routes=[
-        Mount("/trusted", app=protected(trusted_proxies="127.0.0.1")),
+        Mount("/trusted", app=protected(**behind_proxy)),
+        Mount("/proto-only", app=protected(trusted_proxies="127.0.0.1")),
         Mount("/untrusted", app=protected()),
         Mount("/public", app=protected(public_url="https://api.example.com/base")),
         Mount("/bare", app=DPoPMiddleware(bare_app, verifier=verifier, **paths)),  # type: ignore[arg-type]
@@ -47,6 +53,12 @@ app = Starlette(
             "/backend",
             app=starlette_app([Middleware(DPoPAuthenticationMiddleware, backend=DPoPAuthBackend(verifier, **paths))]),
         ),
-        Mount("/fastapi", app=fastapi_app(verifier, trusted_proxies="127.0.0.1")),
+        Mount(
+            "/backend-proxy",
+            app=starlette_app(
+                [Middleware(DPoPAuthenticationMiddleware, backend=DPoPAuthBackend(verifier, **paths, **behind_proxy))]
+            ),
+        ),
+        Mount("/fastapi", app=fastapi_app(verifier, **behind_proxy)),
     ]
 )
