@@ -521,3 +521,23 @@ def test_token_claims_are_cached_until_exp(env: Env) -> None:
     with pytest.raises(InvalidTokenError):
         verifier.verify(env.request(token, env.proof(token)))
     assert len(calls) == 2
+
+
+def test_duplicate_claim_names_keep_the_last_as_rfc7519_allows(env: Env) -> None:
+    import hashlib as _hashlib
+
+    token = env.token()
+    claims_text = (
+        f'{{"jti":"dup","htm":"POST","htm":"GET","htu":"{URL}","iat":{int(env.clock.now)},'
+        f'"ath":"{b64(_hashlib.sha256(token.encode()).digest())}"}}'
+    )
+    head = b64(json.dumps(env.header()))
+    body = b64(claims_text)
+    # Sign the exact text, duplicate included (a JSON serializer would drop it).
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    r, s = decode_dss_signature(env.key._key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256())))
+    proof = f"{head}.{body}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+    assert env.verifier().verify(env.request(token, proof)).htm == "GET"

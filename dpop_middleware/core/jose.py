@@ -87,10 +87,19 @@ def _no_constants(name: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Parse UTF-8 JSON that must be an object, without duplicate members or NaN/Infinity."""
+# For claims sets: RFC 7519 §4 lets a parser keep the lexically last of duplicate claim names, which
+# is what the C decoder does without a Python hook (~3x faster in the hot path). Headers stay strict.
+_CLAIMS_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def parse_json_object(raw: bytes, *, allow_duplicates: bool = False) -> dict[str, Any]:
+    """Parse UTF-8 JSON that must be an object, without NaN/Infinity.
+
+    Duplicate member names are refused unless ``allow_duplicates`` (claims sets: the last wins).
+    """
+    decoder = _CLAIMS_DECODER if allow_duplicates else _DECODER
     try:
-        value = _DECODER.decode(raw.decode("utf-8"))
+        value = decoder.decode(raw.decode("utf-8"))
     except JOSEFormatError:
         raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors

@@ -121,7 +121,7 @@ def verify_proof(
     try:
         header_b64, payload_b64, signature_b64 = split_compact(proof)
         spec, key = _cached_header(header_b64, config)
-        claims = parse_json_object(b64url_decode(payload_b64))
+        claims = parse_json_object(b64url_decode(payload_b64), allow_duplicates=True)
         signature = b64url_decode(signature_b64)
     except _HeaderRejected as exc:
         raise _bad(exc.reason, exc.description) from None
