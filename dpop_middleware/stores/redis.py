@@ -20,6 +20,7 @@ Install with ``pip install 'dpop-middleware[redis]'``::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -186,7 +187,13 @@ class AsyncRedisReplayStore:
     Arguments are those of :class:`RedisReplayStore`; a client passed in must be a
     ``redis.asyncio.Redis``. Build it inside the worker process that uses it (asyncio connections
     belong to one event loop), e.g. in the ASGI app factory or at import time of the app module.
+
+    Commands go over connections this store keeps idle between requests (made by the client's
+    pool, so they carry its timeouts, TLS and credentials), one per concurrent request: the
+    pool's per-command checkout measured ~55 us of CPU per request on asyncio.
     """
+
+    _MAX_IDLE = 64
 
     def __init__(
         self,
@@ -208,18 +215,41 @@ class AsyncRedisReplayStore:
             _warn_unbounded(client)
             self.client = client
             self._owns_client = False
+        self._idle: list[Any] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def add_if_absent(self, key: bytes, ttl: float) -> bool:
         """One ``SET NX PX``: ``True`` if ``key`` was new, ``False`` if it is already recorded."""
         name, ttl_ms = self.prefix + key, _ttl_ms(ttl)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # connections belong to the loop that opened them
+            self._idle, self._loop = [], loop
+        pool = self.client.connection_pool
         try:
-            reply = await self.client.set(name, b"1", nx=True, px=ttl_ms)
+            connection = self._idle.pop() if self._idle else pool.make_connection()  # type: ignore[no-untyped-call]
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
+        try:
+            await connection.send_command("SET", name, b"1", "NX", "PX", ttl_ms)
+            reply = await connection.read_response()
+        except (RedisError, OSError) as exc:
+            # Its state is unknown after an error: close it rather than reuse it.
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+            raise _unavailable(exc) from exc
+        # Only a connection that completed its exchange goes back (a cancelled one is dropped).
+        if len(self._idle) < self._MAX_IDLE:
+            self._idle.append(connection)
+        else:
+            await connection.disconnect()
         return _interpret(reply)
 
     async def aclose(self) -> None:
-        """Close the connection pool if this store created it."""
+        """Close this store's connections, and the client's pool if this store created it."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
         if self._owns_client:
             await self.client.aclose()
 
