@@ -163,7 +163,8 @@ def _checked_claims(claims: object, scheme: str) -> Claims:
 def _as_dpop_error(exc: Exception, scheme: str) -> DPoPError:
     """A validator's own exception never admits a request: it becomes a 503."""
     if isinstance(exc, DPoPError):
-        exc.scheme = scheme if exc.scheme == "DPoP" else exc.scheme
+        if exc.scheme == "DPoP":  # the default: report it under the scheme the client used
+            exc.scheme = scheme
         return exc
     logger.error("dpop token validator raised %s; refusing with 503", type(exc).__name__)
     return TokenValidationUnavailable("token_validator_error")
