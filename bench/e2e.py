@@ -31,6 +31,7 @@ import http.client
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,9 @@ from servers import free_port, running  # noqa: E402
 from dpop_middleware.client import DPoPKey  # noqa: E402
 from dpop_middleware.testing import TestIssuer  # noqa: E402
 
-VARIANTS = ("none", "memory", "redis")
+VARIANTS = ("none", "floor", "memory", "redis")
+#: The app's mode per variant (``e2e_apps.common.mode``).
+_MODES = {"none": "none", "floor": "floor", "memory": "protected", "redis": "protected"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -129,6 +132,7 @@ class Settings:
     redis_port: int | None = None
     redis_pid: int | None = None
     unprotected_rps: dict[str, float] = field(default_factory=dict)
+    profile_dir: Path | None = None
 
 
 # -- measuring -------------------------------------------------------------------------------------
@@ -216,7 +220,15 @@ def sanity_check(port: int, client: Client, variant: str) -> None:
     status, _, body = _get(port, good)
     if status != 200 or json.loads(body) != BODY:
         raise CaseError(f"a valid request got {status} {body[:200]!r}")
-    if variant != "none":
+    if variant == "floor":
+        # The yardstick must really verify: a request without a proof, or with a forged one, fails.
+        status, _, _ = _get(port, {})
+        tail = "BBBBBBBB" if good["DPoP"].endswith("AAAAAAAA") else "AAAAAAAA"
+        forged = dict(good, DPoP=good["DPoP"][:-8] + tail)
+        status2, _, _ = _get(port, forged)
+        if status != 401 or status2 != 401:
+            raise CaseError(f"floor: a request without a valid signature got {status}/{status2}, not 401")
+    elif variant != "none":
         status, headers, _ = _get(port, {})
         if status != 401 or not headers.get("www-authenticate", "").startswith("DPoP"):
             raise CaseError(f"no credentials: expected a 401 DPoP challenge, got {status}")
@@ -235,8 +247,8 @@ def sanity_check(port: int, client: Client, variant: str) -> None:
 def _proofs_needed(settings: Settings, spec: ServerSpec, variant: str) -> int:
     if settings.max_requests is not None:
         return settings.max_requests + 50
-    if variant == "none":
-        return 2000  # reused in a loop: the unprotected app ignores them
+    if variant in ("none", "floor"):
+        return 2000  # reused in a loop: neither the bare app nor the signature-only check looks for replays
     # Enough for the run at 1.5x the unprotected rate (protected is slower, but a busy machine can slow
     # the unprotected run down); running out would show as rejected replays, i.e. a failed case.
     rps = max(2000.0, settings.unprotected_rps.get(spec.key) or 6000.0)
@@ -252,13 +264,46 @@ def _load(settings: Settings, port: int, proof_file: Path) -> LoadResult:
     )  # fmt: skip
 
 
+def _worker_pid(server_pid: int) -> int:
+    """The process serving requests: gunicorn's (only) worker, or uvicorn itself."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children")
+    with contextlib.suppress(OSError):
+        pids = [int(p) for p in children.read_text().split()]
+        if pids:
+            return pids[0]
+    return server_pid
+
+
+@contextlib.contextmanager
+def _profiled(settings: Settings, server_pid: int, name: str) -> Iterator[None]:
+    """With ``--profile DIR``: sample the worker with py-spy during the run (collapsed stacks)."""
+    if settings.profile_dir is None:
+        yield
+        return
+    out = settings.profile_dir / f"{name}.txt"
+    spy = subprocess.Popen(
+        ["py-spy", "record", "--pid", str(_worker_pid(server_pid)), "--format", "raw", "--rate", "250",
+         "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+
+
 def run_case(settings: Settings, client: Client, spec: ServerSpec, variant: str) -> Row:
     """Start the server, check it, sign proofs, drive the load, read the CPU counters, stop it."""
     row = Row(spec.key, spec.adapter, spec.server, variant)
     store = "memory" if variant != "redis" else f"redis://127.0.0.1:{settings.redis_port}/0"
     env = {
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)]),
-        ENV_MODE: "none" if variant == "none" else "protected",
+        ENV_MODE: _MODES[variant],
         ENV_STORE: store,
         **client.env(),
         **dict(spec.env),
@@ -275,7 +320,8 @@ def run_case(settings: Settings, client: Client, spec: ServerSpec, variant: str)
             cpu0 = group_cpu_seconds(proc.pid)
             if redis_on:
                 rcpu0, rcmd0 = group_cpu_seconds(redis_pid), redis_commands(redis_port)
-            result = _load(settings, port, proof_file)
+            with _profiled(settings, proc.pid, f"{spec.key}-{variant}"):
+                result = _load(settings, port, proof_file)
             cpu1 = group_cpu_seconds(proc.pid)
             if redis_on:
                 rcpu1, rcmd1 = group_cpu_seconds(redis_pid), redis_commands(redis_port)
@@ -325,8 +371,17 @@ def checks(rows: list[Row]) -> list[dict[str, Any]]:
     """The targets of the performance issue, measured against this run's rows."""
     out: list[dict[str, Any]] = []
     for spec in SERVERS:
-        none, memory, redis_row = (_find(rows, spec.key, v) for v in VARIANTS)
+        none, floor, memory, redis_row = (_find(rows, spec.key, v) for v in VARIANTS)
         label = f"{spec.adapter}/{spec.server}"
+        if none and floor:
+            ratio = floor.rps / none.rps if none.rps else 0.0
+            out.append({"check": f"{label}: the floor (raw signature check only) req/s vs unprotected",
+                        "measured": f"{ratio:.0%}", "target": "(the best any DPoP layer can do)",
+                        "ok": None})  # fmt: skip
+        if floor and memory:
+            ratio = memory.rps / floor.rps if floor.rps else 0.0
+            out.append({"check": f"{label}: protected req/s vs the floor", "measured": f"{ratio:.0%}",
+                        "target": "(none set)", "ok": None})  # fmt: skip
         if none and memory:
             ratio = memory.rps / none.rps if none.rps else 0.0
             target = spec.rps_target
@@ -391,6 +446,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help=f"comma-separated servers: {', '.join(s.key for s in SERVERS)}")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from none,memory,redis")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and checks to this file")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="sample each server worker with py-spy during its run; collapsed stacks into this directory",
+    )
     return parser.parse_args(argv)
 
 
@@ -418,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="dpop-bench-") as tmp, contextlib.ExitStack() as stack:
         settings = Settings(seconds, args.connections, loadgen, args.processes, max_requests, Path(tmp), args.smoke)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            settings.profile_dir = args.profile
         if "redis" in variants:
             settings.redis_port, settings.redis_pid = stack.enter_context(redis_process())
         for spec in specs:

@@ -206,8 +206,13 @@ def e2e_panels(e2e: dict[str, Any]) -> list[Panel]:
         label = (r["server"], f"{r['adapter']}/{r['runner']}")
         if label not in servers:
             servers.append(label)
-    variants = [v for v in ("none", "memory", "redis") if any(r["variant"] == v for r in rows)]
-    names = {"none": "no DPoP", "memory": "DPoP + memory store", "redis": "DPoP + Redis store"}
+    variants = [v for v in ("none", "floor", "memory", "redis") if any(r["variant"] == v for r in rows)]
+    names = {
+        "none": "no DPoP",
+        "floor": "raw signature check only",
+        "memory": "DPoP + memory store",
+        "redis": "DPoP + Redis store",
+    }
 
     def values(metric: str) -> list[list[float | None]]:
         out: list[list[float | None]] = []
@@ -272,10 +277,13 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "`cryptography` verify with the key already loaded, interleaved round by round in one process; medians.",
         "- **End to end** (`bench/e2e.py`): each adapter under its real server on 127.0.0.1 with one worker "
         "(Starlette and FastAPI under uvicorn, Flask and Django under gunicorn sync workers, Django under uvicorn "
-        "as ASGI), serving `GET /items` (a small JSON body) without the DPoP layer, with it and the memory "
-        f"replay store, and with it and the Redis store (a local `redis-server`). Load: {load_text}, in its own "
-        "process. Every request carries a distinct, freshly signed ES256 proof (4 client keys, each with its own "
-        "bound JWT access token), in all three variants. Server CPU per request is the user+system time of the "
+        "as ASGI), serving `GET /items` (a small JSON body) four ways: without the DPoP layer (`none`); with only "
+        "the raw signature check of the request's proof in a minimal framework hook, key already loaded "
+        "(`floor`: the cryptographic floor that any DPoP layer pays, measured in situ; `bench/e2e_apps/floor.py`); "
+        "with the DPoP layer and the memory replay store; and with it and the Redis store (a local "
+        f"`redis-server`). Load: {load_text}, in its own process. Every request carries a distinct, freshly "
+        "signed ES256 proof (4 client keys, each with its own bound JWT access token), in all four variants. "
+        "Server CPU per request is the user+system time of the "
         "server's processes (from `/proc/<pid>/stat`, before and after the run) over the requests served; for the "
         "Redis variant the `redis-server` CPU and command count (`INFO commandstats`, connection set-up excluded) "
         "are shown too. A run with any non-2xx response is reported as failed, not as a figure.",

@@ -141,8 +141,13 @@ def proof_only(alg: str, rounds: int, per_round: int) -> float:
         now = time.time()
         calls = [
             functools.partial(
-                verify_proof, key.proof("GET", URL, access_token="t"),
-                method="GET", url=URL, token_hash=token_hash, now=now, config=config,
+                verify_proof,
+                key.proof("GET", URL, access_token="t"),
+                method="GET",
+                url=URL,
+                token_hash=token_hash,
+                now=now,
+                config=config,
             )
             for _ in range(per_round)
         ]

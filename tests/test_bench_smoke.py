@@ -47,7 +47,7 @@ def test_run_all_smoke_writes_report_and_chart(tmp_path: Path) -> None:
     ):
         assert heading in report
     assert "Smoke run" in report and "FAILED" not in report
-    # Every adapter under every server, in all three variants.
+    # Every adapter under every server, in all four variants.
     for adapter, server in (
         ("Starlette", "uvicorn"),
         ("FastAPI", "uvicorn"),
@@ -55,7 +55,7 @@ def test_run_all_smoke_writes_report_and_chart(tmp_path: Path) -> None:
         ("Django", "gunicorn"),
         ("Django", "uvicorn"),
     ):
-        for variant in ("none", "memory", "redis"):
+        for variant in ("none", "floor", "memory", "redis"):
             assert f"| {adapter} | {server} | {variant} |" in report
     assert "bytes per live entry" in report
     width, height = _png_size((tmp_path / "performance.png").read_bytes())
@@ -76,7 +76,7 @@ def test_e2e_with_the_installed_load_generator(tmp_path: Path) -> None:
             "--only",
             "starlette",
             "--variants",
-            "none,memory",
+            "none,floor,memory",
             "--json",
             str(out),
         ],
@@ -90,7 +90,7 @@ def test_e2e_with_the_installed_load_generator(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["meta"]["loadgen"] == generator
     rows = data["rows"]
-    assert [r["variant"] for r in rows] == ["none", "memory"]
+    assert [r["variant"] for r in rows] == ["none", "floor", "memory"]
     for row in rows:
         assert row["failure"] is None
         assert row["responses"] > 0 and row["errors"] == 0

@@ -8,7 +8,7 @@ from typing import Any
 
 from dpop_middleware import DPoPVerifier, JWTAccessTokenValidator, MemoryReplayStore
 
-ENV_MODE = "BENCH_MODE"  # "none" (no DPoP layer at all) or "protected"
+ENV_MODE = "BENCH_MODE"  # "none" (no DPoP layer at all), "floor" (raw signature check only) or "protected"
 ENV_STORE = "BENCH_STORE"  # "memory" or a redis:// URL
 ENV_ISSUER = "BENCH_ISSUER"
 ENV_AUDIENCE = "BENCH_AUDIENCE"
@@ -19,12 +19,22 @@ PATH = "/items"
 BODY = {"items": [1, 2, 3]}
 
 
+def mode() -> str:
+    """``none``, ``floor`` (see ``floor.py``) or ``protected`` (the DPoP layer)."""
+    value = os.environ.get(ENV_MODE, "none")
+    if value not in ("none", "floor", "protected"):
+        raise ValueError(f"{ENV_MODE} must be 'none', 'floor' or 'protected', not {value!r}")
+    return value
+
+
 def protected() -> bool:
     """Whether this server runs with the DPoP layer."""
-    mode = os.environ.get(ENV_MODE, "none")
-    if mode not in ("none", "protected"):
-        raise ValueError(f"{ENV_MODE} must be 'none' or 'protected', not {mode!r}")
-    return mode == "protected"
+    return mode() == "protected"
+
+
+def floor() -> bool:
+    """Whether this server runs the raw signature check only (the cryptographic floor)."""
+    return mode() == "floor"
 
 
 def issuer_settings() -> tuple[str, str, dict[str, Any]]:

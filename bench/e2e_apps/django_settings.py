@@ -11,7 +11,7 @@ import os
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from e2e_apps.common import BODY, PATH, issuer_settings, protected
+from e2e_apps.common import BODY, PATH, floor, issuer_settings, protected
 
 SECRET_KEY = "bench-only-not-secret"
 DEBUG = False
@@ -33,6 +33,8 @@ if protected():
         # A dotted path to a ready store object: memory, or Redis (sync client under WSGI, asyncio under ASGI).
         "REPLAY_STORE": "e2e_apps.django_store.store",
     }
+elif floor():
+    MIDDLEWARE = ["e2e_apps.django_floor.floor_middleware"]
 
 
 def items(request: HttpRequest) -> JsonResponse:

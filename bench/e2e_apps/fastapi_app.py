@@ -1,15 +1,16 @@
-"""FastAPI under uvicorn, with or without the ``DPoPBearer`` dependency on the endpoint."""
+"""FastAPI under uvicorn: bare, a raw signature check dependency (``floor``), or ``DPoPBearer``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 
 from dpop_middleware.core.binding import DPoPPrincipal
 from dpop_middleware.fastapi import DPoPBearer
 
-from .common import BODY, PATH, protected, verifier
+from .common import BODY, PATH, floor, protected, verifier
+from .floor import signature_ok
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -18,6 +19,16 @@ if protected():
 
     @app.get(PATH)
     async def items(principal: DPoPPrincipal = Depends(dpop)) -> dict[str, Any]:  # noqa: B008
+        return BODY
+
+elif floor():
+
+    async def raw_signature_check(request: Request) -> None:
+        if not signature_ok(request.headers.get("dpop")):
+            raise HTTPException(401, "bad proof")
+
+    @app.get(PATH)
+    async def items_floor(_: None = Depends(raw_signature_check)) -> dict[str, Any]:
         return BODY
 
 else:

@@ -1,14 +1,15 @@
-"""Flask under gunicorn (sync workers), with or without the ``DPoP`` extension enforcing every view."""
+"""Flask under gunicorn (sync workers): bare, raw signature check only (``floor``), or the ``DPoP`` extension."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 
 from dpop_middleware.flask import DPoP
 
-from .common import BODY, PATH, issuer_settings, protected, replay_store
+from .common import BODY, PATH, floor, issuer_settings, protected, replay_store
+from .floor import signature_ok
 
 app = Flask(__name__)
 
@@ -22,6 +23,11 @@ if protected():
         DPOP_ENFORCE_ALL=True,
     )
     DPoP(app)
+elif floor():
+
+    @app.before_request
+    def raw_signature_check() -> tuple[str, int] | None:
+        return None if signature_ok(request.headers.get("DPoP")) else ("bad proof", 401)
 
 
 @app.get(PATH)
