@@ -18,7 +18,17 @@ __all__ = ["JWTPolicy", "KeySet", "ParsedAccessToken", "check_claims", "parse_ac
 
 _AT_TYP = frozenset({"at+jwt", "application/at+jwt"})
 DEFAULT_TOKEN_ALGORITHMS = (
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "Ed25519",
 )
 
 

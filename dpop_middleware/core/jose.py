@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 
-
 class JOSEFormatError(ValueError):
     """The input is not a well-formed compact JWS; ``reason`` is a stable code."""
 

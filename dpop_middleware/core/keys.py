@@ -77,7 +77,17 @@ ALGORITHMS: dict[str, AlgSpec] = {
 }
 
 DEFAULT_ALGORITHMS: tuple[str, ...] = (
-    "ES256", "ES384", "ES512", "EdDSA", "Ed25519", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "Ed25519",
+    "PS256",
+    "PS384",
+    "PS512",
+    "RS256",
+    "RS384",
+    "RS512",
 )
 
 
@@ -254,9 +264,7 @@ def verify_signature(spec: AlgSpec, key: PublicKey, signing_input: bytes, signat
             if len(signature) != 2 * size or key.kty != "EC":
                 return False
             # JOSE sends raw r||s (RFC 7518 §3.4); cryptography wants DER.
-            der = encode_dss_signature(
-                int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
-            )
+            der = encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
             cast(ec.EllipticCurvePublicKey, key.key).verify(der, signing_input, _ECDSA[spec.name])
         elif spec.kind == "eddsa":
             if key.kty != "OKP":

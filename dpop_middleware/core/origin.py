@@ -150,9 +150,7 @@ def _x_forwarded(headers: Mapping[str, Sequence[str]]) -> list[_Hop] | None:
     hops = []
     for index in range(count):
         k = count - 1 - index  # hops from the right
-        hops.append(
-            _Hop(fors[index] if index < len(fors) else None, *(_at(values, k) for values in lists))
-        )
+        hops.append(_Hop(fors[index] if index < len(fors) else None, *(_at(values, k) for values in lists)))
     return hops
 
 

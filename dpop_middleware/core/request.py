@@ -11,8 +11,19 @@ from .errors import AuthenticationRequired, InvalidDPoPProofError, InvalidReques
 
 __all__ = ["Credentials", "RequestInfo", "authorization_scheme", "extract_credentials"]
 
-# RFC 7235 token68, the syntax of both Bearer (RFC 6750 §2.1) and DPoP (RFC 9449 §7.1) tokens.
-_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# RFC 7235 token68, the syntax of both Bearer (RFC 6750 §2.1) and DPoP (RFC 9449 §7.1) tokens:
+# 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". Checked with bytes.translate, which
+# deletes every allowed character in C: a regex walking a 1 kB token costs ~1 us a request more.
+_TOKEN68_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+
+
+def _is_token68(token: str) -> bool:
+    if not token.isascii():
+        return False
+    body = token.encode("ascii").rstrip(b"=")
+    return bool(body) and not body.translate(None, _TOKEN68_CHARS)
+
+
 _QUERY_TOKEN = re.compile(r"(?:^|&)access_token=")
 
 
@@ -103,7 +114,7 @@ def extract_credentials(request: RequestInfo, config: VerifierConfig) -> Credent
     token = token.strip()
     if len(token) > config.max_token_bytes:
         raise InvalidTokenError("token_too_large", "Access token too large", scheme=scheme)
-    if _TOKEN68.fullmatch(token) is None:
+    if not _is_token68(token):
         raise InvalidTokenError("token_malformed", "Malformed access token", scheme=scheme)
     if scheme == "DPoP":
         if proof is None:
