@@ -6,11 +6,17 @@
 
 Servers (one worker each, so that on a 2-core machine one core serves and the other drives the load):
 Starlette and FastAPI under uvicorn, Flask and Django under gunicorn (sync worker), Django under
-uvicorn (ASGI). Each serves ``GET /items`` (a small JSON body) three ways: without the DPoP layer
-(``none``), with the adapter and the in-memory replay store (``memory``), and with the adapter and
-the Redis store (``redis``, against a throw-away ``redis-server`` on loopback).
+uvicorn (ASGI). Each serves ``GET /items`` (a small JSON body) four ways: without the DPoP layer
+(``none``); with only the raw signature check of the request's proof in a minimal hook (``floor``:
+the cryptographic floor any DPoP layer pays, measured in the same server; ``e2e_apps/floor.py``);
+with the adapter and the in-memory replay store (``memory``); and with the adapter and the Redis
+store (``redis``, against a throw-away ``redis-server`` on loopback).
 
-Every request carries an ``Authorization: DPoP <token>`` and a ``DPoP`` proof header, in all three
+``--profile DIR`` samples each server worker with py-spy during its run and writes collapsed stacks
+(one file per case) for flame graphs or a quick ``sort | uniq``; the figures of a profiled run are
+slower than an unprofiled one.
+
+Every request carries an ``Authorization: DPoP <token>`` and a ``DPoP`` proof header, in all four
 variants so the requests are byte-for-byte the same size. The proofs are signed (ES256, four client
 keys, each with its own bound access token) just before each run for the exact URL, and every
 protected request gets a proof of its own: a proof seen twice would be rejected as a replay, and a

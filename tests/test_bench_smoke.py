@@ -125,6 +125,10 @@ def test_target_checks() -> None:
         _row("flask", "memory", 700, 600),
         _row("flask", "redis", 600, 660, redis_commands=1020, redis_commands_per_req=1.02, in_flight=8),
     ]
+    rows.append(_row("starlette", "floor", 660, 330))
+    measured = {c["check"]: c["measured"] for c in e2e.checks(rows)}
+    assert measured["Starlette/uvicorn: the floor (raw signature check only) req/s vs unprotected"] == "66%"
+    assert measured["Starlette/uvicorn: protected req/s vs the floor"] == "106%"
     checks = {c["check"]: c["ok"] for c in e2e.checks(rows)}
     assert checks["Starlette/uvicorn: protected req/s vs unprotected"] is True  # 70% >= 65%
     assert checks["Starlette/uvicorn: Redis store server CPU/req vs memory store"] is False  # +17.5%
