@@ -37,6 +37,7 @@ import http.client
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -486,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dpop-bench-") as tmp, contextlib.ExitStack() as stack:
         settings = Settings(seconds, args.connections, loadgen, args.processes, max_requests, Path(tmp), args.smoke)
         if args.profile is not None:
+            if shutil.which("py-spy") is None:
+                print("--profile needs py-spy (pip install py-spy)", file=sys.stderr)
+                return 2
             args.profile.mkdir(parents=True, exist_ok=True)
             settings.profile_dir = args.profile
         if "redis" in variants:
