@@ -367,6 +367,15 @@ def redis_process() -> Iterator[tuple[int, int]]:
         yield port, proc.pid
 
 
+def median_row(rows: list[Row]) -> Row:
+    """The round with the median req/s (a real measurement, its CPU and latency with it); a case with
+    any failed round is reported as failed."""
+    failed = [r for r in rows if r.failure]
+    if failed:
+        return failed[0]
+    return sorted(rows, key=lambda r: r.rps)[len(rows) // 2]
+
+
 # -- report ----------------------------------------------------------------------------------------
 
 
@@ -454,6 +463,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from none,memory,redis")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and checks to this file")
     parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every case; each case reports its median round (default 1)"
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -484,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = [s for s in SERVERS if not wanted or s.key in wanted]
     client = Client()
     rows: list[Row] = []
+    repeat = 1 if args.smoke else max(1, args.repeat)
     with tempfile.TemporaryDirectory(prefix="dpop-bench-") as tmp, contextlib.ExitStack() as stack:
         settings = Settings(seconds, args.connections, loadgen, args.processes, max_requests, Path(tmp), args.smoke)
         if args.profile is not None:
@@ -494,12 +507,18 @@ def main(argv: list[str] | None = None) -> int:
             settings.profile_dir = args.profile
         if "redis" in variants:
             settings.redis_port, settings.redis_pid = stack.enter_context(redis_process())
-        for spec in specs:
-            for variant in VARIANTS:
-                if variant in variants:
-                    row = run_case(settings, client, spec, variant)
-                    print(f"# {spec.key:12} {variant:7} {row.rps:9,.0f} req/s  {row.failure or ''}", file=sys.stderr)
-                    rows.append(row)
+        runs: dict[tuple[str, str], list[Row]] = {}
+        for _ in range(repeat):
+            # Rounds of every case, one after the other: a slow spell of a shared machine then hits one
+            # round of every variant instead of every round of one variant.
+            for spec in specs:
+                for variant in VARIANTS:
+                    if variant in variants:
+                        row = run_case(settings, client, spec, variant)
+                        note = row.failure or ""
+                        print(f"# {spec.key:12} {variant:7} {row.rps:9,.0f} req/s  {note}", file=sys.stderr)
+                        runs.setdefault((spec.key, variant), []).append(row)
+        rows = [median_row(case_rows) for case_rows in runs.values()]
         if any(r.failure for r in rows):
             # Keep the server logs of failed cases where the user can read them.
             keep = Path(tempfile.mkdtemp(prefix="dpop-bench-logs-"))
@@ -509,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
                 if row.failure:
                     row.failure = row.failure.replace(tmp, str(keep))
     meta = {
-        "loadgen": loadgen, "seconds": seconds, "connections": args.connections if loadgen == "wrk" else args.processes,
+        "loadgen": loadgen, "seconds": seconds, "repeat": repeat,
+        "connections": args.connections if loadgen == "wrk" else args.processes,
         "max_requests": max_requests, "workers": 1, "smoke": args.smoke,
     }  # fmt: skip
     print(markdown(rows, args.smoke))

@@ -161,3 +161,10 @@ def test_percentile_and_process_cpu() -> None:
     assert loadgen.percentile(values, 50) == 50.0
     assert loadgen.percentile(values, 99) == 99.0
     assert e2e.group_cpu_seconds(__import__("os").getpgrp()) > 0
+
+
+def test_median_round_is_a_real_round_and_failures_win() -> None:
+    rounds = [_row("flask", "memory", rps, cpu) for rps, cpu in ((900, 610), (1000, 600), (700, 700))]
+    assert e2e.median_row(rounds) is rounds[0]
+    failed = _row("flask", "memory", 0, 0, failure="boom")
+    assert e2e.median_row([*rounds, failed]) is failed
