@@ -9,7 +9,6 @@ with no duplicate members, no NaN/Infinity. The JSON serialization is rejected b
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
@@ -21,6 +20,7 @@ __all__ = [
     "JOSEFormatError",
     "b64url_decode",
     "b64url_encode",
+    "b64url_encode_bytes",
     "numeric_date",
     "parse_compact",
     "parse_json_object",
@@ -36,9 +36,17 @@ class JOSEFormatError(ValueError):
         self.reason = reason
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64url_encode_bytes(data: bytes) -> bytes:
+    """Unpadded base64url (RFC 7515 §2) as ASCII bytes, in C calls only (``ath`` is compared per request)."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
 def b64url_encode(data: bytes) -> str:
     """Unpadded base64url (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url_encode_bytes(data).decode("ascii")
 
 
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

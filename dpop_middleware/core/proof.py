@@ -8,7 +8,6 @@ here: the orchestrator writes it last, once everything else has passed.
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from typing import Any
 from .config import VerifierConfig
 from .errors import InvalidDPoPProofError, InvalidRequestError, UseDPoPNonceError
 from .htu import HTUError, normalize_htu
-from .jose import JOSEFormatError, b64url_decode, numeric_date, parse_json_object, split_compact
+from .jose import JOSEFormatError, b64url_decode, b64url_encode_bytes, numeric_date, parse_json_object, split_compact
 from .keys import ALGORITHMS, AlgSpec, JWKError, PublicKey, check_alg_key, import_public_jwk, verify_signature
 from .nonce import SAFE_METHODS, NoncePolicy
 
@@ -46,14 +45,6 @@ class VerifiedProof:
 def access_token_hash(token: str) -> bytes:
     """SHA-256 of the access token's ASCII octets (RFC 9449 §4.2 ``ath``; also our cache key)."""
     return hashlib.sha256(token.encode("ascii")).digest()
-
-
-_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def _b64url_bytes(data: bytes) -> bytes:
-    """Unpadded base64url as bytes, in C calls only (``ath`` is compared on every request)."""
-    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
 def _bad(reason: str, description: str = "Invalid DPoP proof", **diagnostics: Any) -> InvalidDPoPProofError:
@@ -173,7 +164,7 @@ def verify_proof(
         ath = claims.get("ath")
         if not isinstance(ath, str):
             raise _bad("ath_missing", "DPoP proof ath missing")
-        if not hmac.compare_digest(ath.encode("utf-8", "replace"), _b64url_bytes(token_hash)):
+        if not hmac.compare_digest(ath.encode("utf-8", "replace"), b64url_encode_bytes(token_hash)):
             raise _bad("ath_mismatch", "DPoP proof ath does not match the access token")
 
     # iat window and nonces (RFC 9449 §11.1): the nonce policy decides who vouches for freshness.
