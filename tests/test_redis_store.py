@@ -22,7 +22,7 @@ from servers import free_port, running
 from dpop_middleware import DPoPVerifier, RequestInfo
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.core.errors import ReplayStoreUnavailable
-from dpop_middleware.stores.redis import DEFAULT_PREFIX, AsyncRedisReplayStore, RedisReplayStore
+from dpop_middleware.stores.redis import DEFAULT_PREFIX, AsyncRedisReplayStore, RedisReplayStore, _set_nx_command
 from dpop_middleware.testing import TestIssuer, dpop_headers
 
 
@@ -52,6 +52,21 @@ def _wait_gone(raw: redis.Redis, name: bytes) -> None:
     deadline = time.monotonic() + 5
     while raw.exists(name) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [DEFAULT_PREFIX + bytes(range(16)), b"a:" + b"\r\n$3\r\n*1" * 3, b"", b"x" * 300],
+    ids=["digest", "protocol-bytes", "empty", "long"],
+)
+@pytest.mark.parametrize("ttl_ms", [1, 80_000, 10**12])
+def test_set_nx_command_is_what_redis_py_would_send(name: bytes, ttl_ms: int) -> None:
+    args = ("SET", name, b"1", "NX", "PX", ttl_ms)
+    assert _set_nx_command(name, ttl_ms) == b"".join(redis.Connection().pack_command(*args))
+    assert _set_nx_command(name, ttl_ms) == b"".join(redis.asyncio.Connection().pack_command(*args))
 
 
 # -- sync -------------------------------------------------------------------------------------
@@ -193,7 +208,7 @@ def test_stalled_server_times_out_as_unavailable() -> None:
 
 def test_unexpected_reply_fails_closed(url: str) -> None:
     class OddConnection:
-        def send_command(self, *args: object) -> None:
+        def send_packed_command(self, command: bytes) -> None:
             pass
 
         def read_response(self) -> object:
