@@ -66,13 +66,6 @@ class AuthResult:
     response_headers: tuple[Header, ...] = ()
 
 
-@dataclass(slots=True)  # internal, per request: frozen init costs ~1 us
-class _Pending:
-    credentials: Credentials
-    token_hash: bytes
-    proof: VerifiedProof | None
-
-
 class _TokenCache:
     """Validated tokens by SHA-256 of the token, each until its ``exp`` (capped).
 
@@ -216,44 +209,47 @@ class DPoPVerifier:
     def verify(self, request: RequestInfo) -> DPoPPrincipal:
         """Verify a request; return its principal or raise a :class:`DPoPError`."""
         now = self._clock()
-        pending = self._begin(request, now)
-        facts = self._token_cache.get(pending.token_hash, now)
+        credentials, token_hash, proof = self._begin(request, now)
+        facts = self._token_cache.get(token_hash, now)
         if facts is None:
             validate = self._sync_validator()
             try:
-                raw = validate(pending.credentials.token)
+                raw = validate(credentials.token)
             except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
-                raise _as_dpop_error(exc, pending.credentials.scheme) from None
-            facts = self._validated(raw, pending, now)
-        principal = bind_token(pending.credentials.scheme, facts, pending.proof)
-        if pending.proof is not None:
+                raise _as_dpop_error(exc, credentials.scheme) from None
+            facts = self._validated(raw, credentials.scheme, token_hash, now)
+        principal = bind_token(credentials.scheme, facts, proof)
+        if proof is not None:
             try:
-                added = self.replay_store.add_if_absent(pending.proof.replay_key, pending.proof.replay_ttl)
+                added = self.replay_store.add_if_absent(proof.replay_key, proof.replay_ttl)
             except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
                 raise _store_error(exc) from None
-            _check_fresh(added)
+            if added is not True:
+                _check_fresh(added)
         return principal
 
     async def averify(self, request: RequestInfo) -> DPoPPrincipal:
         """Asyncio twin of :meth:`verify`: the same steps, awaiting async validators and stores."""
         now = self._clock()
-        pending = self._begin(request, now)
-        facts = self._token_cache.get(pending.token_hash, now)
+        credentials, token_hash, proof = self._begin(request, now)
+        facts = self._token_cache.get(token_hash, now)
         if facts is None:
             validate = self._async_validator()
             try:
-                raw = await _maybe_await(validate(pending.credentials.token))
+                raw = await _maybe_await(validate(credentials.token))
             except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
-                raise _as_dpop_error(exc, pending.credentials.scheme) from None
-            facts = self._validated(raw, pending, now)
-        principal = bind_token(pending.credentials.scheme, facts, pending.proof)
-        if pending.proof is not None:
+                raise _as_dpop_error(exc, credentials.scheme) from None
+            facts = self._validated(raw, credentials.scheme, token_hash, now)
+        principal = bind_token(credentials.scheme, facts, proof)
+        if proof is not None:
             try:
-                proof = pending.proof
-                added = await _maybe_await(self.replay_store.add_if_absent(proof.replay_key, proof.replay_ttl))
+                added = self.replay_store.add_if_absent(proof.replay_key, proof.replay_ttl)
+                if added.__class__ is not bool:  # an asyncio store (a sync one answers at once)
+                    added = await _maybe_await(added)
             except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
                 raise _store_error(exc) from None
-            _check_fresh(added)
+            if added is not True:
+                _check_fresh(added)
         return principal
 
     def authenticate(
@@ -286,7 +282,7 @@ class DPoPVerifier:
 
     # -- shared, synchronous steps -----------------------------------------------------------
 
-    def _begin(self, request: RequestInfo, now: float) -> _Pending:
+    def _begin(self, request: RequestInfo, now: float) -> tuple[Credentials, bytes, VerifiedProof | None]:
         credentials = extract_credentials(request, self.config)
         if credentials is None:
             raise AuthenticationRequired()
@@ -301,7 +297,7 @@ class DPoPVerifier:
                 now=now,
                 config=self.config,
             )
-        return _Pending(credentials, token_hash, proof)
+        return credentials, token_hash, proof
 
     def _sync_validator(self) -> Callable[[str], Any]:
         if self._validate_sync is None:
@@ -314,9 +310,9 @@ class DPoPVerifier:
             raise TypeError("no token validator")
         return validate
 
-    def _validated(self, claims: object, pending: _Pending, now: float) -> TokenFacts:
-        facts = token_facts(_checked_claims(claims, pending.credentials.scheme))
-        self._token_cache.put(pending.token_hash, facts, now)
+    def _validated(self, claims: object, scheme: str, token_hash: bytes, now: float) -> TokenFacts:
+        facts = token_facts(_checked_claims(claims, scheme))
+        self._token_cache.put(token_hash, facts, now)
         return facts
 
     def render(self, error: DPoPError) -> ErrorResponse:

@@ -18,6 +18,7 @@ from dpop_middleware import (
     ReplayStoreUnavailable,
     RequestInfo,
 )
+from dpop_middleware.core.jose import JOSEFormatError, parse_json_object
 from dpop_middleware.core.paths import PathRules
 
 KEYS = {"k1": b"first-key-0123456789"}
@@ -187,3 +188,43 @@ def test_token68_refuses(token: str) -> None:
     from dpop_middleware.core.request import _is_token68
 
     assert not _is_token68(token)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b'{"a":1}', {"a": 1}),
+        (b' \t\n{"a":1}', {"a": 1}),  # surrounding whitespace is JSON too: the full decoder takes it
+        (b'{"a":1} \r\n', {"a": 1}),
+        (b'{"a":1,"a":2}', {"a": 2}),  # claims: the last of duplicate names wins (RFC 7519 §4)
+    ],
+)
+def test_claims_json_fast_path_agrees_with_the_full_decoder(text: bytes, expected: dict[str, int]) -> None:
+    assert parse_json_object(text, allow_duplicates=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (b'{"a":1}x', "bad_json"),
+        (b'{"a":1}{"b":2}', "bad_json"),
+        (b"", "bad_json"),
+        (b"   ", "bad_json"),
+        (b"[1]", "json_not_object"),
+        (b'{"a":NaN}', "bad_json"),
+        (b'{"a":"\x01"}', "bad_json"),  # raw control character inside a string
+        (b"\xff{}", "bad_json"),
+    ],
+)
+def test_claims_json_fast_path_refuses_what_the_full_decoder_refuses(text: bytes, reason: str) -> None:
+    with pytest.raises(JOSEFormatError) as info:
+        parse_json_object(text, allow_duplicates=True)
+    assert info.value.reason == reason
+
+
+def test_header_json_still_refuses_duplicates_on_the_fast_path() -> None:
+    with pytest.raises(JOSEFormatError) as info:
+        parse_json_object(b'{"alg":"ES256","alg":"none"}')
+    assert info.value.reason == "duplicate_json_member"
+    with pytest.raises(JOSEFormatError):
+        parse_json_object(b' {"alg":"ES256","alg":"none"}')

@@ -153,7 +153,8 @@ def bind_token(scheme: str, facts: TokenFacts, proof: VerifiedProof | None) -> D
     if facts.jkt is None:
         raise InvalidTokenError("token_not_bound", "Access token is not DPoP-bound")
     key = proof.key
-    if not hmac.compare_digest(facts.jkt.encode("utf-8", "replace"), key.jkt.encode("ascii")):
+    # compare_digest takes ASCII str as is; a non-ASCII cnf.jkt cannot be a thumbprint anyway.
+    if not (facts.jkt.isascii() and hmac.compare_digest(facts.jkt, key.jkt)):
         raise InvalidTokenError("key_binding_mismatch", "Invalid DPoP key binding")
     return _new_bound_principal(
         scheme,

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import binascii
 import json
+import json.scanner
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "CompactJWS",
@@ -99,14 +101,27 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no
 _CLAIMS_DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 
+# The decoders' scanners, called directly: ``JSONDecoder.decode`` adds two regex matches for
+# surrounding whitespace and two Python calls (~0.8 us of a ~2 us parse). A segment with
+# surrounding whitespace still parses, through the full decoder.
+# (typeshed types make_scanner's argument as a scanner; at run time it takes the decoder.)
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(cast(Any, _DECODER))
+_SCAN_CLAIMS: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(cast(Any, _CLAIMS_DECODER))
+
+
 def parse_json_object(raw: bytes, *, allow_duplicates: bool = False) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object, without NaN/Infinity.
 
     Duplicate member names are refused unless ``allow_duplicates`` (claims sets: the last wins).
     """
-    decoder = _CLAIMS_DECODER if allow_duplicates else _DECODER
     try:
-        value = decoder.decode(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        try:
+            value, end = (_SCAN_CLAIMS if allow_duplicates else _SCAN)(text, 0)
+        except StopIteration:  # leading whitespace, or no JSON value at all
+            end = -1
+        if end != len(text):  # the full decoder skips whitespace and refuses anything else
+            value = (_CLAIMS_DECODER if allow_duplicates else _DECODER).decode(text)
     except JOSEFormatError:
         raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors

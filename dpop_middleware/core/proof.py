@@ -61,22 +61,20 @@ class _HeaderRejected(Exception):
 _HEADER_CACHE_SIZE = 4096
 
 
-def _cached_header(header_b64: str, config: VerifierConfig) -> tuple[AlgSpec, PublicKey]:
-    """Decode and check a proof's protected header; return its algorithm and imported key.
+def _remember_header(header_b64: str, config: VerifierConfig) -> tuple[AlgSpec, PublicKey]:
+    """Decode and check a proof's protected header not seen before; memoize and return the result.
 
     A client signs every proof with the same key, so its header segment is byte-for-byte the same
     each time: memoizing the checked result by that text (per configuration, since the allowlist
-    is part of the answer) turns the header work of a returning client into one dict lookup. Only
-    headers that pass every check are memoized.
+    is part of the answer) turns the header work of a returning client into one dict lookup, which
+    ``verify_proof`` does itself. Only headers that pass every check are memoized.
     """
     cache: dict[str, tuple[AlgSpec, PublicKey]] = config.header_cache
-    hit = cache.get(header_b64)
-    if hit is None:
-        hit = _checked_header(header_b64, config.algorithms, config.min_rsa_bits)
-        if len(cache) >= _HEADER_CACHE_SIZE:
-            cache.clear()  # crude but bounded; a busy server refills it with live clients at once
-        cache[header_b64] = hit
-    return hit
+    checked = _checked_header(header_b64, config.algorithms, config.min_rsa_bits)
+    if len(cache) >= _HEADER_CACHE_SIZE:
+        cache.clear()  # crude but bounded; a busy server refills it with live clients at once
+    cache[header_b64] = checked
+    return checked
 
 
 def _checked_header(header_b64: str, algorithms: tuple[str, ...], min_rsa_bits: int) -> tuple[AlgSpec, PublicKey]:
@@ -120,7 +118,7 @@ def verify_proof(
         raise _bad("proof_too_large", "DPoP proof too large")
     try:
         header_b64, payload_b64, signature_b64 = split_compact(proof)
-        spec, key = _cached_header(header_b64, config)
+        spec, key = config.header_cache.get(header_b64) or _remember_header(header_b64, config)
         claims = parse_json_object(b64url_decode(payload_b64), allow_duplicates=True)
         signature = b64url_decode(signature_b64)
     except _HeaderRejected as exc:

@@ -67,8 +67,10 @@ class MemoryReplayStore:
             if len(expiry) < self.max_entries:
                 expires = now + ttl
                 expiry[key] = expires
-                self._order.append((expires, key))
-                self._purge(now, limit=2)  # amortized: keeps the store from holding dead entries
+                order = self._order
+                order.append((expires, key))
+                if order[0][0] <= now:  # amortized: keeps the store from holding dead entries
+                    self._purge(now, limit=2)
                 return True
             self.refusals += 1
         logger.warning(
