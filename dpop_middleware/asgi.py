@@ -88,7 +88,10 @@ def _split_mount(scope: Scope) -> tuple[str, str]:
 def route_path(scope: Scope) -> str:
     """The decoded path below the mount point, as the router sees it, for path rules
     (:class:`dpop_middleware.core.paths.PathRules`, which also consider its dot-segment-free form)."""
-    return "/" + _split_mount(scope)[1].lstrip("/")
+    try:
+        return _scope_paths(scope)[0]
+    except UnicodeError:  # a path that cannot be percent-encoded: request_info refuses it later (400)
+        return "/" + _split_mount(scope)[1].lstrip("/")
 
 
 def _raw_below(scope: Scope, below: str) -> str | None:
@@ -124,21 +127,34 @@ def _host(scope: Scope, hosts: list[str]) -> str:
     return ""
 
 
-_CREDENTIAL_HEADERS = frozenset({b"authorization", b"dpop"})
-_FORWARDING = {name.encode("latin-1"): name for name in FORWARDING_HEADERS}
-_PATHS_MEMO: dict[tuple[object, ...], tuple[str, str]] = {}
+# What request_info does with each header it reads, by lower-case name; every other header is skipped.
+_CREDENTIAL, _HOST_HEADER, _FORWARDING_HEADER = 1, 2, 3
+_HEADER_ROLES: dict[bytes, int] = {
+    b"authorization": _CREDENTIAL,
+    b"dpop": _CREDENTIAL,
+    b"host": _HOST_HEADER,
+    **{name.encode("latin-1"): _FORWARDING_HEADER for name in FORWARDING_HEADERS},
+}
+_PATHS_MEMO: dict[tuple[object, ...], tuple[str, str, str]] = {}
 _PATHS_MEMO_SIZE = 2048
 
 
-def _encoded_paths(scope: Scope) -> tuple[str, str]:
-    """``(root_path, path below it)`` percent-encoded for :func:`rebuild_url`; memoized, since an
-    API sees the same few paths over and over and re-quoting costs microseconds a request."""
+def _scope_paths(scope: Scope) -> tuple[str, str, str]:
+    """``(route path, root_path, path below it)``, the last two percent-encoded for :func:`rebuild_url`.
+
+    Memoized, since an API sees the same few paths over and over and splitting and re-quoting
+    them costs microseconds a request (bounded: a flood of distinct paths only empties it).
+    """
     memo_key = (scope.get("root_path"), scope.get("path"), scope.get("app_root_path"), scope.get("raw_path"))
     paths = _PATHS_MEMO.get(memo_key)
     if paths is None:
         root, below = _split_mount(scope)
         raw_below = _raw_below(scope, below)
-        paths = (quote(root, safe=_PATH_SAFE), raw_below if raw_below is not None else quote(below, safe=_PATH_SAFE))
+        paths = (
+            "/" + below.lstrip("/"),
+            quote(root, safe=_PATH_SAFE),
+            raw_below if raw_below is not None else quote(below, safe=_PATH_SAFE),
+        )
         if len(_PATHS_MEMO) >= _PATHS_MEMO_SIZE:
             _PATHS_MEMO.clear()
         _PATHS_MEMO[memo_key] = paths
@@ -156,15 +172,20 @@ def request_info(scope: Scope, settings: ProxySettings, *, method: str | None = 
     hosts: list[str] = []
     forwarded: dict[str, list[str]] = {}
     trusting = bool(settings.trusted_proxies)
+    roles = _HEADER_ROLES
     for raw_name, raw_value in scope.get("headers") or ():
-        name = bytes(raw_name).lower()
-        if name in _CREDENTIAL_HEADERS:
+        # ASGI names should be lower-case bytes already; lower() keeps us right when they are not.
+        name = raw_name.lower() if raw_name.__class__ is bytes else bytes(raw_name).lower()
+        role = roles.get(name)
+        if role is None:
+            continue
+        if role == _CREDENTIAL:
             pairs.append((name.decode("latin-1"), bytes(raw_value).decode("latin-1")))
-        elif name == b"host":
+        elif role == _HOST_HEADER:
             hosts.append(bytes(raw_value).decode("latin-1"))
-        elif trusting and name in _FORWARDING:
-            forwarded.setdefault(_FORWARDING[name], []).append(bytes(raw_value).decode("latin-1"))
-    root_path, path = _encoded_paths(scope)
+        elif trusting:
+            forwarded.setdefault(name.decode("latin-1"), []).append(bytes(raw_value).decode("latin-1"))
+    _, root_path, path = _scope_paths(scope)
     client = scope.get("client")
     url = rebuild_url(
         scheme=str(scope.get("scheme") or ("ws" if scope.get("type") == "websocket" else "http")),

@@ -307,7 +307,7 @@ def _policy(state: _AppState, app: Flask, req: Request) -> _ViewPolicy | None:
             if policy is not None:
                 return policy
     # The literal decoded path, as Flask routes it; PathRules also weighs its normalized form.
-    if state.enforce_all and not state.path_rules.is_exempt(req.path):
+    if state.enforce_all and not state.path_rules.decide(req.path)[0]:
         return _ENFORCED
     return None
 

@@ -130,17 +130,12 @@ class _Policy:
 async def _authenticate(verifier: DPoPVerifier, policy: _Policy, scope: Scope) -> AuthResult | None:
     """Run the verifier (and path scopes) for an http/websocket scope; ``None`` for an exempt path."""
     scope[VERIFIER_KEY] = verifier
-    path = route_path(scope)  # literal, as the router sees it: PathRules weighs both readings
-    if policy.rules.is_exempt(path):
+    # The literal path, as the router sees it: PathRules weighs both readings.
+    exempt, required, scopes = policy.rules.decide(route_path(scope))
+    if exempt:
         scope[PRINCIPAL_KEY] = None
         return None
-    return await authenticate_scope(
-        verifier,
-        scope,
-        policy.proxies,
-        required=policy.rules.is_required(path),
-        scopes=policy.rules.scopes_for(path),
-    )
+    return await authenticate_scope(verifier, scope, policy.proxies, required=required, scopes=scopes)
 
 
 class DPoPMiddleware:

@@ -292,17 +292,11 @@ class DPoPWSGIMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # The literal decoded path, as the app routes it: PathRules also weighs its normalized form.
-        path = str(environ.get("PATH_INFO", "")) or "/"
-        if self.rules.is_exempt(path):
+        exempt, required, scopes = self.rules.decide(str(environ.get("PATH_INFO", "")) or "/")
+        if exempt:
             environ[ENVIRON_KEY] = None
             return self.app(environ, start_response)
-        result = authenticate_environ(
-            self.verifier,
-            environ,
-            self.proxy_settings,
-            required=self.rules.is_required(path),
-            scopes=self.rules.scopes_for(path),
-        )
+        result = authenticate_environ(self.verifier, environ, self.proxy_settings, required=required, scopes=scopes)
         if result.rejection is not None:
             return wsgi_rejection(result.rejection, start_response)
         environ[ENVIRON_KEY] = result.principal

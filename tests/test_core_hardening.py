@@ -142,6 +142,18 @@ def test_path_rules_hold_for_both_readings(path: str, exempt: bool, required: bo
     assert rules.is_exempt(path) is exempt
     assert rules.is_required(path) is required
     assert rules.scopes_for(path) == scopes
+    # decide() answers the three at once, the same the first time and from its memo.
+    assert rules.decide(path) == (exempt, required, scopes)
+    assert rules.decide(path) == (exempt, required, scopes)
+
+
+def test_path_decisions_memo_is_bounded_and_keeps_answering() -> None:
+    rules = PathRules.create(exempt_paths=["/public"], path_scopes={"/admin": "admin"})
+    for i in range(3000):  # a flood of distinct paths
+        assert rules.decide(f"/admin/{i}") == (False, True, ("admin",))
+    assert len(rules._decisions) <= 1024
+    assert rules.decide("/public/x") == (True, True, ())
+    assert rules.decide("/public/../admin") == (False, True, ("admin",))
 
 
 def test_htu_with_a_lone_surrogate_is_a_401() -> None:

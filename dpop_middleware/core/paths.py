@@ -8,11 +8,15 @@ do) and normalized (as proxies do): ``/health/../admin`` is exempt only if both 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .htu import remove_dot_segments
 
-__all__ = ["PathRules", "path_matches"]
+__all__ = ["PathDecision", "PathRules", "path_matches"]
+
+#: ``(exempt, required, scopes)`` for one path: what :meth:`PathRules.decide` answers.
+PathDecision = tuple[bool, bool, tuple[str, ...]]
+_DECISIONS_SIZE = 1024
 
 
 def _normalized_rule(path: str) -> str:
@@ -59,6 +63,7 @@ class PathRules:
     optional: tuple[str, ...] = ()
     scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     required: bool = True
+    _decisions: dict[str, PathDecision] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -79,6 +84,20 @@ class PathRules:
             scopes=scopes,
             required=required,
         )
+
+    def decide(self, path: str) -> PathDecision:
+        """``(is_exempt, is_required, scopes_for)`` of ``path`` at once, memoized per path.
+
+        Adapters ask this on every request, and an API serves the same few paths; the memo is
+        bounded (a flood of distinct paths only empties it) and rules never change after creation.
+        """
+        decision = self._decisions.get(path)
+        if decision is None:
+            decision = (self.is_exempt(path), self.is_required(path), self.scopes_for(path))
+            if len(self._decisions) >= _DECISIONS_SIZE:
+                self._decisions.clear()
+            self._decisions[path] = decision
+        return decision
 
     # Relaxing rules (exempt, optional) must hold for every reading of the path; restricting ones
     # (scopes) apply if any reading matches. Fail closed either way.
