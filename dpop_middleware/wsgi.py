@@ -60,7 +60,7 @@ from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
 from .core.origin import WSGI_FORWARDING_KEYS, ProxySettings, rebuild_url
 from .core.paths import PathRules
-from .core.request import RequestInfo
+from .core.request import WSGI_CREDENTIAL_KEYS, RequestInfo
 from .verifier import AuthResult, DPoPVerifier
 
 if TYPE_CHECKING:
@@ -81,7 +81,6 @@ ENVIRON_KEY = "dpop"
 
 # What may stay unescaped in a path we rebuild; "%" is added for raw targets, whose escapes are the client's.
 _PATH_SAFE = "/!$&'()*+,;=:@~-._"
-_CREDENTIAL_KEYS = (("HTTP_AUTHORIZATION", "authorization"), ("HTTP_DPOP", "dpop"))
 _HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 _PROXY_FIX_KEY = "werkzeug.proxy_fix.orig"
 _warned_proxy_fix = False
@@ -186,7 +185,7 @@ def request_info_from_environ(environ: Mapping[str, Any], proxy_settings: ProxyS
     with commas, which the core counts as several values (a comma never occurs in a proof).
     """
     headers: list[tuple[str, str]] = []
-    for key, name in _CREDENTIAL_KEYS:
+    for key, name in WSGI_CREDENTIAL_KEYS:
         value = environ.get(key)
         if isinstance(value, str):
             headers.append((name, value))

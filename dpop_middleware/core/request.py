@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from .config import Mode, VerifierConfig
 from .errors import AuthenticationRequired, InvalidDPoPProofError, InvalidRequestError, InvalidTokenError
 
-__all__ = ["Credentials", "RequestInfo", "authorization_scheme", "extract_credentials"]
+__all__ = ["WSGI_CREDENTIAL_KEYS", "Credentials", "RequestInfo", "authorization_scheme", "extract_credentials"]
+
+#: The request headers the core reads, as WSGI environ keys (CGI style) with their lower-case names.
+#: Adapters copy only these into :class:`RequestInfo`.
+WSGI_CREDENTIAL_KEYS = (("HTTP_AUTHORIZATION", "authorization"), ("HTTP_DPOP", "dpop"))
 
 # RFC 7235 token68, the syntax of both Bearer (RFC 6750 §2.1) and DPoP (RFC 9449 §7.1) tokens:
 # 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". Checked with bytes.translate, which

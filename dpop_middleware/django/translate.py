@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse
 
 from ..core.challenge import ErrorResponse
 from ..core.origin import WSGI_FORWARDING_KEYS, ProxySettings, rebuild_url
-from ..core.request import RequestInfo
+from ..core.request import WSGI_CREDENTIAL_KEYS, RequestInfo
 
 __all__ = ["apply_headers", "challenge_header", "joined_headers", "request_info", "to_response"]
 
@@ -82,9 +82,10 @@ def request_info(request: HttpRequest, proxy: ProxySettings) -> RequestInfo:
         headers=forwarding,
         settings=proxy,
     )
+    # Only the two headers the core reads (copying every HTTP_* key measured ~5 us a request).
     # Repeated fields reach us comma-joined (WSGI and Django's ASGI handler alike); the core
     # counts a comma in a DPoP header as two proofs, which is what we want.
-    headers = [(key[5:].replace("_", "-").lower(), str(value)) for key, value in meta.items() if key[:5] == "HTTP_"]
+    headers = [(name, str(meta[key])) for key, name in WSGI_CREDENTIAL_KEYS if key in meta]
     return RequestInfo(request.method or "GET", url, headers)
 
 
