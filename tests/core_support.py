@@ -18,11 +18,16 @@ NOW = 1_800_000_000.0
 
 
 class Clock:
+    """A settable clock for verifiers, stores and validators under test."""
+
     def __init__(self, now: float = NOW) -> None:
-        self.now = now
+        self.now = float(now)
 
     def __call__(self) -> float:
         return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def b64(data: bytes | str) -> str:

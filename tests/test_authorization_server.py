@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from core_support import Clock
 
 from dpop_middleware import NoncePolicy, RequestInfo
 from dpop_middleware.authorization_server import (
@@ -26,14 +27,6 @@ REFRESH = VECTORS["refresh_request_proof"]
 RESOURCE = VECTORS["resource_request_proof"]
 ENDPOINT = TOKEN["url"]
 RFC_JKT = VECTORS["proof_jkt"]
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make(clock: Clock, **options: Any) -> TokenEndpointVerifier:

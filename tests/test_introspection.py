@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from authz_server import AuthzServer
+from core_support import Clock
 from servers import free_port
 
 from dpop_middleware import DPoPVerifier, InvalidTokenError, RequestInfo, TokenValidationUnavailable
@@ -31,17 +32,6 @@ URL = "https://api.test/protected"
 CLIENT = DPoPKey.generate("ES256")
 OTHER = DPoPKey.generate("ES256")
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from authz_server import AuthzServer
+from core_support import Clock
 from servers import free_port
 
 from dpop_middleware import DPoPVerifier, InvalidTokenError, RequestInfo, TokenValidationUnavailable
@@ -27,17 +28,6 @@ from dpop_middleware.tokens._jwks_cache import JWKSCachePolicy, cache_ttl
 API = "https://api.test"
 URL = "https://api.test/protected"
 CLIENT = DPoPKey.generate("ES256")
-
-
-class Clock:
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

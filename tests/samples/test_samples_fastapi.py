@@ -17,21 +17,6 @@ from sample_projects.issuer.inprocess import InProcessIssuer
 BASE = "http://testserver"
 
 
-@pytest.fixture(scope="module")
-def issuer() -> InProcessIssuer:
-    return InProcessIssuer()
-
-
-@pytest.fixture(scope="module")
-def key() -> DPoPKey:
-    return DPoPKey.generate("ES256")
-
-
-@pytest.fixture(scope="module")
-def token(issuer: InProcessIssuer, key: DPoPKey) -> str:
-    return issuer.token(key, "notes:read notes:write")
-
-
 def make_client(issuer: InProcessIssuer, env: Mapping[str, str] | None = None) -> TestClient:
     settings = SampleSettings.from_env(env or {}, default_port=8003)
     return TestClient(create_app(settings, validator=issuer.validator(settings)))

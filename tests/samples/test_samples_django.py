@@ -49,21 +49,6 @@ def sample_api(issuer: InProcessIssuer, env: Mapping[str, str] | None = None) ->
         yield Client()
 
 
-@pytest.fixture(scope="module")
-def issuer() -> InProcessIssuer:
-    return InProcessIssuer()
-
-
-@pytest.fixture(scope="module")
-def key() -> DPoPKey:
-    return DPoPKey.generate("ES256")
-
-
-@pytest.fixture(scope="module")
-def token(issuer: InProcessIssuer, key: DPoPKey) -> str:
-    return issuer.token(key, "notes:read notes:write")
-
-
 @pytest.fixture
 def client(issuer: InProcessIssuer) -> Iterator[Client]:
     with sample_api(issuer) as client:

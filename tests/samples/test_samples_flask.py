@@ -19,21 +19,6 @@ from sample_projects.issuer.inprocess import InProcessIssuer
 BASE = "http://localhost"  # what Flask's test client uses as the request's origin
 
 
-@pytest.fixture(scope="module")
-def issuer() -> InProcessIssuer:
-    return InProcessIssuer()
-
-
-@pytest.fixture(scope="module")
-def key() -> DPoPKey:
-    return DPoPKey.generate("ES256")
-
-
-@pytest.fixture(scope="module")
-def token(issuer: InProcessIssuer, key: DPoPKey) -> str:
-    return issuer.token(key, "notes:read notes:write")
-
-
 def make_app(issuer: InProcessIssuer, env: Mapping[str, str] | None = None) -> Flask:
     settings = SampleSettings.from_env(env or {}, default_port=8002)
     return create_app(settings, validator=issuer.validator(settings))
