@@ -460,7 +460,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=4, help="python load generator processes (default 4)")
     parser.add_argument("--requests", type=int, default=None, help="python generator: stop after this many")
     parser.add_argument("--only", default="", help=f"comma-separated servers: {', '.join(s.key for s in SERVERS)}")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from none,memory,redis")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from none,floor,memory,redis")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and checks to this file")
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds of every case; each case reports its median round (default 1)"
