@@ -1,8 +1,9 @@
 """End-to-end benchmark: each adapter under its real server on 127.0.0.1, with and without DPoP.
 
-    python bench/e2e.py                      # 5 s per case, wrk when installed, prints Markdown tables
+    python bench/e2e.py                      # 5 rounds of 2 s per case, wrk when installed, Markdown tables
     python bench/e2e.py --smoke              # a few hundred requests per case, no timing claims
     python bench/e2e.py --only flask,starlette --seconds 10 --json out.json
+    python bench/e2e.py --algs ES256,RS256   # every case once per proof algorithm
 
 Servers (one worker each, so that on a 2-core machine one core serves and the other drives the load):
 Starlette and FastAPI under uvicorn, Flask and Django under gunicorn (sync worker), Django under
@@ -17,8 +18,9 @@ store (``redis``, against a throw-away ``redis-server`` on loopback).
 slower than an unprofiled one.
 
 Every request carries an ``Authorization: DPoP <token>`` and a ``DPoP`` proof header, in all four
-variants so the requests are byte-for-byte the same size. The proofs are signed (ES256, four client
-keys, each with its own bound access token) just before each run for the exact URL, and every
+variants so the requests are byte-for-byte the same size. The proofs are signed (ES256 unless
+``--algs`` says otherwise; four client keys, each with its own bound access token) just before each
+run for the exact URL, and every
 protected request gets a proof of its own: a proof seen twice would be rejected as a replay, and a
 run with any non-2xx answer is reported as invalid instead of as a figure.
 
@@ -36,13 +38,15 @@ import contextlib
 import http.client
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,13 +56,15 @@ BENCH = ROOT / "bench"
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(BENCH)]
 
 from e2e_apps.common import BODY, ENV_AUDIENCE, ENV_ISSUER, ENV_JWKS, ENV_MODE, ENV_STORE, PATH  # noqa: E402
-from loadgen import LoadResult, run_python, run_wrk, wrk_available  # noqa: E402
+from loadgen import CLIENT_CPUS, SERVER_CPUS, LoadResult, pinned, run_python, run_wrk, wrk_available  # noqa: E402
 from servers import free_port, running  # noqa: E402
 
 from dpop_middleware.client import DPoPKey  # noqa: E402
 from dpop_middleware.testing import TestIssuer  # noqa: E402
 
 VARIANTS = ("none", "floor", "memory", "redis")
+#: Proof algorithms the benchmark can sign with (and ``e2e_apps/floor.py`` can check).
+ALGS = ("ES256", "EdDSA", "RS256", "PS256")
 #: The app's mode per variant (``e2e_apps.common.mode``).
 _MODES = {"none": "none", "floor": "floor", "memory": "protected", "redis": "protected"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -76,6 +82,10 @@ class ServerSpec:
     rps_target: float | None = None  # protected (memory store) req/s over unprotected req/s, at least
 
     def argv(self, port: int) -> list[str]:
+        """The server's command line, pinned to the server's core (``loadgen.pinned``)."""
+        return pinned(self._argv(port), SERVER_CPUS)
+
+    def _argv(self, port: int) -> list[str]:
         if self.server == "gunicorn":
             return [
                 sys.executable, "-m", "gunicorn", "-k", "sync", "-w", "1", "-b", f"127.0.0.1:{port}",
@@ -112,6 +122,7 @@ class Row:
     adapter: str
     runner: str
     variant: str
+    alg: str = "ES256"  # of the proofs
     generator: str = ""
     responses: int = 0
     errors: int = 0
@@ -125,6 +136,11 @@ class Row:
     redis_commands: int | None = None
     in_flight: int = 0  # requests the load generator may leave unanswered when it stops
     failure: str | None = None
+    # Paired figures: the median over rounds of this round's value against the same round's other
+    # variant (measured seconds apart), steadier on a shared machine than a ratio of two medians.
+    rps_vs_none: float | None = None
+    rps_vs_floor: float | None = None
+    cpu_vs_memory: float | None = None  # server CPU per request over the memory store's, minus 1
 
 
 @dataclass
@@ -138,7 +154,7 @@ class Settings:
     smoke: bool
     redis_port: int | None = None
     redis_pid: int | None = None
-    unprotected_rps: dict[str, float] = field(default_factory=dict)
+    best_rps: dict[tuple[str, str], float] = field(default_factory=dict)  # by (alg, server)
     profile_dir: Path | None = None
 
 
@@ -184,11 +200,12 @@ def redis_commands(port: int) -> int:
 
 
 class Client:
-    """The benchmark's client side: four ES256 keys, each with its own bound access token."""
+    """The benchmark's client side: four keys for ``alg``, each with its own bound access token."""
 
-    def __init__(self) -> None:
-        self.issuer = TestIssuer(issuer="https://issuer.bench", audience="https://api.bench")
-        self.keys = [DPoPKey.generate("ES256") for _ in range(4)]
+    def __init__(self, alg: str = "ES256", issuer: TestIssuer | None = None) -> None:
+        self.alg = alg
+        self.issuer = issuer or TestIssuer(issuer="https://issuer.bench", audience="https://api.bench")
+        self.keys = [DPoPKey.generate(alg) for _ in range(4)]
         self.tokens = [self.issuer.token(k.jkt, lifetime=3600) for k in self.keys]
 
     def env(self) -> dict[str, str]:
@@ -202,12 +219,37 @@ class Client:
         key, token = self.keys[i % len(self.keys)], self.tokens[i % len(self.keys)]
         return {"Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url, access_token=token)}
 
+    def lines(self, url: str, start: int, stop: int) -> str:
+        """Proof file lines ``start..stop`` (see ``loadgen``) for ``GET url``."""
+        out = []
+        for i in range(start, stop):
+            h = self.headers(url, i)
+            out.append(f"{h['Authorization']}\t{h['DPoP']}\n")
+        return "".join(out)
+
     def write_proofs(self, url: str, count: int, path: Path) -> None:
-        """``count`` distinct proofs for ``GET url``, fresh ``iat``: sign them right before the run."""
+        """``count`` distinct proofs for ``GET url``, fresh ``iat``: sign them right before the run.
+
+        RSA signing is slow (~0.4 ms a proof): big batches are signed on every core, in forked
+        processes that inherit this client (its keys never leave the machine's memory).
+        """
+        cores = len(os.sched_getaffinity(0))
+        if count < 4000 or cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            chunks = [self.lines(url, 0, count)]
+        else:
+            _SIGNER["client"] = self
+            step = -(-count // cores)
+            with multiprocessing.get_context("fork").Pool(cores) as pool:
+                chunks = pool.map(_sign_lines, [(url, i, min(count, i + step)) for i in range(0, count, step)])
         with open(path, "w", encoding="ascii") as fh:
-            for i in range(count):
-                h = self.headers(url, i)
-                fh.write(f"{h['Authorization']}\t{h['DPoP']}\n")
+            fh.writelines(chunks)
+
+
+_SIGNER: dict[str, Client] = {}  # the client a forked signing process inherits
+
+
+def _sign_lines(job: tuple[str, int, int]) -> str:
+    return _SIGNER["client"].lines(*job)
 
 
 def _get(port: int, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -251,14 +293,14 @@ def sanity_check(port: int, client: Client, variant: str) -> None:
 # -- cases -----------------------------------------------------------------------------------------
 
 
-def _proofs_needed(settings: Settings, spec: ServerSpec, variant: str) -> int:
+def _proofs_needed(settings: Settings, client: Client, spec: ServerSpec, variant: str) -> int:
     if settings.max_requests is not None:
         return settings.max_requests + 50
     if variant in ("none", "floor"):
         return 2000  # reused in a loop: neither the bare app nor the signature-only check looks for replays
-    # Enough for the run at 1.5x the unprotected rate (protected is slower, but a busy machine can slow
-    # the unprotected run down); running out would show as rejected replays, i.e. a failed case.
-    rps = max(2000.0, settings.unprotected_rps.get(spec.key) or 6000.0)
+    # Enough for the run at 1.5x the best rate this server has shown (protected is slower, but a busy
+    # machine can slow the other runs down); running out would show as rejected replays, i.e. a failed case.
+    rps = max(2000.0, settings.best_rps.get((client.alg, spec.key)) or 6000.0)
     return min(400_000, math.ceil(rps * settings.seconds * 1.5) + 1000)
 
 
@@ -304,38 +346,58 @@ def _profiled(settings: Settings, server_pid: int, name: str) -> Iterator[None]:
             spy.wait()
 
 
-def run_case(settings: Settings, client: Client, spec: ServerSpec, variant: str) -> Row:
-    """Start the server, check it, sign proofs, drive the load, read the CPU counters, stop it."""
-    row = Row(spec.key, spec.adapter, spec.server, variant)
+@dataclass
+class Server:
+    """One variant's server, started once and measured round after round."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+
+def _env(settings: Settings, client: Client, spec: ServerSpec, variant: str) -> dict[str, str]:
     store = "memory" if variant != "redis" else f"redis://127.0.0.1:{settings.redis_port}/0"
-    env = {
+    return {
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)]),
         ENV_MODE: _MODES[variant],
         ENV_STORE: store,
         **client.env(),
         **dict(spec.env),
     }
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, client: Client, spec: ServerSpec, variant: str) -> Iterator[Server]:
+    """Start one variant's server, prove it measures what it claims, warm it up; stop it by pid at the end."""
     port = free_port()
-    log = settings.workdir / f"{spec.key}-{variant}.log"
-    proof_file = settings.workdir / f"{spec.key}-{variant}.proofs"
+    log = settings.workdir / f"{client.alg}-{spec.key}-{variant}.log"
+    with running(spec.argv(port), port, env=_env(settings, client, spec, variant), timeout=60, log_path=log) as proc:
+        sanity_check(port, client, variant)
+        yield Server(proc, port, log)
+
+
+def measure(settings: Settings, client: Client, spec: ServerSpec, variant: str, server: Server) -> Row:
+    """One measured run against a running server: sign proofs, drive the load, read the CPU counters."""
+    row = Row(spec.key, spec.adapter, spec.server, variant, client.alg)
+    proof_file = settings.workdir / f"{client.alg}-{spec.key}-{variant}.proofs"
     try:
-        with running(spec.argv(port), port, env=env, timeout=60, log_path=log) as proc:
-            sanity_check(port, client, variant)
-            client.write_proofs(f"http://127.0.0.1:{port}{PATH}", _proofs_needed(settings, spec, variant), proof_file)
-            redis_port, redis_pid = settings.redis_port or 0, settings.redis_pid or 0
-            redis_on = variant == "redis" and redis_port > 0 and redis_pid > 0
-            cpu0 = group_cpu_seconds(proc.pid)
-            if redis_on:
-                rcpu0, rcmd0 = group_cpu_seconds(redis_pid), redis_commands(redis_port)
-            with _profiled(settings, proc.pid, f"{spec.key}-{variant}"):
-                result = _load(settings, port, proof_file)
-            cpu1 = group_cpu_seconds(proc.pid)
-            if redis_on:
-                rcpu1, rcmd1 = group_cpu_seconds(redis_pid), redis_commands(redis_port)
-            if proc.poll() is not None:
-                raise CaseError(f"server exited during the run ({proc.returncode})")
+        client.write_proofs(
+            f"http://127.0.0.1:{server.port}{PATH}", _proofs_needed(settings, client, spec, variant), proof_file
+        )
+        redis_port, redis_pid = settings.redis_port or 0, settings.redis_pid or 0
+        redis_on = variant == "redis" and redis_port > 0 and redis_pid > 0
+        cpu0 = group_cpu_seconds(server.proc.pid)
+        if redis_on:
+            rcpu0, rcmd0 = group_cpu_seconds(redis_pid), redis_commands(redis_port)
+        with _profiled(settings, server.proc.pid, f"{client.alg}-{spec.key}-{variant}"):
+            result = _load(settings, server.port, proof_file)
+        cpu1 = group_cpu_seconds(server.proc.pid)
+        if redis_on:
+            rcpu1, rcmd1 = group_cpu_seconds(redis_pid), redis_commands(redis_port)
+        if server.proc.poll() is not None:
+            raise CaseError(f"server exited during the run ({server.proc.returncode})")
     except (CaseError, RuntimeError, TimeoutError, OSError, ValueError, subprocess.SubprocessError) as exc:
-        row.failure = f"{type(exc).__name__}: {exc} (server log: {log})"
+        row.failure = f"{type(exc).__name__}: {exc} (server log: {server.log})"
         return row
     finally:
         with contextlib.suppress(OSError):
@@ -353,16 +415,79 @@ def run_case(settings: Settings, client: Client, spec: ServerSpec, variant: str)
         row.in_flight = settings.connections if settings.loadgen == "wrk" else settings.processes
     if result.errors:
         row.failure = f"{result.errors} non-2xx or socket errors (proofs exhausted or server overloaded)"
-    if variant == "none" and not row.failure:
-        settings.unprotected_rps[spec.key] = row.rps
+    if not row.failure:
+        seen = settings.best_rps
+        seen[(client.alg, spec.key)] = max(seen.get((client.alg, spec.key), 0.0), row.rps)
     return row
+
+
+_SERVER_ERRORS = (CaseError, RuntimeError, TimeoutError, OSError, ValueError, subprocess.SubprocessError)
+
+
+def run_case(settings: Settings, client: Client, spec: ServerSpec, variant: str) -> Row:
+    """Start the server, check it, measure one run, stop it."""
+    try:
+        with serving(settings, client, spec, variant) as server:
+            return measure(settings, client, spec, variant, server)
+    except _SERVER_ERRORS as exc:
+        log = settings.workdir / f"{client.alg}-{spec.key}-{variant}.log"
+        return Row(spec.key, spec.adapter, spec.server, variant, client.alg,
+                   failure=f"{type(exc).__name__}: {exc} (server log: {log})")  # fmt: skip
+
+
+def run_adapter(settings: Settings, client: Client, spec: ServerSpec, variants: list[str], rounds: int) -> list[Row]:
+    """Every variant of one adapter, each on a server of its own started once, measured in turn round
+    after round (none, floor, memory, redis, none, floor, ...): a slow spell of a shared machine then
+    hits one round of every variant, not every round of one. Each case reports its median round."""
+    runs: dict[str, list[Row]] = {}
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, Server] = {}
+        for variant in variants:
+            try:
+                servers[variant] = stack.enter_context(serving(settings, client, spec, variant))
+            except _SERVER_ERRORS as exc:
+                log = settings.workdir / f"{client.alg}-{spec.key}-{variant}.log"
+                runs[variant] = [Row(spec.key, spec.adapter, spec.server, variant, client.alg,
+                                     failure=f"{type(exc).__name__}: {exc} (server log: {log})")]  # fmt: skip
+        for _ in range(rounds):
+            for variant, server in servers.items():
+                row = measure(settings, client, spec, variant, server)
+                note = row.failure or ""
+                print(f"# {client.alg:6} {spec.key:12} {variant:7} {row.rps:9,.0f} req/s  {note}", file=sys.stderr)
+                runs.setdefault(variant, []).append(row)
+    rows = {v: median_row(runs[v]) for v in variants if v in runs}
+    pair(rows, runs)
+    return list(rows.values())
+
+
+def _paired(mine: list[Row], theirs: list[Row], value: Callable[[Row, Row], float]) -> float | None:
+    if not mine or len(mine) != len(theirs) or any(r.failure for r in (*mine, *theirs)):
+        return None
+    return statistics.median(value(a, b) for a, b in zip(mine, theirs, strict=True))
+
+
+def pair(rows: dict[str, Row], runs: dict[str, list[Row]]) -> None:
+    """Set the paired ratios of each reported row from the rounds of its case and of its yardstick."""
+    for variant, row in rows.items():
+        if row.failure:
+            continue
+        mine = runs[variant]
+        if variant != "none" and "none" in runs:
+            row.rps_vs_none = _paired(mine, runs["none"], lambda a, b: a.rps / b.rps if b.rps else 0.0)
+        if variant in ("memory", "redis") and "floor" in runs:
+            row.rps_vs_floor = _paired(mine, runs["floor"], lambda a, b: a.rps / b.rps if b.rps else 0.0)
+        if variant == "redis" and "memory" in runs:
+            row.cpu_vs_memory = _paired(
+                mine, runs["memory"], lambda a, b: a.cpu_us_per_req / b.cpu_us_per_req - 1 if b.cpu_us_per_req else 0.0
+            )
 
 
 @contextlib.contextmanager
 def redis_process() -> Iterator[tuple[int, int]]:
     """A throw-away redis-server (no persistence) on loopback: yields (port, pid)."""
     port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv = pinned(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                  CLIENT_CPUS)  # fmt: skip
     with running(argv, port) as proc:
         yield port, proc.pid
 
@@ -379,33 +504,45 @@ def median_row(rows: list[Row]) -> Row:
 # -- report ----------------------------------------------------------------------------------------
 
 
-def _find(rows: list[Row], key: str, variant: str) -> Row | None:
-    return next((r for r in rows if r.server == key and r.variant == variant and not r.failure), None)
+def _find(rows: list[Row], key: str, variant: str, alg: str) -> Row | None:
+    return next(
+        (r for r in rows if r.server == key and r.variant == variant and r.alg == alg and not r.failure), None
+    )
+
+
+def _ratio(paired: float | None, mine: float, theirs: float) -> float:
+    """The paired ratio when the rows come from interleaved rounds, else the ratio of the two rows."""
+    if paired is not None:
+        return paired
+    return mine / theirs if theirs else 0.0
 
 
 def checks(rows: list[Row]) -> list[dict[str, Any]]:
-    """The targets of the performance issue, measured against this run's rows."""
+    """The targets of the performance issue, measured against this run's rows, per proof algorithm."""
     out: list[dict[str, Any]] = []
-    for spec in SERVERS:
-        none, floor, memory, redis_row = (_find(rows, spec.key, v) for v in VARIANTS)
-        label = f"{spec.adapter}/{spec.server}"
+    algs = [a for a in ALGS if any(r.alg == a for r in rows)]
+    for alg, spec in ((a, s) for a in algs for s in SERVERS):
+        none, floor, memory, redis_row = (_find(rows, spec.key, v, alg) for v in VARIANTS)
+        label = f"{spec.adapter}/{spec.server}, {alg}"
         if none and floor:
-            ratio = floor.rps / none.rps if none.rps else 0.0
+            ratio = _ratio(floor.rps_vs_none, floor.rps, none.rps)
             out.append({"check": f"{label}: the floor (raw signature check only) req/s vs unprotected",
                         "measured": f"{ratio:.0%}", "target": "(the best any DPoP layer can do)",
                         "ok": None})  # fmt: skip
         if floor and memory:
-            ratio = memory.rps / floor.rps if floor.rps else 0.0
+            ratio = _ratio(memory.rps_vs_floor, memory.rps, floor.rps)
             out.append({"check": f"{label}: protected req/s vs the floor", "measured": f"{ratio:.0%}",
                         "target": "(none set)", "ok": None})  # fmt: skip
         if none and memory:
-            ratio = memory.rps / none.rps if none.rps else 0.0
+            ratio = _ratio(memory.rps_vs_none, memory.rps, none.rps)
             target = spec.rps_target
             out.append({"check": f"{label}: protected req/s vs unprotected", "measured": f"{ratio:.0%}",
                         "target": f">= {target:.0%}" if target else "(none set)",
                         "ok": None if target is None else ratio >= target})  # fmt: skip
         if memory and redis_row and memory.cpu_us_per_req:
-            extra = redis_row.cpu_us_per_req / memory.cpu_us_per_req - 1
+            extra = redis_row.cpu_vs_memory
+            if extra is None:
+                extra = redis_row.cpu_us_per_req / memory.cpu_us_per_req - 1
             out.append({"check": f"{label}: Redis store server CPU/req vs memory store", "measured": f"{extra:+.0%}",
                         "target": f"<= +{REDIS_CPU_TARGET:.0%}", "ok": extra <= REDIS_CPU_TARGET})  # fmt: skip
         if redis_row and redis_row.redis_commands is not None:
@@ -420,18 +557,21 @@ def checks(rows: list[Row]) -> list[dict[str, Any]]:
 def markdown(rows: list[Row], smoke: bool) -> str:
     """The results and the target checks as Markdown tables."""
     lines = [
-        "| adapter | server | variant | req/s | vs none | p50 ms | p99 ms | server CPU µs/req | redis CPU µs/req |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| adapter | server | proofs | variant | req/s | vs none | p50 ms | p99 ms | server CPU µs/req "
+        "| redis CPU µs/req |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if row.failure:
-            lines.append(f"| {row.adapter} | {row.runner} | {row.variant} | FAILED: {row.failure} | | | | | |")
+            lines.append(
+                f"| {row.adapter} | {row.runner} | {row.alg} | {row.variant} | FAILED: {row.failure} | | | | | |"
+            )
             continue
-        none = _find(rows, row.server, "none")
-        vs = f"{row.rps / none.rps:.0%}" if none and none.rps else ""
+        none = _find(rows, row.server, "none", row.alg)
+        vs = f"{_ratio(row.rps_vs_none, row.rps, none.rps):.0%}" if none and none.rps else ""
         redis_cpu = "" if row.redis_cpu_us_per_req is None else f"{row.redis_cpu_us_per_req:.0f}"
         lines.append(
-            f"| {row.adapter} | {row.runner} | {row.variant} | {row.rps:,.0f} | {vs} | {row.p50_ms:.2f} | "
+            f"| {row.adapter} | {row.runner} | {row.alg} | {row.variant} | {row.rps:,.0f} | {vs} | {row.p50_ms:.2f} | "
             f"{row.p99_ms:.2f} | {row.cpu_us_per_req:.0f} | {redis_cpu} |"
         )
     lines += ["", "| check | measured | target | verdict |", "|---|---:|---|---|"]
@@ -449,7 +589,7 @@ def markdown(rows: list[Row], smoke: bool) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests per case, no timing claims")
-    parser.add_argument("--seconds", type=int, default=5, help="duration of each measured run (default 5)")
+    parser.add_argument("--seconds", type=int, default=2, help="duration of each measured run (default 2)")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     parser.add_argument(
         "--loadgen",
@@ -461,9 +601,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=None, help="python generator: stop after this many")
     parser.add_argument("--only", default="", help=f"comma-separated servers: {', '.join(s.key for s in SERVERS)}")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from none,floor,memory,redis")
+    parser.add_argument(
+        "--algs", default="ES256", help=f"comma-separated proof algorithms, from {','.join(ALGS)} (default ES256)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and checks to this file")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="rounds of every case; each case reports its median round (default 1)"
+        "--repeat", type=int, default=5, help="rounds of every case; each case reports its median round (default 5)"
     )
     parser.add_argument(
         "--profile",
@@ -490,11 +633,13 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {s for s in args.only.split(",") if s}
     unknown = wanted - {s.key for s in SERVERS}
     variants = [v for v in args.variants.split(",") if v]
-    if unknown or not set(variants) <= set(VARIANTS):
-        print(f"unknown server or variant: {sorted(unknown) or variants}", file=sys.stderr)
+    algs = [a for a in args.algs.split(",") if a]
+    if unknown or not set(variants) <= set(VARIANTS) or not algs or not set(algs) <= set(ALGS):
+        print(f"unknown server, variant or algorithm: {sorted(unknown) or variants + algs}", file=sys.stderr)
         return 2
     specs = [s for s in SERVERS if not wanted or s.key in wanted]
-    client = Client()
+    issuer = TestIssuer(issuer="https://issuer.bench", audience="https://api.bench")
+    clients = [Client(alg, issuer) for alg in algs]
     rows: list[Row] = []
     repeat = 1 if args.smoke else max(1, args.repeat)
     with tempfile.TemporaryDirectory(prefix="dpop-bench-") as tmp, contextlib.ExitStack() as stack:
@@ -507,18 +652,10 @@ def main(argv: list[str] | None = None) -> int:
             settings.profile_dir = args.profile
         if "redis" in variants:
             settings.redis_port, settings.redis_pid = stack.enter_context(redis_process())
-        runs: dict[tuple[str, str], list[Row]] = {}
-        for _ in range(repeat):
-            # Rounds of every case, one after the other: a slow spell of a shared machine then hits one
-            # round of every variant instead of every round of one variant.
+        ordered = [v for v in VARIANTS if v in variants]
+        for client in clients:
             for spec in specs:
-                for variant in VARIANTS:
-                    if variant in variants:
-                        row = run_case(settings, client, spec, variant)
-                        note = row.failure or ""
-                        print(f"# {spec.key:12} {variant:7} {row.rps:9,.0f} req/s  {note}", file=sys.stderr)
-                        runs.setdefault((spec.key, variant), []).append(row)
-        rows = [median_row(case_rows) for case_rows in runs.values()]
+                rows += run_adapter(settings, client, spec, ordered, repeat)
         if any(r.failure for r in rows):
             # Keep the server logs of failed cases where the user can read them.
             keep = Path(tempfile.mkdtemp(prefix="dpop-bench-logs-"))
@@ -530,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "loadgen": loadgen, "seconds": seconds, "repeat": repeat,
         "connections": args.connections if loadgen == "wrk" else args.processes,
-        "max_requests": max_requests, "workers": 1, "smoke": args.smoke,
+        "max_requests": max_requests, "workers": 1, "smoke": args.smoke, "algs": algs,
     }  # fmt: skip
     print(markdown(rows, args.smoke))
     if args.json:

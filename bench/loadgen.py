@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -46,13 +47,30 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
+#: CPU sets: the server under test gets a core of its own, the load generator and Redis share the
+#: rest. Without this the scheduler moves the server between cores as the others wake up, and a run's
+#: figures depend on where it landed more than on the code under test.
+SERVER_CPUS, CLIENT_CPUS = "0", "1-"
+
+
+def pinned(argv: list[str], cpus: str) -> list[str]:
+    """``argv`` run on ``cpus`` (``taskset`` syntax; ``N-`` is N to the last core) when the machine has
+    at least two cores and ``taskset``; else ``argv`` as it is."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if count < 2 or shutil.which("taskset") is None:
+        return argv
+    if cpus.endswith("-"):
+        cpus = f"{cpus}{max(os.sched_getaffinity(0))}"
+    return ["taskset", "-c", cpus, *argv]
+
+
 def run_wrk(port: int, path: str, proof_file: Path, *, seconds: int, connections: int, threads: int = 1) -> LoadResult:
     """Run ``wrk`` for ``seconds`` against ``http://127.0.0.1:port`` sending the proofs of ``proof_file``."""
     threads = max(1, min(threads, connections))
-    argv = [
+    argv = pinned([
         "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
         "-s", str(LUA_SCRIPT), f"http://127.0.0.1:{port}", "--", str(proof_file), str(threads), path,
-    ]  # fmt: skip
+    ], CLIENT_CPUS)  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if done.returncode != 0 or line is None:
@@ -87,7 +105,8 @@ def run_python(
         per_worker = -(-max_requests // processes)
         argv_base += ["--max", str(per_worker)]
     procs = [
-        subprocess.Popen([*argv_base, "--index", str(i)], stdout=subprocess.PIPE, text=True) for i in range(processes)
+        subprocess.Popen(pinned([*argv_base, "--index", str(i)], CLIENT_CPUS), stdout=subprocess.PIPE, text=True)
+        for i in range(processes)
     ]
     results = []
     try:

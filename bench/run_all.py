@@ -42,7 +42,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from chart import Panel, bar_charts, has_matplotlib  # noqa: E402
-from e2e import VARIANTS  # noqa: E402
+from e2e import ALGS, VARIANTS  # noqa: E402
 
 PACKAGES = ("dpop-middleware", "cryptography", "jwcrypto", "cachetools", "Django", "Flask", "starlette", "fastapi",
             "uvicorn", "gunicorn", "h11", "httptools", "uvloop", "redis")  # fmt: skip
@@ -167,16 +167,16 @@ def cost_paragraph(e2e: dict[str, Any] | None, verify_out: str) -> str:
     if not e2e:
         return "_The end-to-end benchmark did not run._"
     rows = [r for r in e2e["rows"] if not r["failure"]]
-    by = {(r["server"], r["variant"]): r for r in rows}
+    by = {(r["server"], r["variant"], r["alg"]): r for r in rows}
     core = _core_floor_us(verify_out)
     parts = []
     for r in rows:
-        if r["variant"] != "memory" or (r["server"], "none") not in by:
+        if r["variant"] != "memory" or (r["server"], "none", r["alg"]) not in by:
             continue
-        base = by[(r["server"], "none")]
+        base = by[(r["server"], "none", r["alg"])]
         added = r["cpu_us_per_req"] - base["cpu_us_per_req"]
-        text = f"{r['adapter']}/{r['runner']} +{added:.0f} µs"
-        floor = by.get((r["server"], "floor"))
+        text = f"{r['adapter']}/{r['runner']} with {r['alg']} proofs +{added:.0f} µs"
+        floor = by.get((r["server"], "floor", r["alg"]))
         if floor:
             signature = floor["cpu_us_per_req"] - base["cpu_us_per_req"]
             ceiling = floor["rps"] / base["rps"] if base["rps"] else 0.0
@@ -184,7 +184,7 @@ def cost_paragraph(e2e: dict[str, Any] | None, verify_out: str) -> str:
                 f" (the raw signature check alone: +{signature:.0f} µs, which caps any DPoP layer at "
                 f"{ceiling:.0%} of the unprotected req/s; ours above it: {added - signature:+.0f} µs)"
             )
-        redis_row = by.get((r["server"], "redis"))
+        redis_row = by.get((r["server"], "redis", r["alg"]))
         if redis_row:
             text += f"; the Redis store a further {redis_row['cpu_us_per_req'] - r['cpu_us_per_req']:+.0f} µs"
         parts.append(text)
@@ -234,11 +234,12 @@ def cost_paragraph(e2e: dict[str, Any] | None, verify_out: str) -> str:
 
 def e2e_panels(e2e: dict[str, Any]) -> list[Panel]:
     rows = e2e["rows"]
-    servers: list[tuple[str, str]] = []
-    for r in rows:
-        label = (r["server"], f"{r['adapter']}/{r['runner']}")
-        if label not in servers:
-            servers.append(label)
+    servers: list[tuple[tuple[str, str], str]] = []
+    for alg in ALGS:
+        for r in rows:
+            label = ((r["server"], alg), f"{r['adapter']}/{r['runner']} {alg}")
+            if r["alg"] == alg and label not in servers:
+                servers.append(label)
     variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
     names = {
         "none": "no DPoP",
@@ -252,7 +253,10 @@ def e2e_panels(e2e: dict[str, Any]) -> list[Panel]:
         for key, _ in servers:
             row_values: list[float | None] = []
             for v in variants:
-                match = next((r for r in rows if r["server"] == key and r["variant"] == v and not r["failure"]), None)
+                match = next(
+                    (r for r in rows if (r["server"], r["alg"]) == key and r["variant"] == v and not r["failure"]),
+                    None,
+                )
                 row_values.append(float(match[metric]) if match else None)
             out.append(row_values)
         return out
@@ -377,9 +381,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="every part in smoke mode, no timing claims")
     parser.add_argument("--out", type=Path, default=None, help="where to write performance.md/.png (default docs/)")
-    parser.add_argument("--seconds", type=int, default=4, help="end-to-end run length per case (default 4)")
-    parser.add_argument("--repeat", type=int, default=3, help="end-to-end rounds per case, median reported (default 3)")
+    parser.add_argument("--seconds", type=int, default=2, help="end-to-end run length per case (default 2)")
+    parser.add_argument("--repeat", type=int, default=5, help="end-to-end rounds per case, median reported (default 5)")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument(
+        "--algs", default="ES256,RS256", help="end-to-end proof algorithms, comma-separated (default ES256,RS256)"
+    )
     parser.add_argument(
         "--chart",
         choices=["auto", "builtin", "matplotlib"],
@@ -398,7 +405,8 @@ def main() -> int:
         if "verify" not in skip:
             parts["verify"] = run_part("core verify", "verify.py", smoke, None, 900)
         if "e2e" not in skip:
-            e2e_args = [*smoke, "--loadgen", args.loadgen, "--seconds", str(args.seconds), "--repeat", str(args.repeat)]
+            e2e_args = [*smoke, "--loadgen", args.loadgen, "--seconds", str(args.seconds), "--repeat", str(args.repeat),
+                        "--algs", args.algs]  # fmt: skip
             parts["e2e"] = run_part("end to end", "e2e.py", e2e_args, Path(tmp) / "e2e.json", 1800)
         if "replay_store" not in skip and (HERE / "replay_store.py").exists():
             parts["replay_store"] = run_part("replay store", "replay_store.py", smoke, None, 900)

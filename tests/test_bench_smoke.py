@@ -47,16 +47,13 @@ def test_run_all_smoke_writes_report_and_chart(tmp_path: Path) -> None:
     ):
         assert heading in report
     assert "Smoke run" in report and "FAILED" not in report
-    # Every adapter under every server, in all four variants.
-    for adapter, server in (
-        ("Starlette", "uvicorn"),
-        ("FastAPI", "uvicorn"),
-        ("Flask", "gunicorn"),
-        ("Django", "gunicorn"),
-        ("Django", "uvicorn"),
-    ):
-        for variant in ("none", "floor", "memory", "redis"):
-            assert f"| {adapter} | {server} | {variant} |" in report
+    # Every adapter under every server, with both proof algorithms, in all four variants.
+    servers = (("Starlette", "uvicorn"), ("FastAPI", "uvicorn"), ("Flask", "gunicorn"), ("Django", "gunicorn"),
+               ("Django", "uvicorn"))  # fmt: skip
+    for alg in ("ES256", "RS256"):
+        for adapter, server in servers:
+            for variant in ("none", "floor", "memory", "redis"):
+                assert f"| {adapter} | {server} | {alg} | {variant} |" in report
     assert "bytes per live entry" in report
     width, height = _png_size((tmp_path / "performance.png").read_bytes())
     assert width > 200 and height > 200
@@ -127,15 +124,15 @@ def test_target_checks() -> None:
     ]
     rows.append(_row("starlette", "floor", 660, 330))
     measured = {c["check"]: c["measured"] for c in e2e.checks(rows)}
-    assert measured["Starlette/uvicorn: the floor (raw signature check only) req/s vs unprotected"] == "66%"
-    assert measured["Starlette/uvicorn: protected req/s vs the floor"] == "106%"
+    assert measured["Starlette/uvicorn, ES256: the floor (raw signature check only) req/s vs unprotected"] == "66%"
+    assert measured["Starlette/uvicorn, ES256: protected req/s vs the floor"] == "106%"
     checks = {c["check"]: c["ok"] for c in e2e.checks(rows)}
-    assert checks["Starlette/uvicorn: protected req/s vs unprotected"] is True  # 70% >= 65%
-    assert checks["Starlette/uvicorn: Redis store server CPU/req vs memory store"] is False  # +17.5%
-    assert checks["Starlette/uvicorn: Redis commands (round trips) per request"] is True  # in-flight allowance
-    assert checks["Flask/gunicorn: protected req/s vs unprotected"] is False  # 70% < 75%
-    assert checks["Flask/gunicorn: Redis store server CPU/req vs memory store"] is True  # +10%
-    assert checks["Flask/gunicorn: Redis commands (round trips) per request"] is False  # 20 extra commands
+    assert checks["Starlette/uvicorn, ES256: protected req/s vs unprotected"] is True  # 70% >= 65%
+    assert checks["Starlette/uvicorn, ES256: Redis store server CPU/req vs memory store"] is False  # +17.5%
+    assert checks["Starlette/uvicorn, ES256: Redis commands (round trips) per request"] is True  # in-flight allowance
+    assert checks["Flask/gunicorn, ES256: protected req/s vs unprotected"] is False  # 70% < 75%
+    assert checks["Flask/gunicorn, ES256: Redis store server CPU/req vs memory store"] is True  # +10%
+    assert checks["Flask/gunicorn, ES256: Redis commands (round trips) per request"] is False  # 20 extra commands
     table = e2e.markdown([*rows, e2e.Row("django-wsgi", "Django", "gunicorn", "none", failure="boom")], smoke=False)
     assert "MISSED" in table and "FAILED: boom" in table
 
@@ -168,3 +165,31 @@ def test_median_round_is_a_real_round_and_failures_win() -> None:
     assert e2e.median_row(rounds) is rounds[0]
     failed = _row("flask", "memory", 0, 0, failure="boom")
     assert e2e.median_row([*rounds, failed]) is failed
+
+
+def test_paired_ratios_follow_the_rounds() -> None:
+    # A slow spell halves every variant in round 2: the paired ratios do not move, while the
+    # medians of the separate variants would pair a fast round with a slow one.
+    def rounds(variant: str, rps: list[float], cpu: list[float]) -> list[e2e.Row]:
+        return [_row("flask", variant, r, c) for r, c in zip(rps, cpu, strict=True)]
+
+    runs = {
+        "none": rounds("none", [1000, 500, 1100], [400, 800, 380]),
+        "floor": rounds("floor", [800, 400, 880], [500, 1000, 470]),
+        "memory": rounds("memory", [700, 350, 770], [600, 1200, 560]),
+        "redis": rounds("redis", [650, 325, 700], [660, 1320, 620]),
+    }
+    rows = {v: e2e.median_row(r) for v, r in runs.items()}
+    e2e.pair(rows, runs)
+    assert rows["memory"].rps_vs_none == 0.7
+    assert rows["floor"].rps_vs_none == 0.8
+    assert rows["memory"].rps_vs_floor == 0.875
+    assert rows["redis"].cpu_vs_memory is not None and abs(rows["redis"].cpu_vs_memory - 0.1) < 0.01
+    measured = {c["check"]: c["measured"] for c in e2e.checks(list(rows.values()))}
+    assert measured["Flask/gunicorn, ES256: protected req/s vs unprotected"] == "70%"
+    assert measured["Flask/gunicorn, ES256: Redis store server CPU/req vs memory store"] == "+10%"
+    # A failed round leaves no paired figure: the checks fall back to the reported rows.
+    runs["memory"][1].failure = "boom"
+    rows = {v: e2e.median_row(r) for v, r in runs.items()}
+    e2e.pair(rows, runs)
+    assert rows["memory"].failure == "boom" and rows["redis"].cpu_vs_memory is None
