@@ -24,11 +24,18 @@ run for the exact URL, and every
 protected request gets a proof of its own: a proof seen twice would be rejected as a replay, and a
 run with any non-2xx answer is reported as invalid instead of as a figure.
 
-Measured per case: successful requests/s, p50/p99 latency (from the load generator), and server
+The four servers of an adapter are started once and measured in turn, ``--repeat`` rounds of
+``--seconds`` each (none, floor, memory, redis, none, floor, ...); a row is its variant's median
+round and each ratio the median of the per-round ratios. The server runs pinned to core 0, the
+load generator and Redis to the other cores (``loadgen.pinned``), so that none of them moves the
+server's process around mid-run.
+
+Measured per run: successful requests/s, p50/p99 latency (from the load generator), and server
 CPU per request: user+system CPU time of every process in the server's process group (gunicorn's
 master and worker, or uvicorn), read from ``/proc/<pid>/stat`` before and after the run. For the
 Redis variant the ``redis-server`` CPU and its command count (``INFO commandstats``) per request are
-reported too. Each server is started in its own session and stopped by pid when its case ends.
+reported too. Each server is started in its own session and stopped by pid when its adapter's
+rounds end.
 """
 
 from __future__ import annotations

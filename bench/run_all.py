@@ -42,7 +42,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from chart import Panel, bar_charts, has_matplotlib  # noqa: E402
-from e2e import ALGS, VARIANTS  # noqa: E402
+from e2e import ALGS, SERVERS, VARIANTS  # noqa: E402
 
 PACKAGES = ("dpop-middleware", "cryptography", "jwcrypto", "cachetools", "Django", "Flask", "starlette", "fastapi",
             "uvicorn", "gunicorn", "h11", "httptools", "uvloop", "redis")  # fmt: skip
@@ -150,6 +150,31 @@ def machine() -> dict[str, str]:
     }
 
 
+_SPEED_ROWS = {"ECDSA P-256": r"256 bits ecdsa \(nistp256\)", "Ed25519": r"253 bits EdDSA \(Ed25519\)",
+               "RSA-2048": r"rsa 2048 bits"}  # fmt: skip
+
+
+def openssl_speed(*, smoke: bool) -> dict[str, float]:
+    """Verifications per second of the system's ``openssl speed`` (1 s per measurement), by algorithm.
+
+    A reference for the signature cost on this machine that owes nothing to Python; empty when
+    ``openssl`` is missing or in a smoke run.
+    """
+    if smoke or shutil.which("openssl") is None:
+        return {}
+    try:
+        done = subprocess.run(["openssl", "speed", "-seconds", "1", "ecdsap256", "ed25519", "rsa2048"],
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    rates = {}
+    for name, pattern in _SPEED_ROWS.items():
+        match = re.search(pattern + r"\s+\S+s\s+\S+s\s+[\d.]+\s+([\d.]+)", done.stdout)
+        if match:
+            rates[name] = float(match.group(1))
+    return rates
+
+
 # -- report ------------------------------------------------------------------------------------------
 
 
@@ -162,74 +187,96 @@ def _core_floor_us(verify_out: str) -> tuple[float, float, float | None] | None:
     return float(match.group(1)), float(match.group(2)), float(own.group(1)) if own else None
 
 
-def cost_paragraph(e2e: dict[str, Any] | None, verify_out: str) -> str:
+def cost_table(e2e: dict[str, Any]) -> list[str]:
+    """Per adapter and proof algorithm: what DPoP adds to a request, split into the signature and the rest."""
+    rows = [r for r in e2e["rows"] if not r["failure"]]
+    by = {(r["server"], r["variant"], r["alg"]): r for r in rows}
+    targets = {spec.key: spec.rps_target for spec in SERVERS}
+    checks = {c["check"]: c["measured"] for c in e2e.get("checks", [])}
+    out = [
+        "| adapter | proofs | DPoP adds, server CPU µs/req | the raw signature check alone | ours above it "
+        "| the floor's req/s vs unprotected | protected | target | the Redis store adds |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        base = by.get((r["server"], "none", r["alg"]))
+        if r["variant"] != "memory" or base is None:
+            continue
+        label = f"{r['adapter']}/{r['runner']}, {r['alg']}"
+        added = r["cpu_us_per_req"] - base["cpu_us_per_req"]
+        floor = by.get((r["server"], "floor", r["alg"]))
+        signature = f"{floor['cpu_us_per_req'] - base['cpu_us_per_req']:+.0f}" if floor else ""
+        above = f"{r['cpu_us_per_req'] - floor['cpu_us_per_req']:+.0f}" if floor else ""
+        ceiling = checks.get(f"{label}: the floor (raw signature check only) req/s vs unprotected", "")
+        protected = checks.get(f"{label}: protected req/s vs unprotected", "")
+        target = targets.get(r["server"])
+        redis_row = by.get((r["server"], "redis", r["alg"]))
+        redis_text = f"{redis_row['cpu_us_per_req'] - r['cpu_us_per_req']:+.0f} µs" if redis_row else ""
+        out.append(
+            f"| {r['adapter']}/{r['runner']} | {r['alg']} | {added:+.0f} | {signature} | {above} | {ceiling} "
+            f"| {protected} | {f'>= {target:.0%}' if target else ''} | {redis_text} |"
+        )
+    return out if len(out) > 2 else []
+
+
+def cost_paragraph(e2e: dict[str, Any] | None, verify_out: str, speed: dict[str, float]) -> str:
     """Where the protected request's extra CPU goes, from this run's figures: the floor, then the rest."""
     if not e2e:
         return "_The end-to-end benchmark did not run._"
-    rows = [r for r in e2e["rows"] if not r["failure"]]
-    by = {(r["server"], r["variant"], r["alg"]): r for r in rows}
-    core = _core_floor_us(verify_out)
-    parts = []
-    for r in rows:
-        if r["variant"] != "memory" or (r["server"], "none", r["alg"]) not in by:
-            continue
-        base = by[(r["server"], "none", r["alg"])]
-        added = r["cpu_us_per_req"] - base["cpu_us_per_req"]
-        text = f"{r['adapter']}/{r['runner']} with {r['alg']} proofs +{added:.0f} µs"
-        floor = by.get((r["server"], "floor", r["alg"]))
-        if floor:
-            signature = floor["cpu_us_per_req"] - base["cpu_us_per_req"]
-            ceiling = floor["rps"] / base["rps"] if base["rps"] else 0.0
-            text += (
-                f" (the raw signature check alone: +{signature:.0f} µs, which caps any DPoP layer at "
-                f"{ceiling:.0%} of the unprotected req/s; ours above it: {added - signature:+.0f} µs)"
-            )
-        redis_row = by.get((r["server"], "redis", r["alg"]))
-        if redis_row:
-            text += f"; the Redis store a further {redis_row['cpu_us_per_req'] - r['cpu_us_per_req']:+.0f} µs"
-        parts.append(text)
-    lines = [
-        "Server CPU that DPoP adds per request (memory store, against the same server without the layer): "
-        + ("; ".join(parts) if parts else "not measured")
-        + "."
-    ]
-    lines.append(
+    lines = cost_table(e2e)
+    if lines:
+        lines.append("")
+    text = (
         "The signature check dominates, and it costs more in a server than in a tight loop: between two "
-        "requests the interpreter and the framework evict OpenSSL's code and tables from the CPU caches, so "
-        "the `floor` variant (that one `verify` call in a minimal hook, nothing else) already pays more than "
-        "`bench/verify.py`'s raw figure. On this machine the floor alone leaves the request-rate targets "
-        "(65% for Starlette, 75% for Flask and Django) at or beyond reach of any ES256 implementation; what "
-        "we control is the gap between the floor and the protected rows."
+        "requests the interpreter, the framework and the kernel's network path evict OpenSSL's code and "
+        "tables from the CPU caches, so the `floor` variant (that one `verify` call in a minimal hook, "
+        "nothing else) already pays more per request than `bench/verify.py`'s raw figure. Wherever the "
+        "floor's request rate is below a target, no DPoP implementation on `cryptography` can meet that "
+        "target on this machine with that algorithm: it would have to check the signature for less than "
+        "OpenSSL does."
     )
+    if speed:
+        text += (
+            " OpenSSL's own figures here (`openssl speed`, one core): "
+            + ", ".join(f"{alg} {rate:,.0f} verifies/s ({1e6 / rate:.0f} µs each)" for alg, rate in speed.items())
+            + "."
+        )
+    text += (
+        " An RSA verification (e = 65537) is several times cheaper than an ECDSA one, so the RS256 rows show "
+        "how close the layer itself comes to its floor with a cheap signature; what we control is the gap "
+        "between the floor and the protected rows (`ours above it`)."
+    )
+    core = _core_floor_us(verify_out)
     if core:
         ours, raw, own = core
-        text = (
-            f"In the core benchmark our whole `verify()` costs {ours:.0f} µs per ES256 request with a known key, "
+        text += (
+            f" In the core benchmark our whole `verify()` costs {ours:.0f} µs per ES256 request with a known key, "
             f"against {raw:.0f} µs for the raw check of the same proof (decode the signature, re-encode it as DER, "
             f"one `verify` with a key already loaded and used): {ours - raw:.0f} µs more."
         )
         if own is not None:
-            shared = ours - raw - own
-            text += (
-                f" Our own work measured alone (the same `verify()` with the signature call skipped) is {own:.0f} µs; "
-                f"the other {shared:.0f} µs is what running the two in turn costs beyond running each alone (OpenSSL's "
-                "P-256 code and tables and the interpreter's evict each other from the CPU caches). A 1.3x target "
-                f"leaves {0.3 * raw:.0f} µs for our work and that interplay together."
-            )
-        text += (
-            " Our work is many small steps, none above a few microseconds: credential extraction, the payload's "
-            "base64url and JSON decoding, `ath` (SHA-256 of the token), the claim checks, the replay key and store "
-            "write, the principal, and the adapter's translation of the request (headers, the URL rebuilt for "
-            "`htu`). With the Redis store: one `SET NX PX` round trip per request (a send and a receive system "
-            "call and, under asyncio, one more event-loop wake-up)."
-        )
-        lines.append(text)
-    lines.append(
-        "CPU figures come from `/proc` clock ticks (10 ms) summed over a whole run, so short runs round them; "
-        "compare variants of the same server, not servers with each other (gunicorn's sync worker closes the "
-        "connection after every response, uvicorn keeps it alive)."
+            text += f" Our own work measured alone (the same `verify()` without the signature call) is {own:.0f} µs"
+            if ours - raw - own >= 1:
+                text += (
+                    f"; the other {ours - raw - own:.0f} µs is what running the two in turn costs beyond running "
+                    "each alone (OpenSSL's P-256 code and tables and the interpreter's evict each other from the CPU "
+                    "caches)."
+                )
+            else:
+                text += ", the whole difference."
+    text += (
+        " Our work is many small steps, none above a few microseconds: credential extraction, the payload's "
+        "base64url and JSON decoding, `ath` (SHA-256 of the token), the claim checks, the replay key and store "
+        "write, the principal, and the adapter's translation of the request (headers, the URL rebuilt for "
+        "`htu`). With the Redis store: one `SET NX PX` round trip per request, whose cost is mostly its "
+        "system calls (a send and a receive, dear on a virtual machine) and, under asyncio, one more event-loop "
+        "wake-up. CPU figures come from `/proc` "
+        "clock ticks (10 ms) summed over each 2 s round; compare variants of the same server, not servers "
+        "with each other (gunicorn's sync worker closes the connection after every response, uvicorn keeps "
+        "it alive)."
     )
-    return " ".join(lines)
+    lines.append(text)
+    return "\n".join(lines)
 
 
 def e2e_panels(e2e: dict[str, Any]) -> list[Panel]:
@@ -284,8 +331,8 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
     loadgen = e2e_meta.get("loadgen", "?")
     if loadgen == "wrk":
         load_text = (
-            f"`wrk` ({e2e_meta.get('connections')} connections, 1 thread, {e2e_meta.get('seconds')} s per case; "
-            f"{e2e_meta.get('repeat', 1)} rounds of every case in turn, each case's median round reported)"
+            f"`wrk` ({e2e_meta.get('connections')} connections, 1 thread, {e2e_meta.get('seconds')} s per run; "
+            f"{e2e_meta.get('repeat', 1)} rounds of every variant in turn)"
         )
     else:
         load_text = (
@@ -315,7 +362,7 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "",
         "- **Core** (`bench/verify.py`): the same proofs checked by our whole `verify()` and by the raw "
         "`cryptography` verify with the key already loaded and used once (OpenSSL finishes setting a key up on "
-        "its first verify), interleaved round by round in one process; medians.",
+        "its first verify), alternating in blocks of 25 requests, in rounds, in one process; medians over rounds.",
         "- **End to end** (`bench/e2e.py`): each adapter under its real server on 127.0.0.1 with one worker "
         "(Starlette and FastAPI under uvicorn, Flask and Django under gunicorn sync workers, Django under uvicorn "
         "as ASGI), serving `GET /items` (a small JSON body) four ways: without the DPoP layer (`none`); with only "
@@ -323,7 +370,12 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "(`floor`: the cryptographic floor that any DPoP layer pays, measured in situ; `bench/e2e_apps/floor.py`); "
         "with the DPoP layer and the memory replay store; and with it and the Redis store (a local "
         f"`redis-server`). Load: {load_text}, in its own process. Every request carries a distinct, freshly "
-        "signed ES256 proof (4 client keys, each with its own bound JWT access token), in all four variants. "
+        f"signed proof ({', '.join(e2e_meta.get('algs', ['ES256']))}: each algorithm is a run of its own; 4 client "
+        "keys, each with its own bound JWT access token), in all four variants. The four servers of an adapter "
+        "are started once and measured in turn, round after round, so a slow spell of this shared machine "
+        "falls on one round of every variant rather than on every round of one; each row is the variant's "
+        "median round, and each ratio is the median over rounds of that round's ratio (the paired figure). "
+        "The server is pinned to one core with `taskset`, the load generator and Redis to the other. "
         "Server CPU per request is the user+system time of the "
         "server's processes (from `/proc/<pid>/stat`, before and after the run) over the requests served; for the "
         "Redis variant the `redis-server` CPU and command count (`INFO commandstats`, connection set-up excluded) "
@@ -359,7 +411,11 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "",
         "## What the remaining cost is",
         "",
-        cost_paragraph(e2e.data if e2e else None, parts["verify"].stdout if "verify" in parts else ""),
+        cost_paragraph(
+            e2e.data if e2e else None,
+            parts["verify"].stdout if "verify" in parts else "",
+            openssl_speed(smoke=args.smoke),
+        ),
         "",
     ]
     return "\n".join(out)
