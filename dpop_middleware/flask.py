@@ -77,7 +77,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from flask import Flask, Request, Response, current_app, g, request
+from flask import Flask, Request, Response, after_this_request, current_app, g, request
 from werkzeug.local import LocalProxy
 
 from .core.binding import DPoPPrincipal
@@ -96,7 +96,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXTENSION_KEY = "dpop"
 _POLICY_ATTR = "_dpop_policy"
-_HEADERS_ATTR = "_dpop_response_headers"
 
 _ADAPTER_DEFAULTS: dict[str, Any] = {
     "DPOP_TRUSTED_PROXIES": (),
@@ -233,7 +232,6 @@ class DPoP:
         )
         if first_time:  # calling init_app again reconfigures; it must not verify each request twice
             app.before_request(_before_request)
-            app.after_request(_after_request)
 
     @property
     def verifier(self) -> DPoPVerifier:
@@ -298,14 +296,34 @@ def _view_marks(view: object, method: str) -> Iterable[object]:
     yield view_class
 
 
+_UNMARKED = _ViewPolicy(required=False)  # memo value: the view carries no decorator of ours
+_MARKS_MEMO: dict[tuple[object, str], _ViewPolicy] = {}
+_MARKS_MEMO_SIZE = 4096
+
+
+def _view_policy(view: object, method: str) -> _ViewPolicy:
+    """The decorator's policy for ``view`` under ``method`` (or ``_UNMARKED``), memoized.
+
+    Decorators run when views are defined, so the answer for a view object never changes; looking
+    it up through the class-based-view chain on every request cost microseconds.
+    """
+    key = (view, method)
+    policy = _MARKS_MEMO.get(key)
+    if policy is None:
+        policy = next((p for p in map(_marked, _view_marks(view, method)) if p is not None), _UNMARKED)
+        if len(_MARKS_MEMO) >= _MARKS_MEMO_SIZE:
+            _MARKS_MEMO.clear()
+        _MARKS_MEMO[key] = policy
+    return policy
+
+
 def _policy(state: _AppState, app: Flask, req: Request) -> _ViewPolicy | None:
     endpoint = req.endpoint
     view = app.view_functions.get(endpoint) if endpoint else None
     if view is not None:
-        for target in _view_marks(view, req.method):
-            policy = _marked(target)
-            if policy is not None:
-                return policy
+        policy = _view_policy(view, req.method)
+        if policy is not _UNMARKED:
+            return policy
     # The literal decoded path, as Flask routes it; PathRules also weighs its normalized form.
     if state.enforce_all and not state.path_rules.decide(req.path)[0]:
         return _ENFORCED
@@ -316,7 +334,8 @@ def _before_request() -> Response | None:
     # Resolve the context-local proxies once: each proxy access costs a lookup.
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
-    g.dpop = None
+    request_g = g._get_current_object()
+    request_g.dpop = None
     state = _state(app)
     policy = _policy(state, app, req)
     if policy is None or policy.exempt:
@@ -326,12 +345,14 @@ def _before_request() -> Response | None:
     )
     if result.rejection is not None:
         return _flask_response(result.rejection)
-    g.dpop = result.principal
-    setattr(g, _HEADERS_ATTR, result.response_headers)
+    request_g.dpop = result.principal
+    headers = result.response_headers
+    if headers:  # a fresh DPoP-Nonce: only then does the response need a hook of its own
+
+        @after_this_request
+        def add_headers(response: Response) -> Response:
+            for name, value in headers:
+                response.headers.add(name, value)
+            return response
+
     return None
-
-
-def _after_request(response: Response) -> Response:
-    for name, value in g.pop(_HEADERS_ATTR, ()):
-        response.headers.add(name, value)
-    return response
