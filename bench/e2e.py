@@ -431,15 +431,20 @@ def measure(settings: Settings, client: Client, spec: ServerSpec, variant: str, 
 _SERVER_ERRORS = (CaseError, RuntimeError, TimeoutError, OSError, ValueError, subprocess.SubprocessError)
 
 
+def _unserved(settings: Settings, client: Client, spec: ServerSpec, variant: str, exc: Exception) -> Row:
+    """The row of a case whose server could not be started or failed its sanity check."""
+    log = settings.workdir / f"{client.alg}-{spec.key}-{variant}.log"
+    failure = f"{type(exc).__name__}: {exc} (server log: {log})"
+    return Row(spec.key, spec.adapter, spec.server, variant, client.alg, failure=failure)
+
+
 def run_case(settings: Settings, client: Client, spec: ServerSpec, variant: str) -> Row:
     """Start the server, check it, measure one run, stop it."""
     try:
         with serving(settings, client, spec, variant) as server:
             return measure(settings, client, spec, variant, server)
     except _SERVER_ERRORS as exc:
-        log = settings.workdir / f"{client.alg}-{spec.key}-{variant}.log"
-        return Row(spec.key, spec.adapter, spec.server, variant, client.alg,
-                   failure=f"{type(exc).__name__}: {exc} (server log: {log})")  # fmt: skip
+        return _unserved(settings, client, spec, variant, exc)
 
 
 def run_adapter(settings: Settings, client: Client, spec: ServerSpec, variants: list[str], rounds: int) -> list[Row]:
@@ -453,9 +458,7 @@ def run_adapter(settings: Settings, client: Client, spec: ServerSpec, variants: 
             try:
                 servers[variant] = stack.enter_context(serving(settings, client, spec, variant))
             except _SERVER_ERRORS as exc:
-                log = settings.workdir / f"{client.alg}-{spec.key}-{variant}.log"
-                runs[variant] = [Row(spec.key, spec.adapter, spec.server, variant, client.alg,
-                                     failure=f"{type(exc).__name__}: {exc} (server log: {log})")]  # fmt: skip
+                runs[variant] = [_unserved(settings, client, spec, variant, exc)]
         for _ in range(rounds):
             for variant, server in servers.items():
                 row = measure(settings, client, spec, variant, server)
