@@ -364,7 +364,8 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "",
         "- **Core** (`bench/verify.py`): the same proofs checked by our whole `verify()` and by the raw "
         "`cryptography` verify with the key already loaded and used once (OpenSSL finishes setting a key up on "
-        "its first verify), alternating in blocks of 25 requests, in rounds, in one process; medians over rounds.",
+        "its first verify), alternating in blocks of 25 requests, in rounds, in one process; medians over the pairs of "
+        "adjacent blocks.",
         "- **End to end** (`bench/e2e.py`): each adapter under its real server on 127.0.0.1 with one worker "
         "(Starlette and FastAPI under uvicorn, Flask and Django under gunicorn sync workers, Django under uvicorn "
         "as ASGI), serving `GET /items` (a small JSON body) four ways: without the DPoP layer (`none`); with only "

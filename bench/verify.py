@@ -16,8 +16,8 @@ requests of each in turn, several rounds):
 Rows: a returning client's key ("known key"), a key never seen before ("first-seen key", the key
 cache cleared), and a stream that reuses each access token for 10 requests with the token
 validated on first use, against the same stream with every token validated beforehand (what the
-request costs when only the proof has to be checked). Reported: the median over rounds of
-(ours / raw) per-request time.
+request costs when only the proof has to be checked). Reported: the median over every pair of
+adjacent blocks (25 raw requests, then the same 25 through ours) of (ours / raw) per-request time.
 """
 
 from __future__ import annotations
@@ -118,26 +118,28 @@ def timed(calls: list[Callable[[], object]]) -> float:
 BLOCK = 25  # requests per block: raw and ours alternate every BLOCK requests
 
 
-def timed_pair(first: list[Callable[[], object]], second: list[Callable[[], object]]) -> tuple[float, float]:
-    """Seconds for every call of ``first`` and of ``second``, run in alternating blocks of ``BLOCK``.
+def timed_pairs(first: list[Callable[[], object]], second: list[Callable[[], object]]) -> list[tuple[float, float]]:
+    """Seconds per call of ``first`` and of ``second``, for each pair of adjacent blocks of ``BLOCK``.
 
     Alternating every few dozen requests puts both sides in the same slow and fast spells of a
-    shared machine, while each block is still long enough to be a loop of its own kind.
+    shared machine, while each block is still long enough to be a loop of its own kind; a median
+    over the pairs then also discards the pairs where a preemption hit only one of the two.
     """
-    t_first = t_second = 0.0
-    for i in range(0, max(len(first), len(second)), BLOCK):
-        t_first += timed(first[i : i + BLOCK])
-        t_second += timed(second[i : i + BLOCK])
-    return t_first, t_second
+    assert len(first) == len(second)
+    pairs = []
+    for i in range(0, len(first), BLOCK):
+        n = len(first[i : i + BLOCK])
+        pairs.append((timed(first[i : i + BLOCK]) / n, timed(second[i : i + BLOCK]) / n))
+    return pairs
 
 
 def run_case(
     alg: str, *, rounds: int, per_round: int, distinct_keys: int, first_seen: bool, token_reuse: int = 0
 ) -> tuple[float, float, float]:
-    """Median over rounds of (ours, raw) microseconds per request and their ratio."""
+    """Medians over every block pair of every round: (ours, raw) microseconds per request and their ratio."""
     issuer = TestIssuer(audience="https://api.example.com")
     verifier = DPoPVerifier(issuer.validator(), replay_store=MemoryReplayStore(max_entries=10**6))
-    ratios, ours_us, raw_us = [], [], []
+    pairs: list[tuple[float, float]] = []  # (raw, ours) seconds per request, one per block pair
     raw_keys = RawKeys()
     for _ in range(rounds):
         keys = [DPoPKey.generate(alg) for _ in range(per_round if first_seen else distinct_keys)]
@@ -163,11 +165,12 @@ def run_case(
             core_keys._KEY_CACHE.clear()
             verifier.config.header_cache.clear()
         ours = [functools.partial(verifier.verify, sample.request) for sample in samples]
-        t_raw, t_ours = timed_pair([sample.raw for sample in samples], ours)
-        raw_us.append(t_raw / len(samples) * 1e6)
-        ours_us.append(t_ours / len(samples) * 1e6)
-        ratios.append(t_ours / t_raw)
-    return statistics.median(ours_us), statistics.median(raw_us), statistics.median(ratios)
+        pairs += timed_pairs([sample.raw for sample in samples], ours)
+    return (
+        statistics.median(o for _, o in pairs) * 1e6,
+        statistics.median(r for r, _ in pairs) * 1e6,
+        statistics.median(o / r for r, o in pairs),
+    )
 
 
 def proof_only(alg: str, rounds: int, per_round: int) -> float:
