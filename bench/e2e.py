@@ -470,6 +470,14 @@ def run_adapter(settings: Settings, client: Client, spec: ServerSpec, variants: 
     return list(rows.values())
 
 
+def _rps_ratio(mine: Row, theirs: Row) -> float:
+    return mine.rps / theirs.rps if theirs.rps else 0.0
+
+
+def _cpu_excess(mine: Row, theirs: Row) -> float:
+    return mine.cpu_us_per_req / theirs.cpu_us_per_req - 1 if theirs.cpu_us_per_req else 0.0
+
+
 def _paired(mine: list[Row], theirs: list[Row], value: Callable[[Row, Row], float]) -> float | None:
     if not mine or len(mine) != len(theirs) or any(r.failure for r in (*mine, *theirs)):
         return None
@@ -483,13 +491,11 @@ def pair(rows: dict[str, Row], runs: dict[str, list[Row]]) -> None:
             continue
         mine = runs[variant]
         if variant != "none" and "none" in runs:
-            row.rps_vs_none = _paired(mine, runs["none"], lambda a, b: a.rps / b.rps if b.rps else 0.0)
+            row.rps_vs_none = _paired(mine, runs["none"], _rps_ratio)
         if variant in ("memory", "redis") and "floor" in runs:
-            row.rps_vs_floor = _paired(mine, runs["floor"], lambda a, b: a.rps / b.rps if b.rps else 0.0)
+            row.rps_vs_floor = _paired(mine, runs["floor"], _rps_ratio)
         if variant == "redis" and "memory" in runs:
-            row.cpu_vs_memory = _paired(
-                mine, runs["memory"], lambda a, b: a.cpu_us_per_req / b.cpu_us_per_req - 1 if b.cpu_us_per_req else 0.0
-            )
+            row.cpu_vs_memory = _paired(mine, runs["memory"], _cpu_excess)
 
 
 @contextlib.contextmanager
@@ -527,13 +533,18 @@ def _ratio(paired: float | None, mine: float, theirs: float) -> float:
     return mine / theirs if theirs else 0.0
 
 
+def case_label(adapter: str, runner: str, alg: str) -> str:
+    """How the checks name one adapter under one server with one proof algorithm."""
+    return f"{adapter}/{runner}, {alg}"
+
+
 def checks(rows: list[Row]) -> list[dict[str, Any]]:
     """The targets of the performance issue, measured against this run's rows, per proof algorithm."""
     out: list[dict[str, Any]] = []
     algs = [a for a in ALGS if any(r.alg == a for r in rows)]
     for alg, spec in ((a, s) for a in algs for s in SERVERS):
         none, floor, memory, redis_row = (_find(rows, spec.key, v, alg) for v in VARIANTS)
-        label = f"{spec.adapter}/{spec.server}, {alg}"
+        label = case_label(spec.adapter, spec.server, alg)
         if none and floor:
             ratio = _ratio(floor.rps_vs_none, floor.rps, none.rps)
             out.append({"check": f"{label}: the floor (raw signature check only) req/s vs unprotected",

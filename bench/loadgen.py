@@ -56,11 +56,11 @@ SERVER_CPUS, CLIENT_CPUS = "0", "1-"
 def pinned(argv: list[str], cpus: str) -> list[str]:
     """``argv`` run on ``cpus`` (``taskset`` syntax; ``N-`` is N to the last core) when the machine has
     at least two cores and ``taskset``; else ``argv`` as it is."""
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    if count < 2 or shutil.which("taskset") is None:
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else {0}
+    if len(cores) < 2 or shutil.which("taskset") is None:
         return argv
     if cpus.endswith("-"):
-        cpus = f"{cpus}{max(os.sched_getaffinity(0))}"
+        cpus = f"{cpus}{max(cores)}"
     return ["taskset", "-c", cpus, *argv]
 
 

@@ -42,7 +42,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from chart import Panel, bar_charts, has_matplotlib  # noqa: E402
-from e2e import ALGS, SERVERS, VARIANTS  # noqa: E402
+from e2e import ALGS, SERVERS, VARIANTS, case_label  # noqa: E402
 
 PACKAGES = ("dpop-middleware", "cryptography", "jwcrypto", "cachetools", "Django", "Flask", "starlette", "fastapi",
             "uvicorn", "gunicorn", "h11", "httptools", "uvloop", "redis")  # fmt: skip
@@ -202,7 +202,7 @@ def cost_table(e2e: dict[str, Any]) -> list[str]:
         base = by.get((r["server"], "none", r["alg"]))
         if r["variant"] != "memory" or base is None:
             continue
-        label = f"{r['adapter']}/{r['runner']}, {r['alg']}"
+        label = case_label(r["adapter"], r["runner"], r["alg"])
         added = r["cpu_us_per_req"] - base["cpu_us_per_req"]
         floor = by.get((r["server"], "floor", r["alg"]))
         signature = f"{floor['cpu_us_per_req'] - base['cpu_us_per_req']:+.0f}" if floor else ""
@@ -279,6 +279,20 @@ def cost_paragraph(e2e: dict[str, Any] | None, verify_out: str, speed: dict[str,
     return "\n".join(lines)
 
 
+def _panel_values(
+    rows: list[dict[str, Any]], servers: list[str], variants: list[str], metric: str
+) -> list[list[float | None]]:
+    """``metric`` of each server's row for each variant (``None`` where it is missing or failed)."""
+    out: list[list[float | None]] = []
+    for key in servers:
+        row_values: list[float | None] = []
+        for v in variants:
+            match = next((r for r in rows if r["server"] == key and r["variant"] == v and not r["failure"]), None)
+            row_values.append(float(match[metric]) if match else None)
+        out.append(row_values)
+    return out
+
+
 def e2e_panels(e2e: dict[str, Any]) -> list[Panel]:
     """Two panels (requests/s, server CPU per request) per proof algorithm, one group per adapter."""
     rows = e2e["rows"]
@@ -289,31 +303,17 @@ def e2e_panels(e2e: dict[str, Any]) -> list[Panel]:
         "memory": "DPoP + memory store",
         "redis": "DPoP + Redis store",
     }
+    series = [names[v] for v in variants]
     panels = []
     for alg in (a for a in ALGS if any(r["alg"] == a for r in rows)):
         mine = [r for r in rows if r["alg"] == alg]
-        servers: list[tuple[str, str]] = []
-        for r in mine:
-            if (r["server"], f"{r['adapter']}/{r['runner']}") not in servers:
-                servers.append((r["server"], f"{r['adapter']}/{r['runner']}"))
-
-        def values(metric: str, mine: list[dict[str, Any]] = mine, servers: list[tuple[str, str]] = servers) -> Any:
-            out: list[list[float | None]] = []
-            for key, _ in servers:
-                row_values: list[float | None] = []
-                for v in variants:
-                    match = next((r for r in mine if r["server"] == key and r["variant"] == v and not r["failure"]),
-                                 None)  # fmt: skip
-                    row_values.append(float(match[metric]) if match else None)
-                out.append(row_values)
-            return out
-
-        groups = [label for _, label in servers]
-        series = [names[v] for v in variants]
+        labels = {r["server"]: f"{r['adapter']}/{r['runner']}" for r in mine}  # first-seen order
+        servers, groups = list(labels), list(labels.values())
         panels += [
-            Panel(f"{alg} proofs: requests per second (1 worker, higher is better)", groups, series, values("rps")),
+            Panel(f"{alg} proofs: requests per second (1 worker, higher is better)", groups, series,
+                  _panel_values(mine, servers, variants, "rps")),
             Panel(f"{alg} proofs: server CPU per request, microseconds (lower is better)", groups, series,
-                  values("cpu_us_per_req")),
+                  _panel_values(mine, servers, variants, "cpu_us_per_req")),
         ]  # fmt: skip
     return panels
 
