@@ -186,7 +186,7 @@ def group_cpu_seconds(pgid: int) -> float:
 
 
 # Sent once per new connection, not per request: the handshake redis-py does, and our own INFO.
-_SETUP_COMMANDS = ("cmdstat_info", "cmdstat_client|", "cmdstat_hello", "cmdstat_select", "cmdstat_auth")
+SETUP_COMMANDS = ("cmdstat_info", "cmdstat_client|", "cmdstat_hello", "cmdstat_select", "cmdstat_auth")
 
 
 def redis_commands(port: int) -> int:
@@ -200,7 +200,7 @@ def redis_commands(port: int) -> int:
         raise CaseError(f"cannot read Redis command stats: {type(exc).__name__}") from exc
     finally:
         client.close()
-    return sum(int(v["calls"]) for k, v in stats.items() if not k.startswith(_SETUP_COMMANDS))
+    return sum(int(v["calls"]) for k, v in stats.items() if not k.startswith(SETUP_COMMANDS))
 
 
 # -- requests --------------------------------------------------------------------------------------
