@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -206,23 +207,120 @@ def test_stalled_server_times_out_as_unavailable() -> None:
         assert info.value.diagnostics["store_error"] == "TimeoutError"
 
 
-def test_unexpected_reply_fails_closed(url: str) -> None:
-    class OddConnection:
-        def send_packed_command(self, command: bytes) -> None:
-            pass
+class _SocketConnection:
+    """A pool connection whose socket is one end of a socketpair: the test plays Redis on the other."""
 
-        def read_response(self) -> object:
-            return 0
+    def __init__(self, sock: socket.socket | None) -> None:
+        self._sock = sock
+        self.disconnected = False
 
-    class OddPool:
-        def get_connection(self) -> OddConnection:
-            return OddConnection()
+    def disconnect(self) -> None:
+        self.disconnected = True
 
-    class Odd:
-        connection_pool = OddPool()
 
-    with pytest.raises(ReplayStoreUnavailable):
-        RedisReplayStore(Odd()).add_if_absent(_key(), 30)  # type: ignore[arg-type]
+class _OnePool:
+    def __init__(self, connection: _SocketConnection) -> None:
+        self.connection = connection
+        self.released = 0
+
+    def get_connection(self) -> _SocketConnection:
+        return self.connection
+
+    def release(self, connection: object) -> None:
+        self.released += 1
+
+
+class _FakeClient:
+    def __init__(self, sock: socket.socket | None) -> None:
+        self.connection_pool = _OnePool(_SocketConnection(sock))
+
+
+@contextlib.contextmanager
+def _fake_redis(
+    *replies: bytes, pause: float = 0.0, then_close: bool = False
+) -> Iterator[tuple[RedisReplayStore, _FakeClient]]:
+    """A store on a fake client; the fake Redis answers the first command with ``replies``, in turn."""
+    ours, theirs = socket.socketpair()
+    ours.settimeout(2)
+
+    def answer() -> None:
+        theirs.recv(4096)
+        for reply in replies:
+            theirs.sendall(reply)
+            time.sleep(pause)
+        if then_close:
+            theirs.shutdown(socket.SHUT_WR)
+
+    server = threading.Thread(target=answer)
+    server.start()
+    client = _FakeClient(ours)
+    try:
+        yield RedisReplayStore(client), client  # type: ignore[arg-type]
+    finally:
+        server.join()
+        ours.close()
+        theirs.close()
+
+
+@pytest.mark.parametrize(
+    ("replies", "then_close", "error"),
+    [
+        ([b":1\r\n"], False, "unexpected_reply"),
+        ([b"+OK\r\n+OK\r\n"], False, "unexpected_reply"),
+        ([b"$2\r\nOK\r\n"], False, "unexpected_reply"),
+        ([b"+O" + b"K" * 5000], False, "unexpected_reply"),  # no end of line within any sane length
+        ([b"+OK"], True, "ConnectionError"),  # closed in the middle of the answer
+        ([], True, "ConnectionError"),
+    ],
+)
+def test_a_reply_that_is_no_set_nx_answer_fails_closed_and_drops_the_connection(
+    replies: list[bytes], then_close: bool, error: str
+) -> None:
+    with _fake_redis(*replies, then_close=then_close) as (store, client):
+        with pytest.raises(ReplayStoreUnavailable) as info:
+            store.add_if_absent(_key(), 30)
+        assert info.value.diagnostics["store_error"] == error
+        assert client.connection_pool.connection.disconnected
+
+
+def test_an_answer_split_across_segments_is_read_whole() -> None:
+    with _fake_redis(b"+O", b"K\r\n", pause=0.05) as (store, client):
+        assert store.add_if_absent(_key(), 30) is True
+        assert not client.connection_pool.connection.disconnected
+
+
+def test_a_connection_without_a_socket_is_refused() -> None:
+    with pytest.raises(ReplayStoreUnavailable) as info:
+        RedisReplayStore(_FakeClient(None)).add_if_absent(_key(), 30)  # type: ignore[arg-type]
+    assert info.value.diagnostics["store_error"] == "unsupported_redis_client"
+
+
+def test_redis_refusing_writes_is_unavailable_and_the_connection_stays(url: str, raw: redis.Redis) -> None:
+    store = RedisReplayStore(url)
+    assert store.add_if_absent(_key(), 30) is True
+    raw.config_set("maxmemory-policy", "noeviction")
+    raw.config_set("maxmemory", "1")
+    try:
+        with pytest.raises(ReplayStoreUnavailable) as info:
+            store.add_if_absent(_key(), 30)
+        assert info.value.diagnostics == {"store_error": "ResponseError", "redis_error": "OOM"}
+    finally:
+        raw.config_set("maxmemory", "0")
+    kept = store._local.sock
+    assert store.add_if_absent(_key(), 30) is True
+    assert store._local.sock is kept
+    store.close()
+
+
+def test_a_killed_connection_fails_one_request_and_the_next_reconnects(url: str, raw: redis.Redis) -> None:
+    store = RedisReplayStore(url)
+    assert store.add_if_absent(_key(), 30) is True
+    raw.client_kill_filter(_type="normal", skipme=True)
+    with pytest.raises(ReplayStoreUnavailable) as info:
+        store.add_if_absent(_key(), 30)
+    assert info.value.diagnostics["store_error"] == "ConnectionError"
+    assert store.add_if_absent(_key(), 30) is True
+    store.close()
 
 
 def test_two_verifiers_sharing_redis_reject_a_replay(url: str) -> None:

@@ -24,17 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import ReplayStoreUnavailable
+from .redis_replies import MAX_REPLY, set_nx_outcome, unexpected_reply
 
 __all__ = ["RedisPipeline"]
-
-_WRITTEN = b"+OK"
-_NOT_WRITTEN = (b"$-1", b"_")  # nil in RESP2, null in RESP3: the key was already there
-_MAX_LINE = 4096  # longer than any reply to SET NX (an error message included)
-
-
-def _unexpected() -> Exception:
-    return ReplayStoreUnavailable(diagnostics={"store_error": "unexpected_reply"})
-
 
 def _timed_out() -> Exception:
     return TimeoutError("redis did not answer in time")
@@ -46,13 +38,6 @@ def _lost() -> Exception:
 
 def _closed() -> Exception:
     return ConnectionError("redis replay store closed")
-
-
-def _refused(reply: bytes) -> ReplayStoreUnavailable:
-    # Redis answered, but with an error (OOM, READONLY replica, NOAUTH...): no write happened.
-    # Only the error's code goes to the logs, never the rest of its text.
-    code = reply[1:].split(b" ", 1)[0][:32].decode("ascii", "replace")
-    return ReplayStoreUnavailable(diagnostics={"store_error": "ResponseError", "redis_error": code})
 
 
 class RedisPipeline(asyncio.Protocol):
@@ -116,18 +101,13 @@ class RedisPipeline(asyncio.Protocol):
             reply = buffer[start:end]
             start = end + 2
             if not waiting:
-                self._fail(_unexpected)
+                self._fail(unexpected_reply)
                 return
             future = waiting.popleft()[0]
-            if reply == _WRITTEN:
-                outcome: bool | ReplayStoreUnavailable = True
-            elif reply in _NOT_WRITTEN:
-                outcome = False
-            elif reply[:1] == b"-":
-                outcome = _refused(reply)
-            else:  # not a SET NX answer: every later reply would be matched to the wrong request
+            outcome = set_nx_outcome(reply)
+            if outcome is None:  # not a SET NX answer: every later reply would go to the wrong request
                 waiting.appendleft((future, 0.0))
-                self._fail(_unexpected)
+                self._fail(unexpected_reply)
                 return
             if future.done():  # its request was cancelled (client gone): the reply is simply consumed
                 continue
@@ -136,8 +116,8 @@ class RedisPipeline(asyncio.Protocol):
             else:
                 future.set_exception(outcome)
         self._buffer = buffer[start:]
-        if len(self._buffer) > _MAX_LINE:
-            self._fail(_unexpected)
+        if len(self._buffer) > MAX_REPLY:
+            self._fail(unexpected_reply)
 
     def eof_received(self) -> bool:
         self._fail(_lost)
