@@ -82,10 +82,6 @@ def test_demo_runs_every_step_against_every_api_and_stops_everything() -> None:
     assert not any(alive(pid) for pid in pids)
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 0), (signal.SIGTERM, 1)])
 def test_ctrl_c_or_sigterm_stops_every_server(sig: signal.Signals, status: int) -> None:
     proc = subprocess.Popen(
@@ -95,9 +91,6 @@ def test_ctrl_c_or_sigterm_stops_every_server(sig: signal.Signals, status: int) 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        # A shell without job control starts background jobs with SIGINT ignored, and Python then
-        # never turns Ctrl-C into KeyboardInterrupt: give the demo the terminal's default.
-        preexec_fn=_default_sigint,
     )
     try:
         assert proc.stdout is not None

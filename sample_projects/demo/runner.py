@@ -98,6 +98,9 @@ def _hold(group: ServerGroup, out: TextIO) -> None:
     """Keep the servers up for manual exploration until Ctrl-C (or SIGTERM)."""
     if hasattr(signal, "SIGALRM"):
         signal.alarm(0)  # the time limit is for the story, not for the user's exploration
+    # We promise that Ctrl-C stops the servers, even when started from a shell without job control
+    # (its background jobs start with SIGINT ignored, and Python then never raises KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         print("servers still running (--keep-running); press Ctrl-C to stop them:", file=out)
         for server in group.servers:
