@@ -7,6 +7,7 @@ anywhere); the second runs ``AsyncRedisReplayStore`` against a real redis-server
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Iterator
 
@@ -175,6 +176,19 @@ async def test_the_next_request_reconnects_after_the_connection_is_killed(redis_
         await asyncio.sleep(0.01)
         if store._pipeline is None or store._pipeline.closed:
             break
+    assert await store.add_if_absent(os.urandom(16), 30) is True
+    await store.aclose()
+
+
+async def test_the_connection_survives_garbage_collection(redis_port: int) -> None:
+    # redis-py's connection object is unreferenced once taken over; asyncio's StreamWriter closes
+    # its transport when collected, so the pipeline must keep it alive.
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    assert await store.add_if_absent(os.urandom(16), 30) is True
+    pipeline = store._pipeline
+    gc.collect()
+    await asyncio.sleep(0.05)
+    assert store._pipeline is pipeline and not pipeline.closed
     assert await store.add_if_absent(os.urandom(16), 30) is True
     await store.aclose()
 

@@ -57,6 +57,7 @@ class RedisPipeline(asyncio.Protocol):
         self._outgoing: list[bytes] = []
         self._buffer = b""
         self._timer: asyncio.TimerHandle | None = None
+        self._connection: object = None  # the redis-py connection whose transport this is
 
     @classmethod
     def take_over(cls, connection: Any, timeout: float | None) -> RedisPipeline:
@@ -68,6 +69,9 @@ class RedisPipeline(asyncio.Protocol):
             raise ReplayStoreUnavailable(diagnostics={"store_error": "unsupported_redis_client"})
         pipeline = cls(asyncio.get_running_loop(), transport, timeout)
         transport.set_protocol(pipeline)
+        # Kept for as long as the pipeline lives: its StreamWriter closes the transport when it is
+        # garbage-collected (asyncio does that since 3.11), which would cut us off at a random time.
+        pipeline._connection = connection
         return pipeline
 
     def send(self, command: bytes) -> asyncio.Future[bool]:
