@@ -148,6 +148,8 @@ class Row:
     rps_vs_none: float | None = None
     rps_vs_floor: float | None = None
     cpu_vs_memory: float | None = None  # server CPU per request over the memory store's, minus 1
+    # Server CPU µs per request above each variant measured before it in the same rounds (paired).
+    cpu_us_over: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -478,6 +480,10 @@ def _cpu_excess(mine: Row, theirs: Row) -> float:
     return mine.cpu_us_per_req / theirs.cpu_us_per_req - 1 if theirs.cpu_us_per_req else 0.0
 
 
+def _cpu_added(mine: Row, theirs: Row) -> float:
+    return mine.cpu_us_per_req - theirs.cpu_us_per_req
+
+
 def _paired(mine: list[Row], theirs: list[Row], value: Callable[[Row, Row], float]) -> float | None:
     if not mine or len(mine) != len(theirs) or any(r.failure for r in (*mine, *theirs)):
         return None
@@ -496,6 +502,9 @@ def pair(rows: dict[str, Row], runs: dict[str, list[Row]]) -> None:
             row.rps_vs_floor = _paired(mine, runs["floor"], _rps_ratio)
         if variant == "redis" and "memory" in runs:
             row.cpu_vs_memory = _paired(mine, runs["memory"], _cpu_excess)
+        for yardstick in VARIANTS[: VARIANTS.index(variant)]:
+            if yardstick in runs and (added := _paired(mine, runs[yardstick], _cpu_added)) is not None:
+                row.cpu_us_over[yardstick] = added
 
 
 @contextlib.contextmanager

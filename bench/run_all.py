@@ -187,6 +187,12 @@ def _core_floor_us(verify_out: str) -> tuple[float, float, float | None] | None:
     return float(match.group(1)), float(match.group(2)), float(own.group(1)) if own else None
 
 
+def _cpu_added(row: dict[str, Any], yardstick: dict[str, Any]) -> float:
+    """Server CPU µs per request of ``row`` above ``yardstick``'s: the paired figure when the run has it."""
+    paired = row.get("cpu_us_over", {}).get(yardstick["variant"])
+    return float(paired) if paired is not None else row["cpu_us_per_req"] - yardstick["cpu_us_per_req"]
+
+
 def cost_table(e2e: dict[str, Any]) -> list[str]:
     """Per adapter and proof algorithm: what DPoP adds to a request, split into the signature and the rest."""
     rows = [r for r in e2e["rows"] if not r["failure"]]
@@ -203,15 +209,15 @@ def cost_table(e2e: dict[str, Any]) -> list[str]:
         if r["variant"] != "memory" or base is None:
             continue
         label = case_label(r["adapter"], r["runner"], r["alg"])
-        added = r["cpu_us_per_req"] - base["cpu_us_per_req"]
+        added = _cpu_added(r, base)
         floor = by.get((r["server"], "floor", r["alg"]))
-        signature = f"{floor['cpu_us_per_req'] - base['cpu_us_per_req']:+.0f}" if floor else ""
-        above = f"{r['cpu_us_per_req'] - floor['cpu_us_per_req']:+.0f}" if floor else ""
+        signature = f"{_cpu_added(floor, base):+.0f}" if floor else ""
+        above = f"{_cpu_added(r, floor):+.0f}" if floor else ""
         ceiling = checks.get(f"{label}: the floor (raw signature check only) req/s vs unprotected", "")
         protected = checks.get(f"{label}: protected req/s vs unprotected", "")
         target = targets.get(r["server"])
         redis_row = by.get((r["server"], "redis", r["alg"]))
-        redis_text = f"{redis_row['cpu_us_per_req'] - r['cpu_us_per_req']:+.0f} µs" if redis_row else ""
+        redis_text = f"{_cpu_added(redis_row, r):+.0f} µs" if redis_row else ""
         out.append(
             f"| {r['adapter']}/{r['runner']} | {r['alg']} | {added:+.0f} | {signature} | {above} | {ceiling} "
             f"| {protected} | {f'>= {target:.0%}' if target else ''} | {redis_text} |"
@@ -383,7 +389,8 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "keys, each with its own bound JWT access token), in all four variants. The four servers of an adapter "
         "are started once and measured in turn, round after round, so a slow spell of this shared machine "
         "falls on one round of every variant rather than on every round of one; each row is the variant's "
-        "median round, and each ratio is the median over rounds of that round's ratio (the paired figure). "
+        "median round, and each ratio (and each CPU difference in the cost table) is the median over rounds of "
+        "that round's figure (the paired figure). "
         "The server is pinned to one core with `taskset`, the load generator and Redis to the other. "
         "Server CPU per request is the user+system time of the "
         "server's processes (from `/proc/<pid>/stat`, before and after the run) over the requests served; for the "

@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +17,7 @@ sys.path.insert(0, str(BENCH))
 import chart  # noqa: E402
 import e2e  # noqa: E402
 import loadgen  # noqa: E402
+import run_all  # noqa: E402
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -188,6 +190,13 @@ def test_paired_ratios_follow_the_rounds() -> None:
     measured = {c["check"]: c["measured"] for c in e2e.checks(list(rows.values()))}
     assert measured["Flask/gunicorn, ES256: protected req/s vs unprotected"] == "70%"
     assert measured["Flask/gunicorn, ES256: Redis store server CPU/req vs memory store"] == "+10%"
+    # CPU µs added over each earlier variant, round by round: the slow round's doubled figures
+    # (memory - none = 400 there, 200 and 180 elsewhere) do not pull the median.
+    assert rows["memory"].cpu_us_over == {"none": 200, "floor": 100}
+    assert rows["redis"].cpu_us_over == {"none": 260, "floor": 160, "memory": 60}
+    assert rows["none"].cpu_us_over == {}
+    report = run_all.cost_table({"rows": [asdict(r) for r in rows.values()], "checks": []})
+    assert "| Flask/gunicorn | ES256 | +200 | +100 | +100 |" in report[2]
     # A failed round leaves no paired figure: the checks fall back to the reported rows.
     runs["memory"][1].failure = "boom"
     rows = {v: e2e.median_row(r) for v, r in runs.items()}
