@@ -11,7 +11,10 @@ Fail closed: any Redis error, refused connection or timeout raises
 build, so a stalled Redis costs a request at most ``connect_timeout + timeout`` seconds, not the
 library's default minute of backed-off retries.
 
-Install with ``pip install 'dpop-middleware[redis]'``::
+Both stores let redis-py connect and authenticate (URL forms, TLS, credentials, database), then
+write the command to that connection's socket and read its one-line answer themselves; the extra
+therefore pins the redis-py majors the tests run against. Install with
+``pip install 'dpop-middleware[redis]'``::
 
     store = RedisReplayStore("redis://redis.internal:6379/0")            # WSGI / sync code
     astore = AsyncRedisReplayStore("rediss://:secret@redis.internal/0")  # ASGI / asyncio code
