@@ -164,7 +164,9 @@ class RedisReplayStore:
 
     def _discard(self) -> None:
         # After an error the connection's state is unknown: close it and give it back.
-        connection, self._local.connection, self._local.sock = getattr(self._local, "connection", None), None, None
+        local = self._local
+        connection = getattr(local, "connection", None)
+        local.connection = local.sock = None
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.disconnect()

@@ -28,6 +28,7 @@ from .redis_replies import MAX_REPLY, set_nx_outcome, unexpected_reply
 
 __all__ = ["RedisPipeline"]
 
+
 def _timed_out() -> Exception:
     return TimeoutError("redis did not answer in time")
 
@@ -48,7 +49,13 @@ class RedisPipeline(asyncio.Protocol):
     :class:`ReplayStoreUnavailable` (a reply that is not a ``SET NX`` answer).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, timeout: float | None) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        transport: asyncio.Transport,
+        timeout: float | None,
+        connection: object = None,
+    ) -> None:
         self.loop = loop
         self.closed = False
         self._transport = transport
@@ -57,7 +64,10 @@ class RedisPipeline(asyncio.Protocol):
         self._outgoing: list[bytes] = []
         self._buffer = b""
         self._timer: asyncio.TimerHandle | None = None
-        self._connection: object = None  # the redis-py connection whose transport this is
+        # The redis-py connection whose transport this is, kept for as long as the pipeline lives:
+        # its StreamWriter closes the transport when it is garbage-collected (asyncio does that
+        # since 3.11), which would cut us off at a random time.
+        self._connection = connection
 
     @classmethod
     def take_over(cls, connection: Any, timeout: float | None) -> RedisPipeline:
@@ -67,17 +77,14 @@ class RedisPipeline(asyncio.Protocol):
             # A redis-py whose connections no longer keep their stream where we look: refuse
             # (503) rather than guess, and say why in the logs.
             raise ReplayStoreUnavailable(diagnostics={"store_error": "unsupported_redis_client"})
-        pipeline = cls(asyncio.get_running_loop(), transport, timeout)
+        pipeline = cls(asyncio.get_running_loop(), transport, timeout, connection)
         transport.set_protocol(pipeline)
-        # Kept for as long as the pipeline lives: its StreamWriter closes the transport when it is
-        # garbage-collected (asyncio does that since 3.11), which would cut us off at a random time.
-        pipeline._connection = connection
         return pipeline
 
     def send(self, command: bytes) -> asyncio.Future[bool]:
         """Queue ``command`` for this iteration's write; the future settles with its reply."""
         if self.closed:
-            raise ConnectionError("redis connection closed")
+            raise _lost()
         loop = self.loop
         future: asyncio.Future[bool] = loop.create_future()
         deadline = math.inf
