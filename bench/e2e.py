@@ -26,9 +26,20 @@ run with any non-2xx answer is reported as invalid instead of as a figure.
 
 The four servers of an adapter are started once and measured in turn, ``--repeat`` rounds of
 ``--seconds`` each (none, floor, memory, redis, none, floor, ...); a row is its variant's median
-round and each ratio the median of the per-round ratios. The server runs pinned to core 0, the
-load generator and Redis to the other cores (``loadgen.pinned``), so that none of them moves the
-server's process around mid-run.
+round and each ratio the median of the per-round ratios. The server runs pinned to core 0 and the
+load generator to the other cores (``loadgen.pinned``), so that none of them moves the server's
+process around mid-run.
+
+``--redis-core`` says where ``redis-server`` runs. ``server`` (the default) pins it to the server's
+core: a request's ``SET NX PX`` then wakes Redis on the core that is about to wait for its answer,
+as a same-core switch. ``client`` pins it to the load generator's core: every command then wakes a
+process that sleeps on the other virtual CPU, and on a virtual machine that cross-CPU wake-up (an
+inter-processor interrupt, a VM exit) is charged to the sender, inside ``send()``: ``perf`` puts
+about 40 µs per wake-up on this kind of machine in ``sock_def_readable``. A sync worker pays it
+once per request for the load generator in every variant, and once more for Redis in the Redis
+variant, so ``client`` measures the virtual machine's interrupt cost as much as the store. Neither
+is how Redis usually runs (on another host, reached through a network card); run both to see the
+difference.
 
 Measured per run: successful requests/s, p50/p99 latency (from the load generator), and server
 CPU per request: user+system CPU time of every process in the server's process group (gunicorn's
@@ -62,6 +73,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(BENCH)]
 
+from concurrency_apps.support import redis_argv  # noqa: E402
 from e2e_apps.common import BODY, ENV_AUDIENCE, ENV_ISSUER, ENV_JWKS, ENV_MODE, ENV_STORE, PATH  # noqa: E402
 from loadgen import CLIENT_CPUS, SERVER_CPUS, LoadResult, pinned, run_python, run_wrk, wrk_available  # noqa: E402
 from servers import free_port, running  # noqa: E402
@@ -507,13 +519,15 @@ def pair(rows: dict[str, Row], runs: dict[str, list[Row]]) -> None:
                 row.cpu_us_over[yardstick] = added
 
 
+REDIS_CORES = {"server": SERVER_CPUS, "client": CLIENT_CPUS}
+
+
 @contextlib.contextmanager
-def redis_process() -> Iterator[tuple[int, int]]:
-    """A throw-away redis-server (no persistence) on loopback: yields (port, pid)."""
+def redis_process(core: str = "server") -> Iterator[tuple[int, int]]:
+    """A throw-away redis-server (no persistence) on loopback, pinned to the server's core or the load
+    generator's (``REDIS_CORES``; see the module docstring): yields (port, pid)."""
     port = free_port()
-    argv = pinned(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                  CLIENT_CPUS)  # fmt: skip
-    with running(argv, port) as proc:
+    with running(pinned(redis_argv(port), REDIS_CORES[core]), port) as proc:
         yield port, proc.pid
 
 
@@ -639,6 +653,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeat", type=int, default=5, help="rounds of every case; each case reports its median round (default 5)"
     )
     parser.add_argument(
+        "--redis-core",
+        choices=sorted(REDIS_CORES),
+        default="server",
+        help="pin redis-server to the server's core (default) or to the load generator's; see above",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -681,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
             args.profile.mkdir(parents=True, exist_ok=True)
             settings.profile_dir = args.profile
         if "redis" in variants:
-            settings.redis_port, settings.redis_pid = stack.enter_context(redis_process())
+            settings.redis_port, settings.redis_pid = stack.enter_context(redis_process(args.redis_core))
         ordered = [v for v in VARIANTS if v in variants]
         for client in clients:
             for spec in specs:
@@ -698,6 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadgen": loadgen, "seconds": seconds, "repeat": repeat,
         "connections": args.connections if loadgen == "wrk" else args.processes,
         "max_requests": max_requests, "workers": 1, "smoke": args.smoke, "algs": algs,
+        "redis_core": args.redis_core,
     }  # fmt: skip
     print(markdown(rows, args.smoke))
     if args.json:

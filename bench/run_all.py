@@ -8,6 +8,8 @@ Parts, each in a process of its own, one after the other:
 
 1. ``bench/verify.py``: the core ``verify()`` against the raw ``cryptography`` verify, per algorithm;
 2. ``bench/e2e.py``: every adapter under its real server, with and without DPoP, memory and Redis stores;
+   then a short second run of the Redis rows with ``redis-server`` on the load generator's core
+   (``--redis-core client``), published beside the first so the effect of where Redis runs is visible;
 3. ``bench/replay_store.py`` (when present): the Redis store against the memory store, round trips;
 4. ``bench/memory.py``: bytes per live replay entry and a worker's peak RSS after 100,000 proofs.
 
@@ -58,6 +60,7 @@ class Part:
     stdout: str
     seconds: float
     data: dict[str, Any] | None = None
+    stolen: float | None = None  # share of the machine's CPU time the hypervisor took during the part
 
     @property
     def ok(self) -> bool:
@@ -72,6 +75,7 @@ def run_part(name: str, script: str, args: list[str], json_path: Path | None, ti
         command += ["--json", str(json_path)]
     print(f"== {name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
     started = time.monotonic()
+    ticks_before = cpu_ticks()
     try:
         done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False)
         code, out = done.returncode, done.stdout
@@ -79,12 +83,31 @@ def run_part(name: str, script: str, args: list[str], json_path: Path | None, ti
         code, out = -1, (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         out += f"\n(timed out after {timeout:.0f} s)"
     data = json.loads(json_path.read_text()) if json_path is not None and json_path.exists() else None
-    part = Part(name, command, code, out.strip(), time.monotonic() - started, data)
+    part = Part(name, command, code, out.strip(), time.monotonic() - started, data, stolen_share(ticks_before))
     print(out, file=sys.stderr, flush=True)
     return part
 
 
 # -- machine -----------------------------------------------------------------------------------------
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) clock ticks of all CPUs so far, from ``/proc/stat``; ``None`` where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is already in user.
+    return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
+
+
+def stolen_share(before: tuple[int, int] | None) -> float | None:
+    """Share of CPU time stolen by the hypervisor since ``before`` (another guest ran on our cores)."""
+    after = cpu_ticks()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def _cpu_model() -> str:
@@ -339,6 +362,26 @@ def _section(part: Part | None, missing: str) -> str:
     return text
 
 
+def _redis_core_text(core: str) -> str:
+    return "server's core" if core == "server" else "load generator's core"
+
+
+REDIS_PLACEMENT_TEXT = (
+    "Where `redis-server` runs changes what a sync worker's Redis request costs on this virtual machine. The "
+    "end-to-end rows above pin it to the server's core (`bench/e2e.py --redis-core server`, the default): "
+    "the worker's `SET NX PX` wakes Redis on the core that is about to wait for the answer. The table below "
+    "repeats the Redis rows of three adapters with Redis on the load generator's core (`--redis-core "
+    "client`): each command then wakes a process sleeping on the other virtual CPU, and the sender pays for "
+    "that cross-CPU wake-up (an inter-processor interrupt, a VM exit) inside `send()`: `perf record -g` "
+    "on a gunicorn worker puts it in the kernel's `sock_def_readable` → `_raw_spin_unlock_irqrestore`, about "
+    "40 µs per wake-up on the 2-vCPU Firecracker machine where we traced it (`bench/README.md`). The memory "
+    "variant pays one such wake-up per request (for the load generator), the Redis variant two; under "
+    "uvicorn one pipelined write serves a batch of requests, so the placement matters less. In production "
+    "Redis runs on another host, reached through a network card, which neither placement reproduces exactly; "
+    "both are shown."
+)
+
+
 def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespace, chart_note: str | None) -> str:
     e2e = parts.get("e2e")
     e2e_meta = (e2e.data or {}).get("meta", {}) if e2e else {}
@@ -366,8 +409,14 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         out += ["", "**Smoke run: tiny sizes, the figures below mean nothing.**"]
     out += ["", "## Machine", ""]
     out += [f"- {key}: {value}" for key, value in info.items()]
+    out.append(f"- measured: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    stolen = [f"{p.name} {p.stolen:.1%}" for p in parts.values() if p.stolen is not None]
+    if stolen:
+        out.append(
+            "- CPU time stolen by the hypervisor (`/proc/stat` steal; other guests running on our cores) during "
+            f"each part: {', '.join(stolen)}"
+        )
     out += [
-        f"- measured: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
         "The machine may be shared: treat absolute figures as indicative and compare the ratios, which "
         "each benchmark measures within one run.",
@@ -391,7 +440,8 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "falls on one round of every variant rather than on every round of one; each row is the variant's "
         "median round, and each ratio (and each CPU difference in the cost table) is the median over rounds of "
         "that round's figure (the paired figure). "
-        "The server is pinned to one core with `taskset`, the load generator and Redis to the other. "
+        "The server is pinned to one core with `taskset`, the load generator to the other; `redis-server` "
+        f"runs on the {_redis_core_text(e2e_meta.get('redis_core', 'client'))} (see the Redis section). "
         "Server CPU per request is the user+system time of the "
         "server's processes (from `/proc/<pid>/stat`, before and after the run) over the requests served; for the "
         "Redis variant the `redis-server` CPU and command count (`INFO commandstats`, connection set-up excluded) "
@@ -418,6 +468,10 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         ),
         "",
         "## Redis replay store against the memory store",
+        "",
+        REDIS_PLACEMENT_TEXT,
+        "",
+        _section(parts.get("e2e_redis_client"), "_Not run._"),
         "",
         _section(parts.get("replay_store"), "_`bench/replay_store.py` is not present._"),
         "",
@@ -465,7 +519,9 @@ def main() -> int:
         default="auto",
         help="matplotlib: use it, installing it with pip if missing",
     )
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: verify,e2e,replay_store,memory")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated parts to skip: verify,e2e,e2e_redis_client,replay_store,memory"
+    )
     args = parser.parse_args()
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="dpop-perf-")) if args.smoke else ROOT / "docs")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -480,6 +536,12 @@ def main() -> int:
             e2e_args = [*smoke, "--loadgen", args.loadgen, "--seconds", str(args.seconds), "--repeat", str(args.repeat),
                         "--algs", args.algs]  # fmt: skip
             parts["e2e"] = run_part("end to end", "e2e.py", e2e_args, Path(tmp) / "e2e.json", 1800)
+            if "e2e_redis_client" not in skip:
+                diagnostic = [*smoke, "--loadgen", args.loadgen, "--seconds", str(args.seconds), "--repeat",
+                              str(args.repeat), "--algs", "ES256", "--only", "starlette,flask,django-wsgi",
+                              "--variants", "memory,redis", "--redis-core", "client"]  # fmt: skip
+                parts["e2e_redis_client"] = run_part("end to end, Redis on the client core", "e2e.py", diagnostic,
+                                                     None, 900)  # fmt: skip
         if "replay_store" not in skip and (HERE / "replay_store.py").exists():
             parts["replay_store"] = run_part("replay store", "replay_store.py", smoke, None, 900)
         if "memory" not in skip:
