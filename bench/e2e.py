@@ -30,16 +30,9 @@ round and each ratio the median of the per-round ratios. The server runs pinned 
 load generator to the other cores (``loadgen.pinned``), so that none of them moves the server's
 process around mid-run.
 
-``--redis-core`` says where ``redis-server`` runs. ``server`` (the default) pins it to the server's
-core: a request's ``SET NX PX`` then wakes Redis on the core that is about to wait for its answer,
-as a same-core switch. ``client`` pins it to the load generator's core: every command then wakes a
-process that sleeps on the other virtual CPU, and on a virtual machine that cross-CPU wake-up (an
-inter-processor interrupt, a VM exit) is charged to the sender, inside ``send()``: ``perf`` puts
-about 40 µs per wake-up on this kind of machine in ``sock_def_readable``. A sync worker pays it
-once per request for the load generator in every variant, and once more for Redis in the Redis
-variant, so ``client`` measures the virtual machine's interrupt cost as much as the store. Neither
-is how Redis usually runs (on another host, reached through a network card); run both to see the
-difference.
+``--redis-core`` says where ``redis-server`` runs: on the server's core (``server``, the default) or
+on the load generator's (``client``). On a virtual machine a sync worker pays for waking a Redis
+that sleeps on the other CPU; ``bench/README.md`` ("Where Redis runs") has the trace and figures.
 
 Measured per run: successful requests/s, p50/p99 latency (from the load generator), and server
 CPU per request: user+system CPU time of every process in the server's process group (gunicorn's

@@ -533,13 +533,11 @@ def main() -> int:
         if "verify" not in skip:
             parts["verify"] = run_part("core verify", "verify.py", smoke, None, 900)
         if "e2e" not in skip:
-            e2e_args = [*smoke, "--loadgen", args.loadgen, "--seconds", str(args.seconds), "--repeat", str(args.repeat),
-                        "--algs", args.algs]  # fmt: skip
-            parts["e2e"] = run_part("end to end", "e2e.py", e2e_args, Path(tmp) / "e2e.json", 1800)
+            load = [*smoke, "--loadgen", args.loadgen, "--seconds", str(args.seconds), "--repeat", str(args.repeat)]
+            parts["e2e"] = run_part("end to end", "e2e.py", [*load, "--algs", args.algs], Path(tmp) / "e2e.json", 1800)
             if "e2e_redis_client" not in skip:
-                diagnostic = [*smoke, "--loadgen", args.loadgen, "--seconds", str(args.seconds), "--repeat",
-                              str(args.repeat), "--algs", "ES256", "--only", "starlette,flask,django-wsgi",
-                              "--variants", "memory,redis", "--redis-core", "client"]  # fmt: skip
+                diagnostic = [*load, "--algs", "ES256", "--only", "starlette,flask,django-wsgi", "--variants",
+                              "memory,redis", "--redis-core", "client"]  # fmt: skip
                 parts["e2e_redis_client"] = run_part("end to end, Redis on the client core", "e2e.py", diagnostic,
                                                      None, 900)  # fmt: skip
         if "replay_store" not in skip and (HERE / "replay_store.py").exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from adapter_cases import CASE_IDS, CASES, Case, Response, run_case
 from asgi_apps.apps import bare_app, to_case_response
-from asgi_apps.client import TestClient
+from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPVerifier
 from dpop_middleware.starlette import DPoPMiddleware

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -218,7 +217,7 @@ def test_redis_server_runs_on_the_core_asked_for() -> None:
     # Where redis-server runs changes a sync worker's figures (the module docstring of e2e.py says why),
     # so the option must really move it.
     cores = os.sched_getaffinity(0)
-    can_pin = len(cores) >= 2 and shutil.which("taskset") is not None
+    can_pin = loadgen.pinned(["true"], loadgen.SERVER_CPUS) != ["true"]  # the harness's own rule
     for core, expected in (("server", {0}), ("client", cores - {0})):
         with e2e.redis_process(core) as (_, pid):
             assert os.sched_getaffinity(pid) == (expected if can_pin else cores)

@@ -7,7 +7,7 @@ import time
 import pytest
 from adapter_cases import CASE_IDS, CASES, Case, Response, run_case
 from asgi_apps.apps import fastapi_app, to_case_response
-from asgi_apps.client import TestClient
+from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPVerifier, NonceKeyring
 from dpop_middleware.client import DPoPKey

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from asgi_apps.client import TestClient
 from fastapi import APIRouter, Depends, FastAPI, Security
+from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPPrincipal, DPoPVerifier
 from dpop_middleware.asgi import Message, Scope

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 from adapter_cases import CASE_IDS, CASES, Case, Response, run_case
 from asgi_apps.apps import starlette_app, to_case_response
-from asgi_apps.client import TestClient
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPVerifier
 from dpop_middleware.starlette import DPoPAuthBackend, DPoPAuthenticationMiddleware, DPoPMiddleware

@@ -6,13 +6,13 @@ import time
 
 import pytest
 from asgi_apps.apps import starlette_app
-from asgi_apps.client import TestClient, WebSocketDenialResponse
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocket
 
 from dpop_middleware import DPoPVerifier, NonceKeyring
