@@ -52,17 +52,22 @@ def _raw_target(request: HttpRequest) -> str | None:
     return raw.partition("?")[0].partition("#")[0]
 
 
+def _requoted_path_info(request: HttpRequest) -> str:
+    return quote(request.path_info, safe=_PATH_SAFE) or "/"
+
+
 def _path_below_mount(request: HttpRequest, script_name: str) -> str:
-    requoted = quote(request.path_info, safe=_PATH_SAFE) or "/"
+    # Django's decoded path_info is quoted again only where the raw target cannot serve (quote()
+    # is pure Python and the raw target is there on every request under gunicorn and uvicorn).
     raw = _raw_target(request)
     if raw is None:
-        return requoted
+        return _requoted_path_info(request)
     if not script_name:
         return raw
     if raw == script_name or raw.startswith(script_name + "/"):
         return raw[len(script_name) :]
     if unquote(raw).startswith(script_name + "/"):
-        return requoted  # the prefix was sent percent-encoded: trust Django's decoding instead
+        return _requoted_path_info(request)  # the prefix was sent percent-encoded: trust Django's decoding
     # The target lacks the prefix: a proxy stripped it before us; the path is below the mount point.
     return raw
 
@@ -72,7 +77,9 @@ def request_info(request: HttpRequest, proxy: ProxySettings) -> RequestInfo:
     meta = request.META
     host = request.get_host()
     script_name = _script_name(request)
-    forwarding = {name: [str(meta[key])] for key, name in WSGI_FORWARDING_KEYS.items() if key in meta}
+    forwarding: dict[str, list[str]] = {}
+    if proxy.trusted_proxies:  # forwarding headers are only ever read for a trusted peer
+        forwarding = {name: [str(meta[key])] for key, name in WSGI_FORWARDING_KEYS.items() if key in meta}
     url = rebuild_url(
         scheme=request.scheme or "http",
         host=host,
