@@ -10,8 +10,10 @@ Parts, each in a process of its own, one after the other:
 2. ``bench/e2e.py``: every adapter under its real server, with and without DPoP, memory and Redis stores;
    then a short second run of the Redis rows with ``redis-server`` on the load generator's core
    (``--redis-core client``), published beside the first so the effect of where Redis runs is visible;
-3. ``bench/replay_store.py`` (when present): the Redis store against the memory store, round trips;
-4. ``bench/memory.py``: bytes per live replay entry and a worker's peak RSS after 100,000 proofs.
+3. ``bench/layers.py``: the same apps called in process, no server: what the layer adds, split into the
+   verifier, the adapter and what is left (the framework's own code slowed by ours);
+4. ``bench/replay_store.py`` (when present): the Redis store against the memory store, round trips;
+5. ``bench/memory.py``: bytes per live replay entry and a worker's peak RSS after 100,000 proofs.
 
 A smoke run exercises everything with tiny sizes and makes no timing claim; it writes to a fresh
 temporary directory unless ``--out`` is given, so it never overwrites the published figures.
@@ -248,7 +250,9 @@ def cost_table(e2e: dict[str, Any]) -> list[str]:
     return out if len(out) > 2 else []
 
 
-def cost_paragraph(e2e: dict[str, Any] | None, verify_out: str, speed: dict[str, float]) -> str:
+def cost_paragraph(
+    e2e: dict[str, Any] | None, verify_out: str, speed: dict[str, float], layers: dict[str, Any] | None = None
+) -> str:
     """Where the protected request's extra CPU goes, from this run's figures: the floor, then the rest."""
     if not e2e:
         return "_The end-to-end benchmark did not run._"
@@ -293,6 +297,7 @@ def cost_paragraph(e2e: dict[str, Any] | None, verify_out: str, speed: dict[str,
                 )
             else:
                 text += ", the whole difference."
+    text += layers_sentence(layers)
     text += (
         " Our work is many small steps, none above a few microseconds: credential extraction, the payload's "
         "base64url and JSON decoding, `ath` (SHA-256 of the token), the claim checks, the replay key and store "
@@ -312,6 +317,33 @@ def cost_paragraph(e2e: dict[str, Any] | None, verify_out: str, speed: dict[str,
     )
     lines.append(text)
     return "\n".join(lines)
+
+
+def layers_sentence(layers: dict[str, Any] | None) -> str:
+    """What ``bench/layers.py`` found, in words: the layer without its signature, and its parts."""
+    rows = (layers or {}).get("rows") or []
+    parts = []
+    for r in rows:
+        core, tight = r.get("nosig_core_in_request_us"), r.get("nosig_core_tight_loop_us")
+        if core is None or tight is None:
+            continue
+        layer, adapter = r["nosig"] - r["none"], r["adapter_only"] - r["none"]
+        parts.append(
+            f"{r['label']} {layer:.0f} µs (the verifier {core:.0f}, {tight:.0f} in a tight loop; the adapter and "
+            f"its framework hooks {adapter:.0f}; the rest {layer - core - adapter:.0f})"
+        )
+    if not parts:
+        return ""
+    return (
+        " In process, with no server in the way (`bench/layers.py`), the layer without its signature call costs "
+        + "; ".join(parts)
+        + ". The same verifier code takes longer inside a request than in a loop of its own, and the "
+        "framework's own code runs slower after ours: they share the CPU's caches and branch predictors, so "
+        "every step we take costs more in a server than it does alone. The adapter's share includes what the "
+        "framework charges for the hook itself (a FastAPI dependency, which the floor's check pays too; a "
+        "Django middleware's `process_view`) and Django's own `get_host()` check against `ALLOWED_HOSTS`, "
+        "which the URL we rebuild for `htu` must go through."
+    )
 
 
 def _panel_values(
@@ -446,6 +478,12 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "server's processes (from `/proc/<pid>/stat`, before and after the run) over the requests served; for the "
         "Redis variant the `redis-server` CPU and command count (`INFO commandstats`, connection set-up excluded) "
         "are shown too. A run with any non-2xx response is reported as failed, not as a figure.",
+        "- **In process** (`bench/layers.py`): the same benchmark apps called directly, as their server would "
+        "call them (a WSGI environ or an ASGI scope, one after the other, no sockets), each variant in a fresh "
+        "process, the fastest of several rounds, the median of three passes: bare, with the raw signature check "
+        "only, with the DPoP layer; then the layer with the signature call replaced by a no-op (timing the "
+        "verifier's calls inside each request, and the same calls again in a tight loop), and the layer with "
+        "the verifier's answer memoized (the adapter alone).",
         "- **Replay store** (`bench/replay_store.py`): the Redis store against the memory store, same server, "
         "same load; Redis commands per request.",
         "- **Memory** (`bench/memory.py`): `tracemalloc` over distinct `MemoryReplayStore.add_if_absent` calls "
@@ -467,6 +505,10 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
             else "_No chart: the end-to-end benchmark produced no figures._"
         ),
         "",
+        "## In process: what the layer adds, part by part",
+        "",
+        _section(parts.get("layers"), "_Not run._"),
+        "",
         "## Redis replay store against the memory store",
         "",
         REDIS_PLACEMENT_TEXT,
@@ -485,6 +527,7 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
             e2e.data if e2e else None,
             parts["verify"].stdout if "verify" in parts else "",
             openssl_speed(smoke=args.smoke),
+            parts["layers"].data if "layers" in parts else None,
         ),
         "",
     ]
@@ -520,7 +563,9 @@ def main() -> int:
         help="matplotlib: use it, installing it with pip if missing",
     )
     parser.add_argument(
-        "--skip", default="", help="comma-separated parts to skip: verify,e2e,e2e_redis_client,replay_store,memory"
+        "--skip",
+        default="",
+        help="comma-separated parts to skip: verify,e2e,e2e_redis_client,layers,replay_store,memory",
     )
     args = parser.parse_args()
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="dpop-perf-")) if args.smoke else ROOT / "docs")
@@ -540,6 +585,8 @@ def main() -> int:
                               "memory,redis", "--redis-core", "client"]  # fmt: skip
                 parts["e2e_redis_client"] = run_part("end to end, Redis on the client core", "e2e.py", diagnostic,
                                                      None, 900)  # fmt: skip
+        if "layers" not in skip:
+            parts["layers"] = run_part("in process", "layers.py", smoke, Path(tmp) / "layers.json", 900)
         if "replay_store" not in skip and (HERE / "replay_store.py").exists():
             parts["replay_store"] = run_part("replay store", "replay_store.py", smoke, None, 900)
         if "memory" not in skip:

@@ -20,6 +20,7 @@ sys.path.insert(0, str(BENCH))
 
 import chart  # noqa: E402
 import e2e  # noqa: E402
+import layers  # noqa: E402
 import loadgen  # noqa: E402
 import run_all  # noqa: E402
 
@@ -48,6 +49,7 @@ def test_run_all_smoke_writes_report_and_chart(tmp_path: Path) -> None:
         "## Method",
         "## Core",
         "## End to end, per adapter",
+        "## In process: what the layer adds, part by part",
         "## Memory",
         "## What the remaining cost is",
     ):
@@ -61,6 +63,12 @@ def test_run_all_smoke_writes_report_and_chart(tmp_path: Path) -> None:
             for variant in ("none", "floor", "memory", "redis"):
                 assert f"| {adapter} | {server} | {alg} | {variant} |" in report
     assert "bytes per live entry" in report
+    # The in-process split, one row per adapter, and its reading in the cost paragraph.
+    for label in ("Starlette", "FastAPI", "Flask", "Django (WSGI)"):
+        added, plain = r"\+-?\d+\.\d", r"-?\d+\.\d"
+        cells = r" \| ".join([plain, added, added, added, plain, plain, added, plain])  # every column measured
+        assert re.search(rf"^\| {re.escape(label)} \| {cells} \|$", report, re.MULTILINE), label
+    assert "In process, with no server in the way" in report
     # The second run, with redis-server on the load generator's core, repeats three adapters' Redis rows.
     for adapter, server, times in (("Starlette", "uvicorn", 2), ("Flask", "gunicorn", 2), ("Django", "gunicorn", 2),
                                    ("FastAPI", "uvicorn", 1)):  # fmt: skip
@@ -232,3 +240,29 @@ def test_stolen_share_is_a_share_of_the_ticks_in_between() -> None:
     assert since_boot == pytest.approx(now[0] / now[1], abs=0.01)
     assert run_all.stolen_share(None) is None
     assert run_all.stolen_share((0, 10**18)) is None  # no tick has passed since "before"
+
+
+def test_layer_split_adds_up() -> None:
+    # What is left is the layer without its signature, less the verifier's and the adapter's shares.
+    row = {"adapter": "flask", "label": "Flask", "none": 50.0, "floor": 120.0, "protected": 150.0, "nosig": 80.0,
+           "adapter_only": 57.0, "nosig_core_in_request_us": 18.0, "nosig_core_tight_loop_us": 11.0}  # fmt: skip
+    assert layers.table([row])[-1] == "| Flask | 50.0 | +70.0 | +100.0 | +30.0 | 18.0 | 11.0 | +7.0 | 5.0 |"
+    sentence = run_all.layers_sentence({"rows": [row]})
+    assert "Flask 30 µs (the verifier 18, 11 in a tight loop; the adapter and its framework hooks 7; the rest 5)" in sentence
+    assert run_all.layers_sentence(None) == ""
+
+
+@pytest.mark.parametrize("adapter", ["starlette", "django"])
+def test_layer_diagnostics_do_what_they_say(adapter: str) -> None:
+    def child(variant: str) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, str(BENCH / "layers.py"), "--child", adapter, variant, "--requests", "20", "--rounds", "1"],
+            check=True, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    nosig = child("nosig")  # every request goes through the verifier, timed, then the tight loop
+    assert nosig["verifier_calls"] == 20 and "core_in_request_us" in nosig and "core_tight_loop_us" in nosig
+    memoized = child("adapter_only")  # the verifier ran during warm-up only
+    assert memoized["verifier_calls"] == 0 and "core_in_request_us" not in memoized
