@@ -327,10 +327,11 @@ def layers_sentence(layers: dict[str, Any] | None) -> str:
         core, tight = r.get("nosig_core_in_request_us"), r.get("nosig_core_tight_loop_us")
         if core is None or tight is None:
             continue
-        layer, adapter = r["nosig"] - r["none"], r["adapter_only"] - r["none"]
+        layer, hook, ours = r["nosig"] - r["none"], r["hook"] - r["none"], r["adapter_only"] - r["hook"]
         parts.append(
-            f"{r['label']} {layer:.0f} µs (the verifier {core:.0f}, {tight:.0f} in a tight loop; the adapter and "
-            f"its framework hooks {adapter:.0f}; the rest {layer - core - adapter:.0f})"
+            f"{r['label']} {layer:.0f} µs (the verifier {core:.0f}, {tight:.0f} in a tight loop; the framework's "
+            f"price for an empty hook in its place {hook:.0f}; our adapter's code {ours:.0f}; the rest "
+            f"{layer - core - hook - ours:.0f})"
         )
     if not parts:
         return ""
@@ -339,10 +340,10 @@ def layers_sentence(layers: dict[str, Any] | None) -> str:
         + "; ".join(parts)
         + ". The same verifier code takes longer inside a request than in a loop of its own, and the "
         "framework's own code runs slower after ours: they share the CPU's caches and branch predictors, so "
-        "every step we take costs more in a server than it does alone. The adapter's share includes what the "
-        "framework charges for the hook itself (a FastAPI dependency, which the floor's check pays too; a "
-        "Django middleware's `process_view`) and Django's own `get_host()` check against `ALLOWED_HOSTS`, "
-        "which the URL we rebuild for `htu` must go through."
+        "every step we take costs more in a server than it does alone. Any hook costs what the framework "
+        "charges for it (a FastAPI dependency most: the floor's check pays it too); our adapter's code "
+        "includes the framework calls that rebuilding the URL for `htu` must go through (Django's "
+        "`get_host()`, which checks the Host against `ALLOWED_HOSTS`, and `request.scheme`)."
     )
 
 
@@ -482,8 +483,9 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "call them (a WSGI environ or an ASGI scope, one after the other, no sockets), each variant in a fresh "
         "process, the fastest of several rounds, the median of three passes: bare, with the raw signature check "
         "only, with the DPoP layer; then the layer with the signature call replaced by a no-op (timing the "
-        "verifier's calls inside each request, and the same calls again in a tight loop), and the layer with "
-        "the verifier's answer memoized (the adapter alone).",
+        "verifier's calls inside each request, and the same calls again in a tight loop), the layer with "
+        "the verifier's answer memoized (the adapter alone), and an empty framework hook in the layer's place "
+        "(what the framework charges for any hook).",
         "- **Replay store** (`bench/replay_store.py`): the Redis store against the memory store, same server, "
         "same load; Redis commands per request.",
         "- **Memory** (`bench/memory.py`): `tracemalloc` over distinct `MemoryReplayStore.add_if_absent` calls "

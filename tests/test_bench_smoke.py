@@ -66,7 +66,7 @@ def test_run_all_smoke_writes_report_and_chart(tmp_path: Path) -> None:
     # The in-process split, one row per adapter, and its reading in the cost paragraph.
     for label in ("Starlette", "FastAPI", "Flask", "Django (WSGI)"):
         added, plain = r"\+-?\d+\.\d", r"-?\d+\.\d"
-        cells = r" \| ".join([plain, added, added, added, plain, plain, added, plain])  # every column measured
+        cells = r" \| ".join([plain, added, added, added, plain, plain, plain, plain, plain])  # every column measured
         assert re.search(rf"^\| {re.escape(label)} \| {cells} \|$", report, re.MULTILINE), label
     assert "In process, with no server in the way" in report
     # The second run, with redis-server on the load generator's core, repeats three adapters' Redis rows.
@@ -244,11 +244,15 @@ def test_stolen_share_is_a_share_of_the_ticks_in_between() -> None:
 
 def test_layer_split_adds_up() -> None:
     # What is left is the layer without its signature, less the verifier's and the adapter's shares.
-    row = {"adapter": "flask", "label": "Flask", "none": 50.0, "floor": 120.0, "protected": 150.0, "nosig": 80.0,
-           "adapter_only": 57.0, "nosig_core_in_request_us": 18.0, "nosig_core_tight_loop_us": 11.0}  # fmt: skip
-    assert layers.table([row])[-1] == "| Flask | 50.0 | +70.0 | +100.0 | +30.0 | 18.0 | 11.0 | +7.0 | 5.0 |"
+    row = {"adapter": "flask", "label": "Flask", "none": 50.0, "floor": 120.0, "hook": 52.0, "protected": 150.0,
+           "nosig": 80.0, "adapter_only": 57.0, "nosig_core_in_request_us": 18.0,
+           "nosig_core_tight_loop_us": 11.0}  # fmt: skip
+    assert layers.table([row])[-1] == "| Flask | 50.0 | +70.0 | +100.0 | +30.0 | 18.0 | 11.0 | 2.0 | 5.0 | 5.0 |"
     sentence = run_all.layers_sentence({"rows": [row]})
-    assert "Flask 30 µs (the verifier 18, 11 in a tight loop; the adapter and its framework hooks 7; the rest 5)" in sentence
+    assert (
+        "Flask 30 µs (the verifier 18, 11 in a tight loop; the framework's price for an empty hook in its place 2; "
+        "our adapter's code 5; the rest 5)"
+    ) in sentence
     assert run_all.layers_sentence(None) == ""
 
 

@@ -8,7 +8,9 @@ from typing import Any
 
 from dpop_middleware import DPoPVerifier, JWTAccessTokenValidator, MemoryReplayStore
 
-ENV_MODE = "BENCH_MODE"  # "none" (no DPoP layer at all), "floor" (raw signature check only) or "protected"
+# "none" (no DPoP layer at all), "floor" (raw signature check only), "hook" (a framework hook in the place of
+# ours that does nothing: what the framework charges for any hook; bench/layers.py only) or "protected"
+ENV_MODE = "BENCH_MODE"
 ENV_STORE = "BENCH_STORE"  # "memory" or a redis:// URL
 ENV_ISSUER = "BENCH_ISSUER"
 ENV_AUDIENCE = "BENCH_AUDIENCE"
@@ -20,10 +22,10 @@ BODY = {"items": [1, 2, 3]}
 
 
 def mode() -> str:
-    """``none``, ``floor`` (see ``floor.py``) or ``protected`` (the DPoP layer)."""
+    """``none``, ``floor`` (see ``floor.py``), ``hook`` (an empty hook) or ``protected`` (the DPoP layer)."""
     value = os.environ.get(ENV_MODE, "none")
-    if value not in ("none", "floor", "protected"):
-        raise ValueError(f"{ENV_MODE} must be 'none', 'floor' or 'protected', not {value!r}")
+    if value not in ("none", "floor", "hook", "protected"):
+        raise ValueError(f"{ENV_MODE} must be 'none', 'floor', 'hook' or 'protected', not {value!r}")
     return value
 
 
@@ -35,6 +37,11 @@ def protected() -> bool:
 def floor() -> bool:
     """Whether this server runs the raw signature check only (the cryptographic floor)."""
     return mode() == "floor"
+
+
+def hook() -> bool:
+    """Whether this server runs an empty framework hook where the DPoP layer would be."""
+    return mode() == "hook"
 
 
 def issuer_settings() -> tuple[str, str, dict[str, Any]]:

@@ -1,5 +1,8 @@
 """The ``floor`` variant's Django middleware: the raw signature check only (see ``floor.py``).
 
+Also the ``hook`` variant's: a middleware shaped like ``DPoPMiddleware`` (with ``process_view``) that
+does nothing, what Django charges for such a middleware.
+
 Sync and async capable like ``dpop_middleware.django.DPoPMiddleware``, so neither server pays a
 thread hop for it.
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import sync_and_async_middleware
 
@@ -35,3 +38,27 @@ def floor_middleware(get_response: Callable[[HttpRequest], Any]) -> Callable[[Ht
         return result
 
     return middleware
+
+
+class HookMiddleware:
+    """Sync and async capable, with a ``process_view``, like ``DPoPMiddleware``; does nothing."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        return await self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
+        return None

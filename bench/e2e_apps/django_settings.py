@@ -11,7 +11,7 @@ import os
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from e2e_apps.common import BODY, PATH, floor, issuer_settings, protected
+from e2e_apps.common import BODY, PATH, floor, hook, issuer_settings, protected
 
 SECRET_KEY = "bench-only-not-secret"
 DEBUG = False
@@ -35,6 +35,8 @@ if protected():
     }
 elif floor():
     MIDDLEWARE = ["e2e_apps.django_floor.floor_middleware"]
+elif hook():
+    MIDDLEWARE = ["e2e_apps.django_floor.HookMiddleware"]
 
 
 def items(request: HttpRequest) -> JsonResponse:

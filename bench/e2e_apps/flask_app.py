@@ -8,7 +8,7 @@ from flask import Flask, request
 
 from dpop_middleware.flask import DPoP
 
-from .common import BODY, PATH, floor, issuer_settings, protected, replay_store
+from .common import BODY, PATH, floor, hook, issuer_settings, protected, replay_store
 from .floor import signature_ok
 
 app = Flask(__name__)
@@ -28,6 +28,12 @@ elif floor():
     @app.before_request
     def raw_signature_check() -> tuple[str, int] | None:
         return None if signature_ok(request.headers.get("DPoP")) else ("bad proof", 401)
+
+elif hook():
+
+    @app.before_request
+    def empty_hook() -> None:
+        return None
 
 
 @app.get(PATH)

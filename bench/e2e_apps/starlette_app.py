@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dpop_middleware.starlette import DPoPMiddleware
 
-from .common import BODY, PATH, floor, protected, verifier
+from .common import BODY, PATH, floor, hook, protected, verifier
 from .floor import signature_ok
 
 
@@ -34,9 +34,21 @@ class FloorMiddleware:
         await self.app(scope, receive, send)
 
 
+class HookMiddleware:
+    """Pure ASGI, like ``DPoPMiddleware``, and does nothing (``hook``: the price of any middleware)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 middleware = []
 if protected():
     middleware = [Middleware(DPoPMiddleware, verifier=verifier(asynchronous=True))]
 elif floor():
     middleware = [Middleware(FloorMiddleware)]
+elif hook():
+    middleware = [Middleware(HookMiddleware)]
 app = Starlette(routes=[Route(PATH, items)], middleware=middleware)
