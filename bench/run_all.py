@@ -11,7 +11,8 @@ Parts, each in a process of its own, one after the other:
    then a short second run of the Redis rows with ``redis-server`` on the load generator's core
    (``--redis-core client``), published beside the first so the effect of where Redis runs is visible;
 3. ``bench/layers.py``: the same apps called in process, no server: what the layer adds, split into the
-   verifier, the adapter and what is left (the framework's own code slowed by ours);
+   verifier, the framework's price for a hook, our adapter's code and what is left (the framework's
+   own code slowed by ours);
 4. ``bench/replay_store.py`` (when present): the Redis store against the memory store, round trips;
 5. ``bench/memory.py``: bytes per live replay entry and a worker's peak RSS after 100,000 proofs.
 

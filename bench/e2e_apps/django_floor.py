@@ -49,8 +49,11 @@ class HookMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         self.async_mode = iscoroutinefunction(get_response)
+        # As DPoPMiddleware does: a coroutine process_view under ASGI, so Django adds no thread hop.
+        self.process_view: Callable[..., Any] = self._process_view
         if self.async_mode:
             markcoroutinefunction(self)
+            self.process_view = self._aprocess_view
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
@@ -60,5 +63,8 @@ class HookMiddleware:
     async def __acall__(self, request: HttpRequest) -> Any:
         return await self.get_response(request)
 
-    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
+    def _process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
+        return None
+
+    async def _aprocess_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
         return None
