@@ -105,8 +105,15 @@ _ADAPTER_DEFAULTS: dict[str, Any] = {
     "DPOP_EXEMPT_PATHS": (),
 }
 _VERIFIER_KEYS = frozenset(
-    {"DPOP_VERIFIER", "DPOP_TOKEN_VALIDATOR", "DPOP_ISSUER", "DPOP_AUDIENCE", "DPOP_JWKS", "DPOP_REPLAY_STORE",
-     "DPOP_ON_OUTCOME"}
+    {
+        "DPOP_VERIFIER",
+        "DPOP_TOKEN_VALIDATOR",
+        "DPOP_ISSUER",
+        "DPOP_AUDIENCE",
+        "DPOP_JWKS",
+        "DPOP_REPLAY_STORE",
+        "DPOP_ON_OUTCOME",
+    }
 )
 _OPTION_KEYS = {f"DPOP_{name.upper()}": name for name in VerifierConfig.__dataclass_fields__}
 

@@ -141,9 +141,7 @@ def _store_error(exc: Exception) -> DPoPError:
     """A replay store that cannot answer never admits a request: 503."""
     if isinstance(exc, DPoPError):
         return exc
-    logger.error(
-        "dpop replay store failed: %s", type(exc).__name__, extra={"dpop_reason": "replay_store_unavailable"}
-    )
+    logger.error("dpop replay store failed: %s", type(exc).__name__, extra={"dpop_reason": "replay_store_unavailable"})
     return ReplayStoreUnavailable()
 
 
@@ -252,9 +250,7 @@ class DPoPVerifier:
                 _check_fresh(added)
         return principal
 
-    def authenticate(
-        self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()
-    ) -> AuthResult:
+    def authenticate(self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()) -> AuthResult:
         """Verify, check the route's ``scopes`` and apply the mode: what adapters call.
 
         ``required=False``: a request without credentials passes as anonymous (credentials that

@@ -317,4 +317,3 @@ def principal_from_environ(environ: Mapping[str, Any]) -> DPoPPrincipal | None:
     """The principal :class:`DPoPWSGIMiddleware` attached, or ``None``."""
     value = environ.get(ENVIRON_KEY)
     return value if isinstance(value, DPoPPrincipal) else None
-

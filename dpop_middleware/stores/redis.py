@@ -51,6 +51,7 @@ DEFAULT_PREFIX = b"dpop:jti:"
 DEFAULT_CONNECT_TIMEOUT = 0.5
 DEFAULT_TIMEOUT = 0.5
 
+
 def _as_bytes(prefix: bytes | str) -> bytes:
     return prefix.encode() if isinstance(prefix, str) else bytes(prefix)
 
