@@ -48,6 +48,7 @@ sys.path.insert(0, str(HERE))
 
 from chart import Panel, bar_charts, has_matplotlib  # noqa: E402
 from e2e import ALGS, SERVERS, VARIANTS, case_label  # noqa: E402
+from layers import split as layer_split  # noqa: E402
 
 PACKAGES = ("dpop-middleware", "cryptography", "jwcrypto", "cachetools", "Django", "Flask", "starlette", "fastapi",
             "uvicorn", "gunicorn", "h11", "httptools", "uvloop", "redis")  # fmt: skip
@@ -325,14 +326,13 @@ def layers_sentence(layers: dict[str, Any] | None) -> str:
     rows = (layers or {}).get("rows") or []
     parts = []
     for r in rows:
-        core, tight = r.get("nosig_core_in_request_us"), r.get("nosig_core_tight_loop_us")
-        if core is None or tight is None:
+        s = layer_split(r)
+        if s["verifier"] is None or s["tight_loop"] is None or s["left"] is None:
             continue
-        layer, hook, ours = r["nosig"] - r["none"], r["hook"] - r["none"], r["adapter_only"] - r["hook"]
         parts.append(
-            f"{r['label']} {layer:.0f} µs (the verifier {core:.0f}, {tight:.0f} in a tight loop; the framework's "
-            f"price for an empty hook in its place {hook:.0f}; our adapter's code {ours:.0f}; the rest "
-            f"{layer - core - hook - ours:.0f})"
+            f"{r['label']} {s['layer']:.0f} µs (the verifier {s['verifier']:.0f}, {s['tight_loop']:.0f} in a tight "
+            f"loop; the framework's price for an empty hook in its place {s['hook']:.0f}; our adapter's code "
+            f"{s['adapter']:.0f}; the rest {s['left']:.0f})"
         )
     if not parts:
         return ""
@@ -419,6 +419,8 @@ REDIS_PLACEMENT_TEXT = (
 def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespace, chart_note: str | None) -> str:
     e2e = parts.get("e2e")
     e2e_meta = (e2e.data or {}).get("meta", {}) if e2e else {}
+    layers_part = parts.get("layers")
+    layers_meta = (layers_part.data or {}).get("meta", {}) if layers_part else {}
     loadgen = e2e_meta.get("loadgen", "?")
     if loadgen == "wrk":
         load_text = (
@@ -482,7 +484,8 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "are shown too. A run with any non-2xx response is reported as failed, not as a figure.",
         "- **In process** (`bench/layers.py`): the same benchmark apps called directly, as their server would "
         "call them (a WSGI environ or an ASGI scope, one after the other, no sockets), each variant in a fresh "
-        "process, the fastest of several rounds, the median of three passes: bare, with the raw signature check "
+        f"process, the fastest of {layers_meta.get('rounds', '?')} rounds of {layers_meta.get('requests', '?')} "
+        f"requests, the median of {layers_meta.get('repeat', '?')} passes: bare, with the raw signature check "
         "only, with the DPoP layer; then the layer with the signature call replaced by a no-op (timing the "
         "verifier's calls inside each request, and the same calls again in a tight loop), the layer with "
         "the verifier's answer memoized (the adapter alone), and an empty framework hook in the layer's place "

@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from unittest import mock
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -198,6 +199,15 @@ def proof_only(alg: str, rounds: int, per_round: int) -> float:
     return statistics.median(times)
 
 
+def signature_skipped() -> Any:
+    """A context in which the verifier's signature call is a no-op that accepts.
+
+    Diagnostics only (our own work measured alone, here and in ``bench/layers.py``), never a way to run
+    the verifier.
+    """
+    return mock.patch.object(core_proof, "verify_signature", lambda *args: True)
+
+
 def own_work(alg: str, rounds: int, per_round: int) -> float:
     """Median µs of the whole ``verify()`` with the signature call replaced by a no-op.
 
@@ -211,7 +221,7 @@ def own_work(alg: str, rounds: int, per_round: int) -> float:
     tokens = {k.jkt: issuer.token(k.jkt) for k in keys}
     raw_keys = RawKeys()
     times = []
-    with mock.patch.object(core_proof, "verify_signature", lambda *args: True):
+    with signature_skipped():
         for sample in make_samples(alg, keys, tokens, len(keys), raw_keys):  # keys and tokens seen once
             verifier.verify(sample.request)
         for _ in range(rounds):

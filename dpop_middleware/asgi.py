@@ -171,7 +171,7 @@ def request_info(scope: Scope, settings: ProxySettings, *, method: str | None = 
     pairs: list[Header] = []
     hosts: list[str] = []
     forwarded: dict[str, list[str]] = {}
-    trusting = bool(settings.trusted_proxies)
+    trusting = settings.reads_forwarding_headers
     roles = _HEADER_ROLES
     for raw_name, raw_value in scope.get("headers") or ():
         # ASGI names should be lower-case bytes already; lower() keeps us right when they are not.

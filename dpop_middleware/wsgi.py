@@ -58,9 +58,9 @@ from urllib.parse import quote, unquote
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
-from .core.origin import WSGI_FORWARDING_KEYS, ProxySettings, rebuild_url
+from .core.origin import ProxySettings, forwarding_from_environ, rebuild_url
 from .core.paths import PathRules
-from .core.request import WSGI_CREDENTIAL_KEYS, RequestInfo
+from .core.request import RequestInfo, credential_headers_from_environ
 from .verifier import AuthResult, DPoPVerifier
 
 if TYPE_CHECKING:
@@ -184,31 +184,21 @@ def request_info_from_environ(environ: Mapping[str, Any], proxy_settings: ProxyS
     reads, ``Authorization`` and ``DPoP``. A WSGI server has already joined repeated header fields
     with commas, which the core counts as several values (a comma never occurs in a proof).
     """
-    headers: list[tuple[str, str]] = []
-    for key, name in WSGI_CREDENTIAL_KEYS:
-        value = environ.get(key)
-        if isinstance(value, str):
-            headers.append((name, value))
-    forwarded: dict[str, list[str]] = {}
-    if proxy_settings.trusted_proxies:  # forwarding headers are only ever read for a trusted peer
-        for key, name in WSGI_FORWARDING_KEYS.items():
-            value = environ.get(key)
-            if isinstance(value, str):
-                forwarded[name] = [value]
     root_path, path = _paths(environ)
+    settings = _effective_settings(environ, proxy_settings)
     url = rebuild_url(
         scheme=str(environ.get("wsgi.url_scheme", "http")),
         host=_host(environ),
         root_path=root_path,
         path=path,
         peer=environ.get("REMOTE_ADDR"),
-        headers=forwarded,
-        settings=_effective_settings(environ, proxy_settings),
+        headers=forwarding_from_environ(environ, settings),
+        settings=settings,
     )
     query = environ.get("QUERY_STRING")
     if query:
         url = f"{url}?{query}"
-    return RequestInfo(str(environ.get("REQUEST_METHOD", "GET")), url, headers)
+    return RequestInfo(str(environ.get("REQUEST_METHOD", "GET")), url, credential_headers_from_environ(environ))
 
 
 def authenticate_environ(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dpop_middleware.core.origin import ProxySettings, rebuild_url
+from dpop_middleware.core.origin import ProxySettings, forwarding_from_environ, rebuild_url
+from dpop_middleware.core.request import credential_headers_from_environ
 
 ALL_HEADERS = ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix"]
 TRUSTED = ProxySettings.create(["10.0.0.0/8", "127.0.0.1"], trusted_headers=ALL_HEADERS)
@@ -90,3 +91,26 @@ def test_only_configured_forwarding_headers_are_believed() -> None:
     assert url(headers, settings=only_forwarded) == "http://other-api.example/items"
     with pytest.raises(ValueError):
         ProxySettings.create(["10.0.0.0/8"], trusted_headers=["x-real-ip"])
+
+
+ENVIRON = {
+    "HTTP_X_FORWARDED_PROTO": "https",
+    "HTTP_FORWARDED": "proto=https",
+    "HTTP_X_FORWARDED_HOST": 42,  # not text: a WSGI environ may hold anything
+    "HTTP_AUTHORIZATION": "DPoP abc",
+    "HTTP_DPOP": "a.b.c",
+    "HTTP_COOKIE": "x=1",
+}
+
+
+def test_forwarding_headers_are_collected_only_when_they_can_be_read() -> None:
+    assert forwarding_from_environ(ENVIRON, TRUSTED) == {"x-forwarded-proto": ["https"], "forwarded": ["proto=https"]}
+    # Nobody trusted, or a fixed public URL: rebuild_url would read none of them.
+    assert forwarding_from_environ(ENVIRON, ProxySettings.create()) == {}
+    assert forwarding_from_environ(ENVIRON, ProxySettings.create(["10.0.0.0/8"], public_url="https://api.example")) == {}
+    assert TRUSTED.reads_forwarding_headers and not ProxySettings.create().reads_forwarding_headers
+
+
+def test_only_the_credential_headers_are_copied_from_an_environ() -> None:
+    assert credential_headers_from_environ(ENVIRON) == [("authorization", "DPoP abc"), ("dpop", "a.b.c")]
+    assert credential_headers_from_environ({"HTTP_DPOP": b"a.b.c"}) == []

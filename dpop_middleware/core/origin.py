@@ -21,8 +21,16 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["DEFAULT_TRUSTED_HEADERS", "FORWARDING_HEADERS", "WSGI_FORWARDING_KEYS", "ProxySettings", "rebuild_url"]
+__all__ = [
+    "DEFAULT_TRUSTED_HEADERS",
+    "FORWARDING_HEADERS",
+    "WSGI_FORWARDING_KEYS",
+    "ProxySettings",
+    "forwarding_from_environ",
+    "rebuild_url",
+]
 
 #: The request headers :func:`rebuild_url` may read (lower-case), when the peer is trusted.
 FORWARDING_HEADERS = (
@@ -83,6 +91,15 @@ class ProxySettings:
             if not public_url.startswith(("http://", "https://")):
                 raise ValueError("public_url must be an absolute http(s) URL")
         return cls(networks, public_url, headers)
+
+    @property
+    def reads_forwarding_headers(self) -> bool:
+        """Whether :func:`rebuild_url` may ever read a forwarding header under these settings.
+
+        Only a trusted proxy's are read, and none when ``public_url`` fixes the URL: adapters skip
+        collecting them otherwise, on every request.
+        """
+        return bool(self.trusted_proxies) and self.public_url is None
 
     def is_trusted(self, address: str | None) -> bool:
         if not address or not self.trusted_proxies:
@@ -199,3 +216,10 @@ def rebuild_url(
             if edge.prefix and _PREFIX.fullmatch(edge.prefix):
                 root_path = edge.prefix.rstrip("/") + root_path
     return f"{scheme}://{host}{root_path}{path}"
+
+
+def forwarding_from_environ(environ: Mapping[str, Any], settings: ProxySettings) -> dict[str, list[str]]:
+    """The forwarding headers of a WSGI environ (or Django's ``META``) that :func:`rebuild_url` may read."""
+    if not settings.reads_forwarding_headers:
+        return {}
+    return {name: [value] for key, name in WSGI_FORWARDING_KEYS.items() if isinstance(value := environ.get(key), str)}

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .config import Mode, VerifierConfig
 from .errors import AuthenticationRequired, InvalidDPoPProofError, InvalidRequestError, InvalidTokenError
 
-__all__ = ["WSGI_CREDENTIAL_KEYS", "Credentials", "RequestInfo", "authorization_scheme", "extract_credentials"]
+__all__ = [
+    "WSGI_CREDENTIAL_KEYS",
+    "Credentials",
+    "RequestInfo",
+    "authorization_scheme",
+    "credential_headers_from_environ",
+    "extract_credentials",
+]
 
 #: The request headers the core reads, as WSGI environ keys (CGI style) with their lower-case names.
 #: Adapters copy only these into :class:`RequestInfo`.
 WSGI_CREDENTIAL_KEYS = (("HTTP_AUTHORIZATION", "authorization"), ("HTTP_DPOP", "dpop"))
+
+
+def credential_headers_from_environ(environ: Mapping[str, object]) -> list[tuple[str, str]]:
+    """``Authorization`` and ``DPoP`` from a WSGI environ (or Django's ``META``), the only headers we read.
+
+    Copying every ``HTTP_*`` key instead measured ~5 us a request. The server has already joined
+    repeated fields with commas; the core counts a comma in either header as several values.
+    """
+    return [(name, value) for key, name in WSGI_CREDENTIAL_KEYS if isinstance(value := environ.get(key), str)]
+
 
 # RFC 7235 token68, the syntax of both Bearer (RFC 6750 §2.1) and DPoP (RFC 9449 §7.1) tokens:
 # 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". Checked with bytes.translate, which
