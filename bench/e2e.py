@@ -561,10 +561,10 @@ def checks(rows: list[Row]) -> list[dict[str, Any]]:
     for alg, spec in ((a, s) for a in algs for s in SERVERS):
         none, floor, memory, redis_row = (_find(rows, spec.key, v, alg) for v in VARIANTS)
         label = case_label(spec.adapter, spec.server, alg)
-        if none and floor:
-            ratio = _ratio(floor.rps_vs_none, floor.rps, none.rps)
+        floor_ratio = _ratio(floor.rps_vs_none, floor.rps, none.rps) if none and floor else None
+        if floor_ratio is not None:
             out.append({"check": f"{label}: the floor (raw signature check only) req/s vs unprotected",
-                        "measured": f"{ratio:.0%}", "target": "(the best any DPoP layer can do)",
+                        "measured": f"{floor_ratio:.0%}", "target": "(the best any DPoP layer can do)",
                         "ok": None})  # fmt: skip
         if floor and memory:
             ratio = _ratio(memory.rps_vs_floor, memory.rps, floor.rps)
@@ -576,9 +576,9 @@ def checks(rows: list[Row]) -> list[dict[str, Any]]:
             check = {"check": f"{label}: protected req/s vs unprotected", "measured": f"{ratio:.0%}",
                      "target": f">= {target:.0%}" if target else "(none set)",
                      "ok": None if target is None else ratio >= target}  # fmt: skip
-            if target is not None and floor:
+            if target is not None and floor_ratio is not None:
                 # The floor is one raw verify in an empty hook: below the target, no DPoP layer can meet it.
-                check["floor_below_target"] = _ratio(floor.rps_vs_none, floor.rps, none.rps) < target
+                check["floor_below_target"] = floor_ratio < target
             out.append(check)
         if memory and redis_row and memory.cpu_us_per_req:
             extra = redis_row.cpu_vs_memory
