@@ -155,10 +155,10 @@ def test_target_checks() -> None:
     table = e2e.markdown([*rows, e2e.Row("django-wsgi", "Django", "gunicorn", "none", failure="boom")], smoke=False)
     assert "MISSED" in table and "FAILED: boom" in table
     # A missed target says whether the same run's floor (one raw verify, nothing else) misses it too.
+    flask_target = "Flask/gunicorn, ES256: protected req/s vs unprotected"
     floors = {c["check"]: c.get("floor_below_target") for c in e2e.checks(rows)}
     assert floors["Starlette/uvicorn, ES256: protected req/s vs unprotected"] is False  # 66% >= 65%
-    assert floors["Flask/gunicorn, ES256: protected req/s vs unprotected"] is None  # no floor row for Flask
-    flask_target = "Flask/gunicorn, ES256: protected req/s vs unprotected"
+    assert floors[flask_target] is None  # no floor row for Flask
     flask = next(c for c in e2e.checks([*rows, _row("flask", "floor", 720, 560)]) if c["check"] == flask_target)
     assert flask["ok"] is False and flask["floor_below_target"] is True  # 72% < 75%
     assert e2e.verdict(flask, smoke=False) == "MISSED: the floor is below it too"
