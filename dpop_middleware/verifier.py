@@ -201,6 +201,14 @@ class DPoPVerifier:
                 "dpop nonces use a random per-process key: instances will reject each other's nonces. "
                 "Configure a shared nonce keyring for multi-instance deployments."
             )
+        if self.config.mode is Mode.REPORT_ONLY:
+            # Said once at start-up: in this mode nothing is refused, so a view that relies on us alone
+            # is open, and a view that reads the principal must expect none.
+            logger.warning(
+                "dpop mode report_only: no request is refused; failures are only logged. Views protected by "
+                "DPoP alone are open, and decorated views may receive no principal: keep your existing "
+                "authentication in front until you switch to mode 'required' or 'allow_bearer'."
+            )
 
     # -- the mirrored pair -------------------------------------------------------------------
 
@@ -313,7 +321,7 @@ class DPoPVerifier:
 
     def render(self, error: DPoPError) -> ErrorResponse:
         """The response for ``error`` under this verifier's algorithms and mode (no logging)."""
-        return render_error(error, self.algs, self.config.bearer_allowed)
+        return render_error(error, self.algs, self.config.bearer_allowed, debug=self.config.debug)
 
     def reject(self, error: DPoPError, request: RequestInfo | None = None) -> ErrorResponse | None:
         """Log, count and render a rejection an adapter found itself (e.g. an unusable URL).

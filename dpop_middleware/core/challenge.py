@@ -49,13 +49,22 @@ def quote_param(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _jsonable(value: object) -> object:
+    return value if isinstance(value, (str, int, float, bool)) or value is None else repr(value)
+
+
 def _challenge(scheme: str, params: list[tuple[str, str]]) -> str:
     if not params:
         return scheme
     return scheme + " " + ", ".join(f"{name}={quote_param(value)}" for name, value in params)
 
 
-def render_error(error: DPoPError, algs: tuple[str, ...], bearer_allowed: bool) -> ErrorResponse:
+def _debug_details(error: DPoPError) -> str:
+    """The diagnostics as one readable sentence, e.g. ``expected='https://a/x' received='http://a/x'``."""
+    return " ".join(f"{name}={value!r}" for name, value in error.diagnostics.items())
+
+
+def render_error(error: DPoPError, algs: tuple[str, ...], bearer_allowed: bool, *, debug: bool = False) -> ErrorResponse:
     """Render ``error`` as the RFC 9449 / RFC 6750 response.
 
     * 401/400/403 carry a ``DPoP`` challenge with ``algs`` (and a ``Bearer`` challenge too when
@@ -63,6 +72,8 @@ def render_error(error: DPoPError, algs: tuple[str, ...], bearer_allowed: bool) 
     * ``use_dpop_nonce`` carries exactly one ``DPoP-Nonce`` header.
     * 503 carries ``Retry-After`` and no challenge: the client did nothing wrong.
     * Every error response is ``Cache-Control: no-store``.
+    * ``debug``: the JSON body also says what was expected and received (``dpop_debug`` and a longer
+      ``error_description``); the challenge header stays as in production.
     """
     headers: list[Header] = []
     if isinstance(error, ServiceUnavailableError):
@@ -82,7 +93,12 @@ def render_error(error: DPoPError, algs: tuple[str, ...], bearer_allowed: bool) 
         if isinstance(error, UseDPoPNonceError):
             headers.append(("DPoP-Nonce", error.nonce))
     headers.append(("Cache-Control", "no-store"))
-    body: dict[str, str] = {"error": error.error or error.reason, "error_description": error.description}
+    body: dict[str, object] = {"error": error.error or error.reason, "error_description": error.description}
+    if debug:
+        body["dpop_reason"] = error.reason
+        if error.diagnostics:
+            body["error_description"] = f"{error.description} ({_debug_details(error)})"
+            body["dpop_debug"] = {name: _jsonable(value) for name, value in error.diagnostics.items()}
     return ErrorResponse(
         status=error.status,
         headers=tuple(headers),

@@ -42,6 +42,9 @@ class VerifierConfig:
     nonce_keyring: NonceKeyring = field(default_factory=NonceKeyring)
     token_cache_size: int = 10_000
     token_cache_max_ttl: float = 3600.0
+    #: Rejections say what was expected and received (htu, htm, iat offset). Development only:
+    #: the details help a caller probe the deployment, so production responses never carry them.
+    debug: bool = False
     #: Memo of checked proof headers (see ``core.proof``); not a setting.
     header_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

@@ -11,6 +11,9 @@ address, the forwarding headers); this module decides which of those to believe:
    the right, skipping hops whose address is itself a trusted proxy; the first untrusted hop's
    proxy is the edge, and its view of ``proto``/``host`` is used (rightmost-untrusted).
 3. Otherwise the request's own scheme and Host header are used.
+4. Whichever host results must be one of ``allowed_hosts`` when they are configured (the
+   semantics of Django's ``ALLOWED_HOSTS``): otherwise a proof captured at one resource server
+   could be replayed at another that shares its audience, by sending that server's Host.
 
 Anything malformed in a forwarding header is ignored, never trusted half-way.
 """
@@ -18,6 +21,7 @@ Anything malformed in a forwarding header is ignored, never trusted half-way.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +54,8 @@ WSGI_FORWARDING_KEYS = {"HTTP_" + name.upper().replace("-", "_"): name for name 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+logger = logging.getLogger("dpop_middleware")
+
 _HOST = re.compile(r"(?:[A-Za-z0-9._~\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _PREFIX = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/%\-]*")
 _FORWARDED_PAIR = re.compile(r'\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*')
@@ -62,6 +68,8 @@ class ProxySettings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     public_url: str | None = None
     trusted_headers: frozenset[str] = DEFAULT_TRUSTED_HEADERS
+    #: Lower-case host patterns (Django's ``ALLOWED_HOSTS`` syntax); ``None``: any Host is believed.
+    allowed_hosts: tuple[str, ...] | None = None
 
     @classmethod
     def create(
@@ -69,6 +77,7 @@ class ProxySettings:
         trusted_proxies: Iterable[str] | str | None = None,
         public_url: str | None = None,
         trusted_headers: Iterable[str] | str | None = None,
+        allowed_hosts: Iterable[str] | str | None = None,
     ) -> ProxySettings:
         """``trusted_proxies``: addresses or CIDR blocks (``"10.0.0.0/8"``, ``"127.0.0.1"``).
 
@@ -76,6 +85,10 @@ class ProxySettings:
         :data:`FORWARDING_HEADERS` (default :data:`DEFAULT_TRUSTED_HEADERS`: ``X-Forwarded-For``
         and ``X-Forwarded-Proto``); add ``x-forwarded-host``/``-port``/``-prefix`` or
         ``forwarded`` only when your proxy sets them on every request.
+
+        ``allowed_hosts``: the hosts this API answers for, as Django's ``ALLOWED_HOSTS``:
+        ``"api.example.com"``, ``".example.com"`` (the domain and its subdomains), ``"*"`` (any),
+        or ``"host:port"`` to pin the port too. Matched against the host the URL is rebuilt with.
         """
         if isinstance(trusted_headers, str):
             trusted_headers = trusted_headers.replace(",", " ").split()
@@ -90,7 +103,40 @@ class ProxySettings:
             public_url = public_url.rstrip("/")
             if not public_url.startswith(("http://", "https://")):
                 raise ValueError("public_url must be an absolute http(s) URL")
-        return cls(networks, public_url, headers)
+        return cls(networks, public_url, headers, _host_patterns(allowed_hosts))
+
+    def host_allowed(self, host: str) -> bool:
+        """Whether ``host`` (``name`` or ``name:port``) matches ``allowed_hosts`` (always, when unset)."""
+        patterns = self.allowed_hosts
+        if patterns is None:
+            return True
+        host = host.lower()
+        name = host.rsplit(":", 1)[0] if host.rfind(":") > host.rfind("]") else host
+        name = name.removesuffix(".")  # "example.com." is the same name, as Django treats it
+        for pattern in patterns:
+            if pattern == "*" or pattern == host:
+                return True
+            if pattern.startswith("."):
+                if name == pattern[1:] or name.endswith(pattern):
+                    return True
+            elif pattern == name:
+                return True
+        return False
+
+    def warn_if_host_unchecked(self, *, debug: bool, names: str) -> bool:
+        """Log one WARNING when the URL comes from a Host header that nothing checks.
+
+        Call once at start-up. ``names`` is how the user spells the two settings that fix it (e.g.
+        ``"DPOP_PUBLIC_URL or DPOP_ALLOWED_HOSTS"``). Returns whether it warned.
+        """
+        if debug or self.public_url is not None or self.allowed_hosts is not None:
+            return False
+        logger.warning(
+            "dpop: the Host header decides the URL that proofs are checked against, and no host is pinned: "
+            "set %s, so a proof made for another server that accepts the same tokens is refused here",
+            names,
+        )
+        return True
 
     @property
     def reads_forwarding_headers(self) -> bool:
@@ -118,6 +164,19 @@ class _Hop:
     host: str | None
     port: str | None = None
     prefix: str | None = None
+
+
+def _host_patterns(value: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    patterns = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"allowed_hosts entries must be non-empty strings, not {item!r}")
+        patterns.append(item.strip().lower())
+    return tuple(patterns)
 
 
 def _node_address(node: str | None) -> str | None:
@@ -215,6 +274,8 @@ def rebuild_url(
                 host = f"{host}:{edge.port}"
             if edge.prefix and _PREFIX.fullmatch(edge.prefix):
                 root_path = edge.prefix.rstrip("/") + root_path
+    if host and not settings.host_allowed(host):
+        host = ""  # the verifier answers 400 invalid_request, as for a malformed Host
     return f"{scheme}://{host}{root_path}{path}"
 
 

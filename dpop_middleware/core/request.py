@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .config import Mode, VerifierConfig
@@ -16,6 +16,7 @@ __all__ = [
     "authorization_scheme",
     "credential_headers_from_environ",
     "extract_credentials",
+    "is_cors_preflight",
 ]
 
 #: The request headers the core reads, as WSGI environ keys (CGI style) with their lower-case names.
@@ -43,6 +44,25 @@ def _is_token68(token: str) -> bool:
         return False
     body = token.encode("ascii").rstrip(b"=")
     return bool(body) and not body.translate(None, _TOKEN68_CHARS)
+
+
+def is_cors_preflight(method: str, headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether a request is a CORS preflight: ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``.
+
+    Every adapter lets a preflight through untouched. Browsers never attach credentials (nor a
+    proof) to one, so a challenge could only break the real request that follows it; the CORS
+    layer, not ours, decides what the preflight may announce.
+    """
+    if method != "OPTIONS":
+        return False
+    seen = 0
+    for name, _ in headers:
+        lowered = name.lower()
+        if lowered == "origin":
+            seen |= 1
+        elif lowered == "access-control-request-method":
+            seen |= 2
+    return seen == 3
 
 
 _QUERY_TOKEN = re.compile(r"(?:^|&)access_token=")
