@@ -64,7 +64,9 @@ def _debug_details(error: DPoPError) -> str:
     return " ".join(f"{name}={value!r}" for name, value in error.diagnostics.items())
 
 
-def render_error(error: DPoPError, algs: tuple[str, ...], bearer_allowed: bool, *, debug: bool = False) -> ErrorResponse:
+def render_error(
+    error: DPoPError, algs: tuple[str, ...], bearer_allowed: bool, *, debug: bool = False
+) -> ErrorResponse:
     """Render ``error`` as the RFC 9449 / RFC 6750 response.
 
     * 401/400/403 carry a ``DPoP`` challenge with ``algs`` (and a ``Bearer`` challenge too when

@@ -114,7 +114,7 @@ class ProxySettings:
         name = host.rsplit(":", 1)[0] if host.rfind(":") > host.rfind("]") else host
         name = name.removesuffix(".")  # "example.com." is the same name, as Django treats it
         for pattern in patterns:
-            if pattern == "*" or pattern == host:
+            if pattern in ("*", host):
                 return True
             if pattern.startswith("."):
                 if name == pattern[1:] or name.endswith(pattern):
