@@ -186,7 +186,9 @@ class DPoPVerifier:
         self.config = config or VerifierConfig(**options)
         self._validate_sync, self._validate_async = _validator_methods(token_validator)
         self.token_validator = token_validator
-        self.replay_store = replay_store if replay_store is not None else MemoryReplayStore()
+        if replay_store is None:
+            replay_store = MemoryReplayStore(setting="DPoPVerifier(replay_store=...)")
+        self.replay_store = replay_store
         self._clock = clock
         # A validator may cap how long its answers stay true (introspection: revocation must bite).
         cap = getattr(token_validator, "result_cache_max_ttl", None)

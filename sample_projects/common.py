@@ -140,7 +140,7 @@ def token_validator(
 def replay_store(settings: SampleSettings) -> Any:
     """The replay store for WSGI (sync) servers: memory, or Redis shared by every worker."""
     if settings.replay_store == "memory":
-        return MemoryReplayStore()
+        return MemoryReplayStore(setting="DPOP_REPLAY_STORE")
     from dpop_middleware.stores.redis import RedisReplayStore
 
     return RedisReplayStore(settings.replay_store)
@@ -149,7 +149,7 @@ def replay_store(settings: SampleSettings) -> Any:
 def async_replay_store(settings: SampleSettings) -> Any:
     """The replay store for ASGI (asyncio) servers: memory, or Redis through ``redis.asyncio``."""
     if settings.replay_store == "memory":
-        return MemoryReplayStore()
+        return MemoryReplayStore(setting="DPOP_REPLAY_STORE")
     from dpop_middleware.stores.redis import AsyncRedisReplayStore
 
     return AsyncRedisReplayStore(settings.replay_store)

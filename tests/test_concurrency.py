@@ -8,6 +8,7 @@ The app under test is a parameter (see ``concurrency_apps.support.APPS``).
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from concurrency_apps.config import app_env
@@ -49,18 +50,43 @@ def test_same_proof_to_every_worker_is_accepted_once(spec: AppSpec) -> None:
     assert rounds_on_every_worker >= ROUNDS // 2, f"only {rounds_on_every_worker} rounds reached every worker"
 
 
-def test_the_harness_catches_a_per_process_store() -> None:
-    """Control: with the in-memory store each worker accepts the proof once: a double accept.
+@pytest.mark.parametrize("spec", APPS, ids=APP_IDS)
+def test_default_memory_store_under_several_workers_refuses_instead_of_double_accepting(spec: AppSpec) -> None:
+    """The in-memory store's guard: once the workers have met, every copy is refused with 503.
 
-    This is why multi-worker deployments need a shared store, and it shows the test above really
-    reaches several workers at the same instant.
+    Before they have met, at most one worker can believe it is alone (see ``process_guard``), so
+    no round may ever see two acceptances.
+    """
+    issuer = TestIssuer()
+    key = DPoPKey.generate()
+    token = issuer.token(key.jkt)
+    statuses_seen: list[int] = []
+    with app_server(spec, app_env(issuer, "memory")) as port:
+        url = f"http://127.0.0.1:{port}/protected"
+        for _ in range(5):
+            replies = fire_to_every_worker(port, "/protected", dpop_headers(key, "GET", url, token), spec.workers, 2)
+            statuses = [r.status for r in replies]
+            assert statuses.count(200) <= 1, statuses
+            assert set(statuses) <= {200, 401, 503}, statuses
+            statuses_seen.extend(statuses)
+        time.sleep(1.1)  # past the guard's recheck: the worker that was first alone has met the others
+        replies = fire_to_every_worker(port, "/protected", dpop_headers(key, "GET", url, token), spec.workers, 2)
+        assert [r.status for r in replies] == [503] * len(replies)
+    assert 503 in statuses_seen
+
+
+def test_the_harness_catches_a_per_process_store() -> None:
+    """Control: with the guard switched off, each worker accepts the proof once: a double accept.
+
+    This is why the guard exists, and it shows the tests above really reach several workers at
+    the same instant.
     """
     spec = next(s for s in APPS if s.kind == "asgi")
     issuer = TestIssuer()
     key = DPoPKey.generate()
     token = issuer.token(key.jkt)
     double_accepts = 0
-    with app_server(spec, app_env(issuer, "memory")) as port:
+    with app_server(spec, app_env(issuer, "memory-per-process")) as port:
         url = f"http://127.0.0.1:{port}/protected"
         for _ in range(5):
             replies = fire_to_every_worker(port, "/protected", dpop_headers(key, "GET", url, token), spec.workers, 1)

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..core.errors import ReplayStoreUnavailable
+from .process_guard import ProcessGuard, shared_guard
 
 __all__ = ["MemoryReplayStore"]
 
@@ -26,7 +27,11 @@ class MemoryReplayStore:
     """Remembers proofs in this process only.
 
     Fine for a single-process server and for tests; with several workers a proof replayed against
-    another worker goes unnoticed, so use the Redis or Django-cache store there.
+    another worker would go unnoticed, so use the Redis store (or a shared Django cache) there. To
+    fail closed, the store refuses to serve (503, one ERROR log naming ``setting``) when it finds
+    sibling worker processes of the same server (see :mod:`~dpop_middleware.stores.process_guard`),
+    unless ``allow_multiple_processes`` says the deployment knows better (e.g. sticky routing by
+    key, which no proof guarantees: use with care).
 
     ``max_entries`` bounds memory (~200 bytes an entry). When it is reached, expired entries are
     purged; if every entry is still live, the store *refuses* (the request gets 503) rather than
@@ -37,10 +42,21 @@ class MemoryReplayStore:
     step could end an entry while its proof is still acceptable.
     """
 
-    def __init__(self, max_entries: int = 100_000, *, clock: Callable[[], float] = time.time) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be positive")
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        *,
+        clock: Callable[[], float] = time.time,
+        allow_multiple_processes: bool = False,
+        setting: str = "replay_store",
+        guard: ProcessGuard | None = None,
+    ) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(f"max_entries must be a positive integer, not {max_entries!r}")
         self.max_entries = max_entries
+        self.setting = setting
+        self._guard = None if allow_multiple_processes else (guard or shared_guard())
+        self._guard_reported = False
         self._clock = clock
         self._expiry: dict[bytes, float] = {}
         # Insertion order; with one TTL this is also expiry order, so purging pops from the left.
@@ -56,6 +72,9 @@ class MemoryReplayStore:
 
     def add_if_absent(self, key: bytes, ttl: float) -> bool:
         """Record ``key`` for ``ttl`` seconds; ``False`` if it is already live."""
+        guard = self._guard
+        if guard is not None and guard.has_siblings():
+            self._refuse_shared(guard)
         now = self._clock()
         with self._lock:
             expiry = self._expiry
@@ -64,6 +83,7 @@ class MemoryReplayStore:
                 return False
             if len(expiry) >= self.max_entries:
                 self._purge(now, sweep=True)
+                expiry = self._expiry  # a sweep may have rebuilt it
             if len(expiry) < self.max_entries:
                 expires = now + ttl
                 expiry[key] = expires
@@ -80,6 +100,20 @@ class MemoryReplayStore:
             extra={"dpop_reason": "replay_store_full"},
         )
         raise ReplayStoreUnavailable("replay_store_full", "Replay store full")
+
+    def _refuse_shared(self, guard: ProcessGuard) -> None:
+        if not self._guard_reported:  # one ERROR per process, not one per request
+            self._guard_reported = True
+            logger.error(
+                "dpop: the in-memory replay store is per process, and %s; it refuses every request (503) "
+                "because a proof replayed against another worker would be accepted again. Set %s to a "
+                "shared store (Redis, or a Django cache all workers share), or allow a per-process store "
+                "explicitly if you know every request of a client reaches this process.",
+                guard.problem or "several worker processes share this server",
+                self.setting,
+                extra={"dpop_reason": "replay_store_per_process"},
+            )
+        raise ReplayStoreUnavailable("replay_store_per_process", "Replay store not shared by the server's workers")
 
     def _purge(self, now: float, *, limit: int = -1, sweep: bool = False) -> None:
         """Drop expired entries from the front of the FIFO (at most ``limit``; -1: all).

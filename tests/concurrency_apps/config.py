@@ -34,7 +34,9 @@ def app_env(issuer: TestIssuer, store: str, timeout: float = 0.3) -> dict[str, s
 def _store(asynchronous: bool) -> Any:
     spec = os.environ.get(ENV_STORE, "memory")
     if spec == "memory":
-        return MemoryReplayStore()
+        return MemoryReplayStore(setting="DPOP_TEST_STORE")
+    if spec == "memory-per-process":  # the guard switched off: each worker remembers only its own proofs
+        return MemoryReplayStore(allow_multiple_processes=True)
     timeout = float(os.environ.get(ENV_TIMEOUT, "0.3"))
     from dpop_middleware.stores.redis import AsyncRedisReplayStore, RedisReplayStore
 
