@@ -1,0 +1,429 @@
+"""Framework-free settings: one typed table of every setting, and one builder of the verifier.
+
+The Django adapter reads ``settings.DPOP`` and the Flask extension ``DPOP_*`` config keys; both hand
+their values here under canonical lower-case names (``max_age``, ``replay_store``...), with a
+``spell`` function that turns a name back into the user's spelling, so every error names the key as
+the user wrote it, the type it must have and, for choices, the valid values. Values that come from
+environment variables are strings: lists accept comma- or space-separated text, booleans
+``true``/``false``/``1``/``0``/``yes``/``no``/``on``/``off``, numbers their decimal text.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .core.config import Mode, VerifierConfig
+from .core.keys import ALGORITHMS
+from .core.nonce import NonceKeyring, NoncePolicy
+from .core.origin import FORWARDING_HEADERS
+from .stores.memory import MemoryReplayStore
+from .tokens.jwt import JWTAccessTokenValidator
+from .verifier import DPoPVerifier
+
+__all__ = [
+    "ADAPTER_NAMES",
+    "BUILDER_NAMES",
+    "CONFIG_NAMES",
+    "SETTINGS",
+    "Setting",
+    "SettingsError",
+    "build_verifier",
+    "read_settings",
+]
+
+Spell = Callable[[str], str]
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or of the wrong type; the message says which and how to fix it."""
+
+    def __init__(self, key: str, message: str, *, name: str = "") -> None:
+        super().__init__(f"{key} {message}")
+        self.key = key  # as the user spells it, e.g. DPOP['MAX_AGE'] or DPOP_MAX_AGE
+        self.name = name  # canonical, e.g. max_age
+
+
+class _Invalid(Exception):
+    """Raised by a coercer: ``expected`` completes "must be ..."."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.expected = expected
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return (text[:60] + "...") if len(text) > 63 else text
+
+
+# -- coercers: each returns the value to use, or raises _Invalid -------------------------------
+
+
+def _boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+    raise _Invalid("a boolean (True/False, or 'true'/'false' in an environment variable)")
+
+
+def _number(minimum: float) -> Callable[[object], float]:
+    def coerce(value: object) -> float:
+        result: float | None = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                result = float(value)
+            except OverflowError:
+                result = None
+        elif isinstance(value, str):
+            try:
+                result = float(value.strip())
+            except ValueError:
+                result = None
+        if result is None or not math.isfinite(result) or result < minimum:
+            raise _Invalid(f"a number of seconds, at least {minimum:g}")
+        return result
+
+    return coerce
+
+
+def _integer(minimum: int) -> Callable[[object], int]:
+    def coerce(value: object) -> int:
+        result: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            result = value
+        elif isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+            result = int(value.strip())
+        if result is None or result < minimum:
+            raise _Invalid(f"an integer, at least {minimum}")
+        return result
+
+    return coerce
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("a non-empty string")
+    return value.strip()
+
+
+def _url(value: object) -> str:
+    if not isinstance(value, str) or re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", value.strip()) is None:
+        raise _Invalid("an absolute http(s) URL without query or fragment, e.g. 'https://api.example.com'")
+    return value.strip()
+
+
+def _strings(value: object, what: str) -> tuple[str, ...]:
+    """A list of strings, or one string of comma- or space-separated items (environment variables)."""
+    if isinstance(value, str):
+        return tuple(value.replace(",", " ").split())
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(item, str) for item in value):
+        return tuple(item.strip() for item in value if item.strip())
+    raise _Invalid(f"a list of {what}, or one string of them separated by commas")
+
+
+def _choices(choices: Iterable[str], what: str, *, fold_case: bool = False) -> Callable[[object], tuple[str, ...]]:
+    valid = tuple(choices)
+
+    def coerce(value: object) -> tuple[str, ...]:
+        items = _strings(value, what)
+        items = tuple(item.lower() for item in items) if fold_case else items
+        wrong = [item for item in items if item not in valid]
+        if wrong:
+            raise _Invalid(f"a list of {what} among {', '.join(map(repr, valid))} (not {', '.join(map(repr, wrong))})")
+        return items
+
+    return coerce
+
+
+def _algorithms(value: object) -> tuple[str, ...]:
+    items = _choices(ALGORITHMS, "JWS algorithm names")(value)
+    if not items:
+        raise _Invalid(f"a non-empty list of JWS algorithm names among {', '.join(map(repr, ALGORITHMS))}")
+    return items
+
+
+def _enum(kind: type[enum.Enum]) -> Callable[[object], Any]:
+    def coerce(value: object) -> Any:
+        if isinstance(value, kind):
+            return value
+        if isinstance(value, str):
+            try:
+                return kind(value.strip().lower())
+            except ValueError:
+                pass
+        choices = ", ".join(repr(member.value) for member in kind)
+        raise _Invalid(f"one of {choices}")
+
+    return coerce
+
+
+def _networks(value: object) -> tuple[str, ...]:
+    items = _strings(value, "IP addresses or CIDR blocks")
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise _Invalid(f"a list of IP addresses or CIDR blocks such as '10.0.0.0/8' (not {item!r})") from None
+    return items
+
+
+def _path_patterns(value: object) -> tuple[str | re.Pattern[str], ...]:
+    """Paths or regular expressions (the Django adapter reads them as regexes, Flask as path prefixes)."""
+    if isinstance(value, re.Pattern):
+        return (value,)
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(i, re.Pattern) for i in value):
+        return tuple(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(i, (str, re.Pattern)) for i in value):
+        return tuple(value)
+    return _strings(value, "paths")
+
+
+def _audience(value: object) -> str | tuple[str, ...]:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, (list, tuple)) and value and all(isinstance(i, str) and i.strip() for i in value):
+        return tuple(value)
+    raise _Invalid("a non-empty string, or a list of them")
+
+
+def _jwks(value: object) -> Mapping[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _Invalid("a JWKS: a dict {'keys': [...]} or its JSON text (this text is not JSON)") from None
+    if not isinstance(value, Mapping) or not isinstance(value.get("keys"), list):
+        raise _Invalid("a JWKS: a dict {'keys': [...]} or its JSON text")
+    return value
+
+
+def _nonce_keyring(value: object) -> NonceKeyring:
+    if isinstance(value, NonceKeyring):
+        return value
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if isinstance(value, Mapping) and value:
+        try:
+            return NonceKeyring(value)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise _Invalid(f"a NonceKeyring or a dict {{key id: secret of 16+ bytes}} ({exc})") from None
+    raise _Invalid("a NonceKeyring or a dict {key id: secret of 16+ bytes}")
+
+
+def _anything(value: object) -> object:
+    return value
+
+
+def _object_or_path(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        raise _Invalid("an object or a dotted import path")
+    return value
+
+
+def _policy(value: object) -> str:
+    if isinstance(value, str) and value.strip().lower() in ("required", "optional", "exempt"):
+        return value.strip().lower()
+    raise _Invalid("one of 'required', 'optional', 'exempt'")
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its canonical name, how its value is checked, and what it means (for the docs)."""
+
+    name: str
+    coerce: Callable[[object], Any]
+    meaning: str
+    secret: bool = False  # never echo the value in an error message
+
+
+_TABLE = (
+    # VerifierConfig
+    Setting("algorithms", _algorithms, "proof algorithms accepted"),
+    Setting("mode", _enum(Mode), "required, allow_bearer or report_only"),
+    Setting("max_age", _number(0), "how old a proof's iat may be, in seconds"),
+    Setting("clock_skew", _number(0), "leeway on both sides of the iat window, in seconds"),
+    Setting("max_proof_bytes", _integer(256), "largest DPoP header accepted"),
+    Setting("max_token_bytes", _integer(16), "largest access token accepted"),
+    Setting("max_jti_length", _integer(1), "longest jti accepted"),
+    Setting("min_rsa_bits", _integer(2048), "smallest RSA proof key"),
+    Setting("nonce_policy", _enum(NoncePolicy), "when a server nonce is demanded"),
+    Setting("nonce_keyring", _nonce_keyring, "keys signing server nonces, shared by every instance", secret=True),
+    Setting("token_cache_size", _integer(0), "validated tokens kept in memory"),
+    Setting("token_cache_max_ttl", _number(0), "longest a validated token is cached, in seconds"),
+    Setting("debug", _boolean, "rejections say what was expected and received (development only)"),
+    # what the verifier is built from
+    Setting("verifier", _object_or_path, "a ready DPoPVerifier (then no other verifier setting)"),
+    Setting("token_validator", _object_or_path, "any token validator, or a dotted path to one"),
+    Setting("issuer", _text, "the authorization server's issuer identifier"),
+    Setting("audience", _audience, "this API's identifier(s), the tokens' aud"),
+    Setting("jwks", _jwks, "the issuer's public keys (JWKS dict or JSON text)"),
+    Setting("replay_store", _object_or_path, "'memory', a store object or a dotted path"),
+    Setting("allow_per_process_store", _boolean, "let the in-memory store serve under several workers"),
+    Setting("on_outcome", _object_or_path, "metrics hook called with each Outcome"),
+    # the request's URL and routes
+    Setting("trusted_proxies", _networks, "proxies whose forwarding headers count"),
+    Setting("trusted_headers", _choices(FORWARDING_HEADERS, "forwarding header names", fold_case=True), ""),
+    Setting("public_url", _url, "the public base URL, overriding Host and forwarded headers"),
+    Setting("allowed_hosts", lambda v: _strings(v, "host names"), "hosts this API answers for"),
+    Setting("exempt_paths", _path_patterns, "paths left alone"),
+    # Django only
+    Setting("default", _policy, "policy of a route no rule names"),
+    Setting("required_paths", _path_patterns, "paths that require DPoP"),
+    Setting("optional_paths", _path_patterns, "paths where DPoP is optional"),
+    Setting("replay_cache_alias", _text, "the Django cache of the 'django-cache' store"),
+    Setting("replay_key_prefix", _text, "key prefix in that cache"),
+    Setting("drf_user", _object_or_path, "principal -> user for DRF"),
+    # Flask only
+    Setting("enforce_all", _boolean, "require DPoP on every view without a decorator"),
+)
+
+#: Every known setting by canonical name.
+SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _TABLE}
+#: The names that are :class:`~dpop_middleware.core.config.VerifierConfig` fields.
+CONFIG_NAMES = frozenset(name for name in VerifierConfig.__dataclass_fields__ if name != "header_cache")
+#: The names :func:`build_verifier` reads besides those.
+BUILDER_NAMES = frozenset(
+    {
+        "verifier",
+        "token_validator",
+        "issuer",
+        "audience",
+        "jwks",
+        "replay_store",
+        "allow_per_process_store",
+        "on_outcome",
+    }
+)
+#: Names every adapter accepts for the request's URL and route policy.
+ADAPTER_NAMES = frozenset({"trusted_proxies", "trusted_headers", "public_url", "allowed_hosts", "exempt_paths"})
+
+
+def read_settings(raw: Mapping[str, Any], *, spell: Spell, accepted: Collection[str]) -> dict[str, Any]:
+    """Check and coerce ``raw`` (canonical name -> value); ``None`` values count as unset.
+
+    Raises :class:`SettingsError` for an unknown name (listing the valid ones) or a value of the
+    wrong type (naming the type, and the choices for enumerations).
+    """
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in accepted or name not in SETTINGS:
+            valid = ", ".join(spell(n) for n in sorted(accepted))
+            raise SettingsError(spell(name), f"is not a setting; the valid ones are {valid}", name=name)
+        if value is None:
+            continue
+        try:
+            values[name] = SETTINGS[name].coerce(value)
+        except _Invalid as exc:
+            shown = "a value" if SETTINGS[name].secret else _shown(value)
+            raise SettingsError(
+                spell(name), f"must be {exc.expected}, not {shown} ({type(value).__name__})", name=name
+            ) from None
+    return values
+
+
+def _loaded(values: Mapping[str, Any], name: str, load: Callable[[str], Any], spell: Spell) -> Any:
+    value = values[name]
+    if isinstance(value, str):
+        try:
+            value = load(value)
+        except Exception as exc:  # noqa: BLE001 - any import failure is this setting's mistake
+            raise SettingsError(spell(name), f"names {value!r}, which cannot be imported: {exc}", name=name) from None
+    return value
+
+
+def _token_validator(values: Mapping[str, Any], spell: Spell, load: Callable[[str], Any]) -> Any:
+    if "token_validator" in values:
+        clashing = [spell(n) for n in ("issuer", "audience", "jwks") if n in values]
+        if clashing:
+            raise SettingsError(
+                spell("token_validator"), f"is given, so {', '.join(clashing)} would be ignored: remove them"
+            )
+        validator = _loaded(values, "token_validator", load, spell)
+        # A dotted path to a class means "instantiate it with no arguments".
+        return validator() if isinstance(validator, type) else validator
+    missing = [spell(n) for n in ("issuer", "audience", "jwks") if n not in values]
+    if missing:
+        raise SettingsError(
+            missing[0],
+            f"is missing: to validate access tokens set {spell('token_validator')}, or {spell('issuer')}, "
+            f"{spell('audience')} and {spell('jwks')} (missing: {', '.join(missing)})",
+        )
+    try:
+        return JWTAccessTokenValidator(issuer=values["issuer"], audience=values["audience"], jwks=values["jwks"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise SettingsError(spell("jwks"), f"holds no usable signing key ({exc})", name="jwks") from None
+
+
+def _replay_store(
+    values: Mapping[str, Any], spell: Spell, load: Callable[[str], Any], stores: Mapping[str, Callable[[], Any]]
+) -> Any:
+    choice = values.get("replay_store", "memory")
+    if choice == "memory":
+        return MemoryReplayStore(
+            setting=spell("replay_store"), allow_multiple_processes=values.get("allow_per_process_store", False)
+        )
+    if isinstance(choice, str) and choice in stores:
+        return stores[choice]()
+    if isinstance(choice, str) and "." not in choice:
+        names = ", ".join(repr(n) for n in ("memory", *stores))
+        raise SettingsError(
+            spell("replay_store"), f"must be one of {names}, a store object or a dotted path, not {choice!r}"
+        )
+    store = _loaded(values, "replay_store", load, spell)
+    store = store() if isinstance(store, type) else store
+    if not callable(getattr(store, "add_if_absent", None)):
+        raise SettingsError(spell("replay_store"), "must be a replay store (an object with add_if_absent(key, ttl))")
+    return store
+
+
+def build_verifier(
+    values: Mapping[str, Any],
+    *,
+    spell: Spell,
+    load: Callable[[str], Any],
+    stores: Mapping[str, Callable[[], Any]] | None = None,
+) -> DPoPVerifier:
+    """The verifier that ``values`` (from :func:`read_settings`) describe.
+
+    ``load`` imports a dotted path (Django's ``import_string``, werkzeug's ``import_string``);
+    ``stores`` adds named replay stores (the Django adapter's ``"django-cache"``).
+    """
+    if "verifier" in values:
+        clashing = sorted(spell(n) for n in values if n in (CONFIG_NAMES | BUILDER_NAMES) - {"verifier"})
+        if clashing:
+            raise SettingsError(spell("verifier"), f"is given, so {', '.join(clashing)} would be ignored: remove them")
+        verifier = _loaded(values, "verifier", load, spell)
+        if not isinstance(verifier, DPoPVerifier):
+            raise SettingsError(
+                spell("verifier"), f"must be a DPoPVerifier (or a dotted path to one), not {type(verifier).__name__}"
+            )
+        return verifier
+    options = {name: values[name] for name in CONFIG_NAMES if name in values}
+    try:
+        config = VerifierConfig(**options)
+    except (TypeError, ValueError) as exc:  # the table checks each value; this is a combination
+        raise SettingsError(", ".join(spell(n) for n in sorted(options)), f"do not fit together: {exc}") from None
+    validator = _token_validator(values, spell, load)
+    store = _replay_store(values, spell, load, stores or {})
+    on_outcome = _loaded(values, "on_outcome", load, spell) if "on_outcome" in values else None
+    if on_outcome is not None and not callable(on_outcome):
+        raise SettingsError(spell("on_outcome"), f"must be callable, not {type(on_outcome).__name__}")
+    return DPoPVerifier(validator, replay_store=store, config=config, on_outcome=on_outcome)
