@@ -527,7 +527,7 @@ MUST_BE_TEXT = {
     "jwks_remote": {("kty",), ("crv",), ("x",), ("y",)},
     "jwks_document": set(),
 }
-HYPOTHESIS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+HYPOTHESIS = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None)
 
 
 def random_mutation(surface: str, path: tuple[str, ...], value: Any) -> Mutation:
