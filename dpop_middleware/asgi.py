@@ -13,7 +13,8 @@ The ASGI spec (uvicorn, Starlette's ``Mount``) says it does; older servers, and 
 ``TestClient(root_path=...)``, send the path *below* the mount point. Like Starlette's own router, we treat ``path`` as
 including the root when it starts with ``root_path`` at a segment boundary, and as the path below it
 otherwise. ``raw_path`` (the bytes the client sent) is preferred over ``path`` whenever it decodes to
-the same path, because it keeps the client's percent-encoding (``%21`` and ``!`` differ for htu).
+the same path, because it keeps the client's percent-encoding (``%21`` and ``!`` differ for htu, and
+``a%2Fb`` is one segment where ``a/b`` is two); see :func:`_raw_below` for when it is not trusted.
 """
 
 from __future__ import annotations
@@ -94,24 +95,36 @@ def route_path(scope: Scope) -> str:
         return "/" + _split_mount(scope)[1].lstrip("/")
 
 
-def _raw_below(scope: Scope, below: str) -> str | None:
+def _raw_below(scope: Scope, root: str, below: str) -> str | None:
     """The client's own encoding of the path below the mount point, if ``raw_path`` gives it.
 
-    Whether ``raw_path`` includes the mount prefix varies by server, so we take as many trailing
-    segments as ``below`` has and use them only if they decode to exactly ``below``.
+    Whether ``raw_path`` includes the mount prefix varies by server (uvicorn's ``--root-path`` is
+    not in it, a Starlette ``Mount`` is), so we look for the one split of the raw path, at a literal
+    ``/``, whose tail decodes to exactly ``below`` and whose head decodes to ``root_path`` or a
+    trailing part of it (possibly empty). The tail may hold ``%2F``: it is one segment to the client,
+    and the proof signs it so. Anything else (no ``raw_path``, a raw path for another path, a prefix
+    that is no part of the mount, an absolute-form target) gives ``None``: the decoded path is then
+    re-encoded, and a proof for an encoding we cannot see fails closed.
     """
     raw_bytes = scope.get("raw_path")
     if not isinstance(raw_bytes, (bytes, bytearray)):
         return None
-    depth = below.count("/")
-    if depth == 0:
-        return "" if below == "" else None
-    parts = bytes(raw_bytes).decode("latin-1").partition("?")[0].split("/")
-    if len(parts) <= depth:
+    raw = bytes(raw_bytes).decode("latin-1").partition("?")[0]
+    if not raw.startswith("/"):
         return None
-    candidate = "/" + "/".join(parts[-depth:])
-    # Only trust raw_path when it is the same path as scope["path"]: never a second opinion.
-    return candidate if unquote(candidate) == below else None
+    if not below:
+        return ""
+    cut = len(raw)
+    while (cut := raw.rfind("/", 0, cut)) >= 0:
+        candidate = raw[cut:]
+        decoded = unquote(candidate)
+        if len(decoded) > len(below):
+            return None  # each earlier cut only decodes to something longer
+        if decoded == below:
+            head = unquote(raw[:cut])
+            # Only trust raw_path when it is the same path as scope["path"]: never a second opinion.
+            return candidate if root.endswith(head) else None
+    return None
 
 
 def _host(scope: Scope, hosts: list[str]) -> str:
@@ -149,7 +162,7 @@ def _scope_paths(scope: Scope) -> tuple[str, str, str]:
     paths = _PATHS_MEMO.get(memo_key)
     if paths is None:
         root, below = _split_mount(scope)
-        raw_below = _raw_below(scope, below)
+        raw_below = _raw_below(scope, root, below)
         paths = (
             "/" + below.lstrip("/"),
             quote(root, safe=_PATH_SAFE),

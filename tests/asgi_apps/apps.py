@@ -142,6 +142,10 @@ def fastapi_app(verifier: DPoPVerifier, *, exact_errors: bool = False, **bearer_
     async def health_route() -> dict[str, Any]:
         return {"ok": True}
 
+    @app.get("/files/{rest:path}")
+    async def files_route(rest: str, principal: DPoPPrincipal = Depends(dpop)) -> dict[str, Any]:
+        return {"rest": rest, **body(principal)}
+
     @app.get("/raw")
     async def raw_route(principal: DPoPPrincipal = Depends(dpop)) -> Response:
         return JSONResponse(body(principal))
