@@ -1,7 +1,7 @@
 """The mutations of :mod:`test_seams_property_types` through every adapter's own test client.
 
 Issue 19 §4, first bullet, adapter half: Django (middleware, and DRF alone) and Flask through their
-test clients, Starlette and FastAPI through Starlette's ``TestClient``, a plain WSGI app through
+test clients (Django also under its async client), Starlette and FastAPI through Starlette's ``TestClient``, a plain WSGI app through
 werkzeug's client and a bare ASGI app through ``TestClient``. Each mutated request must answer:
 
 * never a 5xx, except the documented 503 of our own outage (an introspection answer whose
@@ -50,6 +50,7 @@ ensure_django()
 
 ADAPTERS: dict[str, Callable[[], Driver]] = {
     "django": DjangoDriver,
+    "django_async": lambda: DjangoDriver(use_async=True),
     "django_drf": lambda: DjangoDriver("/drf", middleware=False),
     "flask": lambda: FlaskDriver(enforce_all=False),
     "starlette": lambda: StarletteDriver(middleware_stack),
