@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .core.challenge import ErrorResponse
+from .core.challenge import ErrorResponse, render_error
 from .core.errors import InvalidRequestError
 from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
-from .core.request import RequestInfo
+from .core.request import RequestInfo, is_cors_preflight
 from .verifier import AuthResult, DPoPVerifier
 
 __all__ = [
@@ -40,6 +40,8 @@ __all__ = [
     "Scope",
     "Send",
     "authenticate_scope",
+    "checked_verifier",
+    "is_preflight",
     "request_info",
     "route_path",
     "send_rejection",
@@ -216,6 +218,38 @@ def request_info(scope: Scope, settings: ProxySettings, *, method: str | None = 
     return RequestInfo(method or str(scope.get("method") or "GET"), url, pairs)
 
 
+def checked_verifier(verifier: object, owner: str) -> DPoPVerifier:
+    """``verifier``, once it is known to be a :class:`DPoPVerifier`; a ``TypeError`` at start-up otherwise.
+
+    A token validator passed where the verifier belongs would otherwise be accepted and fail (500)
+    on every request. ``owner`` is how the user spelled the call, e.g. ``"DPoPBearer"``.
+    """
+    if isinstance(verifier, DPoPVerifier):
+        return verifier
+    raise TypeError(
+        f"{owner} expects a DPoPVerifier, not {type(verifier).__name__}; build one from your token validator: "
+        f"{owner.partition('(')[0]}(DPoPVerifier(validator), ...), e.g. with "
+        "JWTAccessTokenValidator(issuer=..., audience=..., jwks=...) or IntrospectionValidator(...)"
+    )
+
+
+def is_preflight(scope: Scope) -> bool:
+    """Whether an ``http`` scope is a CORS preflight (:func:`dpop_middleware.core.request.is_cors_preflight`)."""
+    if scope.get("type") != "http" or scope.get("method") != "OPTIONS":
+        return False
+    names = ((bytes(name).decode("latin-1"), "") for name, _ in scope.get("headers") or ())
+    return is_cors_preflight("OPTIONS", names)
+
+
+def _rendered(verifier: DPoPVerifier, result: AuthResult, debug: bool | None) -> AuthResult:
+    """``result`` with its rejection rendered in ``debug`` (``None``: as the verifier rendered it)."""
+    rejection = result.rejection
+    if rejection is None or debug is None or debug == verifier.config.debug:
+        return result
+    again = render_error(rejection.error, verifier.algs, verifier.config.bearer_allowed, debug=debug)
+    return AuthResult(result.principal, again, result.response_headers)
+
+
 async def authenticate_scope(
     verifier: DPoPVerifier,
     scope: Scope,
@@ -223,27 +257,37 @@ async def authenticate_scope(
     *,
     required: bool = True,
     scopes: tuple[str, ...] = (),
+    debug: bool | None = None,
 ) -> AuthResult:
     """Translate an ``http``/``websocket`` scope and run :meth:`DPoPVerifier.aauthenticate`.
 
     A WebSocket upgrade is verified as ``GET`` (the ``htm`` its proof signs). A scope that cannot be
     translated is the client's doing: it gets the core's ``400 invalid_request``, never a 500. When
-    the request passes, ``scope["dpop"]`` holds the principal (``None``: anonymous),
-    ``scope["dpop.verifier"]`` the verifier and ``scope["dpop.request_info"]`` the translated request.
+    the request goes on (accepted, anonymous, or only reported in ``report_only``), ``scope["dpop"]``
+    holds the principal (``None``: anonymous), ``scope["dpop.verifier"]`` the verifier and
+    ``scope["dpop.request_info"]`` the translated request. ``debug``: render a rejection with (or
+    without) the core's diagnostics whatever the verifier's own ``debug`` says; ``None`` keeps it.
     """
     # A WebSocket handshake is an HTTP GET: that is the htm its proof signs.
     method = "GET" if scope.get("type") == "websocket" else None
+    info: RequestInfo | None
     try:
         info = request_info(scope, settings, method=method)
     except (ValueError, UnicodeError):
+        info = None
         bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
-        return AuthResult(None, verifier.reject(bad, None))
-    result = await verifier.aauthenticate(info, required=required, scopes=scopes)
+        result = AuthResult(None, verifier.reject(bad, None))
+    else:
+        result = await verifier.aauthenticate(info, required=required, scopes=scopes)
     if result.rejection is None:
+        # Set whenever the request goes on, so that an endpoint reading scope["dpop"] finds None
+        # rather than a KeyError (report_only lets even an untranslatable request through).
         scope[VERIFIER_KEY] = verifier
         scope[PRINCIPAL_KEY] = result.principal
-        scope[REQUEST_INFO_KEY] = info
-    return result
+        if info is not None:
+            scope[REQUEST_INFO_KEY] = info
+        return result
+    return _rendered(verifier, result, debug)
 
 
 def _encode(headers: Iterable[Header]) -> list[tuple[bytes, bytes]]:

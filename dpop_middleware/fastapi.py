@@ -52,18 +52,10 @@ from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.origin import ProxySettings
 from .core.request import RequestInfo
-from .starlette import error_response
+from .starlette import DPoPHTTPError, _folded, app_debug, configured, error_response
 from .verifier import DPoPVerifier
 
 __all__ = ["DPoPBearer", "DPoPHTTPException", "dpop_exception_handler"]
-
-
-def _folded(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Headers as a mapping: repeated fields joined with ", " (RFC 9110 §5.3 field combination)."""
-    folded: dict[str, str] = {}
-    for name, value in headers:
-        folded[name] = f"{folded[name]}, {value}" if name in folded else value
-    return folded
 
 
 class DPoPHTTPException(HTTPException):
@@ -78,10 +70,11 @@ class DPoPHTTPException(HTTPException):
 async def dpop_exception_handler(request: Request, exc: Exception) -> Response:
     """Exception handler sending a :class:`DPoPHTTPException` verbatim (every header field apart).
 
-    ``app.add_exception_handler(DPoPHTTPException, dpop_exception_handler)``; any other exception
-    reaching it is re-raised.
+    ``app.add_exception_handler(DPoPHTTPException, dpop_exception_handler)``; it also sends
+    :class:`dpop_middleware.starlette.DPoPHTTPError` verbatim (register it for that class too);
+    any other exception reaching it is re-raised.
     """
-    if not isinstance(exc, DPoPHTTPException):
+    if not isinstance(exc, (DPoPHTTPException, DPoPHTTPError)):
         raise exc
     return error_response(exc.rejection)
 
@@ -110,8 +103,12 @@ class DPoPBearer(SecurityBase):
         trusted_proxies: Iterable[str] | str | None = None,
         public_url: str | None = None,
         trusted_headers: Iterable[str] | str | None = None,
+        allowed_hosts: Iterable[str] | str | None = None,
+        debug: bool | None = None,
     ) -> None:
-        self.verifier = verifier
+        self._proxies = ProxySettings.create(trusted_proxies, public_url, trusted_headers, allowed_hosts)
+        self._debug = debug
+        self.verifier = configured(verifier, "DPoPBearer", self._proxies, debug)
         self.scopes = tuple(scopes)
         self.auto_error = auto_error
         self.model = HTTPBaseModel(
@@ -119,7 +116,6 @@ class DPoPBearer(SecurityBase):
             description=description or "OAuth 2.0 access token bound to a key with DPoP (RFC 9449); send a DPoP proof.",
         )
         self.scheme_name = scheme_name or type(self).__name__
-        self._proxies = ProxySettings.create(trusted_proxies, public_url, trusted_headers)
 
     async def __call__(
         self, request: Request, response: Response, security_scopes: SecurityScopes
@@ -138,7 +134,14 @@ class DPoPBearer(SecurityBase):
             return earlier
         # Otherwise nothing was verified yet (no layer, an exempt path, or an anonymous request on
         # an optional one): verifying now consumes no proof twice.
-        result = await authenticate_scope(self.verifier, scope, self._proxies, required=self.auto_error, scopes=needed)
+        result = await authenticate_scope(
+            self.verifier,
+            scope,
+            self._proxies,
+            required=self.auto_error,
+            scopes=needed,
+            debug=app_debug(scope, self._debug),
+        )
         if result.rejection is not None:
             raise DPoPHTTPException(result.rejection)
         for name, value in result.response_headers:

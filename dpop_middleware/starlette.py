@@ -54,13 +54,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, BaseUser
+from starlette.exceptions import HTTPException
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.websockets import WebSocket
 
@@ -75,12 +78,15 @@ from .asgi import (
     Scope,
     Send,
     authenticate_scope,
+    checked_verifier,
+    is_preflight,
     route_path,
     send_rejection,
     with_response_headers,
 )
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
+from .core.errors import AuthenticationRequired
 from .core.origin import ProxySettings
 from .core.paths import PathRules
 from .core.request import RequestInfo
@@ -90,16 +96,47 @@ __all__ = [
     "DPoPAuthBackend",
     "DPoPAuthenticationError",
     "DPoPAuthenticationMiddleware",
+    "DPoPHTTPError",
     "DPoPMiddleware",
     "DPoPUser",
+    "dpop_error_handler",
     "error_response",
     "get_principal",
+    "require_principal",
     "requires_scopes",
 ]
+
+logger = logging.getLogger("dpop_middleware")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _REJECTION_KEY = "dpop.rejection"  # the backend's rejection, for a WebSocket (see DPoPAuthenticationMiddleware)
+_EXEMPT_KEY = "dpop.exempt"  # set on an exempt path: no DPoP layer checked it (see require_principal)
+
+
+def app_debug(scope: Scope, debug: bool | None) -> bool | None:
+    """The ``debug`` an adapter renders rejections with: its own option when given, else ``True``
+    when the Starlette/FastAPI app serving the request runs with ``debug=True``, else ``None`` (the
+    verifier's own ``debug`` decides)."""
+    if debug is not None:
+        return debug
+    app = scope.get("app")  # set by Starlette (and FastAPI) for every request, before any middleware
+    return True if isinstance(app, Starlette) and app.debug is True else None
+
+
+def configured(verifier: object, owner: str, proxies: ProxySettings, debug: bool | None) -> DPoPVerifier:
+    """Start-up checks shared by every ASGI layer: a real verifier, and a Host that something pins.
+
+    ``debug`` (the layer's option; ``None``: the verifier's) silences the unpinned-Host warning, as
+    Django's ``DEBUG`` does. Starlette's own ``app.debug`` is not known yet at construction.
+    """
+    checked = checked_verifier(verifier, owner)
+    name = owner.partition("(")[0]
+    proxies.warn_if_host_unchecked(
+        debug=checked.config.debug if debug is None else debug,
+        names=f"{name}(public_url=...) or {name}(allowed_hosts=[...]) (or Starlette's TrustedHostMiddleware in front)",
+    )
+    return checked
 
 
 @dataclass(frozen=True)
@@ -108,6 +145,7 @@ class _Policy:
 
     rules: PathRules
     proxies: ProxySettings
+    debug: bool | None = None
 
     @classmethod
     def create(
@@ -120,22 +158,33 @@ class _Policy:
         trusted_proxies: Iterable[str] | str | None,
         public_url: str | None,
         trusted_headers: Iterable[str] | str | None,
+        allowed_hosts: Iterable[str] | str | None,
+        debug: bool | None,
     ) -> _Policy:
         rules = PathRules.create(
             required=required, exempt_paths=exempt_paths, optional_paths=optional_paths, path_scopes=path_scopes
         )
-        return cls(rules, ProxySettings.create(trusted_proxies, public_url, trusted_headers))
+        return cls(rules, ProxySettings.create(trusted_proxies, public_url, trusted_headers, allowed_hosts), debug)
 
 
 async def _authenticate(verifier: DPoPVerifier, policy: _Policy, scope: Scope) -> AuthResult | None:
-    """Run the verifier (and path scopes) for an http/websocket scope; ``None`` for an exempt path."""
+    """Run the verifier (and path scopes) for an http/websocket scope; ``None`` for an exempt path or
+    a CORS preflight (both go on anonymous: ``scope["dpop"]`` is ``None``)."""
     scope[VERIFIER_KEY] = verifier
+    if is_preflight(scope):
+        # Never challenged (browsers send no credentials with it), so that a CORS layer inside ours
+        # can answer it; it carries no principal, so an endpoint taking OPTIONS gains nothing.
+        scope[PRINCIPAL_KEY] = None
+        return None
     # The literal path, as the router sees it: PathRules weighs both readings.
     exempt, required, scopes = policy.rules.decide(route_path(scope))
     if exempt:
         scope[PRINCIPAL_KEY] = None
+        scope[_EXEMPT_KEY] = True
         return None
-    return await authenticate_scope(verifier, scope, policy.proxies, required=required, scopes=scopes)
+    return await authenticate_scope(
+        verifier, scope, policy.proxies, required=required, scopes=scopes, debug=app_debug(scope, policy.debug)
+    )
 
 
 class DPoPMiddleware:
@@ -162,9 +211,10 @@ class DPoPMiddleware:
         trusted_proxies: Iterable[str] | str | None = None,
         public_url: str | None = None,
         trusted_headers: Iterable[str] | str | None = None,
+        allowed_hosts: Iterable[str] | str | None = None,
+        debug: bool | None = None,
     ) -> None:
         self.app = app
-        self.verifier = verifier
         self._policy = _Policy.create(
             required=required,
             exempt_paths=exempt_paths,
@@ -173,7 +223,10 @@ class DPoPMiddleware:
             trusted_proxies=trusted_proxies,
             public_url=public_url,
             trusted_headers=trusted_headers,
+            allowed_hosts=allowed_hosts,
+            debug=debug,
         )
+        self.verifier = configured(verifier, "DPoPMiddleware(verifier=...)", self._policy.proxies, debug)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -189,8 +242,76 @@ class DPoPMiddleware:
 
 
 def get_principal(conn: HTTPConnection) -> DPoPPrincipal | None:
-    """The principal of this request (``None``: anonymous, exempt, or no DPoP layer ran)."""
+    """The principal of this request (``None``: anonymous, exempt, a preflight, a ``report_only``
+    failure, or no DPoP layer ran: :func:`require_principal` tells these apart)."""
     return cast("DPoPPrincipal | None", conn.scope.get(PRINCIPAL_KEY))
+
+
+def _folded(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers as a mapping: repeated fields joined with ", " (RFC 9110 §5.3 field combination)."""
+    folded: dict[str, str] = {}
+    for name, value in headers:
+        folded[name] = f"{folded[name]}, {value}" if name in folded else value
+    return folded
+
+
+class DPoPHTTPError(HTTPException):
+    """A DPoP rejection raised from an endpoint (:func:`require_principal`); ``rejection`` is exact.
+
+    Starlette's default handler sends its status and headers (the challenge, ``Cache-Control``) with
+    a plain-text ``error_description``; register :func:`dpop_error_handler` for the core's JSON body
+    and each ``WWW-Authenticate`` field apart.
+    """
+
+    def __init__(self, rejection: ErrorResponse) -> None:
+        super().__init__(rejection.status, detail=rejection.error.description, headers=_folded(rejection.headers))
+        self.rejection = rejection
+
+
+async def dpop_error_handler(request: Request, exc: Exception) -> Response:
+    """``app.add_exception_handler(DPoPHTTPError, dpop_error_handler)``: the rejection verbatim."""
+    if not isinstance(exc, DPoPHTTPError):
+        raise exc
+    return error_response(exc.rejection)
+
+
+def require_principal(conn: HTTPConnection) -> DPoPPrincipal:
+    """The request's principal, or an exception that refuses the request; never ``None``.
+
+    For endpoints that cannot run without a DPoP principal. Raises :class:`DPoPHTTPError` (401 with
+    the verifier's challenge) when a DPoP layer ran and the request is anonymous: an optional path
+    without credentials, a CORS preflight, a failure only reported in ``report_only`` (an endpoint
+    that needs a principal must not run then either). Raises ``HTTPException(503)`` and logs an
+    ERROR naming the fix when no DPoP layer ran (no :class:`DPoPMiddleware` /
+    :class:`DPoPAuthBackend` in front, or something removed ``scope["dpop"]``) or the path is in
+    ``exempt_paths``: a deployment mistake, which ``scope["dpop"] is None`` alone would hide.
+    """
+    scope = conn.scope
+    principal = scope.get(PRINCIPAL_KEY)
+    if isinstance(principal, DPoPPrincipal):
+        return principal
+    verifier = scope.get(VERIFIER_KEY)
+    if not isinstance(verifier, DPoPVerifier) or PRINCIPAL_KEY not in scope:
+        logger.error(
+            "dpop require_principal: no DPoP layer authenticated %s %r: put DPoPMiddleware (or "
+            "DPoPAuthenticationMiddleware with DPoPAuthBackend) in front of this endpoint, and keep "
+            "middleware between them from dropping scope['dpop']",
+            scope.get("method", "GET"),
+            scope.get("path"),
+        )
+        raise HTTPException(503, "DPoP authentication is not configured for this endpoint")
+    if scope.get(_EXEMPT_KEY):
+        logger.error(
+            "dpop require_principal: %r is in exempt_paths, so no DPoP layer checks it: remove it from "
+            "exempt_paths (or list it in optional_paths) to have the principal here",
+            scope.get("path"),
+        )
+        raise HTTPException(503, "DPoP authentication is not configured for this endpoint")
+    missing = AuthenticationRequired()
+    info = scope.get(REQUEST_INFO_KEY)
+    # reject() logs and counts it; in report_only it answers None, but there is still no principal.
+    rejection = verifier.reject(missing, info if isinstance(info, RequestInfo) else None)
+    raise DPoPHTTPError(rejection if rejection is not None else verifier.render(missing))
 
 
 def error_response(rejection: ErrorResponse) -> Response:
@@ -303,8 +424,9 @@ class DPoPAuthBackend(AuthenticationBackend):
         trusted_proxies: Iterable[str] | str | None = None,
         public_url: str | None = None,
         trusted_headers: Iterable[str] | str | None = None,
+        allowed_hosts: Iterable[str] | str | None = None,
+        debug: bool | None = None,
     ) -> None:
-        self.verifier = verifier
         self._policy = _Policy.create(
             required=required,
             exempt_paths=exempt_paths,
@@ -313,7 +435,10 @@ class DPoPAuthBackend(AuthenticationBackend):
             trusted_proxies=trusted_proxies,
             public_url=public_url,
             trusted_headers=trusted_headers,
+            allowed_hosts=allowed_hosts,
+            debug=debug,
         )
+        self.verifier = configured(verifier, "DPoPAuthBackend", self._policy.proxies, debug)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         result = await _authenticate(self.verifier, self._policy, conn.scope)
