@@ -147,6 +147,8 @@ RULES: dict[str, dict[tuple[str, ...], frozenset[str]]] = {
 }
 # JWKS: the rule is for a token signed by the key of the odd entry; a token signed by the good key
 # beside it must pass whatever the odd entry holds (one odd key must not take the others down).
+# An entry ``alg`` that is not a string is ignored today (the key then serves every algorithm of its
+# type), so only string values that name no algorithm must make the odd key's token fail.
 _ENTRY_RULES = {(): ALL, ("kty",): ALL, ("crv",): ALL, ("x",): ALL, ("y",): ALL, ("kid",): ALL, ("use",): PRESENT,
                 ("key_ops",): PRESENT, ("d",): PRESENT, ("alg",): BAD_TEXT | {"empty_string", "long_string", "huge_string"},
                 ("x-extra",): NONE}
