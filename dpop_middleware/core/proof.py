@@ -178,6 +178,11 @@ def verify_proof(
     nonce = claims.get("nonce")
     next_nonce = None
     if policy is not NoncePolicy.OFF:
+        if policy is NoncePolicy.HEAL_IAT and iat_reason == "iat_in_future" and offset > 2 * keyring.step_seconds:
+            # A nonce heals a clock that runs ahead by less than a nonce's lifetime, no more (so no
+            # nonce is asked for): the replay entry must live until the iat has aged out of the
+            # window, and an unbounded iat would let one proof pin an entry (and its memory) for ever.
+            raise _bad("iat_in_future", "DPoP proof iat outside the acceptable window", iat_offset=round(offset, 3))
         check = keyring.check(nonce, now)
         must_have_nonce = (
             policy is NoncePolicy.ALWAYS
@@ -189,9 +194,11 @@ def verify_proof(
         if policy is NoncePolicy.HEAL_IAT:
             if iat_reason is not None:
                 iat_reason = None  # the nonce's time stands in for iat
+            # Remember the proof for as long as it could pass again: on iat alone until iat leaves
+            # the window (a future iat enters it later), and through the nonce while the nonce
+            # lives (an iat that aged out), whichever way it was accepted this time.
+            ttl = max(ttl, offset + config.max_age + 2 * config.clock_skew)
             if check.valid:
-                # The nonce could later vouch for this proof once its iat has aged out, so it must be
-                # remembered as long as the nonce lives, whichever way it was accepted this time.
                 ttl = max(ttl, check.expires_at - now + config.clock_skew)
         if not check.current:
             next_nonce = keyring.issue(now)
