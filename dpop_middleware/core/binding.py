@@ -115,7 +115,42 @@ class TokenFacts:
     jkt: str | None
 
 
+def _has_lone_surrogate(claims: Mapping[str, Any]) -> bool:
+    """Whether any string in ``claims`` (member names and nested values included) is not Unicode text.
+
+    Claims parsed by :func:`~dpop_middleware.core.jose.parse_json_object` never are; this catches
+    those of validators that parse JSON themselves (introspection, any callable).
+    """
+    stack: list[Any] = [claims]
+    seen: set[int] = set()  # a callable's claims could be self-referencing
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(value, (dict, list, tuple, Mapping)):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if isinstance(value, (dict, Mapping)):
+                stack.extend(value.keys())
+                stack.extend(value.values())
+            else:
+                stack.extend(value)
+    return False
+
+
 def token_facts(claims: Mapping[str, Any]) -> TokenFacts:
+    """What binding needs from a validated token's claims; raise if they hold text that is not Unicode.
+
+    Run once per token (the verifier caches the result), so the full walk costs nothing per request.
+    """
+    if _has_lone_surrogate(claims):
+        # Not text: accepting it would hand every app that renders the claims a UnicodeEncodeError.
+        raise InvalidTokenError("token_invalid_text", "Access token claims are not valid text")
     cnf = claims.get("cnf")
     jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
     return TokenFacts(
