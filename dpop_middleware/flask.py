@@ -2,91 +2,43 @@
 
 ::
 
-    from flask import Flask
-    from dpop_middleware.flask import DPoP, current_dpop
-
-    app = Flask(__name__)
-    app.config.update(DPOP_ISSUER="https://issuer.example", DPOP_AUDIENCE="https://api.example",
-                      DPOP_JWKS=jwks_dict)
+    app.config.update(DPOP_ISSUER=..., DPOP_AUDIENCE=..., DPOP_JWKS=..., DPOP_ALLOWED_HOSTS=["api.example.com"])
     dpop = DPoP(app)                      # or: dpop = DPoP(); dpop.init_app(app)
 
     @app.get("/me")
-    @dpop.required                        # or @dpop.required(scopes=["read"])
+    @dpop.required                        # or @dpop.required(scopes=["read"]), @dpop.optional, @dpop.exempt
     def me():
-        return {"sub": current_dpop.subject, "jkt": current_dpop.jkt}
+        return {"sub": current_dpop.subject}
 
-Per view: ``@dpop.required`` / ``@dpop.required(scopes=...)``, ``@dpop.optional`` (anonymous
-requests pass with ``g.dpop = None``; credentials, when sent, must be valid) and ``@dpop.exempt``.
-The decorators only mark the view, so their order relative to ``@app.route`` does not matter.
-With ``DPOP_ENFORCE_ALL = True`` every view without a decorator is ``required``, except paths in
-``DPOP_EXEMPT_PATHS``; a view's own decorator always wins over the path rules.
-
-Class-based views (``flask.views.View`` / ``MethodView``): decorate the class, or its handler
-methods (``get``, ``post``, ... or ``dispatch_request``), or the function ``as_view()`` returns.
-The most specific mark wins: the handler for the request's method (``get`` also serves ``HEAD``
-when there is no ``head``), then ``dispatch_request``, then the view function, then the class::
-
-    @dpop.required(scopes=["items:read"])
-    class Items(MethodView):
-        def get(self): ...
-
-        @dpop.required(scopes=["items:write"])
-        def post(self): ...
-
-The principal (:class:`~dpop_middleware.DPoPPrincipal`) is in ``g.dpop`` and behind the
-``current_dpop`` proxy (falsy when there is none). Rejections are the core's exact challenge
-responses; a fresh ``DPoP-Nonce`` is added to successful responses.
-
-Configuration (read once, in :meth:`DPoP.init_app`)
----------------------------------------------------
-``DPOP_VERIFIER``            a ready :class:`~dpop_middleware.DPoPVerifier` (then no other verifier key)
-``DPOP_TOKEN_VALIDATOR``     any token validator; or the three keys below for JWT access tokens
-``DPOP_ISSUER``, ``DPOP_AUDIENCE``, ``DPOP_JWKS``   issuer, audience(s), JWKS (dict or JSON)
-``DPOP_REPLAY_STORE``        replay store (default: in-memory, per process)
-``DPOP_ON_OUTCOME``          metrics hook, see :class:`~dpop_middleware.verifier.Outcome`
-``DPOP_<OPTION>``            every :class:`~dpop_middleware.VerifierConfig` option: ``DPOP_MODE``,
-                             ``DPOP_NONCE_POLICY``, ``DPOP_NONCE_KEYRING`` (a keyring or a
-                             ``{kid: secret}`` dict), ``DPOP_ALGORITHMS``, ``DPOP_MAX_AGE``, ...
-``DPOP_TRUSTED_PROXIES``     addresses / CIDR blocks whose forwarded headers count (default none)
-``DPOP_TRUSTED_HEADERS``     forwarding headers believed from those proxies (default
-                             ``["X-Forwarded-For", "X-Forwarded-Proto"]``); add ``X-Forwarded-Host``,
-                             ``-Port``, ``-Prefix`` or ``Forwarded`` only if your proxy sets them
-``DPOP_PUBLIC_URL``          the public base URL, overriding Host and forwarded headers
-``DPOP_ENFORCE_ALL``         require DPoP on every view without a decorator (default ``False``)
-``DPOP_EXEMPT_PATHS``        paths (and everything below them, by whole segments) left alone by
-                             ``DPOP_ENFORCE_ALL``; add ``/static`` there if the app serves public files
-
-An unknown ``DPOP_*`` key is an error: a typo in a security setting must not pass silently.
-
-Proxies: ProxyFix or ``DPOP_TRUSTED_PROXIES``, not both
--------------------------------------------------------
-If the app is wrapped in werkzeug's ``ProxyFix``, Flask's environ already holds the client's scheme,
-host and prefix, and the extension uses them as they are: ``DPOP_TRUSTED_PROXIES`` is then ignored
-(with a warning), because applying the forwarded headers a second time would double the prefix.
-Either keeps the proxy trust decision in one place; prefer ``DPOP_TRUSTED_PROXIES`` (it checks the
-peer address against a CIDR list and walks multi-hop chains from the right) unless the rest of the
-app needs ProxyFix anyway. Like ProxyFix's defaults, only ``X-Forwarded-For`` and
-``X-Forwarded-Proto`` are believed unless ``DPOP_TRUSTED_HEADERS`` says otherwise: a header your
-proxy passes through unchanged is whatever the client put there. See :mod:`dpop_middleware.wsgi`
-for how the URL is rebuilt.
+:meth:`DPoP.init_app` reads and type-checks every ``DPOP_*`` key (through
+:mod:`dpop_middleware.settings`) and installs one ``before_request`` hook that verifies requests
+for decorated views (every view under ``DPOP_ENFORCE_ALL``). ``@dpop.required``/``@dpop.optional``
+also guard the view itself: a request the hook did not check (the extension not registered on the
+app serving the view) is refused with 503, never served. The user guide, with every setting, is
+``docs/flask.md``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from flask import Flask, Request, Response, after_this_request, current_app, g, request
+from flask import Flask, Request, Response, after_this_request, current_app, g, has_app_context, has_request_context
+from flask import request as current_request
 from werkzeug.local import LocalProxy
+from werkzeug.utils import import_string
 
 from .core.binding import DPoPPrincipal
-from .core.challenge import ErrorResponse
-from .core.config import VerifierConfig
-from .core.nonce import NonceKeyring
+from .core.challenge import ErrorResponse, render_error
+from .core.errors import ServiceUnavailableError
 from .core.origin import ProxySettings
 from .core.paths import PathRules
-from .tokens.jwt import JWTAccessTokenValidator
+from .core.request import is_cors_preflight
+from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
 from .verifier import DPoPVerifier
 from .wsgi import authenticate_environ
 
@@ -94,28 +46,29 @@ __all__ = ["DPoP", "current_dpop"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+logger = logging.getLogger("dpop_middleware")
+
 EXTENSION_KEY = "dpop"
 _POLICY_ATTR = "_dpop_policy"
+_CHECKED_ATTR = "_dpop_checked"  # on ``g``: our before_request hook has dealt with this request
 
+#: Written into ``app.config`` by :meth:`DPoP.init_app`, so the effective values can be read back.
 _ADAPTER_DEFAULTS: dict[str, Any] = {
     "DPOP_TRUSTED_PROXIES": (),
     "DPOP_TRUSTED_HEADERS": None,
     "DPOP_PUBLIC_URL": None,
+    "DPOP_ALLOWED_HOSTS": None,
     "DPOP_ENFORCE_ALL": False,
     "DPOP_EXEMPT_PATHS": (),
 }
-_VERIFIER_KEYS = frozenset(
-    {
-        "DPOP_VERIFIER",
-        "DPOP_TOKEN_VALIDATOR",
-        "DPOP_ISSUER",
-        "DPOP_AUDIENCE",
-        "DPOP_JWKS",
-        "DPOP_REPLAY_STORE",
-        "DPOP_ON_OUTCOME",
-    }
-)
-_OPTION_KEYS = {f"DPOP_{name.upper()}": name for name in VerifierConfig.__dataclass_fields__}
+_VERIFIER_NAMES = CONFIG_NAMES | BUILDER_NAMES
+_ACCEPTED = _VERIFIER_NAMES | ADAPTER_NAMES | {"enforce_all"}
+# Headers that move the host the URL is rebuilt with away from the Host header Flask checks.
+_HOST_FORWARDING = frozenset({"x-forwarded-host", "forwarded"})
+
+
+def _spell(name: str) -> str:
+    return f"DPOP_{name.upper()}"
 
 
 def _current_principal() -> DPoPPrincipal | None:
@@ -133,6 +86,10 @@ class _ViewPolicy:
     exempt: bool = False
     scopes: tuple[str, ...] = ()
 
+    @property
+    def decorator(self) -> str:
+        return "exempt" if self.exempt else "required" if self.required else "optional"
+
 
 _ENFORCED = _ViewPolicy(required=True)  # DPOP_ENFORCE_ALL on a view without its own decorator
 
@@ -149,49 +106,158 @@ def _scope_tuple(scopes: Iterable[str] | str) -> tuple[str, ...]:
     return tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
 
 
+# -- the guard: a decorated view never runs for a request our hook did not check ------------------
+
+
+def _unchecked_response(view_name: str, policy: _ViewPolicy) -> Response:
+    """503 for a request that reached a decorated view without our hook: the extension is not on this app."""
+    app_name = current_app.name if has_app_context() else "<no app>"
+    logger.error(
+        "dpop: view %s is decorated with @dpop.%s, but the DPoP extension is not registered on the app "
+        "serving it (%s), so nothing verified this request; it is refused with 503. Call DPoP.init_app(app) "
+        "(or DPoP(app)) on that app.",
+        view_name,
+        policy.decorator,
+        app_name,
+        extra={"dpop_reason": "extension_not_registered"},
+    )
+    rejection = render_error(
+        ServiceUnavailableError("extension_not_registered", "DPoP authentication is not configured"), (), False
+    )
+    response_class = current_app.response_class if has_app_context() else Response
+    response: Response = response_class(
+        rejection.body, status=rejection.status, headers=list(rejection.headers), content_type=rejection.content_type
+    )
+    return response
+
+
+def _checked() -> bool:
+    return has_request_context() and g.get(_CHECKED_ATTR) is True
+
+
+def _guard(view: Callable[..., Any], policy: _ViewPolicy) -> Callable[..., Any]:
+    """``view`` wrapped so that it runs only for a request our ``before_request`` hook dealt with.
+
+    Which policy applies stays the hook's decision (the most specific mark wins, see
+    :func:`_view_marks`); the guard only makes sure there was a hook, so a decorator can never be
+    the one thing standing between a request and a view while doing nothing.
+    """
+    name = getattr(view, "__qualname__", repr(view))
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+            if not _checked():
+                return _unchecked_response(name, policy)
+            return await view(*args, **kwargs)
+
+        return guarded_async
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not _checked():
+            return _unchecked_response(name, policy)
+        return view(*args, **kwargs)
+
+    return guarded
+
+
 def _mark(view: F, policy: _ViewPolicy) -> F:
     if isinstance(view, str) or not callable(view):
         raise TypeError("decorate a view function; pass scopes by keyword: @dpop.required(scopes=[...])")
+    if policy.exempt:
+        setattr(view, _POLICY_ATTR, policy)
+        return view
+    if isinstance(view, type):
+        setattr(view, _POLICY_ATTR, policy)
+        decorators = getattr(view, "decorators", None)
+        if isinstance(decorators, list):
+            # flask.views.View: as_view() applies ``decorators``, outermost last.
+            view.decorators = [*decorators, lambda fn: _guard(fn, policy)]  # type: ignore[attr-defined]
+        return view
+    guarded = _guard(view, policy)
+    setattr(guarded, _POLICY_ATTR, policy)
+    # Marked as well: with ``@dpop.required`` above ``@app.route`` the original is what is registered.
     setattr(view, _POLICY_ATTR, policy)
-    return view
+    return guarded  # type: ignore[return-value]
 
 
-def _verifier_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    options = {name: config[key] for key, name in _OPTION_KEYS.items() if key in config}
-    keyring = options.get("nonce_keyring")
-    if isinstance(keyring, Mapping):
-        options["nonce_keyring"] = NonceKeyring(keyring)
-    return options
+# -- configuration -------------------------------------------------------------------------------
 
 
-def _token_validator(config: Mapping[str, Any]) -> Any:
-    validator = config.get("DPOP_TOKEN_VALIDATOR")
-    if validator is not None:
-        return validator
-    issuer, audience, jwks = (config.get(k) for k in ("DPOP_ISSUER", "DPOP_AUDIENCE", "DPOP_JWKS"))
-    if not (issuer and audience and jwks):
-        raise ValueError("configure DPOP_TOKEN_VALIDATOR, or DPOP_ISSUER, DPOP_AUDIENCE and DPOP_JWKS")
-    if isinstance(jwks, str) and jwks.lstrip().startswith("http"):
-        raise ValueError("DPOP_JWKS holds keys (dict or JSON); for a JWKS URL set DPOP_TOKEN_VALIDATOR instead")
-    return JWTAccessTokenValidator(issuer=issuer, audience=audience, jwks=jwks)
+def _read_config(app: Flask) -> dict[str, Any]:
+    """Every ``DPOP_*`` key of ``app.config``, type-checked and coerced, under canonical names."""
+    raw: dict[str, Any] = {}
+    for key, value in app.config.items():
+        if not key.startswith("DPOP_"):
+            continue
+        name = key[len("DPOP_") :].lower()
+        if _spell(name) != key:  # Flask config keys are upper-case; a near miss must not pass silently
+            raise SettingsError(key, f"is not a setting; did you mean {_spell(name)}?", name=name)
+        raw[name] = value
+    return read_settings(raw, spell=_spell, accepted=_ACCEPTED)
 
 
-def _build_verifier(config: Mapping[str, Any], given: DPoPVerifier | None) -> DPoPVerifier:
-    verifier = given or config.get("DPOP_VERIFIER")
-    options = _verifier_options(config)
-    if verifier is not None:
-        clashing = sorted(k for k in config if k in _OPTION_KEYS or (k in _VERIFIER_KEYS and k != "DPOP_VERIFIER"))
+def _verifier(app: Flask, values: Mapping[str, Any], given: DPoPVerifier | None) -> DPoPVerifier:
+    verifier_values = {name: value for name, value in values.items() if name in _VERIFIER_NAMES}
+    if given is not None:
+        if not isinstance(given, DPoPVerifier):
+            raise TypeError(f"DPoP(verifier=...) must be a DPoPVerifier, not {type(given).__name__}")
+        clashing = sorted(_spell(name) for name in verifier_values)
         if clashing:
-            raise ValueError(f"a DPoPVerifier is given; configure it directly instead of {clashing}")
-        if not isinstance(verifier, DPoPVerifier):
-            raise TypeError("DPOP_VERIFIER must be a DPoPVerifier")
-        return verifier
-    return DPoPVerifier(
-        _token_validator(config),
-        replay_store=config.get("DPOP_REPLAY_STORE"),
-        on_outcome=config.get("DPOP_ON_OUTCOME"),
-        config=VerifierConfig.from_mapping(options),
+            raise SettingsError(
+                clashing[0], f"would be ignored: a verifier is given to DPoP(); remove {', '.join(clashing)}"
+            )
+        return given
+    if "verifier" not in verifier_values and "debug" not in verifier_values and app.debug:
+        # Flask's debug mode (FLASK_DEBUG / --debug) explains rejections; DPOP_DEBUG overrides it.
+        verifier_values["debug"] = True
+    return build_verifier(verifier_values, spell=_spell, load=import_string)
+
+
+def _trusted_hosts(app: Flask, values: Mapping[str, Any]) -> list[str] | None:
+    """Flask's own ``TRUSTED_HOSTS`` (Flask >= 3.1), when it checks the host our URL is built with.
+
+    Flask refuses a request whose Host is not trusted; reusing the list pins our URL the same way.
+    It does not fit when our host comes from ``DPOP_PUBLIC_URL`` or from a forwarded host header
+    (Flask checks the Host the proxy sent, not the public one): then ``DPOP_ALLOWED_HOSTS`` decides.
+    """
+    trusted = app.config.get("TRUSTED_HOSTS")
+    if trusted is None or "public_url" in values:
+        return None
+    if values.get("trusted_proxies") and _HOST_FORWARDING & {h.lower() for h in values.get("trusted_headers", ())}:
+        return None
+    if isinstance(trusted, str):
+        trusted = [trusted]
+    if not isinstance(trusted, (list, tuple)) or not all(isinstance(host, str) and host for host in trusted):
+        raise SettingsError("TRUSTED_HOSTS", f"must be a list of host names, not {trusted!r}")
+    # werkzeug ignores the port of an entry (any port matches); allowed_hosts does that for a bare name.
+    return [h.rsplit(":", 1)[0] if h.rfind(":") > h.rfind("]") else h for h in trusted]
+
+
+def _proxy_settings(app: Flask, values: Mapping[str, Any]) -> ProxySettings:
+    allowed = values.get("allowed_hosts")
+    if allowed is None:
+        allowed = _trusted_hosts(app, values)
+    return ProxySettings.create(
+        values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers"), allowed
     )
+
+
+def _path_rules(values: Mapping[str, Any]) -> PathRules:
+    paths = values.get("exempt_paths", ())
+    wrong = [path for path in paths if not isinstance(path, str) or not path.startswith("/")]
+    if wrong:
+        raise SettingsError(
+            _spell("exempt_paths"),
+            f"must be a list of paths starting with '/' (matched by whole segments, not as regular "
+            f"expressions), not {wrong[0]!r}",
+            name="exempt_paths",
+        )
+    try:
+        return PathRules.create(exempt_paths=paths)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(_spell("exempt_paths"), f"is not usable: {exc}", name="exempt_paths") from None
 
 
 def _flask_response(rejection: ErrorResponse) -> Response:
@@ -215,27 +281,25 @@ class DPoP:
             self.init_app(app)
 
     def init_app(self, app: Flask, *, verifier: DPoPVerifier | None = None) -> None:
-        """Read the ``DPOP_*`` configuration of ``app``, build its verifier, install the hooks."""
+        """Check the ``DPOP_*`` configuration of ``app``, build its verifier, install the hook.
+
+        Every mistake is raised here, at start-up, as a
+        :class:`~dpop_middleware.settings.SettingsError` naming the key.
+        """
         for key, value in _ADAPTER_DEFAULTS.items():
             app.config.setdefault(key, value)
-        known = _VERIFIER_KEYS | _OPTION_KEYS.keys() | _ADAPTER_DEFAULTS.keys()
-        unknown = sorted(k for k in app.config if k.startswith("DPOP_") and k not in known)
-        if unknown:
-            raise ValueError(f"unknown DPoP settings: {unknown}")
-        # ``None`` means "not set", so a config template may list every key.
-        config = {
-            k: v
-            for k, v in app.config.items()
-            if k.startswith("DPOP_") and k not in _ADAPTER_DEFAULTS and v is not None
-        }
+        values = _read_config(app)  # ``None`` means "not set", so a config template may list every key
+        built = _verifier(app, values, verifier or self._verifier)
+        proxy_settings = _proxy_settings(app, values)
+        proxy_settings.warn_if_host_unchecked(
+            debug=bool(values.get("debug", app.debug)), names="DPOP_PUBLIC_URL or DPOP_ALLOWED_HOSTS"
+        )
         first_time = EXTENSION_KEY not in app.extensions
         app.extensions[EXTENSION_KEY] = _AppState(
-            verifier=_build_verifier(config, verifier or self._verifier),
-            proxy_settings=ProxySettings.create(
-                app.config["DPOP_TRUSTED_PROXIES"], app.config["DPOP_PUBLIC_URL"], app.config["DPOP_TRUSTED_HEADERS"]
-            ),
-            enforce_all=bool(app.config["DPOP_ENFORCE_ALL"]),
-            path_rules=PathRules.create(exempt_paths=app.config["DPOP_EXEMPT_PATHS"]),
+            verifier=built,
+            proxy_settings=proxy_settings,
+            enforce_all=bool(values.get("enforce_all", False)),
+            path_rules=_path_rules(values),
         )
         if first_time:  # calling init_app again reconfigures; it must not verify each request twice
             app.before_request(_before_request)
@@ -340,12 +404,16 @@ def _policy(state: _AppState, app: Flask, req: Request) -> _ViewPolicy | None:
 def _before_request() -> Response | None:
     # Resolve the context-local proxies once: each proxy access costs a lookup.
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    req: Request = current_request._get_current_object()  # type: ignore[attr-defined]
     request_g = g._get_current_object()
     request_g.dpop = None
+    setattr(request_g, _CHECKED_ATTR, True)
     state = _state(app)
     policy = _policy(state, app, req)
     if policy is None or policy.exempt:
+        return None
+    # A CORS preflight never carries credentials: let it through untouched for the CORS layer.
+    if req.method == "OPTIONS" and is_cors_preflight(req.method, req.headers.items()):
         return None
     result = authenticate_environ(
         state.verifier, req.environ, state.proxy_settings, required=policy.required, scopes=policy.scopes

@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from dpop_middleware import DPoPVerifier, MemoryReplayStore, Mode, NoncePolicy
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.flask import DPoP, current_dpop
+from dpop_middleware.settings import SettingsError
 from dpop_middleware.testing import TestIssuer, dpop_headers
 
 BASE = "http://localhost"
@@ -86,10 +87,10 @@ def test_unknown_setting_is_an_error(issuer: TestIssuer) -> None:
 
 def test_missing_validator_is_an_error() -> None:
     app = Flask(__name__)
-    with pytest.raises(ValueError, match="DPOP_TOKEN_VALIDATOR"):
+    with pytest.raises(SettingsError, match="DPOP_TOKEN_VALIDATOR"):
         DPoP(app)
     app.config.update(DPOP_ISSUER="i", DPOP_AUDIENCE="a", DPOP_JWKS="https://issuer.test/jwks")
-    with pytest.raises(ValueError, match="JWKS URL"):
+    with pytest.raises(SettingsError, match="DPOP_JWKS must be a JWKS"):
         DPoP(app)
 
 
@@ -100,12 +101,17 @@ def test_given_verifier_excludes_verifier_settings(issuer: TestIssuer) -> None:
         DPoP(app, verifier=DPoPVerifier(issuer.validator()))
     app = Flask(__name__)
     app.config["DPOP_VERIFIER"] = "not a verifier"
-    with pytest.raises(TypeError):
+    with pytest.raises(SettingsError, match="DPOP_VERIFIER"):
+        DPoP(app)
+    app.config["DPOP_VERIFIER"] = 42
+    with pytest.raises(SettingsError, match="DPOP_VERIFIER must be a DPoPVerifier"):
         DPoP(app)
 
 
 def test_token_validator_setting(issuer: TestIssuer, key: DPoPKey) -> None:
-    app, _ = make_app(issuer, DPOP_TOKEN_VALIDATOR=issuer.validator(), DPOP_ISSUER=None, DPOP_JWKS=None)
+    app, _ = make_app(
+        issuer, DPOP_TOKEN_VALIDATOR=issuer.validator(), DPOP_ISSUER=None, DPOP_AUDIENCE=None, DPOP_JWKS=None
+    )
     assert app.test_client().get("/me", headers=good(issuer, key, "/me")).status_code == 200
 
 
@@ -226,7 +232,7 @@ def test_trusted_headers_default_to_for_and_proto(issuer: TestIssuer, key: DPoPK
     assert c.get("/me", headers=headers, environ_base=from_proxy).status_code == 401
     headers = dict(good(issuer, key, "/me", base="https://localhost"), **forwarded)
     assert c.get("/me", headers=headers, environ_base=from_proxy).status_code == 200
-    with pytest.raises(ValueError, match="unknown forwarding headers"):
+    with pytest.raises(SettingsError, match="DPOP_TRUSTED_HEADERS must be a list of forwarding header names"):
         make_app(issuer, DPOP_TRUSTED_HEADERS=["X-Real-IP"])
 
 
