@@ -148,8 +148,14 @@ def test_checks_are_registered() -> None:
 def test_decorators_keep_the_view() -> None:
     async def view(request: Any) -> None: ...
 
-    assert dpop_required(view) is view
-    assert dpop_required(scopes="a b")(view) is view
+    # required/optional return a guard (issue 19 §2: a view the middleware never saw is refused),
+    # which keeps the view's kind and carries the mark; exempt returns the view itself.
+    guarded = dpop_required(view)
+    assert guarded.__wrapped__ is view  # type: ignore[attr-defined]
+    assert asyncio.iscoroutinefunction(guarded)
+    assert guarded.dpop_policy.mode == "required"  # type: ignore[attr-defined]
+    assert dpop_required(scopes="a b")(view).dpop_policy.scopes == ("a", "b")  # type: ignore[attr-defined]
+    assert dpop_exempt(view) is view
     assert asyncio.iscoroutinefunction(dpop_exempt(view))
     assert view.dpop_policy.mode == "exempt"  # type: ignore[attr-defined]
 
@@ -361,7 +367,10 @@ def test_drf_steps_aside_for_other_schemes() -> None:
         auth = DPoPAuthentication()
         assert auth.authenticate(drf_request()) is None
         assert auth.authenticate(drf_request(HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz")) is None
-        assert auth.authenticate(drf_request(HTTP_AUTHORIZATION="Bearer abc")) is None  # required mode
+        # required mode: a Bearer token is refused here, never left to a later Bearer class (issue 19 §1.9)
+        with pytest.raises(DPoPRejected) as caught:
+            auth.authenticate(drf_request(HTTP_AUTHORIZATION="Bearer abc"))
+        assert caught.value.status_code == 401
         with pytest.raises(DPoPRejected) as caught:  # a proof is ours to judge, whatever the scheme
             auth.authenticate(drf_request(HTTP_AUTHORIZATION="Bearer abc", HTTP_DPOP="x.y.z"))
         assert caught.value.status_code == 400

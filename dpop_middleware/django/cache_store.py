@@ -4,8 +4,11 @@
 (``SET NX``) and the memcached backends (``add``) that is one atomic server-side operation, so two
 workers receiving the same proof at the same instant cannot both accept it. Other backends:
 
-* ``LocMemCache``: atomic, but per process: with several workers a proof can be replayed against
-  another worker (system check ``dpop_middleware.W002``).
+* ``LocMemCache``: atomic, but per process: with several workers a proof could be replayed against
+  another worker. So, like the in-memory store, the store then refuses to serve (503
+  ``replay_store_per_process``, one ERROR naming ``DPOP['REPLAY_STORE']``) when it finds sibling
+  worker processes (:class:`~dpop_middleware.stores.process_guard.ProcessGuard`), unless
+  ``DPOP['ALLOW_PER_PROCESS_STORE']`` is true (system check ``dpop_middleware.W002``).
 * ``FileBasedCache``: ``add`` is a read-then-write, not atomic across processes (``W003``).
 * ``DummyCache``: ``add`` always says "added": no replay protection at all (``E004``).
 
@@ -15,11 +18,18 @@ never accepts the request.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
+
+from ..core.errors import ReplayStoreUnavailable
+from ..stores.process_guard import ProcessGuard, shared_guard
 
 __all__ = ["DjangoCacheReplayStore"]
+
+logger = logging.getLogger("dpop_middleware")
 
 
 class DjangoCacheReplayStore:
@@ -31,15 +41,48 @@ class DjangoCacheReplayStore:
 
     default_prefix = "dpop:jti:"
 
-    def __init__(self, alias: str = "default", *, key_prefix: str = default_prefix) -> None:
+    def __init__(
+        self,
+        alias: str = "default",
+        *,
+        key_prefix: str = default_prefix,
+        allow_multiple_processes: bool = False,
+        setting: str = "DPOP['REPLAY_STORE']",
+        guard: ProcessGuard | None = None,
+    ) -> None:
         self.alias = alias
         self.key_prefix = key_prefix
+        self.setting = setting
+        self._allow_multiple_processes = allow_multiple_processes
+        self._guard = guard
+        self._guard_reported = False
 
     def add_if_absent(self, key: bytes, ttl: float) -> bool:
         """Record ``key`` for ``ttl`` seconds (rounded up: never shorter than asked)."""
+        cache = caches[self.alias]
+        if isinstance(cache, LocMemCache) and not self._allow_multiple_processes:
+            # A LocMemCache is one process's memory: exact only if this process serves alone.
+            guard = self._guard or shared_guard()
+            if guard.has_siblings():
+                self._refuse_shared(guard)
         # Hex keeps the key within memcached's rules (no spaces or control characters, < 250 bytes).
-        added = caches[self.alias].add(self.key_prefix + key.hex(), b"1", timeout=max(1, math.ceil(ttl)))
+        added = cache.add(self.key_prefix + key.hex(), b"1", timeout=max(1, math.ceil(ttl)))
         return bool(added)
+
+    def _refuse_shared(self, guard: ProcessGuard) -> None:
+        if not self._guard_reported:  # one ERROR per process, not one per request
+            self._guard_reported = True
+            logger.error(
+                "dpop: the replay cache %r is a LocMemCache, which is per process, and %s; it refuses every "
+                "request (503) because a proof replayed against another worker would be accepted again. "
+                "Point %s at a cache all workers share (Redis, memcached), or set "
+                "DPOP['ALLOW_PER_PROCESS_STORE'] = True if every request of a client reaches this process.",
+                self.alias,
+                guard.problem or "several worker processes share this server",
+                self.setting,
+                extra={"dpop_reason": "replay_store_per_process"},
+            )
+        raise ReplayStoreUnavailable("replay_store_per_process", "Replay store not shared by the server's workers")
 
     def __repr__(self) -> str:
         return f"DjangoCacheReplayStore(alias={self.alias!r}, key_prefix={self.key_prefix!r})"

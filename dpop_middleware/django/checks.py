@@ -5,15 +5,23 @@
 ``dpop_middleware.E002`` no token validator configured
 ``dpop_middleware.E003`` ``REPLAY_STORE: "django-cache"`` names a cache alias not in ``CACHES``
 ``dpop_middleware.E004`` the replay cache is a ``DummyCache``: no replay protection at all
-``dpop_middleware.W001`` memory replay store with ``DEBUG = False`` (per process)
-``dpop_middleware.W002`` replay cache is ``LocMemCache`` (per process)
+``dpop_middleware.E005`` ``DPoPMiddleware`` is not in ``MIDDLEWARE`` (nor DRF's ``DPoPAuthentication``
+                         in ``DEFAULT_AUTHENTICATION_CLASSES``): decorated views would refuse every
+                         request with 503
+``dpop_middleware.W001`` memory replay store with ``DEBUG = False`` (per process: it refuses to
+                         serve under several workers unless ``ALLOW_PER_PROCESS_STORE``)
+``dpop_middleware.W002`` replay cache is ``LocMemCache`` (per process: the same)
 ``dpop_middleware.W003`` replay cache is ``FileBasedCache`` (``add`` not atomic across processes)
 ``dpop_middleware.W004`` nonces on, but no shared ``NONCE_KEYRING``
 ``dpop_middleware.W005`` ``MODE = "report_only"`` with ``DEBUG = False``: nothing is enforced
+``dpop_middleware.W006`` ``CsrfViewMiddleware`` comes before ``DPoPMiddleware``: DPoP requests to
+                         undecorated views are CSRF-checked (403) although their proof verified
 ======================== ===============================================================
 
 Production servers run several worker processes (gunicorn, uvicorn ``--workers``); a per-process
-replay store lets a proof be replayed against another worker, hence W001/W002.
+replay store would let a proof be replayed against another worker, so it refuses to serve there
+(503 ``replay_store_per_process``), hence W001/W002. The checks never raise: any bad value is an
+E-level message.
 """
 
 from __future__ import annotations
@@ -28,18 +36,25 @@ from django.core.exceptions import ImproperlyConfigured
 from ..core.config import Mode
 from ..core.nonce import NoncePolicy
 from .conf import MissingTokenValidator, build_state, raw_settings
+from .decorators import MIDDLEWARE_PATH
+
+_DRF_AUTHENTICATION = "dpop_middleware.django.drf.DPoPAuthentication"
+_CSRF_MIDDLEWARE = "django.middleware.csrf.CsrfViewMiddleware"
 
 __all__ = ["check_dpop_settings"]
 
 _PER_PROCESS_HINT = (
-    'Use REPLAY_STORE "django-cache" on a shared cache (Redis, memcached) or the Redis replay store, '
-    "unless this server runs exactly one worker process."
+    'Use REPLAY_STORE "django-cache" on a shared cache (Redis, memcached) or the Redis replay store; '
+    "under several worker processes this store refuses every request (503) unless "
+    "DPOP['ALLOW_PER_PROCESS_STORE'] = True."
 )
 
 
 def _cache_checks(cfg: Mapping[str, Any]) -> list[CheckMessage]:
     alias = cfg.get("REPLAY_CACHE_ALIAS", "default")
-    caches: Mapping[str, Any] = getattr(settings, "CACHES", {})
+    caches: Any = getattr(settings, "CACHES", {})
+    if not isinstance(caches, Mapping):
+        return [Error("CACHES must be a dict.", id="dpop_middleware.E003")]
     if alias not in caches:
         return [
             Error(
@@ -48,7 +63,8 @@ def _cache_checks(cfg: Mapping[str, Any]) -> list[CheckMessage]:
                 id="dpop_middleware.E003",
             )
         ]
-    backend = str(caches[alias].get("BACKEND", ""))
+    entry = caches[alias]
+    backend = str(entry.get("BACKEND", "")) if isinstance(entry, Mapping) else ""
     if backend.endswith(".DummyCache"):
         return [
             Error(
@@ -60,8 +76,8 @@ def _cache_checks(cfg: Mapping[str, Any]) -> list[CheckMessage]:
     if backend.endswith(".LocMemCache"):
         return [
             Warning(
-                f"DPOP replay cache {alias!r} is a LocMemCache, which is per process: with several "
-                "workers a DPoP proof can be replayed against another worker.",
+                f"DPOP replay cache {alias!r} is a LocMemCache, which is per process: under several "
+                "worker processes the replay store refuses every request (503 replay_store_per_process).",
                 hint=_PER_PROCESS_HINT,
                 id="dpop_middleware.W002",
             )
@@ -78,33 +94,83 @@ def _cache_checks(cfg: Mapping[str, Any]) -> list[CheckMessage]:
     return []
 
 
+def _names(value: Any) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [item for item in value if isinstance(item, str)]
+    return []
+
+
+def _wiring_checks() -> list[CheckMessage]:
+    """The middleware (or DRF's authentication) must be installed; CSRF must come after it."""
+    middleware = _names(getattr(settings, "MIDDLEWARE", None))
+    rest = getattr(settings, "REST_FRAMEWORK", None)
+    drf = _names(rest.get("DEFAULT_AUTHENTICATION_CLASSES")) if isinstance(rest, Mapping) else []
+    messages: list[CheckMessage] = []
+    if MIDDLEWARE_PATH not in middleware and "dpop_middleware.django.middleware.DPoPMiddleware" not in middleware:
+        if _DRF_AUTHENTICATION not in drf:
+            messages.append(
+                Error(
+                    "DPoPMiddleware is not in MIDDLEWARE: nothing verifies DPoP requests, and views marked "
+                    "@dpop_required/@dpop_optional refuse every request with 503.",
+                    hint=f'Add "{MIDDLEWARE_PATH}" to MIDDLEWARE (before CsrfViewMiddleware).',
+                    id="dpop_middleware.E005",
+                )
+            )
+        return messages
+    ours = next(i for i, path in enumerate(middleware) if path.endswith("DPoPMiddleware"))
+    if _CSRF_MIDDLEWARE in middleware[:ours]:
+        messages.append(
+            Warning(
+                "CsrfViewMiddleware comes before DPoPMiddleware in MIDDLEWARE: DPoP requests to views "
+                "without @dpop_required/@dpop_optional are CSRF-checked before their proof is verified.",
+                hint="Move DPoPMiddleware before CsrfViewMiddleware.",
+                id="dpop_middleware.W006",
+            )
+        )
+    return messages
+
+
 def check_dpop_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Validate ``settings.DPOP`` and warn about setups that weaken replay or nonce protection."""
+    """Validate ``settings.DPOP`` and warn about setups that weaken replay or nonce protection.
+
+    Never raises: a check that crashed would hide every other message behind a traceback.
+    """
+    try:
+        return _wiring_checks() + _settings_checks()
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return [Error(f"DPOP could not be checked: {type(exc).__name__}: {exc}", id="dpop_middleware.E001")]
+
+
+def _settings_checks() -> list[CheckMessage]:
     try:
         cfg = raw_settings()
         state = build_state(cfg)
-    except ImproperlyConfigured as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to build is a configuration error
         missing_validator = isinstance(exc, MissingTokenValidator)
+        text = str(exc) if isinstance(exc, ImproperlyConfigured) else f"DPOP: {type(exc).__name__}: {exc}"
         return [
             Error(
-                str(exc),
-                hint="See the settings reference in the docstring of dpop_middleware.django.",
+                text,
+                hint="See the settings table in docs/django.md.",
                 id="dpop_middleware.E002" if missing_validator else "dpop_middleware.E001",
             )
         ]
     messages: list[CheckMessage] = []
     config = state.verifier.config
-    if state.replay_store_kind == "memory" and not settings.DEBUG:
+    allowed = state.per_process_allowed
+    if state.replay_store_kind == "memory" and not settings.DEBUG and not allowed:
         messages.append(
             Warning(
-                "DPOP uses the in-memory replay store with DEBUG = False: it is per process, so with "
-                "several workers a DPoP proof can be replayed against another worker.",
+                "DPOP uses the in-memory replay store with DEBUG = False: it is per process, so under "
+                "several worker processes it refuses every request (503 replay_store_per_process).",
                 hint=_PER_PROCESS_HINT,
                 id="dpop_middleware.W001",
             )
         )
     if state.replay_store_kind == "django-cache":
-        messages.extend(_cache_checks(cfg))
+        messages.extend(
+            message for message in _cache_checks(cfg) if not (allowed and message.id == "dpop_middleware.W002")
+        )
     if config.nonce_policy is not NoncePolicy.OFF and config.nonce_keyring.generated:
         messages.append(
             Warning(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,17 +19,15 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from ..core.config import VerifierConfig
 from ..core.htu import remove_dot_segments
-from ..core.nonce import NonceKeyring
 from ..core.origin import ProxySettings
+from ..settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
 from ..stores.memory import MemoryReplayStore
-from ..tokens.jwt import JWTAccessTokenValidator
-from ..verifier import DPoPVerifier, Outcome
+from ..verifier import DPoPVerifier
 from .cache_store import DjangoCacheReplayStore
 
 __all__ = [
-    "ADAPTER_KEYS",
+    "ACCEPTED",
     "POLICIES",
     "DPoPState",
     "MissingTokenValidator",
@@ -38,39 +36,21 @@ __all__ = [
     "get_state",
     "get_verifier",
     "reset",
+    "spell",
 ]
 
-#: Keys of ``DPOP`` handled by the Django adapter itself (the others are VerifierConfig options).
-ADAPTER_KEYS = frozenset(
-    {
-        "VERIFIER",
-        "TOKEN_VALIDATOR",
-        "ISSUER",
-        "AUDIENCE",
-        "JWKS",
-        "REPLAY_STORE",
-        "REPLAY_CACHE_ALIAS",
-        "REPLAY_KEY_PREFIX",
-        "ON_OUTCOME",
-        "TRUSTED_PROXIES",
-        "TRUSTED_HEADERS",
-        "PUBLIC_URL",
-        "DEFAULT",
-        "REQUIRED_PATHS",
-        "OPTIONAL_PATHS",
-        "EXEMPT_PATHS",
-        "DRF_USER",
-    }
-)
-#: Upper-case spellings of every :class:`VerifierConfig` field.
-VERIFIER_KEYS = frozenset(name.upper() for name in VerifierConfig.__dataclass_fields__)
+#: Canonical names of the keys of ``DPOP`` this adapter accepts (upper-cased in ``settings.DPOP``).
+#: ``ALLOWED_HOSTS`` is not one: Django's own ``ALLOWED_HOSTS`` is checked by ``request.get_host()``.
+ACCEPTED = (CONFIG_NAMES | BUILDER_NAMES | ADAPTER_NAMES | {
+    "default", "required_paths", "optional_paths", "replay_cache_alias", "replay_key_prefix", "drf_user",
+}) - {"allowed_hosts"}  # fmt: skip
 #: Per-route policies, from strictest to laxest.
 POLICIES = ("required", "optional", "exempt")
-# Verifier options that only make sense when the adapter builds the verifier itself.
-_BUILD_KEYS = (VERIFIER_KEYS | ADAPTER_KEYS) - {
-    "VERIFIER", "TRUSTED_PROXIES", "TRUSTED_HEADERS", "PUBLIC_URL", "DEFAULT", "REQUIRED_PATHS", "OPTIONAL_PATHS",
-    "EXEMPT_PATHS", "DRF_USER",
-}  # fmt: skip
+
+
+def spell(name: str) -> str:
+    """A canonical setting name as the user writes it: ``DPOP['MAX_AGE']``."""
+    return f"DPOP['{name.upper()}']"
 
 
 class MissingTokenValidator(ImproperlyConfigured):  # type: ignore[misc]
@@ -99,6 +79,7 @@ class DPoPState:
     path_rules: tuple[tuple[re.Pattern[str], Policy], ...]
     replay_store_kind: str  # "memory", "django-cache" or "custom" (for the system checks)
     drf_user: Callable[[Any], Any] | None
+    per_process_allowed: bool = False  # DPOP['ALLOW_PER_PROCESS_STORE']
 
     def policy_for_path(self, path: str) -> Policy:
         """The policy the path rules give ``path`` (``request.path_info``), else the default.
@@ -128,109 +109,99 @@ def raw_settings() -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ImproperlyConfigured("settings.DPOP must be a dict")
+        raise ImproperlyConfigured(f"settings.DPOP must be a dict, not {type(value).__name__}")
     return value
 
 
-def _load(value: Any) -> Any:
-    """A dotted path names an object to import; anything else is used as given."""
-    if isinstance(value, str):
+def _load(value: str) -> Any:
+    return import_string(value)
+
+
+def _canonical(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for key, value in cfg.items():
+        if not isinstance(key, str) or key != key.upper():
+            raise ImproperlyConfigured(f"DPOP[{key!r}] is not a setting: the keys of DPOP are upper-case strings")
+        if key == "ALLOWED_HOSTS":
+            raise ImproperlyConfigured(
+                "DPOP['ALLOWED_HOSTS'] is not a setting: Django checks the Host header against the "
+                "project's own ALLOWED_HOSTS, which the DPoP adapter uses"
+            )
+        raw[key.lower()] = value
+    return raw
+
+
+def _patterns(values: Mapping[str, Any], name: str) -> list[re.Pattern[str]]:
+    compiled: list[re.Pattern[str]] = []
+    for pattern in values.get(name, ()):
         try:
-            return import_string(value)
-        except ImportError as exc:
-            raise ImproperlyConfigured(f"DPOP: cannot import {value!r}: {exc}") from exc
-    return value
+            compiled.append(pattern if isinstance(pattern, re.Pattern) else re.compile(pattern))
+        except re.error as exc:
+            raise ImproperlyConfigured(f"{spell(name)}: invalid regular expression {pattern!r}: {exc}") from exc
+    return compiled
 
 
-def _token_validator(cfg: Mapping[str, Any]) -> Any:
-    if cfg.get("TOKEN_VALIDATOR") is not None:
-        validator = _load(cfg["TOKEN_VALIDATOR"])
-        # A dotted path to a class means "instantiate it with no arguments".
-        return validator() if isinstance(validator, type) else validator
-    missing = [k for k in ("ISSUER", "AUDIENCE", "JWKS") if not cfg.get(k)]
-    if missing:
-        raise MissingTokenValidator(
-            "DPOP needs a token validator: set TOKEN_VALIDATOR, or ISSUER, AUDIENCE and JWKS "
-            f"(missing: {', '.join(missing)})"
-        )
-    return JWTAccessTokenValidator(issuer=cfg["ISSUER"], audience=cfg["AUDIENCE"], jwks=cfg["JWKS"])
-
-
-def _replay_store(cfg: Mapping[str, Any]) -> tuple[Any, str]:
-    store = cfg.get("REPLAY_STORE", "memory")
-    if store == "memory":
-        return MemoryReplayStore(), "memory"
-    if store == "django-cache":
-        prefix = cfg.get("REPLAY_KEY_PREFIX", DjangoCacheReplayStore.default_prefix)
-        return DjangoCacheReplayStore(cfg.get("REPLAY_CACHE_ALIAS", "default"), key_prefix=prefix), "django-cache"
-    store = _load(store)
-    return (store() if isinstance(store, type) else store), "custom"
-
-
-def _verifier_config(cfg: Mapping[str, Any]) -> VerifierConfig:
-    options = {key.lower(): value for key, value in cfg.items() if key in VERIFIER_KEYS}
-    keyring = options.get("nonce_keyring")
-    if isinstance(keyring, Mapping):
-        options["nonce_keyring"] = NonceKeyring(keyring)
-    try:
-        return VerifierConfig.from_mapping(options)
-    except (TypeError, ValueError) as exc:
-        raise ImproperlyConfigured(f"DPOP: {exc}") from exc
-
-
-def _patterns(cfg: Mapping[str, Any], key: str) -> list[re.Pattern[str]]:
-    value = cfg.get(key) or ()
-    if isinstance(value, (str, re.Pattern)):
-        value = (value,)
-    try:
-        return [p if isinstance(p, re.Pattern) else re.compile(p) for p in value]
-    except re.error as exc:
-        raise ImproperlyConfigured(f"DPOP[{key!r}]: invalid regular expression: {exc}") from exc
-
-
-def _path_rules(cfg: Mapping[str, Any]) -> tuple[tuple[re.Pattern[str], Policy], ...]:
+def _path_rules(values: Mapping[str, Any]) -> tuple[tuple[re.Pattern[str], Policy], ...]:
     # Strictest first: a path matched by both REQUIRED_PATHS and EXEMPT_PATHS stays protected.
     rules: list[tuple[re.Pattern[str], Policy]] = []
     for mode in POLICIES:
-        rules.extend((pattern, Policy(mode)) for pattern in _patterns(cfg, f"{mode.upper()}_PATHS"))
+        rules.extend((pattern, Policy(mode)) for pattern in _patterns(values, f"{mode}_paths"))
     return tuple(rules)
 
 
-def _build_verifier(cfg: Mapping[str, Any]) -> tuple[DPoPVerifier, str]:
-    if cfg.get("VERIFIER") is not None:
-        clashing = sorted(k for k in cfg if k in _BUILD_KEYS)
-        if clashing:
-            raise ImproperlyConfigured(f"DPOP: VERIFIER is given, so {clashing} would be ignored; remove them")
-        verifier = _load(cfg["VERIFIER"])
-        if not isinstance(verifier, DPoPVerifier):
-            raise ImproperlyConfigured("DPOP['VERIFIER'] must be a DPoPVerifier (or a dotted path to one)")
-        store = verifier.replay_store
-        if isinstance(store, MemoryReplayStore):
-            return verifier, "memory"
-        return verifier, "django-cache" if isinstance(store, DjangoCacheReplayStore) else "custom"
-    config = _verifier_config(cfg)
-    validator = _token_validator(cfg)
-    store, kind = _replay_store(cfg)
-    on_outcome: Callable[[Outcome], None] | None = _load(cfg.get("ON_OUTCOME"))
-    return DPoPVerifier(validator, replay_store=store, config=config, on_outcome=on_outcome), kind
+def _store_kind(verifier: DPoPVerifier) -> str:
+    store = verifier.replay_store
+    if isinstance(store, MemoryReplayStore):
+        return "memory"
+    return "django-cache" if isinstance(store, DjangoCacheReplayStore) else "custom"
+
+
+def _build_verifier(values: dict[str, Any]) -> DPoPVerifier:
+    if "verifier" not in values and "debug" not in values:
+        # Django's DEBUG makes rejections say what was expected and received (never in production).
+        values["debug"] = bool(getattr(settings, "DEBUG", False))
+
+    def django_cache() -> DjangoCacheReplayStore:
+        return DjangoCacheReplayStore(
+            values.get("replay_cache_alias", "default"),
+            key_prefix=values.get("replay_key_prefix", DjangoCacheReplayStore.default_prefix),
+            allow_multiple_processes=bool(values.get("allow_per_process_store", False)),
+            setting=spell("replay_store"),
+        )
+
+    missing = [spell(name) for name in ("issuer", "audience", "jwks") if name not in values]
+    if "token_validator" not in values and "verifier" not in values and missing:
+        raise MissingTokenValidator(
+            f"DPOP needs a token validator: set {spell('token_validator')}, or {spell('issuer')}, "
+            f"{spell('audience')} and {spell('jwks')} (missing: {', '.join(missing)})"
+        )
+    return build_verifier(values, spell=spell, load=_load, stores={"django-cache": django_cache})
 
 
 def build_state(cfg: Mapping[str, Any]) -> DPoPState:
-    """Validate ``cfg`` (the ``DPOP`` dict) and build everything from it; raise ImproperlyConfigured."""
-    unknown = sorted(set(cfg) - ADAPTER_KEYS - VERIFIER_KEYS)
-    if unknown:
-        raise ImproperlyConfigured(f"DPOP: unknown keys {unknown}")
-    default = cfg.get("DEFAULT", "required")
-    if default not in POLICIES:
-        raise ImproperlyConfigured(f"DPOP['DEFAULT'] must be one of {POLICIES}, not {default!r}")
-    trusted: Iterable[str] | str | None = cfg.get("TRUSTED_PROXIES")
-    headers: Iterable[str] | str | None = cfg.get("TRUSTED_HEADERS")
+    """Validate ``cfg`` (the ``DPOP`` dict) and build everything from it; raise ImproperlyConfigured.
+
+    Every key is type-checked by :func:`dpop_middleware.settings.read_settings`; the message names
+    the key (``DPOP['MAX_AGE']``), the expected type and, for choices, the valid values.
+    """
     try:
-        proxy = ProxySettings.create(trusted, cfg.get("PUBLIC_URL"), headers)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"DPOP: TRUSTED_PROXIES/TRUSTED_HEADERS/PUBLIC_URL: {exc}") from exc
-    verifier, kind = _build_verifier(cfg)
-    return DPoPState(verifier, proxy, Policy(default), _path_rules(cfg), kind, _load(cfg.get("DRF_USER")))
+        values = read_settings(_canonical(cfg), spell=spell, accepted=ACCEPTED)
+        proxy = ProxySettings.create(
+            values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers")
+        )
+        verifier = _build_verifier(values)
+        drf_user = _load(values["drf_user"]) if isinstance(values.get("drf_user"), str) else values.get("drf_user")
+    except SettingsError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{spell('drf_user')}: cannot import {values.get('drf_user')!r}: {exc}") from exc
+    except ValueError as exc:  # ProxySettings: combinations the table cannot see
+        raise ImproperlyConfigured(f"DPOP: {exc}") from exc
+    if drf_user is not None and not callable(drf_user):
+        raise ImproperlyConfigured(f"{spell('drf_user')} must be callable, not {type(drf_user).__name__}")
+    default = Policy(values.get("default", "required"))
+    allowed = bool(values.get("allow_per_process_store", False))
+    return DPoPState(verifier, proxy, default, _path_rules(values), _store_kind(verifier), drf_user, allowed)
 
 
 _lock = threading.Lock()
@@ -262,7 +233,7 @@ def reset() -> None:
 
 
 def _on_setting_changed(*, setting: str, **_kwargs: Any) -> None:
-    if setting in ("DPOP", "CACHES"):
+    if setting in ("DPOP", "CACHES", "DEBUG"):
         reset()
 
 

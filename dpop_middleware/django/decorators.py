@@ -16,25 +16,175 @@ They work on function views and on class-based views (decorate the class, or the
 
 ``method_decorator(dpop_required(...), name="dispatch")`` does **not** work: the middleware sees
 the view function before ``dispatch`` runs. Decorate the class instead.
+
+``@dpop_required`` and ``@dpop_optional`` also *guard* the view, so that a decorator is never the
+one thing standing between a request and a view while doing nothing:
+
+* a request that ``DPoPMiddleware`` (or DRF's ``DPoPAuthentication``) never saw, because the
+  middleware is missing from ``MIDDLEWARE``, is refused with 503 and one ERROR log naming the fix;
+  the view never runs (system check ``dpop_middleware.E005`` says so at start-up);
+* a CORS preflight (let through untouched by the middleware) is answered with an empty 200: the
+  view, which counts on a principal, never runs for it;
+* CSRF: the view is ``csrf_exempt`` for ``CsrfViewMiddleware`` (which may run before ours), and the
+  guard applies the same CSRF check itself unless the request's DPoP proof was verified.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
+from asgiref.sync import iscoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
+
+from ..core.challenge import render_error
+from ..core.errors import ServiceUnavailableError
 from .conf import Policy
 
 __all__ = ["dpop_exempt", "dpop_optional", "dpop_required", "view_policy"]
 
 ATTRIBUTE = "dpop_policy"
+GUARDED = "_dpop_guarded"
 
 V = TypeVar("V")
+
+logger = logging.getLogger("dpop_middleware")
+
+MIDDLEWARE_PATH = "dpop_middleware.django.DPoPMiddleware"
+
+
+def unchecked_response(view_name: str, policy: Policy) -> HttpResponse:
+    """503 for a request the verifier never saw: a server wiring error, never served."""
+    logger.error(
+        "dpop: view %s is marked @dpop_%s, but no DPoP check ran for this request, so it is refused with 503; "
+        "add %s to MIDDLEWARE (or DPoPAuthentication to DRF's authentication classes for DRF views)",
+        view_name,
+        policy.mode,
+        MIDDLEWARE_PATH,
+        extra={"dpop_reason": "middleware_missing"},
+    )
+    rejection = render_error(
+        ServiceUnavailableError("middleware_missing", "DPoP authentication is not configured"), (), False
+    )
+    return HttpResponse(
+        rejection.body, status=rejection.status, content_type=rejection.content_type, headers=dict(rejection.headers)
+    )
+
+
+def _csrf_middleware() -> type[Any] | None:
+    """The ``CsrfViewMiddleware`` (sub)class in ``MIDDLEWARE``, if the project uses one."""
+    from django.middleware.csrf import CsrfViewMiddleware
+
+    for path in getattr(settings, "MIDDLEWARE", None) or ():
+        try:
+            cls = import_string(path) if isinstance(path, str) else None
+        except ImportError:
+            continue
+        if isinstance(cls, type) and issubclass(cls, CsrfViewMiddleware):
+            return cls
+    return None
+
+
+def _refusal(request: HttpRequest, view: Any, name: str, policy: Policy, call: tuple[Any, Any]) -> HttpResponse | None:
+    """Why the guarded view must not run for ``request`` (a response), or ``None``."""
+    from .middleware import CHECKED, CSRF_SKIP, is_preflight
+
+    if not getattr(request, CHECKED, False):
+        return unchecked_response(name, policy)
+    if is_preflight(request):
+        return HttpResponse(status=200)
+    if not getattr(request, CSRF_SKIP, False) and not getattr(view, "csrf_exempt", False):
+        csrf = _csrf_middleware()
+        if csrf is not None:
+            # Our csrf_exempt mark only deferred the decision to here, where the proof is known.
+            check = csrf(lambda _request: None)
+            check.process_request(request)
+            response: HttpResponse | None = check.process_view(request, view, *call)
+            return response
+    return None
+
+
+def _guard_function(view: Callable[..., Any], policy: Policy) -> Callable[..., Any]:
+    name = getattr(view, "__qualname__", repr(view))
+    if iscoroutinefunction(view):
+
+        async def guarded_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            refusal = _refusal(request, view, name, policy, (args, kwargs))
+            if refusal is not None:
+                return refusal
+            return await view(request, *args, **kwargs)
+
+        guarded: Callable[..., Any] = functools.wraps(view)(guarded_async)
+    else:
+
+        def guarded_sync(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            refusal = _refusal(request, view, name, policy, (args, kwargs))
+            if refusal is not None:
+                return refusal
+            return view(request, *args, **kwargs)
+
+        guarded = functools.wraps(view)(guarded_sync)
+    guarded.csrf_exempt = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _guard_class(cls: type[Any], policy: Policy) -> None:
+    if cls.__dict__.get(GUARDED) == policy:
+        return
+    setattr(cls, GUARDED, policy)
+    if hasattr(cls, "perform_authentication"):  # DRF APIView: its own authentication may verify
+        initial = cls.initial
+
+        def guarded_initial(self: Any, request: Any, *args: Any, **kwargs: Any) -> None:
+            initial(self, request, *args, **kwargs)
+            from .drf import DPoPRejected
+            from .middleware import CHECKED
+
+            if not getattr(getattr(request, "_request", request), CHECKED, False):
+                unchecked_response(cls.__qualname__, policy)  # logs
+                error = ServiceUnavailableError("middleware_missing", "DPoP authentication is not configured")
+                raise DPoPRejected(render_error(error, (), False))
+
+        cls.initial = functools.wraps(initial)(guarded_initial)
+        return
+    dispatch = getattr(cls, "dispatch", None)
+    if dispatch is None:
+        return
+
+    def guarded_dispatch(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        refusal = _refusal(request, dispatch, cls.__qualname__, policy, (args, kwargs))
+        if refusal is None:
+            return dispatch(self, request, *args, **kwargs)
+        if getattr(self, "view_is_async", False):
+
+            async def refuse() -> HttpResponse:
+                return refusal
+
+            return refuse()
+        return refusal
+
+    wrapped = functools.wraps(dispatch)(guarded_dispatch)
+    wrapped.csrf_exempt = True  # type: ignore[attr-defined]  # as_view() copies it onto the view
+    cls.dispatch = wrapped
 
 
 def _mark(view: V, policy: Policy) -> V:
     setattr(view, ATTRIBUTE, policy)
-    return view
+    if policy.mode == "exempt":
+        return view
+    if isinstance(view, type):
+        _guard_class(view, policy)
+        return view
+    if getattr(view, GUARDED, False):
+        return view
+    guarded = _guard_function(view, policy)  # type: ignore[arg-type]
+    setattr(guarded, ATTRIBUTE, policy)
+    setattr(guarded, GUARDED, True)
+    return guarded  # type: ignore[return-value]
 
 
 def _scopes(scopes: Iterable[str] | str | None) -> tuple[str, ...]:

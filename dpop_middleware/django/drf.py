@@ -38,13 +38,13 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
 from ..core.binding import DPoPPrincipal
-from ..core.challenge import ErrorResponse
+from ..core.challenge import ErrorResponse, render_error
 from ..core.config import Mode
 from ..core.errors import AuthenticationRequired, InvalidRequestError, ServiceUnavailableError
 from ..core.request import RequestInfo, authorization_scheme
-from .conf import get_state
+from .conf import Policy, get_state
 from .decorators import view_policy
-from .middleware import PRINCIPAL, RESPONSE_HEADERS, VERIFIED
+from .middleware import CHECKED, PRINCIPAL, RESPONSE_HEADERS, SCOPES_CHECKED, VERIFIED, is_preflight, mark_verified
 from .translate import apply_headers, challenge_header, joined_headers, request_info
 
 __all__ = [
@@ -107,34 +107,77 @@ def _info(request: Any) -> RequestInfo:
         raise DPoPRejected(state.verifier.reject(error) or state.verifier.render(error)) from None
 
 
-def _ours(info: RequestInfo, bearer_allowed: bool) -> bool:
+def _ours(info: RequestInfo, bearer_allowed: bool, bearer_elsewhere: bool) -> bool:
     if info.header_values("dpop"):
         return True  # a proof is ours to judge, whatever the scheme (Bearer + DPoP is a 400)
     scheme = (authorization_scheme(info) or "").lower()
-    return scheme == "dpop" or (scheme == "bearer" and bearer_allowed)
+    if scheme == "bearer":
+        # In ``required`` mode a Bearer token may be a DPoP-bound token stripped of its proof: we
+        # refuse it rather than let a later Bearer class accept it, unless the project said so.
+        return bearer_allowed or not bearer_elsewhere
+    return scheme == "dpop" or bool(info.url.partition("?")[2])  # the core refuses query tokens
+
+
+def declared_policy(view: Any) -> tuple[bool, tuple[str, ...]]:
+    """Whether a DRF view demands DPoP (``@dpop_required`` or ``dpop_scopes``) and the scopes it names."""
+    if view is None:
+        return False, ()
+    policy = view_policy(type(view))
+    attribute = tuple(getattr(view, "dpop_scopes", ()) or ())
+    scopes = attribute or (policy.scopes if policy else ())
+    return bool(attribute) or (policy is not None and policy.required), scopes
+
+
+def _view(request: Any) -> Any:
+    context = getattr(request, "parser_context", None)
+    return context.get("view") if isinstance(context, dict) else None
 
 
 class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
-    """DRF authentication by DPoP-bound access token (RFC 9449)."""
+    """DRF authentication by DPoP-bound access token (RFC 9449).
+
+    In ``MODE = "required"`` every ``Bearer`` token is refused here with the core's challenge,
+    so no later authentication class can accept a DPoP-bound token sent without its proof. A project
+    that keeps another Bearer authentication *after* this one sets ``bearer_elsewhere = True`` on a
+    subclass. Scopes a view declares (``@dpop_required(scopes=...)`` on the class, or
+    ``dpop_scopes``) are enforced here, with or without :class:`DPoPRequired`.
+    """
+
+    #: Let ``Bearer`` requests pass to the next authentication class in ``required`` mode.
+    bearer_elsewhere = False
 
     def authenticate(self, request: Any) -> tuple[Any, DPoPPrincipal] | None:
         django_request = _django_request(request)
         state = get_state()
+        verifier = state.verifier
+        setattr(django_request, CHECKED, True)
+        if is_preflight(django_request):
+            return None
+        demanded, scopes = declared_policy(_view(request))
         if getattr(django_request, VERIFIED, False):
             principal = getattr(django_request, PRINCIPAL, None)  # DPoPMiddleware already decided
         else:
             info = _info(request)
-            if not _ours(info, state.verifier.config.bearer_allowed):
-                return None
-            result = state.verifier.authenticate(info, required=False)
-            setattr(django_request, VERIFIED, True)
-            setattr(django_request, RESPONSE_HEADERS, result.response_headers)
-            if result.rejection is not None:
-                raise DPoPRejected(result.rejection)
-            principal = result.principal
-            setattr(django_request, PRINCIPAL, principal)
+            if not _ours(info, verifier.config.bearer_allowed, self.bearer_elsewhere):
+                principal = None
+            else:
+                scheme = (authorization_scheme(info) or "").lower()
+                # A Bearer token in required mode must meet its challenge, not pass as anonymous.
+                required = scheme == "bearer" and not verifier.config.bearer_allowed
+                result = verifier.authenticate(info, required=required)
+                mark_verified(django_request, result)
+                if result.rejection is not None:
+                    raise DPoPRejected(result.rejection)
+                principal = result.principal
         if principal is None:
+            if demanded and verifier.config.mode is not Mode.REPORT_ONLY:
+                raise DPoPRejected(verifier.render(AuthenticationRequired()))
             return None
+        if scopes and not set(scopes) <= set(getattr(django_request, SCOPES_CHECKED, ())):
+            rejection = verifier.authorize(principal, scopes, _info(request))
+            if rejection is not None:
+                raise DPoPRejected(rejection)
+            setattr(django_request, SCOPES_CHECKED, scopes)
         user = state.drf_user(principal) if state.drf_user is not None else DPoPUser(principal)
         return user, principal
 
@@ -154,14 +197,23 @@ class DPoPRequired(BasePermission):  # type: ignore[misc]
 
     def has_permission(self, request: Any, view: Any) -> bool:
         verifier = get_state().verifier
+        django_request = _django_request(request)
+        if not getattr(django_request, CHECKED, False):
+            # Neither DPoPMiddleware nor DPoPAuthentication ran: never let the view run unchecked.
+            from .decorators import unchecked_response
+
+            unchecked_response(type(view).__qualname__, view_policy(type(view)) or Policy("required"))
+            error = ServiceUnavailableError("middleware_missing", "DPoP authentication is not configured")
+            raise DPoPRejected(render_error(error, (), False))
+        if is_preflight(django_request):
+            return True
         principal = request.auth if isinstance(request.auth, DPoPPrincipal) else None
-        policy = view_policy(type(view))
-        scopes = tuple(getattr(view, "dpop_scopes", ()) or (policy.scopes if policy else ()))
+        _, scopes = declared_policy(view)
         if principal is None:
             if verifier.config.mode is Mode.REPORT_ONLY:
                 return True
             raise DPoPRejected(verifier.render(AuthenticationRequired()))
-        if scopes:
+        if scopes and not set(scopes) <= set(getattr(django_request, SCOPES_CHECKED, ())):
             rejection = verifier.authorize(principal, scopes, _info(request))
             if rejection is not None:
                 raise DPoPRejected(rejection)

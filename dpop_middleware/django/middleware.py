@@ -11,6 +11,7 @@ from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 
 from ..core.errors import InvalidRequestError
+from ..core.request import is_cors_preflight
 from ..verifier import AuthResult
 from .conf import DPoPState, Policy, get_state
 from .decorators import view_policy
@@ -23,7 +24,11 @@ logger = logging.getLogger("dpop_middleware")
 # Where the principal goes, and the private attributes other parts of the adapter (DRF) read.
 PRINCIPAL = "dpop"
 VERIFIED = "_dpop_verified"  # set once the request went through the verifier (never verify twice)
+CHECKED = "_dpop_checked"  # set once DPoPMiddleware (or DRF's DPoPAuthentication) decided about it
+SCOPES_CHECKED = "_dpop_scopes_checked"  # the scopes the verifier already demanded
 RESPONSE_HEADERS = "_dpop_response_headers"
+# Django's own flag, read by CsrfViewMiddleware and DRF's CSRF check: set only after a proof verified.
+CSRF_SKIP = "_dont_enforce_csrf_checks"
 
 View = Callable[..., Any]
 
@@ -31,6 +36,32 @@ View = Callable[..., Any]
 def policy_for(state: DPoPState, request: HttpRequest, view: View | None) -> Policy:
     """The view's mark if any, else the first matching path rule, else ``DPOP["DEFAULT"]``."""
     return (view_policy(view) if view is not None else None) or state.policy_for_path(request.path_info)
+
+
+def is_preflight(request: HttpRequest) -> bool:
+    """A CORS preflight (:func:`dpop_middleware.core.request.is_cors_preflight`): never challenged."""
+    if request.method != "OPTIONS":
+        return False
+    meta = request.META
+    names = [name for name, key in (("Origin", "HTTP_ORIGIN"), ("Access-Control-Request-Method",
+             "HTTP_ACCESS_CONTROL_REQUEST_METHOD")) if key in meta]  # fmt: skip
+    return is_cors_preflight("OPTIONS", [(name, "") for name in names])
+
+
+def mark_verified(request: HttpRequest, result: AuthResult, scopes: tuple[str, ...] = ()) -> None:
+    """Record the verifier's decision on ``request`` (shared with DRF's ``DPoPAuthentication``)."""
+    setattr(request, VERIFIED, True)
+    setattr(request, CHECKED, True)
+    setattr(request, RESPONSE_HEADERS, result.response_headers)
+    if result.rejection is None:
+        setattr(request, PRINCIPAL, result.principal)
+        setattr(request, SCOPES_CHECKED, scopes)
+        principal = result.principal
+        if principal is not None and principal.scheme == "DPoP" and principal.jkt:
+            # A verified proof cannot be forged cross-site (a browser never attaches one, and it is
+            # signed for this method and URL), so CSRF protection has nothing left to protect.
+            # Never set for a Bearer token, report_only's missing principal or a mere DPoP header.
+            setattr(request, CSRF_SKIP, True)
 
 
 def _bad_host(state: DPoPState) -> HttpResponse:
@@ -43,9 +74,11 @@ def _bad_host(state: DPoPState) -> HttpResponse:
 class DPoPMiddleware:
     """Verifies DPoP requests before the view runs; configured by ``settings.DPOP``.
 
-    Put it in ``MIDDLEWARE`` (after ``SecurityMiddleware``). Under ASGI it runs natively async,
-    calling ``DPoPVerifier.aauthenticate`` on the event loop; under WSGI, ``authenticate``. The work
-    happens in ``process_view`` so that per-view decorators are known. ``request.dpop`` is the
+    Put it in ``MIDDLEWARE`` after ``SecurityMiddleware`` (and after ``CorsMiddleware``), and before
+    ``CsrfViewMiddleware``: a request whose proof verified is exempt from CSRF checks (see
+    ``docs/django.md``); ``@dpop_required``/``@dpop_optional`` views work in either order. Under
+    ASGI it runs natively async, calling ``DPoPVerifier.aauthenticate`` on the event loop; under
+    WSGI, ``authenticate``. The work happens in ``process_view`` so that per-view decorators are known. ``request.dpop`` is the
     :class:`~dpop_middleware.DPoPPrincipal` or ``None`` (anonymous, exempt or unmatched route).
     """
 
@@ -79,36 +112,36 @@ class DPoPMiddleware:
         return response
 
     def _process_view(self, request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:
+        setattr(request, CHECKED, True)
         state = get_state()
         policy = policy_for(state, request, view)
-        if policy.mode == "exempt":
+        if policy.mode == "exempt" or is_preflight(request):
             return None
         try:
             info = request_info(request, state.proxy)
         except DisallowedHost:
             return _bad_host(state)
         result = state.verifier.authenticate(info, required=policy.required, scopes=policy.scopes)
-        return self._apply(request, result)
+        return self._apply(request, result, policy.scopes)
 
     async def _aprocess_view(self, request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:
+        setattr(request, CHECKED, True)
         state = get_state()
         policy = policy_for(state, request, view)
-        if policy.mode == "exempt":
+        if policy.mode == "exempt" or is_preflight(request):
             return None
         try:
             info = request_info(request, state.proxy)
         except DisallowedHost:
             return _bad_host(state)
         result = await state.verifier.aauthenticate(info, required=policy.required, scopes=policy.scopes)
-        return self._apply(request, result)
+        return self._apply(request, result, policy.scopes)
 
     @staticmethod
-    def _apply(request: HttpRequest, result: AuthResult) -> HttpResponse | None:
-        setattr(request, VERIFIED, True)
-        setattr(request, RESPONSE_HEADERS, result.response_headers)
+    def _apply(request: HttpRequest, result: AuthResult, scopes: tuple[str, ...]) -> HttpResponse | None:
+        mark_verified(request, result, scopes)
         if result.rejection is not None:
             return to_response(result.rejection)
-        setattr(request, PRINCIPAL, result.principal)
         return None
 
     @staticmethod

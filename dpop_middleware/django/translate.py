@@ -8,6 +8,7 @@ The URL the client used (``htu``) is rebuilt from Django's own notions, then han
   validates against ``ALLOWED_HOSTS`` (a ``DisallowedHost`` becomes a 400 challenge);
 * mount prefix: Django's script name, i.e. ``SCRIPT_NAME`` from ``request.META`` (or
   ``FORCE_SCRIPT_NAME``), exactly what ``reverse()`` prepends;
+* query: ``QUERY_STRING`` as sent (the core refuses ``access_token`` there);
 * path: as sent on the wire when the server tells us (``RAW_URI``/``REQUEST_URI`` under WSGI,
   ``raw_path`` under ASGI), else ``request.path_info`` percent-encoded again.
 """
@@ -86,6 +87,11 @@ def request_info(request: HttpRequest, proxy: ProxySettings) -> RequestInfo:
         headers=forwarding_from_environ(meta, proxy),
         settings=proxy,
     )
+    query = meta.get("QUERY_STRING")
+    if query:
+        # Kept so that the core refuses an access token sent in the query string, as every adapter
+        # does (htu comparison drops the query).
+        url = f"{url}?{query}"
     # Repeated fields reach us comma-joined under WSGI and Django's ASGI handler alike.
     return RequestInfo(request.method or "GET", url, credential_headers_from_environ(meta))
 
