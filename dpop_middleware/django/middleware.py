@@ -78,8 +78,9 @@ class DPoPMiddleware:
     ``CsrfViewMiddleware``: a request whose proof verified is exempt from CSRF checks (see
     ``docs/django.md``); ``@dpop_required``/``@dpop_optional`` views work in either order. Under
     ASGI it runs natively async, calling ``DPoPVerifier.aauthenticate`` on the event loop; under
-    WSGI, ``authenticate``. The work happens in ``process_view`` so that per-view decorators are known. ``request.dpop`` is the
-    :class:`~dpop_middleware.DPoPPrincipal` or ``None`` (anonymous, exempt or unmatched route).
+    WSGI, ``authenticate``. The work happens in ``process_view`` so that per-view decorators are
+    known. ``request.dpop`` is the :class:`~dpop_middleware.DPoPPrincipal` or ``None`` (anonymous,
+    exempt or unmatched route, CORS preflight).
     """
 
     sync_capable = True
