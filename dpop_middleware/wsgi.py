@@ -60,7 +60,7 @@ from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
 from .core.origin import ProxySettings, forwarding_from_environ, rebuild_url
 from .core.paths import PathRules
-from .core.request import RequestInfo, credential_headers_from_environ
+from .core.request import RequestInfo, credential_headers_from_environ, is_cors_preflight
 from .verifier import AuthResult, DPoPVerifier
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ ENVIRON_KEY = "dpop"
 _PATH_SAFE = "/!$&'()*+,;=:@~-._"
 _HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 _PROXY_FIX_KEY = "werkzeug.proxy_fix.orig"
+_PREFLIGHT_KEYS = (("HTTP_ORIGIN", "Origin"), ("HTTP_ACCESS_CONTROL_REQUEST_METHOD", "Access-Control-Request-Method"))
 _warned_proxy_fix = False
 
 
@@ -222,6 +223,14 @@ def authenticate_environ(
     return verifier.authenticate(request, required=required, scopes=scopes)
 
 
+def _is_preflight(environ: Mapping[str, Any]) -> bool:
+    """Whether the environ is a CORS preflight, which passes untouched (it never carries credentials)."""
+    if environ.get("REQUEST_METHOD") != "OPTIONS":
+        return False
+    present = (name for key, name in _PREFLIGHT_KEYS if key in environ)
+    return is_cors_preflight("OPTIONS", ((name, "") for name in present))
+
+
 def error_status_line(status: int) -> str:
     """``"401 Unauthorized"``: the WSGI status line for ``status``."""
     try:
@@ -252,7 +261,10 @@ class DPoPWSGIMiddleware:
     and normalized, see :class:`~dpop_middleware.core.paths.PathRules`).
     ``trusted_proxies`` (addresses or CIDR blocks), ``trusted_headers`` (which forwarding headers
     to believe from them) and ``public_url`` say how to rebuild the public URL behind proxies (see
-    the module docstring).
+    the module docstring). ``allowed_hosts`` (Django's ``ALLOWED_HOSTS`` syntax: ``"api.example.com"``,
+    ``".example.com"``, ``"*"``) pins the host of that URL: another is answered ``400
+    invalid_request``. Without it or ``public_url`` the Host header decides, and construction logs
+    one WARNING (unless the verifier is in debug mode). A CORS preflight passes to the app untouched.
 
     On success ``environ["dpop"]`` holds the :class:`~dpop_middleware.DPoPPrincipal` (``None`` for
     an anonymous request on an optional path, and in ``report_only`` mode for a request that would
@@ -271,18 +283,20 @@ class DPoPWSGIMiddleware:
         trusted_proxies: Iterable[str] | str | None = None,
         public_url: str | None = None,
         trusted_headers: Iterable[str] | str | None = None,
+        allowed_hosts: Iterable[str] | str | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.rules = PathRules.create(
             required=required, exempt_paths=exempt_paths, optional_paths=optional_paths, path_scopes=path_scopes
         )
-        self.proxy_settings = ProxySettings.create(trusted_proxies, public_url, trusted_headers)
+        self.proxy_settings = ProxySettings.create(trusted_proxies, public_url, trusted_headers, allowed_hosts)
+        self.proxy_settings.warn_if_host_unchecked(debug=verifier.config.debug, names="public_url= or allowed_hosts=")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # The literal decoded path, as the app routes it: PathRules also weighs its normalized form.
         exempt, required, scopes = self.rules.decide(str(environ.get("PATH_INFO", "")) or "/")
-        if exempt:
+        if exempt or _is_preflight(environ):
             environ[ENVIRON_KEY] = None
             return self.app(environ, start_response)
         result = authenticate_environ(self.verifier, environ, self.proxy_settings, required=required, scopes=scopes)

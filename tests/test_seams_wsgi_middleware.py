@@ -1,0 +1,97 @@
+"""Issue 19 for DPoPWSGIMiddleware: allowed hosts (§1.8), the unpinned-host warning, CORS preflights (§2)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from werkzeug.test import Client
+from wsgi_app_support import bare_app
+
+from dpop_middleware import DPoPVerifier
+from dpop_middleware.client import DPoPKey
+from dpop_middleware.testing import TestIssuer, dpop_headers
+from dpop_middleware.wsgi import DPoPWSGIMiddleware
+
+WARNING_NAMES = "public_url= or allowed_hosts="
+PREFLIGHT = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+
+
+@pytest.fixture
+def issuer() -> TestIssuer:
+    return TestIssuer()
+
+
+@pytest.fixture
+def key() -> DPoPKey:
+    return DPoPKey.generate()
+
+
+def middleware(issuer: TestIssuer, *, debug: bool = False, **options: Any) -> DPoPWSGIMiddleware:
+    return DPoPWSGIMiddleware(bare_app, DPoPVerifier(issuer.validator(), debug=debug), **options)
+
+
+def get_as(app: DPoPWSGIMiddleware, issuer: TestIssuer, key: DPoPKey, host: str, **kw: Any) -> Any:
+    headers = dict(dpop_headers(key, "GET", f"http://{host}/items", issuer.token(key.jkt)), Host=host)
+    headers.update(kw.pop("headers", {}))
+    return Client(app).get("/items", headers=headers, **kw)
+
+
+@pytest.mark.parametrize("allowed", [["api.example.com", ".internal.example"], "api.example.com,.internal.example"])
+def test_allowed_hosts_pins_the_host(issuer: TestIssuer, key: DPoPKey, allowed: Any) -> None:
+    app = middleware(issuer, allowed_hosts=allowed)
+    assert get_as(app, issuer, key, "api.example.com").status_code == 200
+    assert get_as(app, issuer, key, "svc.internal.example:8080").status_code == 200
+    resp = get_as(app, issuer, key, "other-api.example.com")
+    assert resp.status_code == 400
+    assert 'error="invalid_request"' in resp.headers["WWW-Authenticate"]
+
+
+def test_allowed_hosts_checks_a_forwarded_host(issuer: TestIssuer, key: DPoPKey) -> None:
+    app = middleware(
+        issuer, allowed_hosts=["api.example.com"], trusted_proxies="127.0.0.1", trusted_headers="X-Forwarded-Host"
+    )
+    forwarded = {"X-Forwarded-Host": "other-api.example.com"}
+    resp = get_as(app, issuer, key, "other-api.example.com", headers=forwarded)
+    assert resp.status_code == 400
+
+
+def test_hostile_allowed_hosts_is_refused_at_construction(issuer: TestIssuer) -> None:
+    with pytest.raises(ValueError, match="allowed_hosts"):
+        middleware(issuer, allowed_hosts=[1])
+
+
+@pytest.mark.parametrize(
+    ("options", "debug", "warns"),
+    [
+        ({}, False, True),
+        ({}, True, False),
+        ({"public_url": "https://api.example.com"}, False, False),
+        ({"allowed_hosts": ["api.example.com"]}, False, False),
+    ],
+)
+def test_unpinned_host_warns_once_at_construction(
+    issuer: TestIssuer,
+    key: DPoPKey,
+    caplog: pytest.LogCaptureFixture,
+    options: dict[str, Any],
+    debug: bool,
+    warns: bool,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="dpop_middleware"):
+        app = middleware(issuer, debug=debug, **options)
+        get_as(app, issuer, key, "localhost")
+        get_as(app, issuer, key, "localhost")
+    said = [r for r in caplog.records if r.levelno == logging.WARNING and WARNING_NAMES in r.getMessage()]
+    assert len(said) == (1 if warns else 0)
+
+
+def test_cors_preflight_reaches_the_app_unchallenged(issuer: TestIssuer) -> None:
+    app = middleware(issuer, allowed_hosts="localhost", path_scopes={"/items": "items:write"})
+    resp = Client(app).options("/items", headers=PREFLIGHT)
+    assert resp.status_code == 200 and "WWW-Authenticate" not in resp.headers
+    assert resp.json == {"anonymous": True}
+    # A plain OPTIONS and the real request are checked.
+    assert Client(app).options("/items", headers={"Origin": "https://app.example"}).status_code == 401
+    assert Client(app).post("/items", headers={"Origin": "https://app.example"}).status_code == 401
