@@ -161,10 +161,9 @@ class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
             if not _ours(info, verifier.config.bearer_allowed, self.bearer_elsewhere):
                 principal = None
             else:
-                scheme = (authorization_scheme(info) or "").lower()
-                # A Bearer token in required mode must meet its challenge, not pass as anonymous.
-                required = scheme == "bearer" and not verifier.config.bearer_allowed
-                result = verifier.authenticate(info, required=required)
+                # Credentials we own are judged in full: a Bearer token in required mode or a token
+                # in the query string meets its challenge instead of passing as anonymous.
+                result = verifier.authenticate(info, required=True)
                 mark_verified(django_request, result)
                 if result.rejection is not None:
                     raise DPoPRejected(result.rejection)
