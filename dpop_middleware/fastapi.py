@@ -32,9 +32,18 @@ in front of the dependency): the proof is verified once. When the *same* verifie
 authenticated the request (``scope["dpop"]`` holds its principal), the dependency reuses that
 principal and only checks its own scopes; a second verification would see the proof as replayed.
 
-Proxies: ``trusted_proxies`` / ``trusted_headers`` / ``public_url`` as for the Starlette middleware
-(:mod:`dpop_middleware.starlette`): from a trusted proxy only ``X-Forwarded-For`` and
-``X-Forwarded-Proto`` are believed unless ``trusted_headers`` lists more.
+Proxies: ``trusted_proxies`` / ``trusted_headers`` / ``public_url`` / ``allowed_hosts`` as for the
+Starlette middleware (:mod:`dpop_middleware.starlette`): from a trusted proxy only ``X-Forwarded-For``
+and ``X-Forwarded-Proto`` are believed unless ``trusted_headers`` lists more; a host outside
+``allowed_hosts`` is refused (400). ``debug`` as for the middleware (``None``: the verifier's, or the
+FastAPI app's ``debug``).
+
+``report_only``: the dependency never refuses; the endpoint receives ``None`` whenever the request
+would have been refused, so annotate ``DPoPPrincipal | None`` and keep the existing authentication
+as a dependency of its own during the shadow phase (docs/starlette-fastapi.md).
+
+CORS: put ``CORSMiddleware`` around the app (``app.add_middleware``): it answers preflights before
+any route runs. This dependency sits at the route and challenges whatever reaches it.
 """
 
 from __future__ import annotations
@@ -88,8 +97,10 @@ class DPoPBearer(SecurityBase):
     ``None``, but credentials that are present and bad are still rejected (a client is never silently
     downgraded to anonymous). ``None`` is also what a failed request gets in ``report_only`` mode.
     ``trusted_proxies``/``trusted_headers``/``public_url``: how to rebuild the public URL, as for
-    the middleware. Used more than once on a request (or behind ``DPoPMiddleware`` with the same
-    verifier), it verifies the proof once and checks each use's scopes (see the module docstring).
+    the middleware; ``allowed_hosts`` and ``debug`` likewise. ``verifier`` must be a
+    :class:`~dpop_middleware.verifier.DPoPVerifier` (``TypeError`` at construction otherwise). Used
+    more than once on a request (or behind ``DPoPMiddleware`` with the same verifier), it verifies
+    the proof once and checks each use's scopes (see the module docstring).
     """
 
     def __init__(

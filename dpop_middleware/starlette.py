@@ -8,8 +8,15 @@ Middleware (works around *any* ASGI 3 application, not only Starlette's)::
     # or, around anything:  app = DPoPMiddleware(asgi_app, verifier=verifier)
 
 The principal lands in ``scope["dpop"]`` (``request.scope["dpop"]``, or :func:`get_principal`);
-``None`` means anonymous on an optional path. Rejections are the core's exact responses. Fresh
-``DPoP-Nonce`` values are added to successful responses (and to the WebSocket accept).
+``None`` means anonymous: an optional or exempt path, a CORS preflight, or a failure only reported in
+``report_only``. An endpoint that cannot run without a principal calls :func:`require_principal`,
+which refuses the anonymous cases (401) and says when no DPoP layer checked the request (503 and an
+ERROR log). Rejections are the core's exact responses. Fresh ``DPoP-Nonce`` values are added to
+successful responses (and to the WebSocket accept).
+
+CORS: a preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is never
+challenged, so a ``CORSMiddleware`` inside ours still answers it; put ``CORSMiddleware`` *outside*
+ours (first in Starlette's list) so that our 401s carry the CORS headers a page needs to read them.
 
 WebSocket: the upgrade request is verified as ``htm`` ``GET`` (``ws``/``wss`` count as
 ``http``/``https`` for ``htu``). A rejected upgrade gets the exact HTTP rejection when the server
@@ -35,7 +42,16 @@ Proxies: ``trusted_proxies`` / ``trusted_headers`` / ``public_url`` as in
 :class:`~dpop_middleware.core.origin.ProxySettings`. From a trusted proxy only ``X-Forwarded-For``
 and ``X-Forwarded-Proto`` are believed by default; list ``X-Forwarded-Host``/``-Port``/``-Prefix``
 or ``Forwarded`` in ``trusted_headers`` only if the proxy sets (overwrites) them on every request,
-since a header it passes through is the client's to choose.
+since a header it passes through is the client's to choose. Without ``public_url``, the host of the
+rebuilt URL comes from the request: ``allowed_hosts`` (Django's ``ALLOWED_HOSTS`` syntax) refuses any
+other with ``400 invalid_request``, so a proof captured on another server that accepts the same tokens
+cannot be replayed here with its ``Host``. With neither set (and debug off) each layer logs one
+WARNING at construction. Starlette's ``TrustedHostMiddleware`` *outside* ours is equivalent for the
+``Host`` header; ``allowed_hosts`` also checks a host taken from a trusted ``X-Forwarded-Host``.
+
+Debug: ``debug=True`` makes a rejection's body say what was expected and received (``htu``, ``htm``,
+``iat`` offset); ``None`` (default) follows the verifier's ``debug``, or ``debug=True`` of the
+Starlette/FastAPI app serving the request. Never in production: the details help a prober.
 Under uvicorn, its own ``--proxy-headers`` (on by default, trusting ``--forwarded-allow-ips``,
 127.0.0.1 by default) rewrites ``scope["scheme"]`` and ``scope["client"]`` *before* this middleware
 runs: the scheme is then already the public one, but once the proxy sends ``X-Forwarded-For`` the
@@ -195,8 +211,9 @@ class DPoPMiddleware:
     ``path_scopes`` maps a path to the scopes it needs. Rules are those of the WSGI adapter
     (:class:`dpop_middleware.core.paths.PathRules`): a rule covers its path and everything below it, by
     whole segments, matched against the decoded path below the mount point. ``trusted_proxies``,
-    ``trusted_headers`` and ``public_url``: see the module docstring. Lifespan and any other
-    non-HTTP scope pass through untouched.
+    ``trusted_headers``, ``public_url``, ``allowed_hosts`` and ``debug``: see the module docstring.
+    CORS preflights go on anonymous; lifespan and any other non-HTTP scope pass through untouched.
+    ``verifier`` must be a :class:`~dpop_middleware.verifier.DPoPVerifier` (``TypeError`` otherwise).
     """
 
     def __init__(

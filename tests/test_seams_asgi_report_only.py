@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Security
 from starlette.applications import Starlette
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser, SimpleUser, requires
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
@@ -26,7 +28,13 @@ from dpop_middleware import DPoPPrincipal, DPoPVerifier
 from dpop_middleware.asgi import Message, Scope
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.fastapi import DPoPBearer
-from dpop_middleware.starlette import DPoPAuthBackend, DPoPAuthenticationMiddleware, DPoPMiddleware, requires_scopes
+from dpop_middleware.starlette import (
+    DPoPAuthBackend,
+    DPoPAuthenticationMiddleware,
+    DPoPMiddleware,
+    get_principal,
+    requires_scopes,
+)
 from dpop_middleware.testing import TestIssuer, dpop_headers
 
 BASE = "http://api.test"
@@ -175,3 +183,36 @@ def test_report_only_warns_once_at_start_up(issuer: TestIssuer, kind: str, caplo
         client.get("/me")
     messages = [r.getMessage() for r in caplog.records if "report_only" in r.getMessage()]
     assert len([m for m in messages if "no request is refused" in m]) == 1
+
+
+class ExistingBackend(AuthenticationBackend):
+    """Stands in for the authentication an API has before DPoP: an API key."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        if conn.headers.get("x-api-key") != "s3cret":
+            return None
+        return AuthCredentials(["authenticated"]), SimpleUser("user-1")
+
+
+@requires("authenticated")
+async def existing_me(request: Request) -> Response:
+    principal = get_principal(request)
+    return JSONResponse({"user": request.user.display_name, "dpop": principal.subject if principal else None})
+
+
+def test_existing_auth_in_front_of_the_shadow_middleware(issuer: TestIssuer) -> None:
+    """The Starlette rollout pattern of the guide: AuthenticationMiddleware(existing) + DPoPMiddleware."""
+    app = Starlette(
+        routes=[Route("/me", existing_me)],
+        middleware=[
+            Middleware(AuthenticationMiddleware, backend=ExistingBackend()),
+            Middleware(DPoPMiddleware, verifier=shadow(issuer)),
+        ],
+    )
+    key = DPoPKey.generate()
+    with TestClient(app, base_url=BASE) as client:
+        assert client.get("/me").status_code == 403  # Starlette's requires: the existing auth still decides
+        assert client.get("/me", headers={"X-API-Key": "s3cret"}).json() == {"user": "user-1", "dpop": None}
+        signed = dpop_headers(key, "GET", BASE + "/me", issuer.token(key.jkt))
+        both = client.get("/me", headers={"X-API-Key": "s3cret", **signed})
+        assert both.json() == {"user": "user-1", "dpop": "alice"}
