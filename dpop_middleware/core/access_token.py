@@ -65,24 +65,37 @@ class ParsedAccessToken:
 
 
 class KeySet:
-    """Public keys from a JWKS document, indexed by ``kid``. Keys that cannot verify are skipped."""
+    """Public keys from a JWKS document, indexed by ``kid``. Keys that cannot verify are skipped.
+
+    ``skipped`` lists each unusable entry as ``(kid, reason)`` (``kid`` ``None`` when it has no
+    string one) so the validators can log it: one odd entry must not take the good keys down.
+    """
 
     def __init__(self, jwks: Any) -> None:
         if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
             raise ValueError("a JWKS is an object with a 'keys' array")
         self.keys: list[tuple[str | None, str | None, PublicKey]] = []
+        self.skipped: list[tuple[str | None, str]] = []
         for entry in jwks["keys"]:
             if not isinstance(entry, dict):
+                self.skipped.append((None, "jwk_not_object"))
                 continue
-            if entry.get("use", "sig") != "sig":
+            if entry.get("use") == "enc":
                 continue  # encryption keys share JWKS documents; they are not ours to use
-            try:
-                key = import_public_jwk(entry)
-            except JWKError:
-                continue
             kid = entry.get("kid")
             alg = entry.get("alg")
-            self.keys.append((kid if isinstance(kid, str) else None, alg if isinstance(alg, str) else None, key))
+            try:
+                # kid and alg narrow which tokens a key may verify: one we cannot read must not
+                # widen the key to every token instead.
+                if "kid" in entry and not isinstance(kid, str):
+                    raise JWKError("jwk_bad_kid")
+                if "alg" in entry and not isinstance(alg, str):
+                    raise JWKError("jwk_bad_alg")
+                key = import_public_jwk(entry)
+            except JWKError as exc:
+                self.skipped.append((kid if isinstance(kid, str) else None, exc.reason))
+                continue
+            self.keys.append((kid, alg, key))
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -134,6 +134,24 @@ def _member(jwk: Mapping[str, Any], name: str) -> str:
     return value
 
 
+# Base64url characters whose value is below 16: as the second character they leave the first
+# decoded byte zero when the first character is "A".
+_HIGH_BITS_ZERO = frozenset("ABCDEFGHIJKLMNOP")
+
+
+def _rsa_int(jwk: Mapping[str, Any], name: str) -> str:
+    """An RSA ``n``/``e`` member, which RFC 7518 §6.3.1.1 wants as minimal big-endian octets.
+
+    A leading zero octet would give the same key a second spelling, hence a second RFC 7638
+    thumbprint (one key, two bindings). Read off the text: the first octet is zero exactly when it
+    starts with "A" followed by a character worth less than 16.
+    """
+    value = _member(jwk, name)
+    if value[0] == "A" and (len(value) == 1 or value[1] in _HIGH_BITS_ZERO):
+        raise JWKError("jwk_rsa_not_minimal")
+    return value
+
+
 def _canonical(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 §3.2: the required members, lexicographic order, no whitespace.
 
@@ -143,16 +161,17 @@ def _canonical(jwk: Mapping[str, Any]) -> str:
     kty = jwk.get("kty")
     if kty == "EC":
         crv = jwk.get("crv")
-        if crv not in _CURVES:
+        # A member may hold any JSON type: test the type before a dict lookup (a list is unhashable).
+        if not isinstance(crv, str) or crv not in _CURVES:
             raise JWKError("jwk_unsupported_curve")
         return f'{{"crv":"{crv}","kty":"EC","x":"{_member(jwk, "x")}","y":"{_member(jwk, "y")}"}}'
     if kty == "OKP":
         crv = jwk.get("crv")
-        if crv not in _OKP_SIZES:
+        if not isinstance(crv, str) or crv not in _OKP_SIZES:
             raise JWKError("jwk_unsupported_curve")
         return f'{{"crv":"{crv}","kty":"OKP","x":"{_member(jwk, "x")}"}}'
     if kty == "RSA":
-        return f'{{"e":"{_member(jwk, "e")}","kty":"RSA","n":"{_member(jwk, "n")}"}}'
+        return f'{{"e":"{_rsa_int(jwk, "e")}","kty":"RSA","n":"{_rsa_int(jwk, "n")}"}}'
     if kty == "oct":
         raise JWKError("jwk_symmetric")
     raise JWKError("jwk_unsupported_kty")

@@ -19,6 +19,7 @@ Rules (DESIGN "pitfalls": unlimited refetch on unknown ``kid``, a failed fetch t
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +29,14 @@ from ..core.errors import InvalidTokenError, TokenValidationUnavailable
 from ..core.keys import PublicKey
 from ._http import HTTPResponse
 
-__all__ = ["JWKSCache", "JWKSCachePolicy", "KeyLookup", "cache_ttl", "choose_keys", "parse_jwks"]
+__all__ = ["JWKSCache", "JWKSCachePolicy", "KeyLookup", "cache_ttl", "choose_keys", "log_skipped", "parse_jwks"]
+
+logger = logging.getLogger("dpop_middleware")
+
+# Entries already reported: a JWKS is refetched every few minutes, and the same odd entry would
+# otherwise be logged each time. Bounded, so a hostile JWKS cannot grow it without limit.
+_REPORTED: set[tuple[str | None, str]] = set()
+_REPORTED_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -72,14 +80,35 @@ def cache_ttl(headers: Mapping[str, str], policy: JWKSCachePolicy) -> float:
     return min(max(ttl, policy.min_ttl), policy.max_ttl)
 
 
+def log_skipped(keys: KeySet) -> None:
+    """Log each JWKS entry the key set could not use, once per process: its ``kid`` and the reason.
+
+    Only the kid and a reason code: nothing of the key material.
+    """
+    for kid, reason in keys.skipped:
+        if (kid, reason) in _REPORTED:
+            continue
+        if len(_REPORTED) >= _REPORTED_MAX:
+            _REPORTED.clear()
+        _REPORTED.add((kid, reason))
+        logger.warning(
+            "dpop JWKS entry skipped: kid=%r reason=%s", (kid or "")[:64] or None, reason,
+            extra={"dpop_reason": reason},
+        )  # fmt: skip
+
+
 def parse_jwks(response: HTTPResponse) -> KeySet:
-    """The usable signing keys of a JWKS response, or a 503 (the server sent something unusable)."""
+    """The usable signing keys of a JWKS response, or a 503 (the server sent something unusable).
+
+    Unusable entries are skipped (and logged once); only a JWKS without any usable key is refused.
+    """
     if response.status != 200:
         raise TokenValidationUnavailable("jwks_fetch_failed", diagnostics={"status": response.status})
     try:
         keys = KeySet(json.loads(response.body))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise TokenValidationUnavailable("jwks_malformed", diagnostics={"error": "not a JWKS"}) from None
+    log_skipped(keys)
     if not len(keys):
         raise TokenValidationUnavailable("jwks_malformed", diagnostics={"error": "no usable signing key"})
     return keys

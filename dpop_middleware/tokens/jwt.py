@@ -16,6 +16,7 @@ from ..core.access_token import (
     verify_access_token,
 )
 from ..core.errors import InvalidTokenError
+from ._jwks_cache import log_skipped
 
 __all__ = ["JWTAccessTokenValidator"]
 
@@ -42,6 +43,7 @@ class JWTAccessTokenValidator:
         audiences = (audience,) if isinstance(audience, str) else tuple(audience)
         self.policy = JWTPolicy(issuer, audiences, tuple(algorithms), leeway, require_typ)
         self.keys = KeySet(json.loads(jwks) if isinstance(jwks, str) else jwks)
+        log_skipped(self.keys)
         if not len(self.keys):
             raise ValueError("the JWKS holds no usable signing key")
         self._clock = clock
