@@ -95,6 +95,11 @@ def test_system_check_error_when_the_middleware_is_missing() -> None:
         assert "dpop_middleware.E005" in ids(run_checks(tags=["security"]))
     with django_settings(JWT, **URLS):
         assert "dpop_middleware.E005" not in ids(run_checks(tags=["security"]))
+    # DRF's DPoPAuthentication serves DRF views alone, but the plain Django views marked
+    # @dpop_required in the URLconf still need the middleware: named in the error.
+    with django_settings(JWT, middleware=False, **URLS):
+        errors = [m for m in run_checks(tags=["security"]) if m.id == "dpop_middleware.E005"]
+        assert len(errors) == 1 and "create_note" in errors[0].msg
 
 
 # -- §2: CSRF ---------------------------------------------------------------------------------------

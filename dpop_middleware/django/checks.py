@@ -36,7 +36,7 @@ from django.core.exceptions import ImproperlyConfigured
 from ..core.config import Mode
 from ..core.nonce import NoncePolicy
 from .conf import MissingTokenValidator, build_state, raw_settings
-from .decorators import MIDDLEWARE_PATH
+from .decorators import MIDDLEWARE_PATH, view_policy
 
 _DRF_AUTHENTICATION = "dpop_middleware.django.drf.DPoPAuthentication"
 _CSRF_MIDDLEWARE = "django.middleware.csrf.CsrfViewMiddleware"
@@ -64,7 +64,9 @@ def _cache_checks(cfg: Mapping[str, Any]) -> list[CheckMessage]:
             )
         ]
     entry = caches[alias]
-    backend = str(entry.get("BACKEND", "")) if isinstance(entry, Mapping) else ""
+    if not isinstance(entry, Mapping):
+        return [Error(f"CACHES[{alias!r}] must be a dict with a BACKEND.", id="dpop_middleware.E003")]
+    backend = str(entry.get("BACKEND", ""))
     if backend.endswith(".DummyCache"):
         return [
             Error(
@@ -100,6 +102,29 @@ def _names(value: Any) -> list[str]:
     return []
 
 
+def _plain_marked_views() -> list[str]:
+    """Views in the URLconf marked required/optional that are not DRF views (those need the middleware)."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    found: list[str] = []
+
+    def walk(patterns: Any, depth: int) -> None:
+        for entry in patterns if depth < 20 else ():
+            if isinstance(entry, URLResolver):
+                walk(entry.url_patterns, depth + 1)
+            elif isinstance(entry, URLPattern):
+                callback = entry.callback
+                cls = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+                if hasattr(cls, "perform_authentication"):
+                    continue  # a DRF view: DPoPAuthentication checks it
+                policy = view_policy(callback)
+                if policy is not None and policy.mode != "exempt":
+                    found.append(getattr(callback, "__qualname__", repr(callback)))
+
+    walk(get_resolver().url_patterns, 0)
+    return found
+
+
 def _wiring_checks() -> list[CheckMessage]:
     """The middleware (or DRF's authentication) must be installed; CSRF must come after it."""
     middleware = _names(getattr(settings, "MIDDLEWARE", None))
@@ -107,11 +132,13 @@ def _wiring_checks() -> list[CheckMessage]:
     drf = _names(rest.get("DEFAULT_AUTHENTICATION_CLASSES")) if isinstance(rest, Mapping) else []
     messages: list[CheckMessage] = []
     if MIDDLEWARE_PATH not in middleware and "dpop_middleware.django.middleware.DPoPMiddleware" not in middleware:
-        if _DRF_AUTHENTICATION not in drf:
+        # DRF's DPoPAuthentication alone serves DRF views; plain Django views need the middleware.
+        plain = _plain_marked_views() if _DRF_AUTHENTICATION in drf else ["every view"]
+        if plain:
             messages.append(
                 Error(
                     "DPoPMiddleware is not in MIDDLEWARE: nothing verifies DPoP requests, and views marked "
-                    "@dpop_required/@dpop_optional refuse every request with 503.",
+                    f"@dpop_required/@dpop_optional refuse every request with 503 ({', '.join(plain[:5])}).",
                     hint=f'Add "{MIDDLEWARE_PATH}" to MIDDLEWARE (before CsrfViewMiddleware).',
                     id="dpop_middleware.E005",
                 )
