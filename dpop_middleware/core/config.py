@@ -45,8 +45,10 @@ class VerifierConfig:
     #: Rejections say what was expected and received (htu, htm, iat offset). Development only:
     #: the details help a caller probe the deployment, so production responses never carry them.
     debug: bool = False
-    #: Memo of checked proof headers (see ``core.proof``); not a setting.
-    header_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: Memo of checked proof headers (see ``core.proof``); not a setting. Its answers hold only for
+    #: this policy (allowlist, RSA floor), so it is not an ``__init__`` argument: every instance,
+    #: ``dataclasses.replace`` included, starts its own. (``copy.copy`` shares it, with the policy.)
+    header_cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = [alg for alg in self.algorithms if alg not in ALGORITHMS]
