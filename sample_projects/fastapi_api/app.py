@@ -34,7 +34,10 @@ from dpop_middleware.starlette import DPoPMiddleware, get_principal
 
 from ..common import SampleSettings, async_replay_store, identity, nonce_options, token_validator
 
-__all__ = ["cors_origins_from_env", "create_app"]
+__all__ = ["allowed_hosts_from_env", "cors_origins_from_env", "create_app"]
+
+#: The hosts the sample answers for unless ``DPOP_ALLOWED_HOSTS`` says otherwise: local runs and tests.
+DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost", "testserver")
 
 #: What a browser may send cross-origin, and what its scripts may read back. ``Authorization`` is
 #: never covered by ``*``; ``DPoP-Nonce`` and ``WWW-Authenticate`` are not CORS-safelisted, so without
@@ -64,15 +67,30 @@ def cors_origins_from_env(environ: dict[str, str] | None = None) -> list[str]:
     return origins
 
 
+def allowed_hosts_from_env(environ: dict[str, str] | None = None) -> list[str]:
+    """``DPOP_ALLOWED_HOSTS``: comma- or space-separated hosts (``.example.com`` for subdomains) whose
+    ``Host`` the sample believes; default ``127.0.0.1 localhost testserver``. Not read when
+    ``DPOP_PUBLIC_URL`` is set: the URL's host is then fixed."""
+    raw = (os.environ if environ is None else environ).get("DPOP_ALLOWED_HOSTS")
+    return raw.replace(",", " ").split() if raw is not None else list(DEFAULT_ALLOWED_HOSTS)
+
+
 def create_app(
-    settings: SampleSettings | None = None, *, validator: Any = None, cors_origins: Sequence[str] | None = None
+    settings: SampleSettings | None = None,
+    *,
+    validator: Any = None,
+    cors_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """Build the app. Without ``settings``, read the environment; ``validator`` replaces the remote one (tests).
 
-    ``cors_origins`` (default: ``CORS_ALLOW_ORIGINS``) are the browser origins allowed to call the API.
+    ``cors_origins`` (default: ``CORS_ALLOW_ORIGINS``) are the browser origins allowed to call the API;
+    ``allowed_hosts`` (default: ``DPOP_ALLOWED_HOSTS``) the hosts it answers for.
     """
     if cors_origins is None:
         cors_origins = cors_origins_from_env()
+    if allowed_hosts is None:
+        allowed_hosts = allowed_hosts_from_env()
     if settings is None:
         settings = SampleSettings.from_env(default_port=8003)
     verifier = DPoPVerifier(
@@ -80,7 +98,10 @@ def create_app(
         replay_store=async_replay_store(settings),
         **nonce_options(settings),
     )
-    dpop = DPoPBearer(verifier, public_url=settings.public_url)
+    # A pinned host: a proof captured on another API that accepts the same tokens, replayed here with
+    # that API's Host, is refused (400) instead of matching the URL rebuilt from it.
+    hosts = list(allowed_hosts)
+    dpop = DPoPBearer(verifier, public_url=settings.public_url, allowed_hosts=hosts)
 
     app = FastAPI(title="dpop-middleware FastAPI sample")
     # Send the core's rejections verbatim (each WWW-Authenticate field apart, the core's JSON body).
@@ -114,7 +135,9 @@ def create_app(
             await websocket.send_json({"echo": message, "sub": principal.subject if principal else None})
 
     # A plain Starlette route whose ASGI app is the DPoP middleware around the session: only /ws goes through it.
-    ws_app = DPoPMiddleware(websocket_session(echo), verifier=verifier, public_url=settings.public_url)
+    ws_app = DPoPMiddleware(
+        websocket_session(echo), verifier=verifier, public_url=settings.public_url, allowed_hosts=hosts
+    )
     app.router.routes.append(WebSocketRoute("/ws", ws_app))
     if cors_origins:
         # Added last = outermost: preflights are answered before any authentication runs, and the

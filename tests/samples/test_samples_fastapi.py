@@ -122,3 +122,20 @@ def test_env_redis_store_catches_a_replay_across_instances(issuer: InProcessIssu
             replayed = second.get("/api/me", headers=headers)
             assert replayed.status_code == 401
             assert 'error="invalid_dpop_proof"' in replayed.headers["www-authenticate"]
+
+
+def test_a_host_outside_the_allowed_hosts_is_refused(client: TestClient, key: DPoPKey, token: str) -> None:
+    """A proof made for another server that accepts the same tokens, replayed here with its Host (issue 19 §1.8)."""
+    other = "http://other-api.example/api/me"
+    refused = client.get(other, headers=dpop_headers(key, "GET", other, token))
+    assert refused.status_code == 400
+    assert 'error="invalid_request"' in refused.headers["www-authenticate"]
+    assert client.get("/api/me", headers=dpop_headers(key, "GET", f"{BASE}/api/me", token)).status_code == 200
+
+
+def test_env_allowed_hosts(issuer: InProcessIssuer, key: DPoPKey, token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DPOP_ALLOWED_HOSTS", "api.example.com, .internal.example")
+    with make_client(issuer) as client:
+        assert client.get("/api/me", headers=dpop_headers(key, "GET", f"{BASE}/api/me", token)).status_code == 400
+        url = "http://svc.internal.example/api/me"
+        assert client.get(url, headers=dpop_headers(key, "GET", url, token)).status_code == 200
