@@ -67,6 +67,8 @@ async def make(authz: AuthzServer, clock: Clock) -> AsyncIterator[Make]:
             options.setdefault("client_secret", "s3cret&:")
         options.setdefault("timeout", 2.0)
         options.setdefault("clock", clock)
+        if "verify_audience" not in options:
+            options.setdefault("audience", "https://api.test")  # the aud tests/authz_server.py answers
         validator = IntrospectionValidator(**options)
         made.append(validator)
         return validator
@@ -98,6 +100,7 @@ def active(jkt: str | None = CLIENT.jkt, **claims: Any) -> dict[str, Any]:
         "scope": "read write",
         "client_id": "app",
         "sub": "alice",
+        "aud": "https://api.test",  # the audience every validator here is made for
     }
     if jkt:
         answer["cnf"] = {"jkt": jkt}

@@ -132,6 +132,8 @@ class IntrospectionValidator:
     Authenticate with ``client_id`` + ``client_secret`` (``auth_method`` ``client_secret_basic`` or
     ``client_secret_post``) or any :class:`~dpop_middleware.tokens.client_auth.ClientAuth` as
     ``client_auth`` (e.g. :class:`~dpop_middleware.tokens.client_auth.PrivateKeyJWT`).
+    ``audience`` (one or several) is required: an active token's ``aud`` must name it. Only
+    ``verify_audience=False`` accepts tokens for any audience (an API the AS issues no other tokens for).
 
     Answers are cached by SHA-256 of the token: active ones until their ``exp`` (at most
     ``cache_max_ttl``; ``default_ttl`` when there is no ``exp``), inactive or rejected ones for
@@ -148,7 +150,8 @@ class IntrospectionValidator:
         client_secret: str | None = None,
         auth_method: str = "client_secret_basic",
         client_auth: ClientAuth | None = None,
-        audience: str | Iterable[str] = (),
+        audience: str | Iterable[str] | None = None,
+        verify_audience: bool = True,
         leeway: float = 30.0,
         cache_size: int = 10_000,
         cache_max_ttl: float = 300.0,
@@ -171,7 +174,16 @@ class IntrospectionValidator:
         if min(cache_max_ttl, default_ttl, negative_ttl) < 0:
             raise ValueError("cache times must not be negative")
         check_endpoint_url(endpoint or issuer or "", allow_insecure_http=allow_insecure_http)
-        audiences = (audience,) if isinstance(audience, str) else tuple(audience)
+        audiences = (audience,) if isinstance(audience, str) else tuple(audience or ())
+        # The authorization server answers "active" for a token meant for any of its APIs: without
+        # an audience check, a token issued for another API would pass here. Opting out is explicit.
+        if verify_audience and not audiences:
+            raise TypeError(
+                "IntrospectionValidator needs audience= (this API's identifier, as the authorization server "
+                "puts it in 'aud'), or verify_audience=False to accept active tokens for any audience"
+            )
+        if not verify_audience and audiences:
+            raise ValueError("give audience= or verify_audience=False, not both")
         self.policy = IntrospectionPolicy(issuer, audiences, leeway)
         self.endpoint = endpoint
         self.client_auth = client_auth
