@@ -61,6 +61,14 @@ def test_a_project_may_let_a_later_class_handle_bearer_explicitly() -> None:
         assert ok.status_code == 200 and ok.json()["user"] != "toy-user"
 
 
+def test_other_schemes_and_plain_queries_still_pass_to_the_next_class() -> None:
+    with django_settings(JWT, middleware=False, **URLS):
+        anonymous = Client().get("/drf/toy-bearer?page=2")
+        assert anonymous.status_code == 200 and anonymous.json()["user"] == "None"
+        basic = Client().get("/drf/toy-bearer?page=2", HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz")
+        assert basic.status_code == 200
+
+
 def test_allow_bearer_mode_takes_the_bearer_token_itself() -> None:
     with django_settings({**JWT, "MODE": "allow_bearer"}, middleware=False, **URLS):
         resp = Client().get("/drf/toy-bearer", HTTP_AUTHORIZATION=f"Bearer {ISSUER.token(None)}")

@@ -3,7 +3,7 @@
 Quick start::
 
     INSTALLED_APPS = [..., "dpop_middleware.django"]          # system checks
-    MIDDLEWARE = [..., "dpop_middleware.django.DPoPMiddleware"]  # after CorsMiddleware (preflights)
+    MIDDLEWARE = [..., "dpop_middleware.django.DPoPMiddleware", ...]  # after Cors, before Csrf
     DPOP = {
         "ISSUER": "https://as.example.com",
         "AUDIENCE": "https://api.example.com",
@@ -14,40 +14,14 @@ Quick start::
 
 Views read ``request.dpop``: the :class:`~dpop_middleware.DPoPPrincipal`, or ``None``.
 
-Settings: one dict, ``settings.DPOP`` (read through :mod:`.conf`, so ``override_settings`` works).
-
-==================== ===================================================================================
-Key                  Meaning (default)
-==================== ===================================================================================
-``VERIFIER``         a ready :class:`~dpop_middleware.DPoPVerifier` or a dotted path to one; then none of
-                     the token, store and verifier keys below may be given
-``TOKEN_VALIDATOR``  validator object, or dotted path to one (a class is instantiated without arguments)
-``ISSUER``           with ``AUDIENCE`` and ``JWKS`` (a dict or JSON string): build a
-``AUDIENCE``         :class:`~dpop_middleware.JWTAccessTokenValidator` instead of ``TOKEN_VALIDATOR``
-``JWKS``
-``REPLAY_STORE``     ``"memory"`` (default; per process), ``"django-cache"`` (``cache.add`` on the cache
-                     ``REPLAY_CACHE_ALIAS``, default ``"default"``; keys prefixed ``REPLAY_KEY_PREFIX``,
-                     default ``"dpop:jti:"``), or a store object / dotted path (a class is instantiated)
-``ON_OUTCOME``       metrics hook (callable or dotted path) called with each ``Outcome``
-``TRUSTED_PROXIES``  addresses/CIDR blocks of reverse proxies whose forwarding headers count (``[]``)
-``TRUSTED_HEADERS``  the forwarding headers believed from them (``["X-Forwarded-For",
-                     "X-Forwarded-Proto"]``); add ``X-Forwarded-Host``/``-Port``/``-Prefix`` or
-                     ``Forwarded`` only if your proxies set them on every request
-``PUBLIC_URL``       the public base URL (``https://api.example.com/prefix``); overrides everything else
-``DEFAULT``          policy of routes without a decorator or path rule: ``"required"`` (default:
-                     app-wide enforcement), ``"optional"`` or ``"exempt"`` (opt-in: only views marked
-                     ``@dpop_required`` and ``REQUIRED_PATHS`` are checked)
-``REQUIRED_PATHS``   regexes matched (``re.match``) against ``request.path_info`` (below the mount
-``OPTIONAL_PATHS``   point); the first matching rule wins, strictest list first: required, optional,
-``EXEMPT_PATHS``     exempt. A path with dot segments gets the stricter policy of its literal and
-                     normalized readings. A view decorator wins over every path rule.
-``DRF_USER``         DRF only: callable / dotted path turning a principal into ``request.user``
-``ALGORITHMS``,      every :class:`~dpop_middleware.VerifierConfig` option, upper-cased: ``MODE``
-``MODE``, ...        (``"required"``, ``"allow_bearer"``, ``"report_only"``), ``MAX_AGE``,
-                     ``CLOCK_SKEW``, ``MAX_PROOF_BYTES``, ``MAX_TOKEN_BYTES``, ``MAX_JTI_LENGTH``,
-                     ``MIN_RSA_BITS``, ``NONCE_POLICY``, ``NONCE_KEYRING`` (a ``NonceKeyring`` or a dict
-                     ``{kid: secret}``), ``TOKEN_CACHE_SIZE``, ``TOKEN_CACHE_MAX_TTL``
-==================== ===================================================================================
+Settings: one dict, ``settings.DPOP`` (read through :mod:`.conf`, so ``override_settings`` works),
+validated when the app is ready: every key is type-checked (:mod:`dpop_middleware.settings`), and a
+bad one stops the server at start-up with ``ImproperlyConfigured`` naming the key, the expected
+type and the valid choices. The table of every key, with types and defaults, is in
+``docs/django.md``. The main ones: ``VERIFIER``, or ``TOKEN_VALIDATOR``, or ``ISSUER`` +
+``AUDIENCE`` + ``JWKS``; ``REPLAY_STORE`` (``"memory"``, ``"django-cache"``, an object or a dotted
+path); ``MODE``; ``TRUSTED_PROXIES``/``TRUSTED_HEADERS``/``PUBLIC_URL``; ``DEFAULT`` and
+``REQUIRED_PATHS``/``OPTIONAL_PATHS``/``EXEMPT_PATHS``; ``DEBUG`` (default: Django's ``DEBUG``).
 
 Policies per view: ``@dpop_required(scopes=[...])``, ``@dpop_optional`` and ``@dpop_exempt``
 (:mod:`.decorators`). A rejection is the core's response verbatim (status, ``WWW-Authenticate``,
@@ -75,8 +49,10 @@ rewrite these values before Django sees them: gunicorn believes ``X-Forwarded-Pr
 ``--forwarded-allow-ips`` (default ``127.0.0.1``), uvicorn rewrites the client address and scheme
 unless run with ``--no-proxy-headers``; configure them consistently with ``TRUSTED_PROXIES``.
 
-DPoP APIs are not cookie-authenticated: exempt their views from CSRF (``csrf_exempt``; DRF views
-already are). For DRF, see :mod:`dpop_middleware.django.drf`; for the Django-cache replay store,
+CSRF: a request whose DPoP proof verified is exempt from ``CsrfViewMiddleware`` (a browser never
+attaches a proof, so it cannot be forged cross-site); any other request is still checked. Put
+``DPoPMiddleware`` before ``CsrfViewMiddleware``; ``@dpop_required``/``@dpop_optional`` views work in
+either order. For DRF, see :mod:`dpop_middleware.django.drf`; for the Django-cache replay store,
 :mod:`dpop_middleware.django.cache_store`; for the system checks, :mod:`dpop_middleware.django.checks`.
 """
 

@@ -11,11 +11,18 @@
 * :class:`DPoPAuthentication` verifies with the verifier built from ``settings.DPOP`` and returns
   ``(user, principal)``: ``request.auth`` is the :class:`~dpop_middleware.DPoPPrincipal`. It returns
   ``None`` (step aside for the next authenticator) for requests without credentials and for other
-  schemes (``Basic``, or ``Bearer`` unless ``MODE`` accepts it) that carry no ``DPoP`` header.
+  schemes (``Basic``, ``Token``...) that carry no ``DPoP`` header. ``Bearer`` is never stepped
+  aside for in ``MODE = "required"``: it is refused with the core's challenge, since a later Bearer
+  class could accept a DPoP-bound token sent without its proof (subclass with
+  ``bearer_elsewhere = True`` to keep another Bearer class). A token in the query string is refused
+  as everywhere else. Scopes the view declares (``@dpop_required(scopes=...)`` on the class, or a
+  ``dpop_scopes`` attribute) are enforced here too (403 ``insufficient_scope``), and such a view
+  refuses anonymous requests (401), with or without :class:`DPoPRequired`.
   If ``DPoPMiddleware`` already verified the request, its result is reused: a proof is never
   checked twice (the second check would see a replay).
-* :class:`DPoPRequired` demands a DPoP principal and the scopes of ``@dpop_required(scopes=...)``
-  on the view class (or a ``dpop_scopes`` attribute); in ``report_only`` mode it lets everything in.
+* :class:`DPoPRequired` demands a DPoP principal and the view's scopes; in ``report_only`` mode it
+  lets everything in. A request that neither ``DPoPMiddleware`` nor :class:`DPoPAuthentication`
+  saw is refused with 503 (a wiring error), never served.
 * :func:`dpop_exception_handler` renders our rejections verbatim (status, every challenge,
   ``DPoP-Nonce``, ``Cache-Control: no-store``, JSON body) and, for any other error, keeps a fresh
   ``DPoP-Nonce`` on the response. Without it DRF's default handler still sends the right status,
@@ -39,9 +46,9 @@ from rest_framework.permissions import BasePermission
 
 from ..core.binding import DPoPPrincipal
 from ..core.challenge import ErrorResponse, render_error
-from ..core.config import Mode
-from ..core.errors import AuthenticationRequired, InvalidRequestError, ServiceUnavailableError
-from ..core.request import RequestInfo, authorization_scheme
+from ..core.config import Mode, VerifierConfig
+from ..core.errors import AuthenticationRequired, DPoPError, InvalidRequestError, ServiceUnavailableError
+from ..core.request import RequestInfo, authorization_scheme, extract_credentials
 from .conf import Policy, get_state
 from .decorators import view_policy
 from .middleware import CHECKED, PRINCIPAL, RESPONSE_HEADERS, SCOPES_CHECKED, VERIFIED, is_preflight, mark_verified
@@ -107,15 +114,21 @@ def _info(request: Any) -> RequestInfo:
         raise DPoPRejected(state.verifier.reject(error) or state.verifier.render(error)) from None
 
 
-def _ours(info: RequestInfo, bearer_allowed: bool, bearer_elsewhere: bool) -> bool:
+def _ours(info: RequestInfo, config: VerifierConfig, bearer_elsewhere: bool) -> bool:
     if info.header_values("dpop"):
         return True  # a proof is ours to judge, whatever the scheme (Bearer + DPoP is a 400)
     scheme = (authorization_scheme(info) or "").lower()
     if scheme == "bearer":
         # In ``required`` mode a Bearer token may be a DPoP-bound token stripped of its proof: we
         # refuse it rather than let a later Bearer class accept it, unless the project said so.
-        return bearer_allowed or not bearer_elsewhere
-    return scheme == "dpop" or bool(info.url.partition("?")[2])  # the core refuses query tokens
+        return config.bearer_allowed or not bearer_elsewhere
+    if scheme:
+        return scheme == "dpop"  # Basic, Token...: another class's
+    try:  # no Authorization header: the core decides whether the query carries a token
+        extract_credentials(info, config)
+    except DPoPError:
+        return True
+    return False
 
 
 def declared_policy(view: Any) -> tuple[bool, tuple[str, ...]]:
@@ -158,7 +171,7 @@ class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
             principal = getattr(django_request, PRINCIPAL, None)  # DPoPMiddleware already decided
         else:
             info = _info(request)
-            if not _ours(info, verifier.config.bearer_allowed, self.bearer_elsewhere):
+            if not _ours(info, verifier.config, self.bearer_elsewhere):
                 principal = None
             else:
                 # Credentials we own are judged in full: a Bearer token in required mode or a token
