@@ -77,11 +77,18 @@ def unchecked_response(view_name: str, policy: Policy) -> HttpResponse:
 
 def _csrf_middleware() -> type[Any] | None:
     """The ``CsrfViewMiddleware`` (sub)class in ``MIDDLEWARE``, if the project uses one."""
+    middleware = getattr(settings, "MIDDLEWARE", None) or ()
+    return _csrf_class(tuple(path for path in middleware if isinstance(path, str)))
+
+
+@functools.lru_cache(maxsize=8)
+def _csrf_class(middleware: tuple[str, ...]) -> type[Any] | None:
+    # Cached by the MIDDLEWARE value: override_settings gives another key, not a stale answer.
     from django.middleware.csrf import CsrfViewMiddleware
 
-    for path in getattr(settings, "MIDDLEWARE", None) or ():
+    for path in middleware:
         try:
-            cls = import_string(path) if isinstance(path, str) else None
+            cls = import_string(path)
         except ImportError:
             continue
         if isinstance(cls, type) and issubclass(cls, CsrfViewMiddleware):
