@@ -51,6 +51,20 @@ def test_required_mode_refuses_bearer_before_a_later_bearer_class(middleware: bo
     assert b"toy-user" not in resp.content
 
 
+@pytest.mark.parametrize("rule", ["DEFAULT", "OPTIONAL_PATHS"])
+def test_an_optional_middleware_route_does_not_open_the_bearer_hole(rule: str) -> None:
+    """The middleware lets a Bearer token pass as anonymous on an optional route; DRF must not
+    then hand it to the next class."""
+    dpop = {**JWT, "DEFAULT": "optional"} if rule == "DEFAULT" else {**JWT, "OPTIONAL_PATHS": [r"^/drf/"]}
+    with django_settings(dpop, **URLS):
+        bearer = Client().get("/drf/toy-bearer", **bound_token_as_bearer())
+        assert bearer.status_code == 401 and b"toy-user" not in bearer.content
+        query = Client().get("/drf/toy-bearer?access_token=x")
+        assert query.status_code == 401 and b"toy-user" not in query.content
+        anonymous = Client().get("/drf/toy-bearer")
+        assert anonymous.status_code == 200 and anonymous.json()["user"] == "None"
+
+
 def test_a_project_may_let_a_later_class_handle_bearer_explicitly() -> None:
     with django_settings(JWT, middleware=False, **URLS):
         resp = Client().get("/drf/toy-bearer-opt-in", **bound_token_as_bearer())

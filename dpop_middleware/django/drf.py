@@ -169,6 +169,16 @@ class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
         demanded, scopes = declared_policy(_view(request))
         if getattr(django_request, VERIFIED, False):
             principal = getattr(django_request, PRINCIPAL, None)  # DPoPMiddleware already decided
+            if principal is None and verifier.config.mode is not Mode.REPORT_ONLY:
+                # On a route the middleware treats as optional, a Bearer token (required mode) or a
+                # query token passed as anonymous; credentials we own are judged in full here, so no
+                # later class accepts them. Such a request failed before the replay store, so this
+                # second look cannot see its own proof as a replay.
+                info = _info(request)
+                if _ours(info, verifier.config, self.bearer_elsewhere):
+                    rejection = verifier.authenticate(info, required=True).rejection
+                    if rejection is not None:
+                        raise DPoPRejected(rejection)
         else:
             info = _info(request)
             if not _ours(info, verifier.config, self.bearer_elsewhere):
