@@ -109,6 +109,13 @@ def test_a_bad_setting_stops_the_app_at_ready() -> None:
         config.ready()  # an empty DPOP is left to the system check (E002)
 
 
+def test_a_bad_setting_stops_the_middleware_when_the_server_loads_it() -> None:
+    from dpop_middleware.django import DPoPMiddleware
+
+    with django_settings({**JWT, "MODE": "strict"}), pytest.raises(ImproperlyConfigured, match=r"DPOP\['MODE'\]"):
+        DPoPMiddleware(lambda request: None)
+
+
 def test_override_settings_still_rebuilds_the_verifier() -> None:
     with django_settings({**JWT, "MAX_AGE": 30}):
         assert get_verifier().config.max_age == 30

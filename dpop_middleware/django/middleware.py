@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from ..core.errors import InvalidRequestError
 from ..core.request import is_cors_preflight
 from ..verifier import AuthResult
-from .conf import DPoPState, Policy, get_state
+from .conf import DPoPState, Policy, get_state, raw_settings
 from .decorators import view_policy
 from .translate import apply_headers, request_info, to_response
 
@@ -87,6 +87,10 @@ class DPoPMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        if raw_settings():
+            # Django builds the middleware when the server loads the application (gunicorn: at
+            # worker boot), so a bad DPOP fails there even without our app in INSTALLED_APPS.
+            get_state()
         self.get_response = get_response
         self.async_mode = iscoroutinefunction(get_response)
         # Django adapts process_view to the handler's mode; giving it a coroutine function in async
