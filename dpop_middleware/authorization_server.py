@@ -142,7 +142,9 @@ class TokenEndpointVerifier:
         self.config = config or VerifierConfig(**options)
         self.endpoint_url = endpoint_url
         self.require_dpop = require_dpop
-        self.replay_store = replay_store if replay_store is not None else MemoryReplayStore()
+        if replay_store is None:
+            replay_store = MemoryReplayStore(setting="TokenEndpointVerifier(replay_store=...)")
+        self.replay_store = replay_store
         self._clock = clock
 
     # -- the mirrored pair -------------------------------------------------------------------

@@ -203,7 +203,8 @@ def _jwks(value: object) -> Mapping[str, Any]:
         try:
             value = json.loads(value)
         except ValueError:
-            raise _Invalid("a JWKS: a dict {'keys': [...]} or its JSON text (this text is not JSON)") from None
+            hint = " (for keys at a URL, use a RemoteJWKSValidator as the token validator)" if "://" in value else ""
+            raise _Invalid(f"a JWKS: a dict {{'keys': [...]}} or its JSON text; this text is not JSON{hint}") from None
     if not isinstance(value, Mapping) or not isinstance(value.get("keys"), list):
         raise _Invalid("a JWKS: a dict {'keys': [...]} or its JSON text")
     return value
@@ -358,7 +359,15 @@ def _token_validator(values: Mapping[str, Any], spell: Spell, load: Callable[[st
             )
         validator = _loaded(values, "token_validator", load, spell)
         # A dotted path to a class means "instantiate it with no arguments".
-        return validator() if isinstance(validator, type) else validator
+        validator = validator() if isinstance(validator, type) else validator
+        if not (callable(validator) or hasattr(validator, "validate") or hasattr(validator, "avalidate")):
+            raise SettingsError(
+                spell("token_validator"),
+                "must be a token validator (an object with validate()/avalidate(), or a callable token -> claims), "
+                f"not {type(validator).__name__}",
+                name="token_validator",
+            )
+        return validator
     missing = [spell(n) for n in ("issuer", "audience", "jwks") if n not in values]
     if missing:
         raise SettingsError(
@@ -400,14 +409,17 @@ def build_verifier(
     spell: Spell,
     load: Callable[[str], Any],
     stores: Mapping[str, Callable[[], Any]] | None = None,
+    store_names: Collection[str] = (),
 ) -> DPoPVerifier:
     """The verifier that ``values`` (from :func:`read_settings`) describe.
 
     ``load`` imports a dotted path (Django's ``import_string``, werkzeug's ``import_string``);
-    ``stores`` adds named replay stores (the Django adapter's ``"django-cache"``).
+    ``stores`` adds named replay stores (the Django adapter's ``"django-cache"``), and
+    ``store_names`` the adapter's settings those stores read (which a ready verifier would ignore).
     """
     if "verifier" in values:
-        clashing = sorted(spell(n) for n in values if n in (CONFIG_NAMES | BUILDER_NAMES) - {"verifier"})
+        ignored = (CONFIG_NAMES | BUILDER_NAMES | frozenset(store_names)) - {"verifier"}
+        clashing = sorted(spell(n) for n in values if n in ignored)
         if clashing:
             raise SettingsError(spell("verifier"), f"is given, so {', '.join(clashing)} would be ignored: remove them")
         verifier = _loaded(values, "verifier", load, spell)

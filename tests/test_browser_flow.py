@@ -386,9 +386,9 @@ def test_cors_origins_from_the_environment() -> None:
 
 
 @pytest.mark.parametrize("cors_outside", [True, False])
-def test_cors_must_wrap_the_dpop_middleware(cors_outside: bool) -> None:
-    """Why the README insists: with the DPoP middleware outside CORS, the preflight (which never
-    carries Authorization or DPoP) is challenged, and the browser sees a CORS failure."""
+def test_cors_should_wrap_the_dpop_middleware(cors_outside: bool) -> None:
+    """A preflight is never challenged, whatever the order (it carries no credentials); but only with
+    CORS outside does a 401 carry the CORS headers that let the page read its challenge (and nonce)."""
 
     async def me(request: Any) -> JSONResponse:
         return JSONResponse({"ok": True})
@@ -399,8 +399,9 @@ def test_cors_must_wrap_the_dpop_middleware(cors_outside: bool) -> None:
     dpop = Middleware(DPoPMiddleware, verifier=DPoPVerifier(TestIssuer().validator()))
     # Starlette's list runs outermost first.
     app = Starlette(routes=[Route("/api/me", me)], middleware=[cors, dpop] if cors_outside else [dpop, cors])
-    response = preflight(TestClient(app), PAGE_ORIGIN, "GET", "authorization,dpop")
-    if cors_outside:
-        assert response.status_code == 200 and response.headers["access-control-allow-origin"] == PAGE_ORIGIN
-    else:
-        assert response.status_code == 401 and "access-control-allow-origin" not in response.headers
+    client = TestClient(app)
+    response = preflight(client, PAGE_ORIGIN, "GET", "authorization,dpop")
+    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == PAGE_ORIGIN
+    challenged = client.get("/api/me", headers={"Origin": PAGE_ORIGIN})
+    assert challenged.status_code == 401
+    assert ("access-control-allow-origin" in challenged.headers) is cors_outside

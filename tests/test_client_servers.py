@@ -27,6 +27,7 @@ import pytest
 import requests
 from servers import free_port, python_argv, running
 
+from dpop_middleware import MemoryReplayStore
 from dpop_middleware.authorization_server import TokenEndpointVerifier
 from dpop_middleware.client import DPoPKey, NonceCache, TokenRequestError, origin_of
 from dpop_middleware.core.jose import b64url_decode
@@ -49,7 +50,12 @@ def _issuer() -> TestIssuer:
 
 def _token_endpoint() -> TokenEndpointVerifier:
     return TokenEndpointVerifier(
-        os.environ["DPOP_TEST_BASE"] + "/token", nonce_policy="always", nonce_keyring={"k1": NONCE_SECRET}
+        os.environ["DPOP_TEST_BASE"] + "/token",
+        nonce_policy="always",
+        nonce_keyring={"k1": NONCE_SECRET},
+        # These tests are about the clients' nonce handling, not replay races: each gunicorn worker
+        # may keep its own proofs (a real multi-worker deployment needs a shared store).
+        replay_store=MemoryReplayStore(allow_multiple_processes=True),
     )
 
 
@@ -120,6 +126,7 @@ def flask_app() -> Any:
         DPOP_JWKS=issuer.jwks,
         DPOP_NONCE_POLICY="always",
         DPOP_NONCE_KEYRING={"k1": NONCE_SECRET},
+        DPOP_ALLOW_PER_PROCESS_STORE=True,  # see _token_endpoint
     )
     dpop = DPoP(app)
 

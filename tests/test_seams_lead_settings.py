@@ -212,3 +212,20 @@ def test_build_on_outcome_must_be_callable(issuer):
     base = {"issuer": issuer.issuer, "audience": issuer.audience, "jwks": issuer.jwks}
     with pytest.raises(SettingsError, match=r"DPOP_ON_OUTCOME must be callable, not int"):
         build_verifier(read({**base, "on_outcome": 3}), spell=flask_spell, load=_load)
+
+
+def test_build_token_validator_of_the_wrong_type_is_named():
+    with pytest.raises(SettingsError, match=r"DPOP_TOKEN_VALIDATOR must be a token validator .*not int"):
+        build_verifier(read({"token_validator": 42}, flask_spell), spell=flask_spell, load=_load)
+
+
+def test_jwks_url_gets_a_hint():
+    with pytest.raises(SettingsError, match=r"RemoteJWKSValidator"):
+        read({"jwks": "https://as.example.com/jwks"})
+
+
+def test_adapter_store_settings_clash_with_a_ready_verifier(issuer):
+    verifier = DPoPVerifier(issuer.validator())
+    with pytest.raises(SettingsError, match=r"DPOP\['REPLAY_CACHE_ALIAS'\] would be ignored"):
+        build_verifier(read({"verifier": verifier, "replay_cache_alias": "x"}), spell=django_spell, load=_load,
+                       store_names=("replay_cache_alias",))

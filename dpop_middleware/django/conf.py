@@ -175,7 +175,13 @@ def _build_verifier(values: dict[str, Any]) -> DPoPVerifier:
             f"DPOP needs a token validator: set {spell('token_validator')}, or {spell('issuer')}, "
             f"{spell('audience')} and {spell('jwks')} (missing: {', '.join(missing)})"
         )
-    return build_verifier(values, spell=spell, load=_load, stores={"django-cache": django_cache})
+    return build_verifier(
+        values,
+        spell=spell,
+        load=_load,
+        stores={"django-cache": django_cache},
+        store_names=("replay_cache_alias", "replay_key_prefix"),
+    )
 
 
 def build_state(cfg: Mapping[str, Any]) -> DPoPState:
