@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote
 from .core.challenge import ErrorResponse, render_error
 from .core.errors import InvalidRequestError
 from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
-from .core.request import RequestInfo, is_cors_preflight
+from .core.request import RequestInfo, is_cors_answer, is_cors_preflight
 from .verifier import AuthResult, DPoPVerifier
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "authenticate_scope",
     "checked_verifier",
     "is_preflight",
+    "preflight_send",
     "request_info",
     "route_path",
     "send_rejection",
@@ -239,6 +240,31 @@ def is_preflight(scope: Scope) -> bool:
         return False
     names = ((bytes(name).decode("latin-1"), "") for name, _ in scope.get("headers") or ())
     return is_cors_preflight("OPTIONS", names)
+
+
+def preflight_send(send: Send) -> Send:
+    """A ``send`` for a preflight passed to the app: only a CORS layer's answer goes out.
+
+    Any other response (:func:`dpop_middleware.core.request.is_cors_answer`) is replaced by an
+    empty 200 and its body dropped, so a route that ignores the method leaks nothing.
+    """
+    state = {"cors": True}
+
+    async def wrapped(message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            headers = [(bytes(n).decode("latin-1"), "") for n, _ in message.get("headers") or ()]
+            state["cors"] = is_cors_answer(headers)
+            if not state["cors"]:
+                await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+                return
+        elif kind == "http.response.body" and not state["cors"]:
+            if not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send(message)
+
+    return wrapped
 
 
 def _rendered(verifier: DPoPVerifier, result: AuthResult, debug: bool | None) -> AuthResult:

@@ -412,9 +412,10 @@ def _before_request() -> Response | None:
     policy = _policy(state, app, req)
     if policy is None or policy.exempt:
         return None
-    # A CORS preflight never carries credentials: let it through untouched for the CORS layer.
+    # A CORS preflight never carries credentials, so it is not challenged; but the view must not run
+    # for it either: Flask's own OPTIONS answer (flask-cors adds its headers to it after the request).
     if req.method == "OPTIONS" and is_cors_preflight(req.method, req.headers.items()):
-        return None
+        return app.make_default_options_response()
     result = authenticate_environ(
         state.verifier, req.environ, state.proxy_settings, required=policy.required, scopes=policy.scopes
     )

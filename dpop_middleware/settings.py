@@ -200,10 +200,11 @@ def _audience(value: object) -> str | tuple[str, ...]:
 
 def _jwks(value: object) -> Mapping[str, Any]:
     if isinstance(value, str):
+        text = value
         try:
-            value = json.loads(value)
+            value = json.loads(text)
         except ValueError:
-            hint = " (for keys at a URL, use a RemoteJWKSValidator as the token validator)" if "://" in value else ""
+            hint = " (for keys at a URL, use a RemoteJWKSValidator as the token validator)" if "://" in text else ""
             raise _Invalid(f"a JWKS: a dict {{'keys': [...]}} or its JSON text; this text is not JSON{hint}") from None
     if not isinstance(value, Mapping) or not isinstance(value.get("keys"), list):
         raise _Invalid("a JWKS: a dict {'keys': [...]} or its JSON text")
@@ -343,6 +344,13 @@ def read_settings(raw: Mapping[str, Any], *, spell: Spell, accepted: Collection[
 def _loaded(values: Mapping[str, Any], name: str, load: Callable[[str], Any], spell: Spell) -> Any:
     value = values[name]
     if isinstance(value, str):
+        if "://" in value or "@" in value:
+            # A URL, perhaps with a password in it: never echoed, and never an import path.
+            raise SettingsError(
+                spell(name),
+                "looks like a URL; give an object built from it (e.g. RedisReplayStore(url)) or a dotted path",
+                name=name,
+            )
         try:
             value = load(value)
         except Exception as exc:  # noqa: BLE001 - any import failure is this setting's mistake

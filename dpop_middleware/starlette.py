@@ -96,6 +96,7 @@ from .asgi import (
     authenticate_scope,
     checked_verifier,
     is_preflight,
+    preflight_send,
     route_path,
     send_rejection,
     with_response_headers,
@@ -251,7 +252,8 @@ class DPoPMiddleware:
             return
         result = await _authenticate(self.verifier, self._policy, scope)
         if result is None:
-            await self.app(scope, receive, send)
+            exempt = scope.get(_EXEMPT_KEY, False)
+            await self.app(scope, receive, send if exempt or not is_preflight(scope) else preflight_send(send))
         elif result.rejection is not None:
             await send_rejection(scope, receive, send, result.rejection)
         else:

@@ -60,7 +60,7 @@ from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
 from .core.origin import ProxySettings, forwarding_from_environ, rebuild_url
 from .core.paths import PathRules
-from .core.request import RequestInfo, credential_headers_from_environ, is_cors_preflight
+from .core.request import RequestInfo, credential_headers_from_environ, is_cors_answer, is_cors_preflight
 from .verifier import AuthResult, DPoPVerifier
 
 if TYPE_CHECKING:
@@ -296,9 +296,12 @@ class DPoPWSGIMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # The literal decoded path, as the app routes it: PathRules also weighs its normalized form.
         exempt, required, scopes = self.rules.decide(str(environ.get("PATH_INFO", "")) or "/")
-        if exempt or _is_preflight(environ):
+        if exempt:
             environ[ENVIRON_KEY] = None
             return self.app(environ, start_response)
+        if _is_preflight(environ):
+            environ[ENVIRON_KEY] = None
+            return _cors_answer_only(self.app, environ, start_response)
         result = authenticate_environ(self.verifier, environ, self.proxy_settings, required=required, scopes=scopes)
         if result.rejection is not None:
             return wsgi_rejection(result.rejection, start_response)
@@ -306,6 +309,33 @@ class DPoPWSGIMiddleware:
         if not result.response_headers:
             return self.app(environ, start_response)
         return self.app(environ, _adding_headers(start_response, result.response_headers))
+
+
+def _cors_answer_only(app: WSGIApplication, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """Run a preflight through the app; only a CORS layer's answer goes out (``core.request.is_cors_answer``).
+
+    Any other response is replaced by an empty 200 and its body dropped, so a route that ignores the
+    method leaks nothing to a request without credentials.
+    """
+    answered: dict[str, bool] = {}
+
+    def checked(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answered["cors"] = is_cors_answer(headers)
+        if answered["cors"]:
+            return start_response(status, headers, exc_info)
+        return start_response("200 OK", [("Content-Length", "0")], exc_info)
+
+    body = app(environ, checked)
+    try:
+        # Collected first (a preflight's answer is tiny): an app may call start_response lazily.
+        chunks = list(body)
+    finally:
+        close = getattr(body, "close", None)
+        if callable(close):
+            close()
+    if "cors" not in answered:  # pragma: no cover - an app that never started a response
+        start_response("200 OK", [("Content-Length", "0")])
+    return chunks if answered.get("cors") else []
 
 
 def _adding_headers(start_response: StartResponse, extra: Sequence[tuple[str, str]]) -> StartResponse:

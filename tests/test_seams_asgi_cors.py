@@ -121,10 +121,20 @@ def test_an_options_request_that_is_no_preflight_is_still_challenged(
         assert resp.headers["www-authenticate"].startswith("DPoP algs=")
 
 
-@pytest.mark.parametrize("layer", ["middleware", "backend"])
-def test_a_preflight_carries_no_principal_past_a_scope_check(issuer: TestIssuer, layer: str) -> None:
-    """Without a CORS layer the preflight reaches an endpoint that takes OPTIONS: it is anonymous (403)."""
-    with TestClient(starlette_app(layer, DPoPVerifier(issuer.validator()), cors=False), base_url=BASE) as client:
+def test_a_preflight_carries_no_principal_past_a_scope_check(issuer: TestIssuer) -> None:
+    """Without a CORS layer the preflight reaches an endpoint that takes OPTIONS: it is anonymous (403)
+    under the authentication backend (which cannot see the response)."""
+    with TestClient(starlette_app("backend", DPoPVerifier(issuer.validator()), cors=False), base_url=BASE) as client:
         resp = client.options("/admin", headers=PREFLIGHT)
         assert resp.status_code == 403
         assert 'error="insufficient_scope"' in resp.headers["www-authenticate"]
+
+
+def test_a_preflight_without_a_cors_answer_reads_nothing_through_the_middleware(issuer: TestIssuer) -> None:
+    """The middleware lets a preflight reach the app only for a CORS layer to answer it: any other
+    answer (here the endpoint's own) is replaced by an empty 200."""
+    with TestClient(starlette_app("middleware", DPoPVerifier(issuer.validator()), cors=False), base_url=BASE) as client:
+        resp = client.options("/admin", headers=PREFLIGHT)
+        assert resp.status_code == 200
+        assert resp.content == b""
+        assert "www-authenticate" not in resp.headers

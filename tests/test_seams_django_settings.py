@@ -241,11 +241,13 @@ def test_locmem_replay_cache_serves_when_allowed(monkeypatch: pytest.MonkeyPatch
         assert "dpop_middleware.W002" in ids(check_dpop_settings())
 
 
-def test_the_guard_is_not_asked_for_a_shared_cache_backend() -> None:
-    redisish = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
-    with django_settings({**JWT, "REPLAY_STORE": "django-cache"}, CACHES=redisish):
-        store = DjangoCacheReplayStore(guard=SiblingsFound())  # type: ignore[arg-type]
-        assert store.add_if_absent(b"k", 5) is True  # DummyCache: the E004 check's business
+def test_a_dummy_cache_refuses_to_serve_and_a_locmem_cache_asks_the_guard() -> None:
+    dummy = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    with django_settings({**JWT, "REPLAY_STORE": "django-cache"}, CACHES=dummy):
+        # A cache that remembers nothing would accept every replay: 503, whatever the guard says.
+        with pytest.raises(ReplayStoreUnavailable) as info:
+            DjangoCacheReplayStore().add_if_absent(b"k", 5)
+        assert info.value.reason == "replay_store_no_memory"
     with django_settings({**JWT, "REPLAY_STORE": "django-cache"}, CACHES=LOCMEM):
         with pytest.raises(ReplayStoreUnavailable):
             DjangoCacheReplayStore(guard=SiblingsFound()).add_if_absent(b"k", 5)  # type: ignore[arg-type]

@@ -212,3 +212,31 @@ def test_host_outside_allowed_hosts_never_reaches_a_2xx(path: str) -> None:
             resp = Client().get(path, HTTP_HOST="evil.example", **extra)
             assert resp.status_code == 400, (path, resp.status_code)
             assert resp["WWW-Authenticate"].startswith("DPoP ")
+
+
+@pytest.mark.parametrize("path", ["/undecorated", "/notes"])
+def test_a_verified_proof_with_a_session_cookie_is_still_csrf_checked(path: str) -> None:
+    # A cross-site page may attach its *own* key, token and proof to a credentialed request that also
+    # carries the victim's session cookie: the proof vouches for the key holder, not the cookie's owner.
+    with django_settings({**JWT, "DEFAULT": "optional"}, MIDDLEWARE=[DPOP, CSRF], **URLS):
+        client = Client(enforce_csrf_checks=True)
+        client.cookies["sessionid"] = "victim-session"
+        resp = client.post(path, HTTP_ORIGIN="https://evil.example", **signed(path, scope="notes:write", method="POST"))
+        assert resp.status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/undecorated", "/notes"])
+def test_a_preflight_shaped_request_never_runs_a_protected_view(path: str) -> None:
+    # OPTIONS with Origin and Access-Control-Request-Method is anyone's to send: it is not challenged,
+    # but the (method-agnostic) view must not run for it, or it would serve an unauthenticated caller.
+    with django_settings(JWT, **URLS):
+        resp = Client().options(path, **PREFLIGHT)
+    assert resp.status_code == 200 and resp.content == b""
+
+
+def test_drf_view_refuses_a_preflight_that_no_cors_layer_answered() -> None:
+    # Without DPoPMiddleware and without a CORS layer, DRF would serve its OPTIONS metadata anonymously.
+    with django_settings(JWT, middleware=False, **URLS):
+        resp = Client().options("/drf/required", **PREFLIGHT)
+    assert resp.status_code == 401
+    assert b"secret" not in resp.content

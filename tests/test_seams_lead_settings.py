@@ -229,3 +229,24 @@ def test_adapter_store_settings_clash_with_a_ready_verifier(issuer):
     with pytest.raises(SettingsError, match=r"DPOP\['REPLAY_CACHE_ALIAS'\] would be ignored"):
         build_verifier(read({"verifier": verifier, "replay_cache_alias": "x"}), spell=django_spell, load=_load,
                        store_names=("replay_cache_alias",))
+
+
+@pytest.mark.parametrize("secret", [16, 16.0, None, ["x" * 16], True])
+def test_a_nonce_secret_that_is_not_text_or_bytes_is_refused(secret):
+    # bytes(16) would be sixteen zero bytes: a nonce key anyone could reproduce.
+    with pytest.raises(SettingsError, match=r"NONCE_KEYRING'\] must be a NonceKeyring"):
+        read({"nonce_keyring": {"k1": secret}})
+    with pytest.raises(ValueError, match="str or bytes"):
+        NonceKeyring({"k1": secret})
+
+
+@pytest.mark.parametrize("name", ["replay_store", "token_validator", "verifier", "on_outcome"])
+def test_a_url_given_as_an_import_path_is_named_but_never_echoed(issuer, name):
+    values = read({"issuer": issuer.issuer, "audience": issuer.audience, "jwks": issuer.jwks,
+                   name: "redis://:S3cretPass@redis.example.com:6379/0"})
+    if name in ("token_validator", "verifier"):
+        values = {k: v for k, v in values.items() if k not in ("issuer", "audience", "jwks")}
+    with pytest.raises(SettingsError) as info:
+        build_verifier(values, spell=django_spell, load=_load)
+    assert "looks like a URL" in str(info.value)
+    assert "S3cretPass" not in str(info.value)

@@ -87,11 +87,24 @@ def test_unpinned_host_warns_once_at_construction(
     assert len(said) == (1 if warns else 0)
 
 
-def test_cors_preflight_reaches_the_app_unchallenged(issuer: TestIssuer) -> None:
+def test_cors_preflight_reaches_the_app_unchallenged_but_reads_nothing(issuer: TestIssuer) -> None:
     app = middleware(issuer, allowed_hosts="localhost", path_scopes={"/items": "items:write"})
     resp = Client(app).options("/items", headers=PREFLIGHT)
+    # The app answered without CORS headers (no CORS layer inside): its answer is replaced by an empty one.
     assert resp.status_code == 200 and "WWW-Authenticate" not in resp.headers
-    assert resp.json == {"anonymous": True}
+    assert resp.data == b""
     # A plain OPTIONS and the real request are checked.
     assert Client(app).options("/items", headers={"Origin": "https://app.example"}).status_code == 401
     assert Client(app).post("/items", headers={"Origin": "https://app.example"}).status_code == 401
+
+
+def test_cors_preflight_answered_by_a_cors_layer_inside_goes_out(issuer: TestIssuer) -> None:
+    def cors_app(environ: dict, start_response: Any) -> list[bytes]:
+        start_response("204 No Content", [("Access-Control-Allow-Origin", "https://app.example")])
+        return []
+
+    resp = Client(DPoPWSGIMiddleware(cors_app, DPoPVerifier(issuer.validator()), allowed_hosts="localhost")).options(
+        "/items", headers=PREFLIGHT
+    )
+    assert resp.status_code == 204
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example"

@@ -68,8 +68,14 @@ class NonceKeyring:
             raise ValueError("nonce lifetime must be at least 2 seconds")
         self._keys: dict[str, bytes] = {}
         for kid, secret in keys.items():
-            raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
-            if _KID.fullmatch(kid) is None:
+            # Only text or bytes: bytes(16) would be sixteen zero bytes, a key anyone can guess.
+            if isinstance(secret, str):
+                raw = secret.encode("utf-8")
+            elif isinstance(secret, (bytes, bytearray)):
+                raw = bytes(secret)
+            else:
+                raise ValueError("nonce keys must be str or bytes secrets")
+            if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
                 raise ValueError("nonce key ids are 1-16 characters of [A-Za-z0-9_-]")
             if len(raw) < 16:
                 raise ValueError("nonce keys must be at least 16 bytes")

@@ -16,6 +16,7 @@ __all__ = [
     "authorization_scheme",
     "credential_headers_from_environ",
     "extract_credentials",
+    "is_cors_answer",
     "is_cors_preflight",
 ]
 
@@ -63,6 +64,16 @@ def is_cors_preflight(method: str, headers: Iterable[tuple[str, str]]) -> bool:
         elif lowered == "access-control-request-method":
             seen |= 2
     return seen == 3
+
+
+def is_cors_answer(response_headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether a response to a preflight came from a CORS layer (it carries ``Access-Control-Allow-Origin``).
+
+    A preflight passes our layer unauthenticated only so that a CORS layer behind it can answer.
+    Any other answer (an application view that ignores the method) is replaced by an empty one:
+    a request without credentials must never read what a protected route returns.
+    """
+    return any(name.lower() == "access-control-allow-origin" for name, _ in response_headers)
 
 
 _QUERY_TOKEN = re.compile(r"(?:^|&)access_token=")

@@ -10,7 +10,8 @@ workers receiving the same proof at the same instant cannot both accept it. Othe
   worker processes (:class:`~dpop_middleware.stores.process_guard.ProcessGuard`), unless
   ``DPOP['ALLOW_PER_PROCESS_STORE']`` is true (system check ``dpop_middleware.W002``).
 * ``FileBasedCache``: ``add`` is a read-then-write, not atomic across processes (``W003``).
-* ``DummyCache``: ``add`` always says "added": no replay protection at all (``E004``).
+* ``DummyCache``: ``add`` always says "added": no replay protection at all. The store refuses to
+  serve on it (503 ``replay_store_no_memory``, one ERROR), and system check ``E004`` says so.
 
 Errors raised by the cache (server down, timeout) propagate to the verifier, which answers 503 and
 never accepts the request.
@@ -22,6 +23,7 @@ import logging
 import math
 
 from django.core.cache import caches
+from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 
 from ..core.errors import ReplayStoreUnavailable
@@ -65,9 +67,22 @@ class DjangoCacheReplayStore:
             guard = self._guard or shared_guard()
             if guard.has_siblings():
                 self._refuse_shared(guard)
+        if isinstance(cache, DummyCache):
+            self._refuse_dummy()
         # Hex keeps the key within memcached's rules (no spaces or control characters, < 250 bytes).
         added = cache.add(self.key_prefix + key.hex(), b"1", timeout=max(1, math.ceil(ttl)))
         return bool(added)
+
+    def _refuse_dummy(self) -> None:
+        if not self._guard_reported:
+            self._guard_reported = True
+            logger.error(
+                "dpop: the replay cache %r is a DummyCache, which remembers nothing, so every proof could be "
+                "replayed; it refuses every request (503). Point DPOP['REPLAY_CACHE_ALIAS'] at a real cache.",
+                self.alias,
+                extra={"dpop_reason": "replay_store_no_memory"},
+            )
+        raise ReplayStoreUnavailable("replay_store_no_memory", "Replay store remembers nothing")
 
     def _refuse_shared(self, guard: ProcessGuard) -> None:
         if not self._guard_reported:  # one ERROR per process, not one per request

@@ -227,8 +227,8 @@ class DPoPRequired(BasePermission):  # type: ignore[misc]
             unchecked_response(type(view).__qualname__, view_policy(type(view)) or Policy("required"))
             error = ServiceUnavailableError("middleware_missing", "DPoP authentication is not configured")
             raise DPoPRejected(render_error(error, (), False))
-        if is_preflight(django_request):
-            return True
+        # A CORS preflight is answered by the CORS layer (or by DPoPMiddleware, empty) before any view;
+        # one that reaches a protected DRF view has no principal and is refused like any anonymous one.
         principal = request.auth if isinstance(request.auth, DPoPPrincipal) else None
         _, scopes = declared_policy(view)
         if principal is None:

@@ -48,6 +48,15 @@ def is_preflight(request: HttpRequest) -> bool:
     return is_cors_preflight("OPTIONS", [(name, "") for name in names])
 
 
+def preflight_response() -> HttpResponse:
+    """The answer to a CORS preflight that reached a protected view: empty, and the view never runs.
+
+    A CORS layer (django-cors-headers) answers preflights before any view; one that gets this far
+    has no CORS answer, and must not read what the view would return.
+    """
+    return HttpResponse(status=200, content_type="text/plain")
+
+
 def mark_verified(request: HttpRequest, result: AuthResult, scopes: tuple[str, ...] = ()) -> None:
     """Record the verifier's decision on ``request`` (shared with DRF's ``DPoPAuthentication``)."""
     setattr(request, VERIFIED, True)
@@ -57,10 +66,12 @@ def mark_verified(request: HttpRequest, result: AuthResult, scopes: tuple[str, .
         setattr(request, PRINCIPAL, result.principal)
         setattr(request, SCOPES_CHECKED, scopes)
         principal = result.principal
-        if principal is not None and principal.scheme == "DPoP" and principal.jkt:
+        if principal is not None and principal.scheme == "DPoP" and principal.jkt and not request.COOKIES:
             # A verified proof cannot be forged cross-site (a browser never attaches one, and it is
-            # signed for this method and URL), so CSRF protection has nothing left to protect.
-            # Never set for a Bearer token, report_only's missing principal or a mere DPoP header.
+            # signed for this method and URL), so CSRF protection has nothing left to protect, but
+            # only for a request without cookies: a cross-site page may attach its *own* key and
+            # proof to a request that also carries the victim's session cookie. Never set for a
+            # Bearer token, report_only's missing principal or a mere DPoP header.
             setattr(request, CSRF_SKIP, True)
 
 
@@ -120,8 +131,10 @@ class DPoPMiddleware:
         setattr(request, CHECKED, True)
         state = get_state()
         policy = policy_for(state, request, view)
-        if policy.mode == "exempt" or is_preflight(request):
+        if policy.mode == "exempt":
             return None
+        if is_preflight(request):
+            return preflight_response()
         try:
             info = request_info(request, state.proxy)
         except DisallowedHost:
@@ -133,8 +146,10 @@ class DPoPMiddleware:
         setattr(request, CHECKED, True)
         state = get_state()
         policy = policy_for(state, request, view)
-        if policy.mode == "exempt" or is_preflight(request):
+        if policy.mode == "exempt":
             return None
+        if is_preflight(request):
+            return preflight_response()
         try:
             info = request_info(request, state.proxy)
         except DisallowedHost:

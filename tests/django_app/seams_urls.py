@@ -56,6 +56,16 @@ class DRFDecoratedScopes(DRFDeclaresScopes):
     dpop_scopes: list[str] = []
 
 
+class DRFRequired(APIView):
+    """DPoP authentication and DPoPRequired: the ordinary protected DRF view."""
+
+    authentication_classes = [DPoPAuthentication]
+    permission_classes = [DPoPRequired]
+
+    def get(self, request: Request) -> Response:
+        return Response({"secret": True})
+
+
 class DRFPermissionOnly(APIView):
     """DPoPRequired as permission, but no DPoP authentication class."""
 
@@ -100,6 +110,7 @@ class ClassNote(View):
 
 
 urlpatterns = [
+    path("drf/required", DRFRequired.as_view()),
     path("drf/toy-bearer", DRFWithToyBearer.as_view()),
     path("drf/toy-bearer-opt-in", DRFWithToyBearerOptIn.as_view()),
     path("drf/declares-scopes", DRFDeclaresScopes.as_view()),
