@@ -33,13 +33,12 @@ from werkzeug.local import LocalProxy
 from werkzeug.utils import import_string
 
 from .core.binding import DPoPPrincipal
-from .core.challenge import ErrorResponse, render_error
-from .core.errors import ServiceUnavailableError
+from .core.challenge import ErrorResponse
 from .core.origin import ProxySettings
 from .core.paths import PathRules
 from .core.request import is_cors_preflight
 from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
-from .verifier import DPoPVerifier
+from .verifier import DPoPVerifier, unverified_rejection
 from .wsgi import authenticate_environ
 
 __all__ = ["DPoP", "current_dpop"]
@@ -112,17 +111,11 @@ def _scope_tuple(scopes: Iterable[str] | str) -> tuple[str, ...]:
 def _unchecked_response(view_name: str, policy: _ViewPolicy) -> Response:
     """503 for a request that reached a decorated view without our hook: the extension is not on this app."""
     app_name = current_app.name if has_app_context() else "<no app>"
-    logger.error(
-        "dpop: view %s is decorated with @dpop.%s, but the DPoP extension is not registered on the app "
-        "serving it (%s), so nothing verified this request; it is refused with 503. Call DPoP.init_app(app) "
-        "(or DPoP(app)) on that app.",
-        view_name,
-        policy.decorator,
-        app_name,
-        extra={"dpop_reason": "extension_not_registered"},
-    )
-    rejection = render_error(
-        ServiceUnavailableError("extension_not_registered", "DPoP authentication is not configured"), (), False
+    rejection = unverified_rejection(
+        "extension_not_registered",
+        f"view {view_name} is decorated with @dpop.{policy.decorator}, but the DPoP extension is not registered "
+        f"on the app serving it ({app_name}), so nothing verified this request: call DPoP.init_app(app) "
+        "(or DPoP(app)) on that app",
     )
     response_class = current_app.response_class if has_app_context() else Response
     response: Response = response_class(

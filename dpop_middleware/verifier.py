@@ -23,6 +23,7 @@ from .core.errors import (
     InvalidDPoPProofError,
     InvalidTokenError,
     ReplayStoreUnavailable,
+    ServiceUnavailableError,
     TokenValidationUnavailable,
 )
 from .core.htu import HTUError, normalize_htu
@@ -31,7 +32,7 @@ from .core.proof import VerifiedProof, access_token_hash, verify_proof
 from .core.request import Credentials, RequestInfo, extract_credentials
 from .stores.memory import MemoryReplayStore
 
-__all__ = ["AuthResult", "DPoPVerifier", "Outcome"]
+__all__ = ["AuthResult", "DPoPVerifier", "Outcome", "unverified_rejection"]
 
 logger = logging.getLogger("dpop_middleware")
 
@@ -159,6 +160,16 @@ def _as_dpop_error(exc: Exception, scheme: str) -> DPoPError:
         return exc
     logger.error("dpop token validator raised %s; refusing with 503", type(exc).__name__)
     return TokenValidationUnavailable("token_validator_error")
+
+
+def unverified_rejection(reason: str, fix: str) -> ErrorResponse:
+    """The 503 for a request that reached a protected view although no DPoP check ran for it.
+
+    A server wiring error (a decorator without the middleware or extension), never the client's:
+    it is refused, never served, and ``fix`` (what the operator must do) is logged at ERROR.
+    """
+    logger.error("dpop: %s; the request is refused with 503", fix, extra={"dpop_reason": reason})
+    return render_error(ServiceUnavailableError(reason, "DPoP authentication is not configured"), (), False)
 
 
 class DPoPVerifier:

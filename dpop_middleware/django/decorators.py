@@ -41,8 +41,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
-from ..core.challenge import render_error
-from ..core.errors import ServiceUnavailableError
+from ..core.challenge import ErrorResponse
+from ..verifier import unverified_rejection
 from .conf import Policy
 
 __all__ = ["dpop_exempt", "dpop_optional", "dpop_required", "view_policy"]
@@ -57,19 +57,18 @@ logger = logging.getLogger("dpop_middleware")
 MIDDLEWARE_PATH = "dpop_middleware.django.DPoPMiddleware"
 
 
+def unchecked_rejection(view_name: str, policy: Policy) -> ErrorResponse:
+    """503 for a request the verifier never saw: a server wiring error, never served (logged)."""
+    return unverified_rejection(
+        "middleware_missing",
+        f"view {view_name} is marked @dpop_{policy.mode}, but no DPoP check ran for this request: add "
+        f"{MIDDLEWARE_PATH} to MIDDLEWARE (or DPoPAuthentication to DRF's authentication classes for DRF views)",
+    )
+
+
 def unchecked_response(view_name: str, policy: Policy) -> HttpResponse:
-    """503 for a request the verifier never saw: a server wiring error, never served."""
-    logger.error(
-        "dpop: view %s is marked @dpop_%s, but no DPoP check ran for this request, so it is refused with 503; "
-        "add %s to MIDDLEWARE (or DPoPAuthentication to DRF's authentication classes for DRF views)",
-        view_name,
-        policy.mode,
-        MIDDLEWARE_PATH,
-        extra={"dpop_reason": "middleware_missing"},
-    )
-    rejection = render_error(
-        ServiceUnavailableError("middleware_missing", "DPoP authentication is not configured"), (), False
-    )
+    """:func:`unchecked_rejection` as a Django response."""
+    rejection = unchecked_rejection(view_name, policy)
     return HttpResponse(
         rejection.body, status=rejection.status, content_type=rejection.content_type, headers=dict(rejection.headers)
     )
@@ -152,9 +151,7 @@ def _guard_class(cls: type[Any], policy: Policy) -> None:
             from .middleware import CHECKED
 
             if not getattr(getattr(request, "_request", request), CHECKED, False):
-                unchecked_response(cls.__qualname__, policy)  # logs
-                error = ServiceUnavailableError("middleware_missing", "DPoP authentication is not configured")
-                raise DPoPRejected(render_error(error, (), False))
+                raise DPoPRejected(unchecked_rejection(cls.__qualname__, policy))
 
         cls.initial = functools.wraps(initial)(guarded_initial)
         return

@@ -45,7 +45,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
 from ..core.binding import DPoPPrincipal
-from ..core.challenge import ErrorResponse, render_error
+from ..core.challenge import ErrorResponse
 from ..core.config import Mode, VerifierConfig
 from ..core.errors import AuthenticationRequired, DPoPError, InvalidRequestError, ServiceUnavailableError
 from ..core.request import RequestInfo, authorization_scheme, extract_credentials
@@ -222,11 +222,11 @@ class DPoPRequired(BasePermission):  # type: ignore[misc]
         django_request = _django_request(request)
         if not getattr(django_request, CHECKED, False):
             # Neither DPoPMiddleware nor DPoPAuthentication ran: never let the view run unchecked.
-            from .decorators import unchecked_response
+            from .decorators import unchecked_rejection
 
-            unchecked_response(type(view).__qualname__, view_policy(type(view)) or Policy("required"))
-            error = ServiceUnavailableError("middleware_missing", "DPoP authentication is not configured")
-            raise DPoPRejected(render_error(error, (), False))
+            raise DPoPRejected(
+                unchecked_rejection(type(view).__qualname__, view_policy(type(view)) or Policy("required"))
+            )
         # A CORS preflight is answered by the CORS layer (or by DPoPMiddleware, empty) before any view;
         # one that reaches a protected DRF view has no principal and is refused like any anonymous one.
         principal = request.auth if isinstance(request.auth, DPoPPrincipal) else None
