@@ -27,7 +27,7 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 
 from ..core.errors import ReplayStoreUnavailable
-from ..stores.process_guard import ProcessGuard, shared_guard
+from ..stores.process_guard import ProcessGuard, per_process_refusal, shared_guard
 
 __all__ = ["DjangoCacheReplayStore"]
 
@@ -85,19 +85,14 @@ class DjangoCacheReplayStore:
         raise ReplayStoreUnavailable("replay_store_no_memory", "Replay store remembers nothing")
 
     def _refuse_shared(self, guard: ProcessGuard) -> None:
-        if not self._guard_reported:  # one ERROR per process, not one per request
-            self._guard_reported = True
-            logger.error(
-                "dpop: the replay cache %r is a LocMemCache, which is per process, and %s; it refuses every "
-                "request (503) because a proof replayed against another worker would be accepted again. "
-                "Point %s at a cache all workers share (Redis, memcached), or set "
-                "DPOP['ALLOW_PER_PROCESS_STORE'] = True if every request of a client reaches this process.",
-                self.alias,
-                guard.problem or "several worker processes share this server",
-                self.setting,
-                extra={"dpop_reason": "replay_store_per_process"},
-            )
-        raise ReplayStoreUnavailable("replay_store_per_process", "Replay store not shared by the server's workers")
+        log, self._guard_reported = not self._guard_reported, True  # one ERROR per process, not per request
+        raise per_process_refusal(
+            f"the replay cache {self.alias!r} is a LocMemCache, which",
+            guard.problem,
+            f"Point {self.setting} at a cache all workers share (Redis, memcached), or set "
+            "DPOP['ALLOW_PER_PROCESS_STORE'] = True if every request of a client reaches this process.",
+            log=log,
+        )
 
     def __repr__(self) -> str:
         return f"DjangoCacheReplayStore(alias={self.alias!r}, key_prefix={self.key_prefix!r})"

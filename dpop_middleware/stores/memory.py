@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..core.errors import ReplayStoreUnavailable
-from .process_guard import ProcessGuard, shared_guard
+from .process_guard import ProcessGuard, per_process_refusal, shared_guard
 
 __all__ = ["MemoryReplayStore"]
 
@@ -102,18 +102,14 @@ class MemoryReplayStore:
         raise ReplayStoreUnavailable("replay_store_full", "Replay store full")
 
     def _refuse_shared(self, guard: ProcessGuard) -> None:
-        if not self._guard_reported:  # one ERROR per process, not one per request
-            self._guard_reported = True
-            logger.error(
-                "dpop: the in-memory replay store is per process, and %s; it refuses every request (503) "
-                "because a proof replayed against another worker would be accepted again. Set %s to a "
-                "shared store (Redis, or a Django cache all workers share), or allow a per-process store "
-                "explicitly if you know every request of a client reaches this process.",
-                guard.problem or "several worker processes share this server",
-                self.setting,
-                extra={"dpop_reason": "replay_store_per_process"},
-            )
-        raise ReplayStoreUnavailable("replay_store_per_process", "Replay store not shared by the server's workers")
+        log, self._guard_reported = not self._guard_reported, True  # one ERROR per process, not per request
+        raise per_process_refusal(
+            "the in-memory replay store",
+            guard.problem,
+            f"Set {self.setting} to a shared store (Redis, or a Django cache all workers share), or allow a "
+            "per-process store explicitly if you know every request of a client reaches this process.",
+            log=log,
+        )
 
     def _purge(self, now: float, *, limit: int = -1, sweep: bool = False) -> None:
         """Drop expired entries from the front of the FIFO (at most ``limit``; -1: all).

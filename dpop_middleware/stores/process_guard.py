@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import logging
 import os
 import stat
 import sys
@@ -31,7 +32,11 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["ProcessGuard", "shared_guard"]
+from ..core.errors import ReplayStoreUnavailable
+
+__all__ = ["ProcessGuard", "per_process_refusal", "shared_guard"]
+
+logger = logging.getLogger("dpop_middleware")
 
 _RECHECK_SECONDS = 1.0
 
@@ -168,3 +173,17 @@ def shared_guard() -> ProcessGuard:
             if hasattr(os, "register_at_fork"):
                 os.register_at_fork(after_in_child=_SHARED.after_fork)
         return _SHARED
+
+
+def per_process_refusal(store: str, problem: str | None, fix: str, *, log: bool) -> ReplayStoreUnavailable:
+    """The 503 a per-process ``store`` answers under several workers; ``log``: say why, at ERROR, with the ``fix``."""
+    if log:
+        logger.error(
+            "dpop: %s is per process, and %s; it refuses every request (503) because a proof replayed against "
+            "another worker would be accepted again. %s",
+            store,
+            problem or "several worker processes share this server",
+            fix,
+            extra={"dpop_reason": "replay_store_per_process"},
+        )
+    return ReplayStoreUnavailable("replay_store_per_process", "Replay store not shared by the server's workers")
