@@ -3,7 +3,7 @@
 Two things live here:
 
 * :func:`request_info_from_environ` turns a WSGI ``environ`` into the core's
-  :class:`~dpop_middleware.RequestInfo`, rebuilding the URL the client used (DESIGN §3). The Flask
+  :class:`~dpop_middleware.RequestInfo`, rebuilding the URL the client used (design.md §3). The Flask
   adapter reuses it, so every WSGI integration rebuilds ``htu`` the same way.
 * :class:`DPoPWSGIMiddleware` wraps a WSGI app: it verifies each request with a
   :class:`~dpop_middleware.DPoPVerifier`, puts the principal in ``environ["dpop"]``, answers

@@ -1,4 +1,4 @@
-"""Server nonces (DESIGN §4): the four policies, stale and forged nonces, rotation, fresh hand-out."""
+"""Server nonces (design.md §4): the four policies, stale and forged nonces, rotation, fresh hand-out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One test (at least) per rule of DESIGN.md §2; each fails if its rule is removed."""
+"""One test (at least) per rule of docs/design.md §2; each fails if its rule is removed."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ __all__ = ["Mode", "VerifierConfig"]
 
 
 class Mode(str, enum.Enum):
-    """How strictly the verifier enforces DPoP (DESIGN §5: incremental rollout)."""
+    """How strictly the verifier enforces DPoP (design.md §5: incremental rollout)."""
 
     REQUIRED = "required"  #: only DPoP-bound tokens with valid proofs
     ALLOW_BEARER = "allow_bearer"  #: unbound tokens may still use Bearer; bound ones never

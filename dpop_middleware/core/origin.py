@@ -1,4 +1,4 @@
-"""Rebuilding the URL the *client* used, behind reverse proxies too (DESIGN §3), pure.
+"""Rebuilding the URL the *client* used, behind reverse proxies too (design.md §3), pure.
 
 Adapters pass what their framework knows (scheme, Host, mount prefix, path, the immediate peer's
 address, the forwarding headers); this module decides which of those to believe:

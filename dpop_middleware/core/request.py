@@ -1,4 +1,4 @@
-"""The framework-neutral request and the extraction of its credentials (DESIGN §2 step 1)."""
+"""The framework-neutral request and the extraction of its credentials (design.md §2 step 1)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The remote validator asks :meth:`JWKSCache.lookup` before verifying a token. The
 keys to use and whether a fetch should happen first. The sync and async validators differ only in
 how they perform that fetch (and how they keep it single-flight); everything else is decided here.
 
-Rules (DESIGN "pitfalls": unlimited refetch on unknown ``kid``, a failed fetch that empties the cache):
+Rules (design.md §7, pitfalls: unlimited refetch on unknown ``kid``, a failed fetch that empties the cache):
 
 * Keys live ``max-age`` from ``Cache-Control`` (minus ``Age``), clamped to ``[min_ttl, max_ttl]``;
   ``default_ttl`` when the server says nothing.
