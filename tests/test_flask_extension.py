@@ -19,14 +19,6 @@ from dpop_middleware.testing import TestIssuer, dpop_headers
 BASE = "http://localhost"
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer()
-
-
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate()
 
 
 def config_for(issuer: TestIssuer, **extra: Any) -> dict[str, Any]:

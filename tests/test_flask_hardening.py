@@ -25,14 +25,6 @@ from dpop_middleware.verifier import Outcome
 BASE = "http://localhost"
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer()
-
-
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate()
 
 
 def make_app(issuer: TestIssuer, **config: Any) -> tuple[Flask, DPoP]:

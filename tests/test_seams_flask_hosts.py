@@ -20,14 +20,6 @@ from dpop_middleware.testing import TestIssuer, dpop_headers
 WARNING_NAMES = "DPOP_PUBLIC_URL or DPOP_ALLOWED_HOSTS"
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer()
-
-
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate()
 
 
 def make_app(issuer: TestIssuer, **config: Any) -> Flask:

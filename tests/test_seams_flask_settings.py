@@ -24,14 +24,6 @@ from dpop_middleware.testing import TestIssuer, dpop_headers
 BASE = "http://localhost"
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer()
-
-
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate()
 
 
 def app_with(issuer: TestIssuer | None, **config: Any) -> Flask:

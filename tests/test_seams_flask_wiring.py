@@ -25,14 +25,6 @@ BASE = "http://localhost"
 PREFLIGHT = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer()
-
-
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate()
 
 
 def configured(issuer: TestIssuer, **extra: Any) -> Flask:

@@ -18,14 +18,6 @@ WARNING_NAMES = "public_url= or allowed_hosts="
 PREFLIGHT = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer()
-
-
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate()
 
 
 def middleware(issuer: TestIssuer, *, debug: bool = False, **options: Any) -> DPoPWSGIMiddleware:

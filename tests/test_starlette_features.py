@@ -34,10 +34,6 @@ def issuer() -> TestIssuer:
     return TestIssuer(audience="https://api.test")
 
 
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate()
-
 
 def test_websocket_upgrade_with_proof_is_accepted(issuer: TestIssuer, key: DPoPKey) -> None:
     app = starlette_app([Middleware(DPoPMiddleware, verifier=DPoPVerifier(issuer.validator()))])

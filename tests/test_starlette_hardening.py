@@ -34,10 +34,6 @@ def issuer() -> TestIssuer:
     return TestIssuer(audience=BASE)
 
 
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate()
-
 
 async def admin(request: Request) -> Response:
     principal = get_principal(request)

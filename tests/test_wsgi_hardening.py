@@ -23,14 +23,6 @@ from dpop_middleware.wsgi import DPoPWSGIMiddleware, authenticate_environ, princ
 BASE = "http://localhost"
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer()
-
-
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate()
 
 
 def routed(issuer: TestIssuer, **options: Any) -> Client:

@@ -19,14 +19,6 @@ from dpop_middleware.wsgi import DPoPWSGIMiddleware, error_status_line
 BASE = "http://localhost"
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer()
-
-
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate()
 
 
 def client(issuer: TestIssuer, app: Any = bare_app, **options: Any) -> Client:
