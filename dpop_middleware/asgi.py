@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .core.challenge import ErrorResponse, render_error
+from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
 from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
 from .core.request import RequestInfo, is_cors_answer, is_cors_preflight
@@ -272,8 +272,7 @@ def _rendered(verifier: DPoPVerifier, result: AuthResult, debug: bool | None) ->
     rejection = result.rejection
     if rejection is None or debug is None or debug == verifier.config.debug:
         return result
-    again = render_error(rejection.error, verifier.algs, verifier.config.bearer_allowed, debug=debug)
-    return AuthResult(result.principal, again, result.response_headers)
+    return AuthResult(result.principal, verifier.render(rejection.error, debug=debug), result.response_headers)
 
 
 async def authenticate_scope(

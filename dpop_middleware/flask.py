@@ -36,7 +36,7 @@ from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.origin import ProxySettings
 from .core.paths import PathRules
-from .core.request import is_cors_preflight
+from .core.request import is_cors_preflight_environ
 from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
 from .verifier import DPoPVerifier, unverified_rejection
 from .wsgi import authenticate_environ
@@ -407,7 +407,7 @@ def _before_request() -> Response | None:
         return None
     # A CORS preflight never carries credentials, so it is not challenged; but the view must not run
     # for it either: Flask's own OPTIONS answer (flask-cors adds its headers to it after the request).
-    if req.method == "OPTIONS" and is_cors_preflight(req.method, req.headers.items()):
+    if is_cors_preflight_environ(req.environ):
         return app.make_default_options_response()
     result = authenticate_environ(
         state.verifier, req.environ, state.proxy_settings, required=policy.required, scopes=policy.scopes

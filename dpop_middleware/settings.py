@@ -33,6 +33,7 @@ __all__ = [
     "CONFIG_NAMES",
     "SETTINGS",
     "Setting",
+    "MissingValidatorError",
     "SettingsError",
     "build_verifier",
     "read_settings",
@@ -48,6 +49,10 @@ class SettingsError(ValueError):
         super().__init__(f"{key} {message}")
         self.key = key  # as the user spells it, e.g. DPOP['MAX_AGE'] or DPOP_MAX_AGE
         self.name = name  # canonical, e.g. max_age
+
+
+class MissingValidatorError(SettingsError):
+    """No way to validate access tokens is configured (a Django system check reports it on its own)."""
 
 
 class _Invalid(Exception):
@@ -378,7 +383,7 @@ def _token_validator(values: Mapping[str, Any], spell: Spell, load: Callable[[st
         return validator
     missing = [spell(n) for n in ("issuer", "audience", "jwks") if n not in values]
     if missing:
-        raise SettingsError(
+        raise MissingValidatorError(
             missing[0],
             f"is missing: to validate access tokens set {spell('token_validator')}, or {spell('issuer')}, "
             f"{spell('audience')} and {spell('jwks')} (missing: {', '.join(missing)})",

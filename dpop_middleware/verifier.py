@@ -332,9 +332,14 @@ class DPoPVerifier:
         self._token_cache.put(token_hash, facts, now)
         return facts
 
-    def render(self, error: DPoPError) -> ErrorResponse:
-        """The response for ``error`` under this verifier's algorithms and mode (no logging)."""
-        return render_error(error, self.algs, self.config.bearer_allowed, debug=self.config.debug)
+    def render(self, error: DPoPError, *, debug: bool | None = None) -> ErrorResponse:
+        """The response for ``error`` under this verifier's algorithms and mode (no logging).
+
+        ``debug`` overrides the configured one (an adapter that follows its framework's debug flag).
+        """
+        return render_error(
+            error, self.algs, self.config.bearer_allowed, debug=self.config.debug if debug is None else debug
+        )
 
     def reject(self, error: DPoPError, request: RequestInfo | None = None) -> ErrorResponse | None:
         """Log, count and render a rejection an adapter found itself (e.g. an unusable URL).

@@ -60,7 +60,7 @@ from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
 from .core.origin import ProxySettings, forwarding_from_environ, rebuild_url
 from .core.paths import PathRules
-from .core.request import RequestInfo, credential_headers_from_environ, is_cors_answer, is_cors_preflight
+from .core.request import RequestInfo, credential_headers_from_environ, is_cors_answer, is_cors_preflight_environ
 from .verifier import AuthResult, DPoPVerifier
 
 if TYPE_CHECKING:
@@ -83,7 +83,6 @@ ENVIRON_KEY = "dpop"
 _PATH_SAFE = "/!$&'()*+,;=:@~-._"
 _HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 _PROXY_FIX_KEY = "werkzeug.proxy_fix.orig"
-_PREFLIGHT_KEYS = (("HTTP_ORIGIN", "Origin"), ("HTTP_ACCESS_CONTROL_REQUEST_METHOD", "Access-Control-Request-Method"))
 _warned_proxy_fix = False
 
 
@@ -223,14 +222,6 @@ def authenticate_environ(
     return verifier.authenticate(request, required=required, scopes=scopes)
 
 
-def _is_preflight(environ: Mapping[str, Any]) -> bool:
-    """Whether the environ is a CORS preflight, which passes untouched (it never carries credentials)."""
-    if environ.get("REQUEST_METHOD") != "OPTIONS":
-        return False
-    present = (name for key, name in _PREFLIGHT_KEYS if key in environ)
-    return is_cors_preflight("OPTIONS", ((name, "") for name in present))
-
-
 def error_status_line(status: int) -> str:
     """``"401 Unauthorized"``: the WSGI status line for ``status``."""
     try:
@@ -299,7 +290,7 @@ class DPoPWSGIMiddleware:
         if exempt:
             environ[ENVIRON_KEY] = None
             return self.app(environ, start_response)
-        if _is_preflight(environ):
+        if is_cors_preflight_environ(environ):
             environ[ENVIRON_KEY] = None
             return _cors_answer_only(self.app, environ, start_response)
         result = authenticate_environ(self.verifier, environ, self.proxy_settings, required=required, scopes=scopes)

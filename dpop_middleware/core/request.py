@@ -18,6 +18,7 @@ __all__ = [
     "extract_credentials",
     "is_cors_answer",
     "is_cors_preflight",
+    "is_cors_preflight_environ",
 ]
 
 #: The request headers the core reads, as WSGI environ keys (CGI style) with their lower-case names.
@@ -64,6 +65,16 @@ def is_cors_preflight(method: str, headers: Iterable[tuple[str, str]]) -> bool:
         elif lowered == "access-control-request-method":
             seen |= 2
     return seen == 3
+
+
+_PREFLIGHT_KEYS = (("HTTP_ORIGIN", "Origin"), ("HTTP_ACCESS_CONTROL_REQUEST_METHOD", "Access-Control-Request-Method"))
+
+
+def is_cors_preflight_environ(environ: Mapping[str, object]) -> bool:
+    """:func:`is_cors_preflight` for a WSGI environ (or Django's ``META``): Flask, Django and WSGI ask it."""
+    if environ.get("REQUEST_METHOD") != "OPTIONS":
+        return False
+    return is_cors_preflight("OPTIONS", [(name, "") for key, name in _PREFLIGHT_KEYS if key in environ])
 
 
 def is_cors_answer(response_headers: Iterable[tuple[str, str]]) -> bool:

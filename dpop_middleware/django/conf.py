@@ -21,7 +21,15 @@ from django.utils.module_loading import import_string
 
 from ..core.htu import remove_dot_segments
 from ..core.origin import ProxySettings
-from ..settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
+from ..settings import (
+    ADAPTER_NAMES,
+    BUILDER_NAMES,
+    CONFIG_NAMES,
+    MissingValidatorError,
+    SettingsError,
+    build_verifier,
+    read_settings,
+)
 from ..stores.memory import MemoryReplayStore
 from ..verifier import DPoPVerifier
 from .cache_store import DjangoCacheReplayStore
@@ -169,12 +177,6 @@ def _build_verifier(values: dict[str, Any]) -> DPoPVerifier:
             setting=spell("replay_store"),
         )
 
-    missing = [spell(name) for name in ("issuer", "audience", "jwks") if name not in values]
-    if "token_validator" not in values and "verifier" not in values and missing:
-        raise MissingTokenValidator(
-            f"DPOP needs a token validator: set {spell('token_validator')}, or {spell('issuer')}, "
-            f"{spell('audience')} and {spell('jwks')} (missing: {', '.join(missing)})"
-        )
     return build_verifier(
         values,
         spell=spell,
@@ -197,6 +199,8 @@ def build_state(cfg: Mapping[str, Any]) -> DPoPState:
         )
         verifier = _build_verifier(values)
         drf_user = _load(values["drf_user"]) if isinstance(values.get("drf_user"), str) else values.get("drf_user")
+    except MissingValidatorError as exc:
+        raise MissingTokenValidator(str(exc)) from exc
     except SettingsError as exc:
         raise ImproperlyConfigured(str(exc)) from exc
     except ImportError as exc:

@@ -11,7 +11,7 @@ from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 
 from ..core.errors import InvalidRequestError
-from ..core.request import is_cors_preflight
+from ..core.request import is_cors_preflight_environ
 from ..verifier import AuthResult
 from .conf import DPoPState, Policy, get_state, raw_settings
 from .decorators import view_policy
@@ -40,12 +40,7 @@ def policy_for(state: DPoPState, request: HttpRequest, view: View | None) -> Pol
 
 def is_preflight(request: HttpRequest) -> bool:
     """A CORS preflight (:func:`dpop_middleware.core.request.is_cors_preflight`): never challenged."""
-    if request.method != "OPTIONS":
-        return False
-    meta = request.META
-    names = [name for name, key in (("Origin", "HTTP_ORIGIN"), ("Access-Control-Request-Method",
-             "HTTP_ACCESS_CONTROL_REQUEST_METHOD")) if key in meta]  # fmt: skip
-    return is_cors_preflight("OPTIONS", [(name, "") for name in names])
+    return is_cors_preflight_environ(request.META)
 
 
 def preflight_response() -> HttpResponse:
