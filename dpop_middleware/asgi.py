@@ -20,6 +20,7 @@ the same path, because it keeps the client's percent-encoding (``%21`` and ``!``
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -272,7 +273,7 @@ def _rendered(verifier: DPoPVerifier, result: AuthResult, debug: bool | None) ->
     rejection = result.rejection
     if rejection is None or debug is None or debug == verifier.config.debug:
         return result
-    return AuthResult(result.principal, verifier.render(rejection.error, debug=debug), result.response_headers)
+    return replace(result, rejection=verifier.render(rejection.error, debug=debug))
 
 
 async def authenticate_scope(
@@ -301,7 +302,7 @@ async def authenticate_scope(
     except (ValueError, UnicodeError):
         info = None
         bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
-        result = AuthResult(None, verifier.reject(bad, None))
+        result = verifier.reject(bad, None)
     else:
         result = await verifier.aauthenticate(info, required=required, scopes=scopes)
     if result.rejection is None:

@@ -20,24 +20,22 @@ without ``ath``), with the same replay store port and nonce keyring. At the auth
 check a ``dpop_jkt`` parameter with :func:`validate_dpop_jkt` and store it with the code; pass it as
 ``dpop_jkt=`` when the code is redeemed (RFC 9449 §10).
 
-``verify``/``averify`` are the mirrored pair (the second awaits an async replay store);
-``authenticate``/``aauthenticate`` never raise a :class:`~dpop_middleware.DPoPError`: they return
-the rendered rejection.
+``verify``/``averify`` drive one flow, synchronously or on the event loop (the second awaits an
+async replay store); ``authenticate``/``aauthenticate`` never raise a
+:class:`~dpop_middleware.DPoPError`: they return the rendered rejection.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from .core.challenge import ErrorResponse
-from .core.config import VerifierConfig
-from .core.errors import DPoPError, InvalidDPoPProofError, ReplayStoreUnavailable
-from .core.nonce import NonceKeyring
+from .core.config import VerifierConfig, policy_config
+from .core.errors import DPoPError
+from .core.nonce import NonceKeyring, NoncePolicy
 from .core.proof import VerifiedProof
 from .core.request import RequestInfo
 from .core.token_endpoint import (
@@ -47,6 +45,8 @@ from .core.token_endpoint import (
     render_token_error,
     validate_dpop_jkt,
 )
+from .flow import Flow, remember_proof, run_async, run_sync
+from .ports import AsyncReplayStore, ReplayStore
 from .stores.memory import MemoryReplayStore
 
 __all__ = [
@@ -95,23 +95,6 @@ class TokenEndpointResult:
         return self.binding.jkt if self.binding is not None else None
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-def _fresh(added: object) -> None:
-    if added is not True:
-        raise InvalidDPoPProofError("replayed", "DPoP proof already used")
-
-
-def _store_error(exc: Exception) -> DPoPError:
-    # A replay store that cannot answer never lets a token be issued.
-    if isinstance(exc, DPoPError):
-        return exc
-    logger.error("dpop replay store failed at the token endpoint: %s", type(exc).__name__)
-    return ReplayStoreUnavailable()
-
-
 class TokenEndpointVerifier:
     """Verifies the DPoP proof of token requests. Thread-safe; build one per token endpoint.
 
@@ -119,9 +102,9 @@ class TokenEndpointVerifier:
     own URL, as the adapter rebuilt it). ``require_dpop``: refuse token requests without a proof
     (default); with ``False`` such requests pass with ``binding=None``. ``replay_store`` defaults to
     a :class:`~dpop_middleware.stores.MemoryReplayStore`; share one (Redis, Django cache) between
-    instances, and share the ``nonce_keyring`` too. Options are those of
-    :class:`~dpop_middleware.VerifierConfig` (``config=`` or keywords; ``nonce_keyring`` may be a
-    ``{kid: secret}`` dict).
+    instances, and share the ``nonce_keyring`` too (a :class:`~dpop_middleware.NonceKeyring` or a
+    ``{kid: secret}`` dict). The proof policy is a :class:`~dpop_middleware.VerifierConfig`, given as
+    ``config=`` or as the keywords that concern a token endpoint (not both).
     """
 
     def __init__(
@@ -129,17 +112,31 @@ class TokenEndpointVerifier:
         endpoint_url: str | None = None,
         *,
         require_dpop: bool = True,
-        replay_store: Any = None,
+        replay_store: ReplayStore | AsyncReplayStore | None = None,
         config: VerifierConfig | None = None,
         clock: Callable[[], float] = time.time,
-        **options: Any,
+        algorithms: Iterable[str] | None = None,
+        max_age: float | None = None,
+        clock_skew: float | None = None,
+        max_proof_bytes: int | None = None,
+        max_jti_length: int | None = None,
+        min_rsa_bits: int | None = None,
+        nonce_policy: NoncePolicy | str | None = None,
+        nonce_keyring: NonceKeyring | Mapping[str, str | bytes] | None = None,
+        debug: bool | None = None,
     ) -> None:
-        if config is not None and options:
-            raise TypeError("pass either config= or option keywords, not both")
-        keyring = options.get("nonce_keyring")
-        if isinstance(keyring, dict):
-            options["nonce_keyring"] = NonceKeyring(keyring)
-        self.config = config or VerifierConfig(**options)
+        self.config = policy_config(
+            config,
+            algorithms=algorithms,
+            max_age=max_age,
+            clock_skew=clock_skew,
+            max_proof_bytes=max_proof_bytes,
+            max_jti_length=max_jti_length,
+            min_rsa_bits=min_rsa_bits,
+            nonce_policy=nonce_policy,
+            nonce_keyring=nonce_keyring,
+            debug=debug,
+        )
         self.endpoint_url = endpoint_url
         self.require_dpop = require_dpop
         if replay_store is None:
@@ -147,59 +144,45 @@ class TokenEndpointVerifier:
         self.replay_store = replay_store
         self._clock = clock
 
-    # -- the mirrored pair -------------------------------------------------------------------
+    # -- the flows, each written once and driven by run_sync / run_async ----------------------
+
+    def verification(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> Flow[DPoPBinding | None]:
+        """The token request's checks as a flow: the binding (``None``: no proof, none required) or an error."""
+        proof = check_token_request(
+            request, config=self.config, now=self._clock(), endpoint_url=self.endpoint_url, dpop_jkt=dpop_jkt,
+            required=self.require_dpop,
+        )  # fmt: skip
+        if proof is None:
+            return None
+        yield from remember_proof(self.replay_store, proof)
+        headers: tuple[Header, ...] = ()
+        if proof.next_nonce is not None:
+            headers = (("DPoP-Nonce", proof.next_nonce),)
+        return DPoPBinding(proof.key.jkt, proof, headers)
+
+    def authentication(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> Flow[TokenEndpointResult]:
+        """:meth:`verification` with any error rendered as the token endpoint's response."""
+        try:
+            binding = yield from self.verification(request, dpop_jkt=dpop_jkt)
+        except DPoPError as exc:
+            return self._failed(exc)
+        return TokenEndpointResult(binding, None, binding.response_headers if binding is not None else ())
 
     def verify(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> DPoPBinding | None:
         """Check the token request's proof (and ``dpop_jkt``); raise a :class:`DPoPError` if bad."""
-        proof = self._check(request, dpop_jkt)
-        if proof is None:
-            return None
-        try:
-            added = self.replay_store.add_if_absent(proof.replay_key, proof.replay_ttl)
-        except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
-            raise _store_error(exc) from None
-        _fresh(added)
-        return _binding(proof)
+        return run_sync(self.verification(request, dpop_jkt=dpop_jkt))
 
     async def averify(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> DPoPBinding | None:
-        """Asyncio twin of :meth:`verify` (awaits an async replay store)."""
-        proof = self._check(request, dpop_jkt)
-        if proof is None:
-            return None
-        try:
-            added = await _maybe_await(self.replay_store.add_if_absent(proof.replay_key, proof.replay_ttl))
-        except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
-            raise _store_error(exc) from None
-        _fresh(added)
-        return _binding(proof)
+        """:meth:`verify` on the event loop (awaits an async replay store)."""
+        return await run_async(self.verification(request, dpop_jkt=dpop_jkt))
 
     def authenticate(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> TokenEndpointResult:
         """:meth:`verify`, with any error rendered as the token endpoint's response."""
-        try:
-            binding = self.verify(request, dpop_jkt=dpop_jkt)
-        except DPoPError as exc:
-            return self._failed(exc)
-        return _succeeded(binding)
+        return run_sync(self.authentication(request, dpop_jkt=dpop_jkt))
 
     async def aauthenticate(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> TokenEndpointResult:
-        """Asyncio twin of :meth:`authenticate`."""
-        try:
-            binding = await self.averify(request, dpop_jkt=dpop_jkt)
-        except DPoPError as exc:
-            return self._failed(exc)
-        return _succeeded(binding)
-
-    # -- shared, synchronous steps -----------------------------------------------------------
-
-    def _check(self, request: RequestInfo, dpop_jkt: str | None) -> VerifiedProof | None:
-        return check_token_request(
-            request,
-            config=self.config,
-            now=self._clock(),
-            endpoint_url=self.endpoint_url,
-            dpop_jkt=dpop_jkt,
-            required=self.require_dpop,
-        )
+        """:meth:`authenticate` on the event loop."""
+        return await run_async(self.authentication(request, dpop_jkt=dpop_jkt))
 
     def render(self, error: DPoPError) -> ErrorResponse:
         """The token endpoint response for ``error`` (400 JSON, or 503)."""
@@ -213,14 +196,3 @@ class TokenEndpointVerifier:
             extra={"dpop_reason": exc.reason, "dpop_outcome": "rejected"},
         )  # fmt: skip
         return TokenEndpointResult(None, self.render(exc))
-
-
-def _binding(proof: VerifiedProof) -> DPoPBinding:
-    headers: tuple[Header, ...] = ()
-    if proof.next_nonce is not None:
-        headers = (("DPoP-Nonce", proof.next_nonce),)
-    return DPoPBinding(proof.key.jkt, proof, headers)
-
-
-def _succeeded(binding: DPoPBinding | None) -> TokenEndpointResult:
-    return TokenEndpointResult(binding, None, binding.response_headers if binding is not None else ())

@@ -139,9 +139,9 @@ class DPoPBearer(SecurityBase):
             # middleware), and whoever ran it owes the response its DPoP-Nonce: only our scopes remain.
             if needed:
                 info = scope.get(REQUEST_INFO_KEY)
-                rejection = self.verifier.authorize(earlier, needed, info if isinstance(info, RequestInfo) else None)
-                if rejection is not None:
-                    raise DPoPHTTPException(rejection)
+                checked = self.verifier.authorize(earlier, needed, info if isinstance(info, RequestInfo) else None)
+                if checked.rejection is not None:
+                    raise DPoPHTTPException(checked.rejection)
             return earlier
         # Otherwise nothing was verified yet (no layer, an exempt path, or an anonymous request on
         # an optional one): verifying now consumes no proof twice.

@@ -328,9 +328,9 @@ def require_principal(conn: HTTPConnection) -> DPoPPrincipal:
         raise HTTPException(503, "DPoP authentication is not configured for this endpoint")
     missing = AuthenticationRequired()
     info = scope.get(REQUEST_INFO_KEY)
-    # reject() logs and counts it; in report_only it answers None, but there is still no principal.
-    rejection = verifier.reject(missing, info if isinstance(info, RequestInfo) else None)
-    raise DPoPHTTPError(rejection if rejection is not None else verifier.render(missing))
+    # reject() logs and counts it; in report_only it sends nothing, but there is still no principal.
+    result = verifier.reject(missing, info if isinstance(info, RequestInfo) else None)
+    raise DPoPHTTPError(result.rejection or verifier.render(missing))
 
 
 def error_response(rejection: ErrorResponse) -> Response:
@@ -354,7 +354,7 @@ def _scope_rejection(conn: HTTPConnection, scopes: tuple[str, ...]) -> ErrorResp
         # A deployment error, not a request error: refuse loudly rather than skip the check.
         raise RuntimeError("requires_scopes needs DPoPMiddleware or DPoPAuthBackend in front of the endpoint")
     info = conn.scope.get(REQUEST_INFO_KEY)
-    return verifier.authorize(get_principal(conn), scopes, info if isinstance(info, RequestInfo) else None)
+    return verifier.authorize(get_principal(conn), scopes, info if isinstance(info, RequestInfo) else None).rejection
 
 
 def requires_scopes(*scopes: str) -> Callable[[F], F]:

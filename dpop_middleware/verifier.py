@@ -1,8 +1,7 @@
 """The orchestrator: :class:`DPoPVerifier` runs the pure checks and the two ports in the agreed order.
 
-``verify`` and ``averify`` are the only mirrored code in the library: the same few lines, one with
-``await``. Every decision is made in the pure helpers they call (``dpop_middleware.core``), so the
-two cannot drift; one table of test cases runs through both.
+The steps are written once, as flows (:mod:`dpop_middleware.flow`); ``verify``/``averify`` and
+``authenticate``/``aauthenticate`` only drive them, synchronously or on the event loop.
 """
 
 from __future__ import annotations
@@ -10,26 +9,27 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .core.binding import DPoPPrincipal, TokenFacts, bind_token, require_scopes, token_facts
 from .core.challenge import ErrorResponse, render_error
-from .core.config import Mode, VerifierConfig
+from .core.config import Mode, VerifierConfig, policy_config
 from .core.errors import (
     AuthenticationRequired,
     DPoPError,
-    InvalidDPoPProofError,
     InvalidTokenError,
-    ReplayStoreUnavailable,
     ServiceUnavailableError,
     TokenValidationUnavailable,
 )
 from .core.htu import HTUError, normalize_htu
 from .core.jose import numeric_date
-from .core.proof import VerifiedProof, access_token_hash, verify_proof
-from .core.request import Credentials, RequestInfo, extract_credentials
+from .core.nonce import NonceKeyring, NoncePolicy
+from .core.proof import access_token_hash, verify_proof
+from .core.request import RequestInfo, extract_credentials
+from .flow import AsyncPortInSyncCall, Flow, PortCall, remember_proof, run_async, run_sync
+from .ports import AsyncReplayStore, AsyncTokenValidator, ReplayStore, TokenValidator
 from .stores.memory import MemoryReplayStore
 
 __all__ = ["AuthResult", "DPoPVerifier", "Outcome", "unverified_rejection"]
@@ -56,15 +56,19 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class AuthResult:
-    """The adapter-facing result of :meth:`DPoPVerifier.authenticate`.
+    """What the verifier decided about one request: what adapters act on.
 
     If ``rejection`` is set, the adapter returns it as the response and stops. Otherwise it attaches
-    ``principal`` (``None``: anonymous) and adds ``response_headers`` to the eventual response.
+    ``principal`` and adds ``response_headers`` to the eventual response. ``outcome`` says why there
+    is no principal when there is none: ``anonymous`` (an optional route, no credentials) or
+    ``reported`` (``report_only``: the request would have been rejected); else it is ``accepted``
+    or ``rejected``, as reported to ``on_outcome``.
     """
 
     principal: DPoPPrincipal | None
     rejection: ErrorResponse | None = None
     response_headers: tuple[Header, ...] = ()
+    outcome: str = "accepted"
 
 
 class _TokenCache:
@@ -106,8 +110,8 @@ class _TokenCache:
         entries[token_hash] = (until, facts)
 
 
-def _validator_methods(validator: Any) -> tuple[Callable[[str], Any] | None, Callable[[str], Any] | None]:
-    """Find the sync and async entry points of a validator object or plain callable."""
+def _validator_call(validator: Any) -> Callable[[str], PortCall]:
+    """How to ask ``validator`` (an object with ``validate``/``avalidate``, or a callable) about a token."""
     sync_fn = getattr(validator, "validate", None)
     async_fn = getattr(validator, "avalidate", None)
     if sync_fn is not None and inspect.iscoroutinefunction(sync_fn):
@@ -117,33 +121,10 @@ def _validator_methods(validator: Any) -> tuple[Callable[[str], Any] | None, Cal
             async_fn = validator
         else:
             sync_fn = validator
-    if sync_fn is None and async_fn is None:
+    asynchronous = async_fn or sync_fn
+    if asynchronous is None:
         raise TypeError("token_validator must have validate()/avalidate() or be a callable")
-    return sync_fn, async_fn
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-def _check_fresh(added: object) -> None:
-    if added is True:
-        return
-    if inspect.isawaitable(added):  # an asyncio store driven from verify(): a wiring mistake
-        close = getattr(added, "close", None)
-        if callable(close):
-            close()
-        logger.error("dpop: an async replay store was called from the sync verify(); use averify()/aauthenticate()")
-        raise ReplayStoreUnavailable("replay_store_misconfigured")
-    raise InvalidDPoPProofError("replayed", "DPoP proof already used")
-
-
-def _store_error(exc: Exception) -> DPoPError:
-    """A replay store that cannot answer never admits a request: 503."""
-    if isinstance(exc, DPoPError):
-        return exc
-    logger.error("dpop replay store failed: %s", type(exc).__name__, extra={"dpop_reason": "replay_store_unavailable"})
-    return ReplayStoreUnavailable()
+    return lambda token: PortCall(sync_fn, asynchronous, (token,))
 
 
 def _checked_claims(claims: object, scheme: str) -> Claims:
@@ -158,6 +139,12 @@ def _as_dpop_error(exc: Exception, scheme: str) -> DPoPError:
         if exc.scheme == "DPoP":  # the default: report it under the scheme the client used
             exc.scheme = scheme
         return exc
+    if isinstance(exc, AsyncPortInSyncCall):
+        logger.error(
+            "dpop: an asyncio token validator was called synchronously; use averify()/aauthenticate()",
+            extra={"dpop_reason": "token_validator_misconfigured"},
+        )
+        return TokenValidationUnavailable("token_validator_misconfigured")
     logger.error("dpop token validator raised %s; refusing with 503", type(exc).__name__)
     return TokenValidationUnavailable("token_validator_error")
 
@@ -177,25 +164,50 @@ class DPoPVerifier:
 
     ``token_validator`` turns an access token into claims: any object with ``validate(token)``
     and/or ``async avalidate(token)``, or a plain (async) callable. ``replay_store`` defaults to a
-    :class:`~dpop_middleware.stores.MemoryReplayStore`. Options are those of
-    :class:`~dpop_middleware.core.config.VerifierConfig`, given either as ``config=`` or as keywords.
-    ``on_outcome`` is called once per request with an :class:`Outcome` (metrics).
+    :class:`~dpop_middleware.stores.MemoryReplayStore`. The policy is a
+    :class:`~dpop_middleware.core.config.VerifierConfig`, given as ``config=`` or as its fields'
+    keywords (not both); ``on_outcome`` is called once per request with an :class:`Outcome` (metrics).
     """
 
     def __init__(
         self,
-        token_validator: Any,
+        token_validator: TokenValidator | AsyncTokenValidator | Callable[[str], Any],
         *,
-        replay_store: Any = None,
+        replay_store: ReplayStore | AsyncReplayStore | None = None,
         config: VerifierConfig | None = None,
         clock: Callable[[], float] = time.time,
         on_outcome: Callable[[Outcome], None] | None = None,
-        **options: Any,
+        algorithms: Iterable[str] | None = None,
+        mode: Mode | str | None = None,
+        max_age: float | None = None,
+        clock_skew: float | None = None,
+        max_proof_bytes: int | None = None,
+        max_token_bytes: int | None = None,
+        max_jti_length: int | None = None,
+        min_rsa_bits: int | None = None,
+        nonce_policy: NoncePolicy | str | None = None,
+        nonce_keyring: NonceKeyring | Mapping[str, str | bytes] | None = None,
+        token_cache_size: int | None = None,
+        token_cache_max_ttl: float | None = None,
+        debug: bool | None = None,
     ) -> None:
-        if config is not None and options:
-            raise TypeError("pass either config= or option keywords, not both")
-        self.config = config or VerifierConfig(**options)
-        self._validate_sync, self._validate_async = _validator_methods(token_validator)
+        self.config = policy_config(
+            config,
+            algorithms=algorithms,
+            mode=mode,
+            max_age=max_age,
+            clock_skew=clock_skew,
+            max_proof_bytes=max_proof_bytes,
+            max_token_bytes=max_token_bytes,
+            max_jti_length=max_jti_length,
+            min_rsa_bits=min_rsa_bits,
+            nonce_policy=nonce_policy,
+            nonce_keyring=nonce_keyring,
+            token_cache_size=token_cache_size,
+            token_cache_max_ttl=token_cache_max_ttl,
+            debug=debug,
+        )
+        self._validation = _validator_call(token_validator)
         self.token_validator = token_validator
         if replay_store is None:
             replay_store = MemoryReplayStore(setting="DPoPVerifier(replay_store=...)")
@@ -223,83 +235,11 @@ class DPoPVerifier:
                 "authentication in front until you switch to mode 'required' or 'allow_bearer'."
             )
 
-    # -- the mirrored pair -------------------------------------------------------------------
+    # -- the flows, each written once and driven by run_sync / run_async ----------------------
 
-    def verify(self, request: RequestInfo) -> DPoPPrincipal:
-        """Verify a request; return its principal or raise a :class:`DPoPError`."""
+    def verification(self, request: RequestInfo) -> Flow[DPoPPrincipal]:
+        """The steps of design.md §2 as a flow: the principal, or a :class:`DPoPError` raised."""
         now = self._clock()
-        credentials, token_hash, proof = self._begin(request, now)
-        facts = self._token_cache.get(token_hash, now)
-        if facts is None:
-            validate = self._sync_validator()
-            try:
-                raw = validate(credentials.token)
-            except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
-                raise _as_dpop_error(exc, credentials.scheme) from None
-            facts = self._validated(raw, credentials.scheme, token_hash, now)
-        principal = bind_token(credentials.scheme, facts, proof)
-        if proof is not None:
-            try:
-                added = self.replay_store.add_if_absent(proof.replay_key, proof.replay_ttl)
-            except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
-                raise _store_error(exc) from None
-            if added is not True:
-                _check_fresh(added)
-        return principal
-
-    async def averify(self, request: RequestInfo) -> DPoPPrincipal:
-        """Asyncio twin of :meth:`verify`: the same steps, awaiting async validators and stores."""
-        now = self._clock()
-        credentials, token_hash, proof = self._begin(request, now)
-        facts = self._token_cache.get(token_hash, now)
-        if facts is None:
-            validate = self._async_validator()
-            try:
-                raw = await _maybe_await(validate(credentials.token))
-            except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
-                raise _as_dpop_error(exc, credentials.scheme) from None
-            facts = self._validated(raw, credentials.scheme, token_hash, now)
-        principal = bind_token(credentials.scheme, facts, proof)
-        if proof is not None:
-            try:
-                added = self.replay_store.add_if_absent(proof.replay_key, proof.replay_ttl)
-                if added.__class__ is not bool:  # an asyncio store (a sync one answers at once)
-                    added = await _maybe_await(added)
-            except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
-                raise _store_error(exc) from None
-            if added is not True:
-                _check_fresh(added)
-        return principal
-
-    def authenticate(self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()) -> AuthResult:
-        """Verify, check the route's ``scopes`` and apply the mode: what adapters call.
-
-        ``required=False``: a request without credentials passes as anonymous (credentials that
-        are sent must still be valid). Never raises :class:`DPoPError`; reports one outcome.
-        """
-        try:
-            principal = self.verify(request)
-            if scopes:
-                require_scopes(principal, scopes)
-        except DPoPError as exc:
-            return self._failed(exc, request, required)
-        return self._succeeded(principal, request)
-
-    async def aauthenticate(
-        self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()
-    ) -> AuthResult:
-        """Asyncio twin of :meth:`authenticate`."""
-        try:
-            principal = await self.averify(request)
-            if scopes:
-                require_scopes(principal, scopes)
-        except DPoPError as exc:
-            return self._failed(exc, request, required)
-        return self._succeeded(principal, request)
-
-    # -- shared, synchronous steps -----------------------------------------------------------
-
-    def _begin(self, request: RequestInfo, now: float) -> tuple[Credentials, bytes, VerifiedProof | None]:
         credentials = extract_credentials(request, self.config)
         if credentials is None:
             raise AuthenticationRequired()
@@ -307,30 +247,55 @@ class DPoPVerifier:
         proof = None
         if credentials.proof is not None:
             proof = verify_proof(
-                credentials.proof,
-                method=request.method,
-                url=request.url,
-                token_hash=token_hash,
-                now=now,
+                credentials.proof, method=request.method, url=request.url, token_hash=token_hash, now=now,
                 config=self.config,
-            )
-        return credentials, token_hash, proof
+            )  # fmt: skip
+        facts = self._token_cache.get(token_hash, now)
+        if facts is None:
+            try:
+                claims = yield self._validation(credentials.token)
+            except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
+                raise _as_dpop_error(exc, credentials.scheme) from None
+            facts = token_facts(_checked_claims(claims, credentials.scheme))
+            self._token_cache.put(token_hash, facts, now)
+        principal = bind_token(credentials.scheme, facts, proof)
+        if proof is not None:
+            yield from remember_proof(self.replay_store, proof)  # last: only a request that passed all else
+        return principal
 
-    def _sync_validator(self) -> Callable[[str], Any]:
-        if self._validate_sync is None:
-            raise TypeError("this token validator is async-only: use averify()/aauthenticate()")
-        return self._validate_sync
+    def authentication(
+        self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()
+    ) -> Flow[AuthResult]:
+        """:meth:`verification`, the route's ``scopes`` and the mode, as a flow that never raises."""
+        try:
+            principal = yield from self.verification(request)
+            if scopes:
+                require_scopes(principal, scopes)
+        except DPoPError as exc:
+            return self._failed(exc, request, required)
+        return self._succeeded(principal, request)
 
-    def _async_validator(self) -> Callable[[str], Any]:
-        validate = self._validate_async or self._validate_sync
-        if validate is None:  # pragma: no cover - _validator_methods guarantees one of the two
-            raise TypeError("no token validator")
-        return validate
+    def verify(self, request: RequestInfo) -> DPoPPrincipal:
+        """Verify a request; return its principal or raise a :class:`DPoPError`."""
+        return run_sync(self.verification(request))
 
-    def _validated(self, claims: object, scheme: str, token_hash: bytes, now: float) -> TokenFacts:
-        facts = token_facts(_checked_claims(claims, scheme))
-        self._token_cache.put(token_hash, facts, now)
-        return facts
+    async def averify(self, request: RequestInfo) -> DPoPPrincipal:
+        """:meth:`verify` on the event loop, awaiting async validators and stores."""
+        return await run_async(self.verification(request))
+
+    def authenticate(self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()) -> AuthResult:
+        """Verify, check the route's ``scopes`` and apply the mode: what adapters call.
+
+        ``required=False``: a request without credentials passes as anonymous (credentials that
+        are sent must still be valid). Never raises :class:`DPoPError`; reports one outcome.
+        """
+        return run_sync(self.authentication(request, required=required, scopes=scopes))
+
+    async def aauthenticate(
+        self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()
+    ) -> AuthResult:
+        """:meth:`authenticate` on the event loop."""
+        return await run_async(self.authentication(request, required=required, scopes=scopes))
 
     def render(self, error: DPoPError, *, debug: bool | None = None) -> ErrorResponse:
         """The response for ``error`` under this verifier's algorithms and mode (no logging).
@@ -341,38 +306,42 @@ class DPoPVerifier:
             error, self.algs, self.config.bearer_allowed, debug=self.config.debug if debug is None else debug
         )
 
-    def reject(self, error: DPoPError, request: RequestInfo | None = None) -> ErrorResponse | None:
+    def reject(self, error: DPoPError, request: RequestInfo | None = None) -> AuthResult:
         """Log, count and render a rejection an adapter found itself (e.g. an unusable URL).
 
-        ``None`` in ``report_only`` mode: the request goes on. Reports one outcome, like
-        :meth:`authenticate`.
+        The result's ``rejection`` is the response to send; in ``report_only`` mode there is none
+        (``outcome == "reported"``) and the request goes on. Reports one outcome, like :meth:`authenticate`.
         """
-        return self._failed(error, request, required=True).rejection
+        return self._failed(error, request, required=True)
 
     def authorize(
         self, principal: DPoPPrincipal | None, scopes: tuple[str, ...], request: RequestInfo | None = None
-    ) -> ErrorResponse | None:
-        """Check route scopes; the rejection to send, or ``None`` (also in ``report_only``)."""
+    ) -> AuthResult:
+        """Check route ``scopes`` for a principal already verified: its result, like :meth:`reject`'s.
+
+        ``outcome`` is ``accepted`` when the principal holds them (nothing is reported then: the
+        request was counted when it was verified), ``rejected`` or ``reported`` otherwise.
+        """
         try:
             require_scopes(principal, scopes)
         except DPoPError as exc:
-            result = self._failed(exc, request, required=True)
-            return result.rejection
-        return None
+            return self._failed(exc, request, required=True)
+        return AuthResult(principal)
 
     def _failed(self, exc: DPoPError, request: RequestInfo | None, required: bool) -> AuthResult:
         if isinstance(exc, AuthenticationRequired) and not required:
             self._emit("anonymous", exc.reason, 200, None)
-            return AuthResult(None)
+            return AuthResult(None, outcome="anonymous")
         report_only = self.config.mode is Mode.REPORT_ONLY
         outcome = "reported" if report_only else "rejected"
         self._log(exc, request, outcome)
         self._emit(outcome, exc.reason, exc.status, exc.scheme)
         if report_only:
-            return AuthResult(None)
-        return AuthResult(None, self.render(exc))
+            return AuthResult(None, outcome="reported")
+        return AuthResult(None, self.render(exc), outcome="rejected")
 
     def _succeeded(self, principal: DPoPPrincipal, request: RequestInfo) -> AuthResult:
+        outcome = "accepted"
         if principal.scheme == "Bearer" and self.config.mode is Mode.REPORT_ONLY:
             # Worth knowing before switching to ``required``: this client still uses Bearer.
             logger.info(
@@ -385,12 +354,13 @@ class DPoPVerifier:
                 },
             )
             self._emit("reported", "bearer_token_used", 401, "Bearer")
+            outcome = "reported"
         else:
             self._emit("accepted", "ok", 200, principal.scheme)
         headers: tuple[Header, ...] = ()
         if principal.next_nonce is not None:
             headers = (("DPoP-Nonce", principal.next_nonce),)
-        return AuthResult(principal, None, headers)
+        return AuthResult(principal, None, headers, outcome)
 
     def _emit(self, outcome: str, reason: str, status: int, scheme: str | None) -> None:
         if self._on_outcome is not None:

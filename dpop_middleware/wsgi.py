@@ -218,7 +218,7 @@ def authenticate_environ(
         request = request_info_from_environ(environ, proxy_settings)
     except (ValueError, UnicodeError):
         bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
-        return AuthResult(None, verifier.reject(bad, None))
+        return verifier.reject(bad, None)
     return verifier.authenticate(request, required=required, scopes=scopes)
 
 

@@ -27,7 +27,7 @@ class CoreDriver:
         if result.rejection is not None:
             return _error(result.rejection)
         if path == "/scoped":
-            rejection = self.verifier.authorize(result.principal, ("write",), info)
+            rejection = self.verifier.authorize(result.principal, ("write",), info).rejection
             if rejection is not None:
                 return _error(rejection)
         out: dict[str, list[str]] = {}

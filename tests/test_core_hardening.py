@@ -167,11 +167,11 @@ def test_reject_reports_one_outcome_and_honours_report_only() -> None:
     env = make_env()
     outcomes: list[Outcome] = []
     verifier = DPoPVerifier(env.issuer.validator(), clock=env.clock, on_outcome=outcomes.append)
-    response = verifier.reject(InvalidRequestError("bad_request_url"))
+    response = verifier.reject(InvalidRequestError("bad_request_url")).rejection
     assert response is not None and response.status == 400
     assert [(o.outcome, o.reason) for o in outcomes] == [("rejected", "bad_request_url")]
     lenient = DPoPVerifier(env.issuer.validator(), clock=env.clock, mode="report_only")
-    assert lenient.reject(InvalidRequestError("bad_request_url")) is None
+    assert lenient.reject(InvalidRequestError("bad_request_url")).rejection is None
 
 
 def test_fast_principal_constructor_matches_the_dataclass_and_stays_frozen() -> None:

@@ -101,5 +101,7 @@ def test_sync_verify_with_async_only_validator_is_a_configuration_error() -> Non
     async def avalidate(token: str) -> Any:
         return {}
 
-    with pytest.raises(TypeError):
+    # A wiring error like an asyncio store driven synchronously: 503, never a 500 (issue 20).
+    with pytest.raises(DPoPError) as caught:
         DPoPVerifier(avalidate, clock=env.clock).verify(_good(env))
+    assert caught.value.status == 503 and caught.value.reason == "token_validator_misconfigured"

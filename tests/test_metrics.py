@@ -74,7 +74,7 @@ def _fill_then_send(v: DPoPVerifier, w: World) -> Any:
 def _scoped(v: DPoPVerifier, w: World) -> Any:
     request = _req(w.good())
     result = v.authenticate(request)
-    return v.authorize(result.principal, ("write",), request)
+    return v.authorize(result.principal, ("write",), request).rejection
 
 
 SCENARIOS = [

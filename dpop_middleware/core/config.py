@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .keys import ALGORITHMS, DEFAULT_ALGORITHMS
 from .nonce import NonceKeyring, NoncePolicy
 
-__all__ = ["Mode", "VerifierConfig"]
+__all__ = ["Mode", "VerifierConfig", "policy_config"]
 
 
 class Mode(str, enum.Enum):
@@ -75,17 +75,20 @@ class VerifierConfig:
     def bearer_allowed(self) -> bool:
         return self.mode is not Mode.REQUIRED
 
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, object]) -> VerifierConfig:
-        """Build from a settings mapping with lower-case keys (adapters' configuration)."""
-        known = set(cls.__dataclass_fields__) - {"header_cache"}
-        unknown = set(options) - known
-        if unknown:
-            raise ValueError(f"unknown DPoP settings: {sorted(unknown)}")
-        values = dict(options)
-        algs = values.get("algorithms")
-        if isinstance(algs, str):
-            values["algorithms"] = tuple(algs.split())
-        elif isinstance(algs, Iterable):
-            values["algorithms"] = tuple(algs)
-        return cls(**values)  # type: ignore[arg-type]
+
+def policy_config(config: VerifierConfig | None, **options: Any) -> VerifierConfig:
+    """``config``, or a :class:`VerifierConfig` built from the ``options`` given (``None``: not given).
+
+    The verifiers take either a ready config or its fields as keywords, never both: a keyword next
+    to ``config=`` would silently lose to it.
+    """
+    given = {name: value for name, value in options.items() if value is not None}
+    if config is not None:
+        if given:
+            raise TypeError(f"pass either config= or option keywords, not both (got {', '.join(sorted(given))})")
+        return config
+    if isinstance(given.get("algorithms"), str):
+        raise TypeError("algorithms must be a sequence of names, e.g. ('ES256', 'RS256'), not a string")
+    if "algorithms" in given:
+        given["algorithms"] = tuple(given["algorithms"])
+    return VerifierConfig(**given)

@@ -49,6 +49,7 @@ from ..core.challenge import ErrorResponse
 from ..core.config import Mode, VerifierConfig
 from ..core.errors import AuthenticationRequired, DPoPError, InvalidRequestError, ServiceUnavailableError
 from ..core.request import RequestInfo, authorization_scheme, extract_credentials
+from ..verifier import AuthResult
 from .conf import Policy, get_state
 from .decorators import view_policy
 from .middleware import CHECKED, PRINCIPAL, RESPONSE_HEADERS, SCOPES_CHECKED, VERIFIED, is_preflight, mark_verified
@@ -111,7 +112,13 @@ def _info(request: Any) -> RequestInfo:
         return request_info(_django_request(request), state.proxy)
     except DisallowedHost:
         error = InvalidRequestError("invalid_host", "Invalid Host header")
-        raise DPoPRejected(state.verifier.reject(error) or state.verifier.render(error)) from None
+        raise DPoPRejected(state.verifier.reject(error).rejection or state.verifier.render(error)) from None
+
+
+def _refuse(result: AuthResult) -> None:
+    """Raise the verifier's rejection, if it decided on one (in ``report_only`` it never does)."""
+    if result.rejection is not None:
+        raise DPoPRejected(result.rejection)
 
 
 def _ours(info: RequestInfo, config: VerifierConfig, bearer_elsewhere: bool) -> bool:
@@ -176,9 +183,7 @@ class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
                 # second look cannot see its own proof as a replay.
                 info = _info(request)
                 if _ours(info, verifier.config, self.bearer_elsewhere):
-                    rejection = verifier.authenticate(info, required=True).rejection
-                    if rejection is not None:
-                        raise DPoPRejected(rejection)
+                    _refuse(verifier.authenticate(info, required=True))
         else:
             info = _info(request)
             if not _ours(info, verifier.config, self.bearer_elsewhere):
@@ -188,17 +193,14 @@ class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
                 # in the query string meets its challenge instead of passing as anonymous.
                 result = verifier.authenticate(info, required=True)
                 mark_verified(django_request, result)
-                if result.rejection is not None:
-                    raise DPoPRejected(result.rejection)
+                _refuse(result)
                 principal = result.principal
         if principal is None:
-            if demanded and verifier.config.mode is not Mode.REPORT_ONLY:
-                raise DPoPRejected(verifier.render(AuthenticationRequired()))
+            if demanded:
+                _refuse(verifier.reject(AuthenticationRequired(), _info(request)))
             return None
         if scopes and not set(scopes) <= set(getattr(django_request, SCOPES_CHECKED, ())):
-            rejection = verifier.authorize(principal, scopes, _info(request))
-            if rejection is not None:
-                raise DPoPRejected(rejection)
+            _refuse(verifier.authorize(principal, scopes, _info(request)))
             setattr(django_request, SCOPES_CHECKED, scopes)
         user = state.drf_user(principal) if state.drf_user is not None else DPoPUser(principal)
         return user, principal
@@ -232,13 +234,9 @@ class DPoPRequired(BasePermission):  # type: ignore[misc]
         principal = request.auth if isinstance(request.auth, DPoPPrincipal) else None
         _, scopes = declared_policy(view)
         if principal is None:
-            if verifier.config.mode is Mode.REPORT_ONLY:
-                return True
-            raise DPoPRejected(verifier.render(AuthenticationRequired()))
-        if scopes and not set(scopes) <= set(getattr(django_request, SCOPES_CHECKED, ())):
-            rejection = verifier.authorize(principal, scopes, _info(request))
-            if rejection is not None:
-                raise DPoPRejected(rejection)
+            _refuse(verifier.reject(AuthenticationRequired(), _info(request)))  # report_only: goes on
+        elif scopes and not set(scopes) <= set(getattr(django_request, SCOPES_CHECKED, ())):
+            _refuse(verifier.authorize(principal, scopes, _info(request)))
         return True
 
 

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 
 from ..core.errors import InvalidRequestError
 from ..core.request import is_cors_preflight_environ
+from ..flow import Flow, run_async, run_sync
 from ..verifier import AuthResult
 from .conf import DPoPState, Policy, get_state, raw_settings
 from .decorators import view_policy
@@ -74,7 +75,7 @@ def _bad_host(state: DPoPState) -> HttpResponse:
     # Django would answer a DisallowedHost with a bare 400 (even in report_only mode); we owe the
     # client a challenge, and the operator a log line and an outcome.
     error = InvalidRequestError("invalid_host", "Invalid Host header")
-    return to_response(state.verifier.reject(error) or state.verifier.render(error))
+    return to_response(state.verifier.reject(error).rejection or state.verifier.render(error))
 
 
 class DPoPMiddleware:
@@ -122,7 +123,7 @@ class DPoPMiddleware:
         self._finish(request, response)
         return response
 
-    def _process_view(self, request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:
+    def _view_flow(self, request: HttpRequest, view: View) -> Flow[HttpResponse | None]:
         setattr(request, CHECKED, True)
         state = get_state()
         policy = policy_for(state, request, view)
@@ -134,30 +135,15 @@ class DPoPMiddleware:
             info = request_info(request, state.proxy)
         except DisallowedHost:
             return _bad_host(state)
-        result = state.verifier.authenticate(info, required=policy.required, scopes=policy.scopes)
-        return self._apply(request, result, policy.scopes)
+        result = yield from state.verifier.authentication(info, required=policy.required, scopes=policy.scopes)
+        mark_verified(request, result, policy.scopes)
+        return to_response(result.rejection) if result.rejection is not None else None
+
+    def _process_view(self, request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:
+        return run_sync(self._view_flow(request, view))
 
     async def _aprocess_view(self, request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:
-        setattr(request, CHECKED, True)
-        state = get_state()
-        policy = policy_for(state, request, view)
-        if policy.mode == "exempt":
-            return None
-        if is_preflight(request):
-            return preflight_response()
-        try:
-            info = request_info(request, state.proxy)
-        except DisallowedHost:
-            return _bad_host(state)
-        result = await state.verifier.aauthenticate(info, required=policy.required, scopes=policy.scopes)
-        return self._apply(request, result, policy.scopes)
-
-    @staticmethod
-    def _apply(request: HttpRequest, result: AuthResult, scopes: tuple[str, ...]) -> HttpResponse | None:
-        mark_verified(request, result, scopes)
-        if result.rejection is not None:
-            return to_response(result.rejection)
-        return None
+        return await run_async(self._view_flow(request, view))
 
     @staticmethod
     def _finish(request: HttpRequest, response: Any) -> None:

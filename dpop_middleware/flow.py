@@ -1,0 +1,115 @@
+"""Verification flows written once and driven sync or async (design.md §1).
+
+A flow is a generator that yields a :class:`PortCall` for each step that needs I/O (validate a
+token, record a proof in the replay store) and receives the port's answer back, or its exception
+thrown in at the ``yield``. Every decision, including what a port's failure means, is made in the
+flow; :func:`run_sync` and :func:`run_async` only call the port, the second awaiting what it
+returns. This is the shape of ``tokens/_http.py`` and of httpx's ``Auth.auth_flow``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Generator
+from typing import Any, NamedTuple, TypeVar
+
+from .core.errors import DPoPError, InvalidDPoPProofError, ReplayStoreUnavailable
+from .core.proof import VerifiedProof
+
+__all__ = ["AsyncPortInSyncCall", "Flow", "PortCall", "remember_proof", "run_async", "run_sync"]
+
+logger = logging.getLogger("dpop_middleware")
+
+T = TypeVar("T")
+
+
+class PortCall(NamedTuple):
+    """One call to a port: ``sync(*args)`` when driven synchronously, ``asynchronous(*args)`` otherwise.
+
+    ``sync`` is ``None`` for a port that only has an asyncio flavour. A NamedTuple, not a dataclass:
+    one is built per request on the hot path, and a tuple is the cheapest object to build.
+    """
+
+    sync: Callable[..., Any] | None
+    asynchronous: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+Flow = Generator[PortCall, Any, T]
+
+
+class AsyncPortInSyncCall(TypeError):
+    """An asyncio-only port was driven by :func:`run_sync`: a wiring error the flow turns into a 503."""
+
+
+def run_sync(flow: Flow[T]) -> T:
+    """Drive ``flow`` to its result, calling each port synchronously."""
+    try:
+        call = next(flow)
+        while True:
+            try:
+                answer = _call_sync(call)
+            except Exception as exc:  # noqa: BLE001 - the flow decides what a port failure means
+                call = flow.throw(exc)
+            else:
+                call = flow.send(answer)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def run_async(flow: Flow[T]) -> T:
+    """Drive ``flow`` to its result on the running event loop, awaiting what a port returns."""
+    try:
+        call = next(flow)
+        while True:
+            try:
+                answer = call.asynchronous(*call.args)
+                # A sync port answers at once (a bool from a memory store): skip the await machinery.
+                if answer.__class__ is not bool and inspect.isawaitable(answer):
+                    answer = await answer
+            except Exception as exc:  # noqa: BLE001 - the flow decides what a port failure means
+                call = flow.throw(exc)
+            else:
+                call = flow.send(answer)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def _call_sync(call: PortCall) -> Any:
+    if call.sync is None:
+        raise AsyncPortInSyncCall("this port is asyncio-only")
+    answer = call.sync(*call.args)
+    if answer.__class__ is not bool and inspect.isawaitable(answer):
+        close = getattr(answer, "close", None)
+        if callable(close):  # a coroutine nobody will await: close it rather than leak a warning
+            close()
+        raise AsyncPortInSyncCall("this port returned an awaitable to a synchronous caller")
+    return answer
+
+
+def remember_proof(store: Any, proof: VerifiedProof) -> Flow[None]:
+    """The last step on both sides: record the proof's ``jti``; a replay is a 400, a store failure a 503.
+
+    A store that cannot answer (down, timed out, or an asyncio store driven synchronously) never
+    admits a request or lets a token be issued.
+    """
+    try:
+        added = yield PortCall(store.add_if_absent, store.add_if_absent, (proof.replay_key, proof.replay_ttl))
+    except AsyncPortInSyncCall:
+        logger.error(
+            "dpop: an asyncio replay store was called synchronously; use averify()/aauthenticate()",
+            extra={"dpop_reason": "replay_store_misconfigured"},
+        )
+        raise ReplayStoreUnavailable("replay_store_misconfigured") from None
+    except DPoPError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
+        logger.error(
+            "dpop replay store failed: %s", type(exc).__name__, extra={"dpop_reason": "replay_store_unavailable"}
+        )
+        raise ReplayStoreUnavailable() from None
+    if added is not True:
+        raise InvalidDPoPProofError("replayed", "DPoP proof already used")
