@@ -1,6 +1,6 @@
 """Verification flows written once and driven sync or async (design.md §1).
 
-A flow is a generator that yields a :class:`PortCall` for each step that needs I/O (validate a
+A flow is a generator that yields a ``PortCall`` for each step that needs I/O (validate a
 token, record a proof in the replay store) and receives the port's answer back, or its exception
 thrown in at the ``yield``. Every decision, including what a port's failure means, is made in the
 flow; :func:`run_sync` and :func:`run_async` only call the port, the second awaiting what it
@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Generator
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from .core.errors import DPoPError, InvalidDPoPProofError, ReplayStoreUnavailable
 from .core.proof import VerifiedProof
@@ -24,18 +24,11 @@ logger = logging.getLogger("dpop_middleware")
 T = TypeVar("T")
 
 
-class PortCall(NamedTuple):
-    """One call to a port: ``sync(*args)`` when driven synchronously, ``asynchronous(*args)`` otherwise.
-
-    ``sync`` is ``None`` for a port that only has an asyncio flavour. A NamedTuple, not a dataclass:
-    one is built per request on the hot path, and a tuple is the cheapest object to build.
-    """
-
-    sync: Callable[..., Any] | None
-    asynchronous: Callable[..., Any]
-    args: tuple[Any, ...]
-
-
+#: One call to a port: ``(sync, asynchronous, args)``. Driven synchronously, ``sync(*args)`` is called
+#: (``None``: the port only has an asyncio flavour); on the event loop, ``asynchronous(*args)``, awaited
+#: if it returns an awaitable. A plain tuple: one is built per request on the hot path, and a
+#: NamedTuple's constructor costs three times as much.
+PortCall = tuple[Callable[..., Any] | None, Callable[..., Any], tuple[Any, ...]]
 Flow = Generator[PortCall, Any, T]
 
 
@@ -65,7 +58,7 @@ async def run_async(flow: Flow[T]) -> T:
         call = next(flow)
         while True:
             try:
-                answer = call.asynchronous(*call.args)
+                answer = call[1](*call[2])
                 # A sync port answers at once (a bool from a memory store): skip the await machinery.
                 if answer.__class__ is not bool and inspect.isawaitable(answer):
                     answer = await answer
@@ -79,9 +72,10 @@ async def run_async(flow: Flow[T]) -> T:
 
 
 def _call_sync(call: PortCall) -> Any:
-    if call.sync is None:
+    port = call[0]
+    if port is None:
         raise AsyncPortInSyncCall("this port is asyncio-only")
-    answer = call.sync(*call.args)
+    answer = port(*call[2])
     if answer.__class__ is not bool and inspect.isawaitable(answer):
         close = getattr(answer, "close", None)
         if callable(close):  # a coroutine nobody will await: close it rather than leak a warning
@@ -97,7 +91,8 @@ def remember_proof(store: Any, proof: VerifiedProof) -> Flow[None]:
     admits a request or lets a token be issued.
     """
     try:
-        added = yield PortCall(store.add_if_absent, store.add_if_absent, (proof.replay_key, proof.replay_ttl))
+        add = store.add_if_absent
+        added = yield (add, add, (proof.replay_key, proof.replay_ttl))
     except AsyncPortInSyncCall:
         logger.error(
             "dpop: an asyncio replay store was called synchronously; use averify()/aauthenticate()",

@@ -124,7 +124,7 @@ def _validator_call(validator: Any) -> Callable[[str], PortCall]:
     asynchronous = async_fn or sync_fn
     if asynchronous is None:
         raise TypeError("token_validator must have validate()/avalidate() or be a callable")
-    return lambda token: PortCall(sync_fn, asynchronous, (token,))
+    return lambda token: (sync_fn, asynchronous, (token,))
 
 
 def _checked_claims(claims: object, scheme: str) -> Claims:

@@ -22,7 +22,7 @@ from core_support import Env, make_env
 from dpop_middleware import DPoPError, DPoPVerifier, NonceKeyring, RequestInfo
 from dpop_middleware.authorization_server import TokenEndpointVerifier
 from dpop_middleware.core.config import VerifierConfig
-from dpop_middleware.flow import AsyncPortInSyncCall, PortCall, run_async, run_sync
+from dpop_middleware.flow import AsyncPortInSyncCall, run_async, run_sync
 from dpop_middleware.verifier import Outcome
 
 TOKEN_URL = "https://as.example.com/token"
@@ -139,7 +139,7 @@ def test_sync_driver_closes_an_awaitable_it_cannot_await() -> None:
 
     def flow() -> Any:
         try:
-            yield PortCall(Pending, Pending, ())
+            yield (Pending, Pending, ())
         except AsyncPortInSyncCall:
             return "refused"
         return "accepted"
