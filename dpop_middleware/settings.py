@@ -11,6 +11,7 @@ environment variables are strings: lists accept comma- or space-separated text, 
 from __future__ import annotations
 
 import enum
+import importlib
 import ipaddress
 import json
 import math
@@ -35,11 +36,19 @@ __all__ = [
     "Setting",
     "MissingValidatorError",
     "SettingsError",
+    "build_replay_store",
     "build_verifier",
+    "environ_settings",
+    "import_string",
     "read_settings",
 ]
 
 Spell = Callable[[str], str]
+
+#: How this API may authenticate itself at the introspection endpoint (``introspection_auth_method``).
+INTROSPECTION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+#: URL schemes of ``replay_store`` that name a Redis server.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class SettingsError(ValueError):
@@ -209,7 +218,7 @@ def _jwks(value: object) -> Mapping[str, Any]:
         try:
             value = json.loads(text)
         except ValueError:
-            hint = " (for keys at a URL, use a RemoteJWKSValidator as the token validator)" if "://" in text else ""
+            hint = " (for keys at a URL, set jwks_uri instead)" if "://" in text else ""
             raise _Invalid(f"a JWKS: a dict {{'keys': [...]}} or its JSON text; this text is not JSON{hint}") from None
     if not isinstance(value, Mapping) or not isinstance(value.get("keys"), list):
         raise _Invalid("a JWKS: a dict {'keys': [...]} or its JSON text")
@@ -232,6 +241,25 @@ def _nonce_keyring(value: object) -> NonceKeyring:
     raise _Invalid("a NonceKeyring or a dict {key id: secret of 16+ bytes}")
 
 
+def _private_key(value: object) -> Any:
+    """A client's private key for ``private_key_jwt``: PEM text, or a private JWK (dict or JSON text)."""
+    from .client import DPoPKey  # the client's key library, needed only for this setting
+
+    invalid = _Invalid("a private key: PEM text or a private JWK (dict or JSON text) of an EC, RSA or OKP key")
+    if isinstance(value, DPoPKey):
+        return value
+    try:
+        if isinstance(value, Mapping):
+            return DPoPKey.from_jwk(value)
+        if isinstance(value, str) and value.lstrip().startswith("-----BEGIN"):
+            return DPoPKey.from_pem(value)
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            return DPoPKey.from_jwk(value)
+    except Exception:  # noqa: BLE001 - whatever the key library says, the message must not hold the key
+        raise invalid from None
+    raise invalid
+
+
 def _anything(value: object) -> object:
     return value
 
@@ -240,6 +268,12 @@ def _object_or_path(value: object) -> object:
     if isinstance(value, str) and not value.strip():
         raise _Invalid("an object or a dotted import path")
     return value
+
+
+def _one_of(value: object, choices: tuple[str, ...]) -> str:
+    if isinstance(value, str) and value.strip().lower() in choices:
+        return value.strip().lower()
+    raise _Invalid(f"one of {', '.join(map(repr, choices))}")
 
 
 def _policy(value: object) -> str:
@@ -282,6 +316,16 @@ _TABLE = (
     Setting("issuer", _text, "the authorization server's issuer identifier"),
     Setting("audience", _audience, "this API's identifier(s), the tokens' aud"),
     Setting("jwks", _jwks, "the issuer's public keys (JWKS dict or JSON text)"),
+    Setting("jwks_uri", _url, "where the issuer publishes its keys (default: found by discovery from issuer)"),
+    Setting("introspection_endpoint", _url, "validate tokens by RFC 7662 introspection at this URL"),
+    Setting("introspection_client_id", _text, "this API's client id at the introspection endpoint"),
+    Setting("introspection_client_secret", _text, "its client secret (client_secret_basic/_post)", secret=True),
+    Setting(
+        "introspection_auth_method",
+        lambda v: _one_of(v, INTROSPECTION_AUTH_METHODS),
+        "client_secret_basic, client_secret_post or private_key_jwt",
+    ),
+    Setting("introspection_private_key", _private_key, "its private key for private_key_jwt", secret=True),
     Setting("replay_store", _object_or_path, "'memory', a store object or a dotted path"),
     Setting("allow_per_process_store", _boolean, "let the in-memory store serve under several workers"),
     Setting("on_outcome", _object_or_path, "metrics hook called with each Outcome"),
@@ -306,19 +350,23 @@ _TABLE = (
 SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _TABLE}
 #: The names that are :class:`~dpop_middleware.core.config.VerifierConfig` fields.
 CONFIG_NAMES = frozenset(name for name in VerifierConfig.__dataclass_fields__ if name != "header_cache")
-#: The names :func:`build_verifier` reads besides those.
-BUILDER_NAMES = frozenset(
+#: The names that choose and configure the token validator.
+VALIDATOR_NAMES = frozenset(
     {
-        "verifier",
         "token_validator",
         "issuer",
         "audience",
         "jwks",
-        "replay_store",
-        "allow_per_process_store",
-        "on_outcome",
+        "jwks_uri",
+        "introspection_endpoint",
+        "introspection_client_id",
+        "introspection_client_secret",
+        "introspection_auth_method",
+        "introspection_private_key",
     }
 )
+#: The names :func:`build_verifier` reads besides the config's.
+BUILDER_NAMES = VALIDATOR_NAMES | {"verifier", "replay_store", "allow_per_process_store", "on_outcome"}
 #: Names every adapter accepts for the request's URL and route policy.
 ADAPTER_NAMES = frozenset({"trusted_proxies", "trusted_headers", "public_url", "allowed_hosts", "exempt_paths"})
 
@@ -364,8 +412,9 @@ def _loaded(values: Mapping[str, Any], name: str, load: Callable[[str], Any], sp
 
 
 def _token_validator(values: Mapping[str, Any], spell: Spell, load: Callable[[str], Any]) -> Any:
+    """The validator ``values`` choose: one given, static keys, keys at a URL (or by discovery), introspection."""
     if "token_validator" in values:
-        clashing = [spell(n) for n in ("issuer", "audience", "jwks") if n in values]
+        clashing = [spell(n) for n in sorted(VALIDATOR_NAMES - {"token_validator"}) if n in values]
         if clashing:
             raise SettingsError(
                 spell("token_validator"), f"is given, so {', '.join(clashing)} would be ignored: remove them"
@@ -381,22 +430,94 @@ def _token_validator(values: Mapping[str, Any], spell: Spell, load: Callable[[st
                 name="token_validator",
             )
         return validator
-    missing = [spell(n) for n in ("issuer", "audience", "jwks") if n not in values]
+    sources = [name for name in ("jwks", "jwks_uri", "introspection_endpoint") if name in values]
+    if len(sources) > 1:
+        raise SettingsError(
+            spell(sources[1]), f"and {spell(sources[0])} are two ways to validate access tokens: keep one"
+        )
+    if sources == ["introspection_endpoint"]:
+        return _introspection_validator(values, spell)
+    stray = sorted(spell(n) for n in values if n.startswith("introspection_"))
+    if stray:
+        raise SettingsError(stray[0], f"is only read with {spell('introspection_endpoint')}, which is not set")
+    missing = [spell(n) for n in ("issuer", "audience") if n not in values]
     if missing:
         raise MissingValidatorError(
             missing[0],
-            f"is missing: to validate access tokens set {spell('token_validator')}, or {spell('issuer')}, "
-            f"{spell('audience')} and {spell('jwks')} (missing: {', '.join(missing)})",
+            f"is missing: to validate access tokens set {spell('issuer')} and {spell('audience')} (keys from "
+            f"{spell('jwks')}, {spell('jwks_uri')} or discovery from the issuer), or "
+            f"{spell('introspection_endpoint')}, or {spell('token_validator')} (missing: {', '.join(missing)})",
+        )
+    if "jwks" in values:
+        try:
+            return JWTAccessTokenValidator(issuer=values["issuer"], audience=values["audience"], jwks=values["jwks"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise SettingsError(spell("jwks"), f"holds no usable signing key ({exc})", name="jwks") from None
+    from .tokens.remote import RemoteJWKSValidator
+
+    where = "jwks_uri" if "jwks_uri" in values else "issuer"
+    try:  # no I/O here: the keys (and, by discovery, their URL) are fetched on first use
+        return RemoteJWKSValidator(
+            issuer=values["issuer"], audience=values["audience"], jwks_uri=values.get("jwks_uri")
+        )
+    except (ImportError, ValueError) as exc:
+        raise SettingsError(spell(where), f"cannot be used: {exc}", name=where) from None
+
+
+def _introspection_validator(values: Mapping[str, Any], spell: Spell) -> Any:
+    from .tokens.client_auth import PrivateKeyJWT
+    from .tokens.introspection import IntrospectionValidator
+
+    if "introspection_client_id" not in values:
+        raise SettingsError(
+            spell("introspection_client_id"), "is missing: the introspection endpoint needs this API's client id"
+        )
+    if "audience" not in values:
+        raise SettingsError(
+            spell("audience"), "is missing: introspected tokens must be checked for this API's audience"
+        )
+    method = values.get(
+        "introspection_auth_method",
+        "private_key_jwt" if "introspection_private_key" in values else "client_secret_basic",
+    )
+    needed = "introspection_private_key" if method == "private_key_jwt" else "introspection_client_secret"
+    if needed not in values:
+        raise SettingsError(spell(needed), f"is missing: {spell('introspection_auth_method')} is {method!r}")
+    options: dict[str, Any] = {
+        "endpoint": values["introspection_endpoint"],
+        "audience": values["audience"],
+        "issuer": values.get("issuer"),
+    }
+    if method == "private_key_jwt":
+        options["client_auth"] = PrivateKeyJWT(
+            values["introspection_client_id"], values["introspection_private_key"], audience=values.get("issuer")
+        )
+    else:
+        options.update(
+            client_id=values["introspection_client_id"],
+            client_secret=values["introspection_client_secret"],
+            auth_method=method,
         )
     try:
-        return JWTAccessTokenValidator(issuer=values["issuer"], audience=values["audience"], jwks=values["jwks"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise SettingsError(spell("jwks"), f"holds no usable signing key ({exc})", name="jwks") from None
+        return IntrospectionValidator(**options)
+    except (ImportError, ValueError) as exc:
+        raise SettingsError(
+            spell("introspection_endpoint"), f"cannot be used: {exc}", name="introspection_endpoint"
+        ) from None
 
 
-def _replay_store(
-    values: Mapping[str, Any], spell: Spell, load: Callable[[str], Any], stores: Mapping[str, Callable[[], Any]]
+def build_replay_store(
+    values: Mapping[str, Any],
+    *,
+    spell: Spell,
+    load: Callable[[str], Any] | None = None,
+    stores: Mapping[str, Callable[[], Any]] | None = None,
+    asynchronous: bool = False,
 ) -> Any:
+    """The replay store ``values["replay_store"]`` names: ``"memory"`` (the default), a Redis URL
+    (``redis://``, ``rediss://``, ``unix://``; the asyncio client when ``asynchronous``), a name in
+    ``stores``, a store object or a dotted path to one."""
+    stores = stores or {}
     choice = values.get("replay_store", "memory")
     if choice == "memory":
         return MemoryReplayStore(
@@ -404,31 +525,57 @@ def _replay_store(
         )
     if isinstance(choice, str) and choice in stores:
         return stores[choice]()
+    if isinstance(choice, str) and choice.partition("://")[0].lower() in REDIS_SCHEMES and "://" in choice:
+        try:  # builds the client; connects on first use
+            from .stores.redis import AsyncRedisReplayStore, RedisReplayStore
+
+            return AsyncRedisReplayStore(choice) if asynchronous else RedisReplayStore(choice)
+        except (ImportError, ValueError) as exc:  # the URL may hold a password: never echoed
+            raise SettingsError(
+                spell("replay_store"), f"is a Redis URL that cannot be used ({type(exc).__name__})"
+            ) from None
     if isinstance(choice, str) and "." not in choice:
         names = ", ".join(repr(n) for n in ("memory", *stores))
         raise SettingsError(
-            spell("replay_store"), f"must be one of {names}, a store object or a dotted path, not {choice!r}"
+            spell("replay_store"),
+            f"must be one of {names}, a redis://, rediss:// or unix:// URL, a store object or a dotted path, "
+            f"not {_shown(choice) if '://' not in choice else 'this URL'}",
         )
-    store = _loaded(values, "replay_store", load, spell)
+    store = _loaded(values, "replay_store", load or import_string, spell)
     store = store() if isinstance(store, type) else store
     if not callable(getattr(store, "add_if_absent", None)):
         raise SettingsError(spell("replay_store"), "must be a replay store (an object with add_if_absent(key, ttl))")
     return store
 
 
+def import_string(path: str) -> Any:
+    """The object a dotted path (``package.module.name`` or ``package.module:name``) names."""
+    module_name, colon, attribute = path.partition(":")
+    if not colon:
+        module_name, _, attribute = path.rpartition(".")
+    if not module_name or not attribute:
+        raise ImportError(f"{path!r} is not a dotted path to an object")
+    value: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def build_verifier(
     values: Mapping[str, Any],
     *,
     spell: Spell,
-    load: Callable[[str], Any],
+    load: Callable[[str], Any] = import_string,
     stores: Mapping[str, Callable[[], Any]] | None = None,
     store_names: Collection[str] = (),
+    asynchronous: bool = False,
 ) -> DPoPVerifier:
     """The verifier that ``values`` (from :func:`read_settings`) describe.
 
     ``load`` imports a dotted path (Django's ``import_string``, werkzeug's ``import_string``);
     ``stores`` adds named replay stores (the Django adapter's ``"django-cache"``), and
     ``store_names`` the adapter's settings those stores read (which a ready verifier would ignore).
+    ``asynchronous``: the app verifies on an event loop, so a Redis URL gets the asyncio client.
     """
     if "verifier" in values:
         ignored = (CONFIG_NAMES | BUILDER_NAMES | frozenset(store_names)) - {"verifier"}
@@ -447,8 +594,35 @@ def build_verifier(
     except (TypeError, ValueError) as exc:  # the table checks each value; this is a combination
         raise SettingsError(", ".join(spell(n) for n in sorted(options)), f"do not fit together: {exc}") from None
     validator = _token_validator(values, spell, load)
-    store = _replay_store(values, spell, load, stores or {})
+    store = build_replay_store(values, spell=spell, load=load, stores=stores, asynchronous=asynchronous)
     on_outcome = _loaded(values, "on_outcome", load, spell) if "on_outcome" in values else None
     if on_outcome is not None and not callable(on_outcome):
         raise SettingsError(spell("on_outcome"), f"must be callable, not {type(on_outcome).__name__}")
     return DPoPVerifier(validator, replay_store=store, config=config, on_outcome=on_outcome)
+
+
+#: Environment variables the samples (and the gateway) have always read, besides ``DPOP_<SETTING>``.
+ENVIRON_ALIASES = {"DPOP_NONCE": "nonce_policy", "DPOP_NONCE_SECRET": "nonce_keyring"}
+
+
+def environ_spell(name: str) -> str:
+    """A canonical setting name as an environment variable: ``DPOP_MAX_AGE``."""
+    aliases = {canonical: variable for variable, canonical in ENVIRON_ALIASES.items()}
+    return aliases.get(name, f"DPOP_{name.upper()}")
+
+
+def environ_settings(environ: Mapping[str, str], *, accepted: Collection[str]) -> dict[str, Any]:
+    """The ``DPOP_*`` variables of ``environ`` among ``accepted`` names, checked by :func:`read_settings`.
+
+    Each setting is ``DPOP_<NAME>`` (``DPOP_MAX_AGE``, ``DPOP_JWKS_URI``...); ``DPOP_NONCE`` is
+    the nonce policy and ``DPOP_NONCE_SECRET`` one shared secret for the nonce keyring. Empty
+    variables count as unset; other ``DPOP_*`` variables are not read (a shell holds many).
+    """
+    raw: dict[str, Any] = {}
+    for variable, value in environ.items():
+        if not variable.startswith("DPOP_") or not value.strip():
+            continue
+        name = ENVIRON_ALIASES.get(variable, variable[5:].lower())
+        if name in accepted:
+            raw[name] = {"env": value.strip()} if variable == "DPOP_NONCE_SECRET" else value
+    return read_settings(raw, spell=environ_spell, accepted=accepted)

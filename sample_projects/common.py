@@ -24,26 +24,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from dpop_middleware import DPoPPrincipal, MemoryReplayStore, NonceKeyring, NoncePolicy
-
-if TYPE_CHECKING:
-    import httpx
-
-    from dpop_middleware.tokens.remote import RemoteJWKSValidator
+from dpop_middleware import DPoPPrincipal, DPoPVerifier, NoncePolicy
+from dpop_middleware.settings import BUILDER_NAMES, CONFIG_NAMES, build_replay_store, environ_spell, read_settings
+from dpop_middleware.settings import build_verifier as settings_builder
 
 __all__ = [
     "DEFAULT_AUDIENCE",
     "DEFAULT_ISSUER",
     "DEFAULT_PORTS",
     "SampleSettings",
-    "async_replay_store",
+    "build_verifier",
+    "dpop_values",
     "identity",
-    "nonce_options",
     "replay_store",
-    "token_validator",
+    "token_endpoint_options",
 ]
 
 DEFAULT_PORTS = {"issuer": 9000, "django_api": 8001, "flask_api": 8002, "fastapi_api": 8003}
@@ -115,52 +112,49 @@ class SampleSettings:
         )
 
 
-def token_validator(
-    settings: SampleSettings,
-    *,
-    http_client: httpx.Client | None = None,
-    async_http_client: httpx.AsyncClient | None = None,
-) -> RemoteJWKSValidator:
-    """Validate the issuer's JWT access tokens with the keys it publishes (``jwks_uri`` or discovery).
+def dpop_values(settings: SampleSettings, *, validator: Any = None) -> dict[str, Any]:
+    """These settings as the library's canonical settings: what Django's ``DPOP``, Flask's ``DPOP_*``
+    and :func:`dpop_middleware.settings.build_verifier` read (upper-case them for Django and Flask).
 
-    Building it does no I/O: the keys are fetched on the first request, then cached. The HTTP
-    clients are for tests (an in-process issuer) or for proxies and private CA bundles.
+    The library's builder chooses the token validator (keys at ``DPOP_JWKS_URI``, or found by RFC 8414
+    discovery from the issuer), builds the replay store from ``DPOP_REPLAY_STORE`` and the nonce
+    keyring from ``DPOP_NONCE_SECRET``. ``validator`` replaces the remote one (tests).
     """
-    from dpop_middleware.tokens.remote import RemoteJWKSValidator
-
-    return RemoteJWKSValidator(
-        issuer=settings.issuer,
-        audience=settings.audience,
-        jwks_uri=settings.jwks_uri,
-        http_client=http_client,
-        async_http_client=async_http_client,
-    )
-
-
-def replay_store(settings: SampleSettings) -> Any:
-    """The replay store for WSGI (sync) servers: memory, or Redis shared by every worker."""
-    if settings.replay_store == "memory":
-        return MemoryReplayStore(setting="DPOP_REPLAY_STORE")
-    from dpop_middleware.stores.redis import RedisReplayStore
-
-    return RedisReplayStore(settings.replay_store)
-
-
-def async_replay_store(settings: SampleSettings) -> Any:
-    """The replay store for ASGI (asyncio) servers: memory, or Redis through ``redis.asyncio``."""
-    if settings.replay_store == "memory":
-        return MemoryReplayStore(setting="DPOP_REPLAY_STORE")
-    from dpop_middleware.stores.redis import AsyncRedisReplayStore
-
-    return AsyncRedisReplayStore(settings.replay_store)
-
-
-def nonce_options(settings: SampleSettings) -> dict[str, Any]:
-    """``nonce_policy`` (and ``nonce_keyring`` when a shared secret is set) as verifier options."""
-    options: dict[str, Any] = {"nonce_policy": settings.nonce_policy}
+    values: dict[str, Any] = {"nonce_policy": settings.nonce_policy.value, "replay_store": settings.replay_store}
+    if validator is not None:
+        values["token_validator"] = validator
+    else:
+        values.update(issuer=settings.issuer, audience=settings.audience)
+        if settings.jwks_uri is not None:
+            values["jwks_uri"] = settings.jwks_uri
     if settings.nonce_secret is not None:
-        options["nonce_keyring"] = NonceKeyring({"sample": settings.nonce_secret})
-    return options
+        values["nonce_keyring"] = {"sample": settings.nonce_secret}
+    return values
+
+
+def build_verifier(settings: SampleSettings, *, validator: Any = None, asynchronous: bool) -> DPoPVerifier:
+    """The API's verifier, built by the library's own settings builder (``asynchronous``: an ASGI app)."""
+    values = read_settings(
+        dpop_values(settings, validator=validator), spell=environ_spell, accepted=BUILDER_NAMES | CONFIG_NAMES
+    )
+    return settings_builder(values, spell=environ_spell, asynchronous=asynchronous)
+
+
+def replay_store(settings: SampleSettings, *, asynchronous: bool = False) -> Any:
+    """The replay store ``DPOP_REPLAY_STORE`` names, built by the library's builder, whose errors (and
+    the memory store's refusal to serve several workers) then name the environment variable."""
+    values = read_settings({"replay_store": settings.replay_store}, spell=environ_spell, accepted={"replay_store"})
+    return build_replay_store(values, spell=environ_spell, asynchronous=asynchronous)
+
+
+def token_endpoint_options(settings: SampleSettings) -> dict[str, Any]:
+    """The issuer's token endpoint options (replay store, nonce policy and keyring), by the same builder."""
+    names = {"nonce_policy", "nonce_keyring"}
+    values = read_settings(
+        {k: v for k, v in dpop_values(settings).items() if k in names}, spell=environ_spell, accepted=names
+    )
+    store = replay_store(settings, asynchronous=True)
+    return {"replay_store": store, "nonce_policy": values["nonce_policy"], "nonce_keyring": values.get("nonce_keyring")}
 
 
 def identity(principal: DPoPPrincipal) -> dict[str, Any]:

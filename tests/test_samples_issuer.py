@@ -15,10 +15,8 @@ from sample_projects.common import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     SampleSettings,
-    async_replay_store,
-    nonce_options,
-    replay_store,
-    token_validator,
+    build_verifier,
+    token_endpoint_options,
 )
 from sample_projects.issuer import issuer_settings
 from sample_projects.issuer.inprocess import InProcessIssuer
@@ -82,24 +80,28 @@ def test_every_variable_is_read() -> None:
         host="0.0.0.0",
         port=8123,
     )
-    # Redis stores are built without connecting; the nonce keyring is shared through the secret.
-    assert isinstance(replay_store(settings), RedisReplayStore)
-    assert isinstance(async_replay_store(settings), AsyncRedisReplayStore)
-    options = nonce_options(settings)
-    assert options["nonce_policy"] is NoncePolicy.UNSAFE_METHODS
-    nonce = options["nonce_keyring"].issue(1000.0)
-    assert nonce_options(settings)["nonce_keyring"].check(nonce, 1000.0).valid  # another instance agrees
-    validator = token_validator(settings)
+    # The library's settings builder makes everything: Redis stores are built without connecting,
+    # the nonce keyring is shared through the secret, the keys come from DPOP_JWKS_URI.
+    sync_verifier = build_verifier(settings, asynchronous=False)
+    async_verifier = build_verifier(settings, asynchronous=True)
+    assert isinstance(sync_verifier.replay_store, RedisReplayStore)
+    assert isinstance(async_verifier.replay_store, AsyncRedisReplayStore)
+    assert isinstance(token_endpoint_options(settings)["replay_store"], AsyncRedisReplayStore)
+    assert sync_verifier.config.nonce_policy is NoncePolicy.UNSAFE_METHODS
+    nonce = sync_verifier.config.nonce_keyring.issue(1000.0)
+    assert async_verifier.config.nonce_keyring.check(nonce, 1000.0).valid  # another instance agrees
+    assert token_endpoint_options(settings)["nonce_keyring"].check(nonce, 1000.0).valid
+    validator = sync_verifier.token_validator
     assert validator.jwks_uri == "https://as.example.com/keys"
     assert validator.policy.issuer == "https://as.example.com/realms/demo"
 
 
 def test_memory_store_and_discovery_by_default() -> None:
     settings = SampleSettings.from_env({"DPOP_REPLAY_STORE": " memory "}, default_port=1)
-    assert isinstance(replay_store(settings), MemoryReplayStore)
-    assert isinstance(async_replay_store(settings), MemoryReplayStore)
-    assert "nonce_keyring" not in nonce_options(settings)
-    assert token_validator(settings).jwks_uri is None  # found by RFC 8414 discovery on first use
+    verifier = build_verifier(settings, asynchronous=True)
+    assert isinstance(verifier.replay_store, MemoryReplayStore)
+    assert verifier.config.nonce_keyring.generated and token_endpoint_options(settings)["nonce_keyring"] is None
+    assert verifier.token_validator.jwks_uri is None  # found by RFC 8414 discovery on first use
 
 
 @pytest.mark.parametrize(

@@ -28,11 +28,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import WebSocketRoute, websocket_session
 from starlette.websockets import WebSocket
 
-from dpop_middleware import DPoPPrincipal, DPoPVerifier
+from dpop_middleware import DPoPPrincipal
 from dpop_middleware.fastapi import DPoPBearer, DPoPHTTPException, dpop_exception_handler
 from dpop_middleware.starlette import DPoPMiddleware, get_principal
 
-from ..common import SampleSettings, async_replay_store, identity, nonce_options, token_validator
+from ..common import SampleSettings, build_verifier, identity
 
 __all__ = ["allowed_hosts_from_env", "cors_origins_from_env", "create_app"]
 
@@ -93,11 +93,7 @@ def create_app(
         allowed_hosts = allowed_hosts_from_env()
     if settings is None:
         settings = SampleSettings.from_env(default_port=8003)
-    verifier = DPoPVerifier(
-        validator if validator is not None else token_validator(settings),
-        replay_store=async_replay_store(settings),
-        **nonce_options(settings),
-    )
+    verifier = build_verifier(settings, validator=validator, asynchronous=True)
     # A pinned host: a proof captured on another API that accepts the same tokens, replayed here with
     # that API's Host, is refused (400) instead of matching the URL rebuilt from it.
     hosts = list(allowed_hosts)

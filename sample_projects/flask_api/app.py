@@ -16,7 +16,7 @@ from flask.typing import ResponseReturnValue
 
 from dpop_middleware.flask import DPoP
 
-from ..common import SampleSettings, identity, nonce_options, replay_store, token_validator
+from ..common import SampleSettings, dpop_values, identity, replay_store
 
 __all__ = ["create_app"]
 
@@ -27,11 +27,12 @@ def create_app(settings: SampleSettings | None = None, *, validator: Any = None)
         settings = SampleSettings.from_env(default_port=8002)
     app = Flask(__name__)
     app.config.update(
-        DPOP_TOKEN_VALIDATOR=validator if validator is not None else token_validator(settings),
-        DPOP_REPLAY_STORE=replay_store(settings),
+        **{f"DPOP_{name.upper()}": value for name, value in dpop_values(settings, validator=validator).items()},
+    )
+    app.config.update(
+        DPOP_REPLAY_STORE=replay_store(settings),  # its messages then name the environment variable
         DPOP_PUBLIC_URL=settings.public_url,
         DPOP_ENFORCE_ALL=True,
-        **{f"DPOP_{name.upper()}": value for name, value in nonce_options(settings).items()},
     )
     dpop = DPoP(app)
     notes: list[dict[str, Any]] = []

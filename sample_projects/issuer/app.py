@@ -41,7 +41,7 @@ from dpop_middleware.authorization_server import TokenEndpointVerifier
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.core.origin import ProxySettings
 
-from ..common import SampleSettings, async_replay_store, nonce_options
+from ..common import SampleSettings, token_endpoint_options
 from .demo_login import DemoLogin
 from .oauth import NO_STORE, oauth_error, read_form, send_rejection
 
@@ -274,9 +274,7 @@ def create_app(
         signing_key=signing_key or _signing_key(),
         clients={client.client_id: client for client in clients},
         token_endpoint=TokenEndpointVerifier(
-            f"{settings.issuer.rstrip('/')}/token",
-            replay_store=async_replay_store(settings),
-            **nonce_options(settings),
+            f"{settings.issuer.rstrip('/')}/token", **token_endpoint_options(settings)
         ),
         token_lifetime=lifetime,
         demo_login=login,

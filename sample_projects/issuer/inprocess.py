@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.tokens.remote import RemoteJWKSValidator
 
-from ..common import SampleSettings, token_validator
+from ..common import SampleSettings
 from .app import create_app, issuer_settings
 
 __all__ = ["InProcessIssuer"]
@@ -69,4 +69,10 @@ class InProcessIssuer:
     def validator(self, api_settings: SampleSettings) -> RemoteJWKSValidator:
         """The API's remote JWKS validator, fetching from this in-process issuer (sync and async)."""
         async_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app))
-        return token_validator(api_settings, http_client=self.http, async_http_client=async_client)
+        return RemoteJWKSValidator(
+            issuer=api_settings.issuer,
+            audience=api_settings.audience,
+            jwks_uri=api_settings.jwks_uri,
+            http_client=self.http,
+            async_http_client=async_client,
+        )
