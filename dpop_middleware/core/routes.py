@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import re
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -61,7 +60,9 @@ def scope_names(value: Iterable[str] | str | None, what: str = "scopes") -> tupl
     names: list[str] = []
     for item in value:
         if not isinstance(item, str):
-            raise TypeError(f"{what} must be a space-separated string or a list of strings, not a list holding {item!r}")
+            raise TypeError(
+                f"{what} must be a space-separated string or a list of strings, not a list holding {item!r}"
+            )
         names.extend(item.split())
     return tuple(dict.fromkeys(names))
 
@@ -124,14 +125,15 @@ class Route:
 
     mode: RouteMode
     scopes: tuple[str, ...] = ()
+    # Derived once, read on every request: slots, not properties.
+    required: bool = field(init=False, repr=False, compare=False)
+    exempt: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def required(self) -> bool:
-        return self.mode == "required"
-
-    @property
-    def exempt(self) -> bool:
-        return self.mode == "exempt"
+    def __post_init__(self) -> None:
+        if self.mode not in _STRICTNESS:
+            raise ValueError(f"a route's mode is one of {', '.join(map(repr, MODES))}, not {self.mode!r}")
+        object.__setattr__(self, "required", self.mode == "required")
+        object.__setattr__(self, "exempt", self.mode == "exempt")
 
 
 @dataclass(frozen=True)
@@ -174,26 +176,10 @@ class RoutePolicy:
         required_path_patterns: Iterable[str | re.Pattern[str]] = (),
         optional_path_patterns: Iterable[str | re.Pattern[str]] = (),
         exempt_path_patterns: Iterable[str | re.Pattern[str]] = (),
-        required: bool | None = None,
     ) -> RoutePolicy:
-        """Check and normalize the rules; ``ValueError``/``TypeError`` name the faulty one.
-
-        ``required`` is the former spelling of ``default`` (``True``: ``"required"``, ``False``:
-        ``"optional"``), deprecated.
-        """
-        if required is not None:
-            warnings.warn(
-                "required=True/False is deprecated: pass default='required' or default='optional'",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            if default is None:
-                default = "required" if required else "optional"
-        mode = "required" if default is None else default
-        if mode not in _STRICTNESS:
-            raise ValueError(f"default must be one of {', '.join(map(repr, MODES))}, not {default!r}")
+        """Check and normalize the rules; ``ValueError``/``TypeError`` name the faulty one."""
         return cls(
-            default=cast("RouteMode", mode),
+            default=cast("RouteMode", "required" if default is None else default),  # checked by __post_init__
             required_paths=tuple(_prefix(p, "required_paths") for p in _listed(required_paths)),
             optional_paths=tuple(_prefix(p, "optional_paths") for p in _listed(optional_paths)),
             exempt_paths=tuple(_prefix(p, "exempt_paths") for p in _listed(exempt_paths)),
@@ -201,8 +187,12 @@ class RoutePolicy:
                 (_prefix(path, "path_scopes"), scope_names(value, f"path_scopes[{path!r}]"))
                 for path, value in (path_scopes or {}).items()
             ),
-            required_path_patterns=tuple(_pattern(p, "required_path_patterns") for p in _listed(required_path_patterns)),
-            optional_path_patterns=tuple(_pattern(p, "optional_path_patterns") for p in _listed(optional_path_patterns)),
+            required_path_patterns=tuple(
+                _pattern(p, "required_path_patterns") for p in _listed(required_path_patterns)
+            ),
+            optional_path_patterns=tuple(
+                _pattern(p, "optional_path_patterns") for p in _listed(optional_path_patterns)
+            ),
             exempt_path_patterns=tuple(_pattern(p, "exempt_path_patterns") for p in _listed(exempt_path_patterns)),
         )
 

@@ -231,17 +231,20 @@ def _legacy_path_checks(cfg: Mapping[str, Any]) -> list[CheckMessage]:
     """W007: regexes in the ``*_PATHS`` settings, still read as regexes for one release."""
     names = ("required_paths", "optional_paths", "exempt_paths")
     values = {name: SETTINGS[name].coerce(cfg[name.upper()]) for name in names if cfg.get(name.upper()) is not None}
-    return [
-        Warning(
-            f"{spell(name)} holds regular expressions ({', '.join(repr(getattr(r, 'pattern', r)) for r in found[:3])}): "
-            "this setting now takes path prefixes matched by whole segments ('/health' covers '/health/db', "
-            "not '/healthz'); regexes are still read as before for one release.",
-            hint=f"Move them to {spell(name.replace('_paths', '_path_patterns'))}, where a regex must match the "
-            "whole path (add '.*' to keep a prefix match), or write them as plain paths.",
-            id="dpop_middleware.W007",
+    messages: list[CheckMessage] = []
+    for name, found in legacy_regexes(values).items():
+        shown = ", ".join(repr(getattr(regex, "pattern", regex)) for regex in found[:3])
+        messages.append(
+            Warning(
+                f"{spell(name)} holds regular expressions ({shown}): this setting now takes path prefixes "
+                "matched by whole segments ('/health' covers '/health/db', not '/healthz'); regexes are still "
+                "read as before for one release.",
+                hint=f"Move them to {spell(name.replace('_paths', '_path_patterns'))}, where a regex must match "
+                "the whole path (add '.*' to keep a prefix match), or write them as plain paths.",
+                id="dpop_middleware.W007",
+            )
         )
-        for name, found in legacy_regexes(values).items()
-    ]
+    return messages
 
 
 # Registered imperatively: Django's ``register`` decorator is untyped.
