@@ -91,8 +91,8 @@ def _split_mount(scope: Scope) -> tuple[str, str]:
 
 
 def route_path(scope: Scope) -> str:
-    """The decoded path below the mount point, as the router sees it, for path rules
-    (:class:`dpop_middleware.core.paths.PathRules`, which also consider its dot-segment-free form)."""
+    """The decoded path below the mount point, as the router sees it, for the route policy
+    (:class:`dpop_middleware.core.routes.RoutePolicy`, which also weighs its dot-segment-free form)."""
     try:
         return _scope_paths(scope)[0]
     except UnicodeError:  # a path that cannot be percent-encoded: request_info refuses it later (400)

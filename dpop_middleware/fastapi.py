@@ -50,19 +50,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from fastapi import HTTPException, Request, Response
 from fastapi.openapi.models import HTTPBase as HTTPBaseModel
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 
+from .adapter_options import proxy_settings
 from .asgi import PRINCIPAL_KEY, REQUEST_INFO_KEY, VERIFIER_KEY, authenticate_scope
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
-from .core.origin import ProxySettings
 from .core.request import RequestInfo
+from .core.routes import scope_names
 from .starlette import DPoPHTTPError, _folded, app_debug, configured, error_response
 from .verifier import DPoPVerifier
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .adapter_options import ProxyOptions
 
 __all__ = ["DPoPBearer", "DPoPHTTPException", "dpop_exception_handler"]
 
@@ -107,20 +114,17 @@ class DPoPBearer(SecurityBase):
         self,
         verifier: DPoPVerifier,
         *,
-        scopes: Iterable[str] = (),
+        scopes: Iterable[str] | str = (),
         auto_error: bool = True,
         scheme_name: str | None = None,
         description: str | None = None,
-        trusted_proxies: Iterable[str] | str | None = None,
-        public_url: str | None = None,
-        trusted_headers: Iterable[str] | str | None = None,
-        allowed_hosts: Iterable[str] | str | None = None,
         debug: bool | None = None,
+        **proxies: Unpack[ProxyOptions],
     ) -> None:
-        self._proxies = ProxySettings.create(trusted_proxies, public_url, trusted_headers, allowed_hosts)
+        self._proxies = proxy_settings("DPoPBearer", proxies)
         self._debug = debug
         self.verifier = configured(verifier, "DPoPBearer", self._proxies, debug)
-        self.scopes = tuple(scopes)
+        self.scopes = scope_names(scopes, "DPoPBearer(scopes=...)")
         self.auto_error = auto_error
         self.model = HTTPBaseModel(
             scheme="DPoP",

@@ -11,8 +11,9 @@
         return {"sub": current_dpop.subject}
 
 :meth:`DPoP.init_app` reads and type-checks every ``DPOP_*`` key (through
-:mod:`dpop_middleware.settings`) and installs one ``before_request`` hook that verifies requests
-for decorated views (every view under ``DPOP_ENFORCE_ALL``). ``@dpop.required``/``@dpop.optional``
+:mod:`dpop_middleware.settings`) and installs one ``before_request`` hook that verifies every
+request by the route policy (docs/routes.md): a view's decorator, else the path rules
+(``DPOP_EXEMPT_PATHS``...), else ``DPOP_DEFAULT`` (``required``). ``@dpop.required``/``@dpop.optional``
 also guard the view itself: a request the hook did not check (the extension not registered on the
 app serving the view) is refused with 503, never served. The user guide, with every setting, is
 ``docs/flask.md``.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -35,8 +37,9 @@ from werkzeug.utils import import_string
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.origin import ProxySettings
-from .core.paths import PathRules
 from .core.request import is_cors_preflight_environ
+from .core.routes import Route, RoutePolicy, scope_names
+from .route_settings import build_route_policy
 from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
 from .verifier import DPoPVerifier, unverified_rejection
 from .wsgi import authenticate_environ
@@ -57,7 +60,6 @@ _ADAPTER_DEFAULTS: dict[str, Any] = {
     "DPOP_TRUSTED_HEADERS": None,
     "DPOP_PUBLIC_URL": None,
     "DPOP_ALLOWED_HOSTS": None,
-    "DPOP_ENFORCE_ALL": False,
     "DPOP_EXEMPT_PATHS": (),
 }
 _VERIFIER_NAMES = CONFIG_NAMES | BUILDER_NAMES
@@ -80,40 +82,21 @@ current_dpop: LocalProxy[DPoPPrincipal | None] = LocalProxy(_current_principal)
 
 
 @dataclass(frozen=True)
-class _ViewPolicy:
-    required: bool
-    exempt: bool = False
-    scopes: tuple[str, ...] = ()
-
-    @property
-    def decorator(self) -> str:
-        return "exempt" if self.exempt else "required" if self.required else "optional"
-
-
-_ENFORCED = _ViewPolicy(required=True)  # DPOP_ENFORCE_ALL on a view without its own decorator
-
-
-@dataclass(frozen=True)
 class _AppState:
     verifier: DPoPVerifier
     proxy_settings: ProxySettings
-    enforce_all: bool
-    path_rules: PathRules
-
-
-def _scope_tuple(scopes: Iterable[str] | str) -> tuple[str, ...]:
-    return tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
+    routes: RoutePolicy
 
 
 # -- the guard: a decorated view never runs for a request our hook did not check ------------------
 
 
-def _unchecked_response(view_name: str, policy: _ViewPolicy) -> Response:
+def _unchecked_response(view_name: str, policy: Route) -> Response:
     """503 for a request that reached a decorated view without our hook: the extension is not on this app."""
     app_name = current_app.name if has_app_context() else "<no app>"
     rejection = unverified_rejection(
         "extension_not_registered",
-        f"view {view_name} is decorated with @dpop.{policy.decorator}, but the DPoP extension is not registered "
+        f"view {view_name} is decorated with @dpop.{policy.mode}, but the DPoP extension is not registered "
         f"on the app serving it ({app_name}), so nothing verified this request: call DPoP.init_app(app) "
         "(or DPoP(app)) on that app",
     )
@@ -128,7 +111,7 @@ def _checked() -> bool:
     return has_request_context() and g.get(_CHECKED_ATTR) is True
 
 
-def _guard(view: Callable[..., Any], policy: _ViewPolicy) -> Callable[..., Any]:
+def _guard(view: Callable[..., Any], policy: Route) -> Callable[..., Any]:
     """``view`` wrapped so that it runs only for a request our ``before_request`` hook dealt with.
 
     Which policy applies stays the hook's decision (the most specific mark wins, see
@@ -155,7 +138,7 @@ def _guard(view: Callable[..., Any], policy: _ViewPolicy) -> Callable[..., Any]:
     return guarded
 
 
-def _mark(view: F, policy: _ViewPolicy) -> F:
+def _mark(view: F, policy: Route) -> F:
     if isinstance(view, str) or not callable(view):
         raise TypeError("decorate a view function; pass scopes by keyword: @dpop.required(scopes=[...])")
     if policy.exempt:
@@ -237,20 +220,26 @@ def _proxy_settings(app: Flask, values: Mapping[str, Any]) -> ProxySettings:
     )
 
 
-def _path_rules(values: Mapping[str, Any]) -> PathRules:
-    paths = values.get("exempt_paths", ())
-    wrong = [path for path in paths if not isinstance(path, str) or not path.startswith("/")]
-    if wrong:
-        raise SettingsError(
-            _spell("exempt_paths"),
-            f"must be a list of paths starting with '/' (matched by whole segments, not as regular "
-            f"expressions), not {wrong[0]!r}",
-            name="exempt_paths",
+def _routes(app: Flask, values: dict[str, Any]) -> RoutePolicy:
+    """The app's route policy; ``DPOP_ENFORCE_ALL``, its former switch, still read (deprecated)."""
+    if "enforce_all" in values:
+        enforce_all = values.pop("enforce_all")
+        if "default" in values:
+            raise SettingsError(
+                _spell("enforce_all"), f"is deprecated and clashes with {_spell('default')}: keep only the latter"
+            )
+        # False meant "decorated views only": every other route left alone, as DPOP_DEFAULT = "exempt".
+        replacement = "'required' (the default: remove it)" if enforce_all else "'exempt'"
+        warnings.warn(
+            f"{_spell('enforce_all')} is deprecated: every route now needs DPoP unless a decorator or a path "
+            f"rule says otherwise; set {_spell('default')} = {replacement}",
+            DeprecationWarning,
+            stacklevel=4,
         )
-    try:
-        return PathRules.create(exempt_paths=paths)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(_spell("exempt_paths"), f"is not usable: {exc}", name="exempt_paths") from None
+        values["default"] = "required" if enforce_all else "exempt"
+    else:
+        app.config.setdefault(_spell("default"), values.setdefault("default", "required"))
+    return build_route_policy(values, spell=_spell)
 
 
 def _flask_response(rejection: ErrorResponse) -> Response:
@@ -288,12 +277,7 @@ class DPoP:
             debug=bool(values.get("debug", app.debug)), names="DPOP_PUBLIC_URL or DPOP_ALLOWED_HOSTS"
         )
         first_time = EXTENSION_KEY not in app.extensions
-        app.extensions[EXTENSION_KEY] = _AppState(
-            verifier=built,
-            proxy_settings=proxy_settings,
-            enforce_all=bool(values.get("enforce_all", False)),
-            path_rules=_path_rules(values),
-        )
+        app.extensions[EXTENSION_KEY] = _AppState(built, proxy_settings, _routes(app, values))
         if first_time:  # calling init_app again reconfigures; it must not verify each request twice
             app.before_request(_before_request)
 
@@ -315,18 +299,18 @@ class DPoP:
 
         Use bare (``@dpop.required``) or called (``@dpop.required(scopes=["write"])``).
         """
-        policy = _ViewPolicy(required=True, scopes=_scope_tuple(scopes))
+        policy = Route("required", scope_names(scopes, "dpop.required(scopes=...)"))
         if view is not None:
             return _mark(view, policy)
         return lambda fn: _mark(fn, policy)
 
     def optional(self, view: F) -> F:
         """Anonymous requests pass (``g.dpop`` is ``None``); sent credentials must still be valid."""
-        return _mark(view, _ViewPolicy(required=False))
+        return _mark(view, Route("optional"))
 
     def exempt(self, view: F) -> F:
-        """Never check this view, even under ``DPOP_ENFORCE_ALL``."""
-        return _mark(view, _ViewPolicy(required=False, exempt=True))
+        """Never check this view, whatever the path rules and ``DPOP_DEFAULT`` say."""
+        return _mark(view, Route("exempt"))
 
 
 def _state(app: Flask | None = None) -> _AppState:
@@ -336,9 +320,9 @@ def _state(app: Flask | None = None) -> _AppState:
     return state
 
 
-def _marked(target: object) -> _ViewPolicy | None:
+def _marked(target: object) -> Route | None:
     policy = getattr(target, _POLICY_ATTR, None)
-    return policy if isinstance(policy, _ViewPolicy) else None
+    return policy if isinstance(policy, Route) else None
 
 
 def _view_marks(view: object, method: str) -> Iterable[object]:
@@ -360,38 +344,26 @@ def _view_marks(view: object, method: str) -> Iterable[object]:
     yield view_class
 
 
-_UNMARKED = _ViewPolicy(required=False)  # memo value: the view carries no decorator of ours
-_MARKS_MEMO: dict[tuple[object, str], _ViewPolicy] = {}
-_MARKS_MEMO_SIZE = 4096
-
-
-def _view_policy(view: object, method: str) -> _ViewPolicy:
-    """The decorator's policy for ``view`` under ``method`` (or ``_UNMARKED``), memoized.
+@functools.lru_cache(maxsize=4096)
+def _view_policy(view: object, method: str) -> Route | None:
+    """The decorator's policy for ``view`` under ``method``, memoized.
 
     Decorators run when views are defined, so the answer for a view object never changes; looking
     it up through the class-based-view chain on every request cost microseconds.
     """
-    key = (view, method)
-    policy = _MARKS_MEMO.get(key)
-    if policy is None:
-        policy = next((p for p in map(_marked, _view_marks(view, method)) if p is not None), _UNMARKED)
-        if len(_MARKS_MEMO) >= _MARKS_MEMO_SIZE:
-            _MARKS_MEMO.clear()
-        _MARKS_MEMO[key] = policy
-    return policy
+    return next((p for p in map(_marked, _view_marks(view, method)) if p is not None), None)
 
 
-def _policy(state: _AppState, app: Flask, req: Request) -> _ViewPolicy | None:
+def _policy(state: _AppState, app: Flask, req: Request) -> Route:
+    """The view's decorator, else the route policy for the path (its rules, else ``DPOP_DEFAULT``)."""
     endpoint = req.endpoint
     view = app.view_functions.get(endpoint) if endpoint else None
     if view is not None:
         policy = _view_policy(view, req.method)
-        if policy is not _UNMARKED:
+        if policy is not None:
             return policy
-    # The literal decoded path, as Flask routes it; PathRules also weighs its normalized form.
-    if state.enforce_all and not state.path_rules.decide(req.path)[0]:
-        return _ENFORCED
-    return None
+    # The literal decoded path, as Flask routes it; the route policy also weighs its normalized form.
+    return state.routes.decide(req.path)
 
 
 def _before_request() -> Response | None:
@@ -403,7 +375,7 @@ def _before_request() -> Response | None:
     setattr(request_g, _CHECKED_ATTR, True)
     state = _state(app)
     policy = _policy(state, app, req)
-    if policy is None or policy.exempt:
+    if policy.exempt:
         return None
     # A CORS preflight never carries credentials, so it is not challenged; but the view must not run
     # for it either: Flask's own OPTIONS answer (flask-cors adds its headers to it after the request).

@@ -24,6 +24,7 @@ from .core.config import Mode, VerifierConfig
 from .core.keys import ALGORITHMS
 from .core.nonce import NonceKeyring, NoncePolicy
 from .core.origin import FORWARDING_HEADERS
+from .core.routes import MODES, scope_names
 from .stores.memory import MemoryReplayStore
 from .tokens.jwt import JWTAccessTokenValidator
 from .verifier import DPoPVerifier
@@ -35,6 +36,7 @@ __all__ = [
     "SETTINGS",
     "Setting",
     "MissingValidatorError",
+    "ROUTE_NAMES",
     "SettingsError",
     "build_replay_store",
     "build_verifier",
@@ -193,15 +195,46 @@ def _networks(value: object) -> tuple[str, ...]:
     return items
 
 
-def _path_patterns(value: object) -> tuple[str | re.Pattern[str], ...]:
-    """Paths or regular expressions (the Django adapter reads them as regexes, Flask as path prefixes)."""
+def _paths(value: object) -> tuple[str | re.Pattern[str], ...]:
+    """Path prefixes (``/health``); :mod:`dpop_middleware.route_settings` checks each one.
+
+    Compiled patterns pass here only so that Django's deprecated regex spelling still loads.
+    """
     if isinstance(value, re.Pattern):
         return (value,)
-    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(i, re.Pattern) for i in value):
-        return tuple(value)
     if isinstance(value, (list, tuple)) and all(isinstance(i, (str, re.Pattern)) for i in value):
+        return tuple(i.strip() if isinstance(i, str) else i for i in value if not isinstance(i, str) or i.strip())
+    return _strings(value, "paths starting with '/'")
+
+
+def _regexes(value: object) -> tuple[str | re.Pattern[str], ...]:
+    """Regular expressions, each matched against the whole path (never split: a regex may hold spaces)."""
+    if isinstance(value, (str, re.Pattern)):
+        value = [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(i, (str, re.Pattern)) for i in value):
+        for item in value:
+            try:
+                re.compile(item)
+            except (re.error, TypeError) as exc:
+                raise _Invalid(f"a list of regular expressions ({item!r} is not one: {exc})") from None
         return tuple(value)
-    return _strings(value, "paths")
+    raise _Invalid("a list of regular expressions, each matched against the whole path")
+
+
+def _path_scopes(value: object) -> dict[str, tuple[str, ...]]:
+    """``{path: scopes}``, scopes as a space-separated string or a list (or that mapping as JSON text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    expected = "a dict {path: scopes (a space-separated string or a list of strings)}, or its JSON text"
+    if not isinstance(value, Mapping) or not all(isinstance(path, str) for path in value):
+        raise _Invalid(expected)
+    try:
+        return {path: scope_names(scopes, f"the scopes of {path!r}") for path, scopes in value.items()}
+    except TypeError as exc:
+        raise _Invalid(f"{expected}; {exc}") from None
 
 
 def _audience(value: object) -> str | tuple[str, ...]:
@@ -277,9 +310,9 @@ def _one_of(value: object, choices: tuple[str, ...]) -> str:
 
 
 def _policy(value: object) -> str:
-    if isinstance(value, str) and value.strip().lower() in ("required", "optional", "exempt"):
+    if isinstance(value, str) and value.strip().lower() in MODES:
         return value.strip().lower()
-    raise _Invalid("one of 'required', 'optional', 'exempt'")
+    raise _Invalid(f"one of {', '.join(map(repr, MODES))}")
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -334,16 +367,21 @@ _TABLE = (
     Setting("trusted_headers", _choices(FORWARDING_HEADERS, "forwarding header names", fold_case=True), ""),
     Setting("public_url", _url, "the public base URL, overriding Host and forwarded headers"),
     Setting("allowed_hosts", lambda v: _strings(v, "host names"), "hosts this API answers for"),
-    Setting("exempt_paths", _path_patterns, "paths left alone"),
+    # route policy (dpop_middleware.route_settings), the same in every adapter
+    Setting("default", _policy, "mode of a route no decorator or rule names"),
+    Setting("required_paths", _paths, "path prefixes that require DPoP"),
+    Setting("optional_paths", _paths, "path prefixes where DPoP is optional"),
+    Setting("exempt_paths", _paths, "path prefixes never checked"),
+    Setting("path_scopes", _path_scopes, "scopes required below a path prefix"),
+    Setting("required_path_patterns", _regexes, "regexes (whole path) that require DPoP"),
+    Setting("optional_path_patterns", _regexes, "regexes (whole path) where DPoP is optional"),
+    Setting("exempt_path_patterns", _regexes, "regexes (whole path) never checked"),
     # Django only
-    Setting("default", _policy, "policy of a route no rule names"),
-    Setting("required_paths", _path_patterns, "paths that require DPoP"),
-    Setting("optional_paths", _path_patterns, "paths where DPoP is optional"),
     Setting("replay_cache_alias", _text, "the Django cache of the 'django-cache' store"),
     Setting("replay_key_prefix", _text, "key prefix in that cache"),
     Setting("drf_user", _object_or_path, "principal -> user for DRF"),
     # Flask only
-    Setting("enforce_all", _boolean, "require DPoP on every view without a decorator"),
+    Setting("enforce_all", _boolean, "deprecated: DPOP_DEFAULT ('required', or 'exempt' for False)"),
 )
 
 #: Every known setting by canonical name.
@@ -367,8 +405,21 @@ VALIDATOR_NAMES = frozenset(
 )
 #: The names :func:`build_verifier` reads besides the config's.
 BUILDER_NAMES = VALIDATOR_NAMES | {"verifier", "replay_store", "allow_per_process_store", "on_outcome"}
+#: The route-policy names (:class:`~dpop_middleware.core.routes.RoutePolicy`), the same in every adapter.
+ROUTE_NAMES = frozenset(
+    {
+        "default",
+        "required_paths",
+        "optional_paths",
+        "exempt_paths",
+        "path_scopes",
+        "required_path_patterns",
+        "optional_path_patterns",
+        "exempt_path_patterns",
+    }
+)
 #: Names every adapter accepts for the request's URL and route policy.
-ADAPTER_NAMES = frozenset({"trusted_proxies", "trusted_headers", "public_url", "allowed_hosts", "exempt_paths"})
+ADAPTER_NAMES = frozenset({"trusted_proxies", "trusted_headers", "public_url", "allowed_hosts"}) | ROUTE_NAMES
 
 
 def read_settings(raw: Mapping[str, Any], *, spell: Spell, accepted: Collection[str]) -> dict[str, Any]:

@@ -60,10 +60,12 @@ peer we see is the original client, not the proxy, so our forwarded-header trust
 with ``--no-proxy-headers`` and list the proxies (and the headers they set) here, or keep
 uvicorn's and have the proxy pass the public ``Host`` through, or set ``public_url``.
 
-Path rules see the decoded path below the mount point exactly as the router matches it; a path
-with dot segments (``/admin/../public``, also sent as ``%2E%2E``) must satisfy a relaxing rule
-(exempt, optional) both literally and normalized, and gets the scopes of either reading
-(:class:`~dpop_middleware.core.paths.PathRules`).
+Route policy (docs/routes.md): ``default``, ``required_paths``/``optional_paths``/``exempt_paths``,
+their ``*_path_patterns`` and ``path_scopes``, as in every adapter
+(:class:`~dpop_middleware.core.routes.RoutePolicy`). Rules see the decoded path below the mount
+point exactly as the router matches it; a path with dot segments (``/admin/../public``, also sent as
+``%2E%2E``) must satisfy a relaxing rule (exempt, optional) both literally and normalized, and gets
+the scopes of either reading.
 """
 
 from __future__ import annotations
@@ -71,9 +73,9 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, BaseUser
@@ -83,6 +85,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.websockets import WebSocket
 
+from .adapter_options import build_options
 from .asgi import (
     PRINCIPAL_KEY,
     REQUEST_INFO_KEY,
@@ -105,9 +108,14 @@ from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.errors import AuthenticationRequired
 from .core.origin import ProxySettings
-from .core.paths import PathRules
 from .core.request import RequestInfo
+from .core.routes import RoutePolicy, scope_names
 from .verifier import AuthResult, DPoPVerifier
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .adapter_options import AdapterOptions
 
 __all__ = [
     "DPoPAuthBackend",
@@ -158,30 +166,16 @@ def configured(verifier: object, owner: str, proxies: ProxySettings, debug: bool
 
 @dataclass(frozen=True)
 class _Policy:
-    """Everything an ASGI adapter precomputes: path rules and proxy settings."""
+    """Everything an ASGI adapter precomputes: route policy, proxy settings, and ``debug``."""
 
-    rules: PathRules
+    rules: RoutePolicy
     proxies: ProxySettings
     debug: bool | None = None
 
     @classmethod
-    def create(
-        cls,
-        *,
-        required: bool,
-        exempt_paths: Iterable[str],
-        optional_paths: Iterable[str],
-        path_scopes: Mapping[str, Iterable[str] | str] | None,
-        trusted_proxies: Iterable[str] | str | None,
-        public_url: str | None,
-        trusted_headers: Iterable[str] | str | None,
-        allowed_hosts: Iterable[str] | str | None,
-        debug: bool | None,
-    ) -> _Policy:
-        rules = PathRules.create(
-            required=required, exempt_paths=exempt_paths, optional_paths=optional_paths, path_scopes=path_scopes
-        )
-        return cls(rules, ProxySettings.create(trusted_proxies, public_url, trusted_headers, allowed_hosts), debug)
+    def create(cls, owner: str, debug: bool | None, options: AdapterOptions) -> _Policy:
+        proxies, rules = build_options(owner, options)
+        return cls(rules, proxies, debug)
 
 
 async def _authenticate(verifier: DPoPVerifier, policy: _Policy, scope: Scope) -> AuthResult | None:
@@ -193,25 +187,28 @@ async def _authenticate(verifier: DPoPVerifier, policy: _Policy, scope: Scope) -
         # can answer it; it carries no principal, so an endpoint taking OPTIONS gains nothing.
         scope[PRINCIPAL_KEY] = None
         return None
-    # The literal path, as the router sees it: PathRules weighs both readings.
-    exempt, required, scopes = policy.rules.decide(route_path(scope))
-    if exempt:
+    # The literal path, as the router sees it: the route policy weighs both readings.
+    route = policy.rules.decide(route_path(scope))
+    if route.exempt:
         scope[PRINCIPAL_KEY] = None
         scope[_EXEMPT_KEY] = True
         return None
     return await authenticate_scope(
-        verifier, scope, policy.proxies, required=required, scopes=scopes, debug=app_debug(scope, policy.debug)
-    )
+        verifier, scope, policy.proxies, required=route.required, scopes=route.scopes,
+        debug=app_debug(scope, policy.debug),
+    )  # fmt: skip
 
 
 class DPoPMiddleware:
     """Pure ASGI middleware: verify every HTTP request and WebSocket upgrade, or answer the challenge.
 
-    ``required``: whether paths without a rule need credentials. ``exempt_paths`` are never checked
-    (health checks); ``optional_paths`` admit anonymous requests but still reject bad credentials;
-    ``path_scopes`` maps a path to the scopes it needs. Rules are those of the WSGI adapter
-    (:class:`dpop_middleware.core.paths.PathRules`): a rule covers its path and everything below it, by
-    whole segments, matched against the decoded path below the mount point. ``trusted_proxies``,
+    Route policy as in every adapter (docs/routes.md): ``default`` (``"required"``) for paths no rule
+    names; ``exempt_paths`` are never checked (health checks); ``optional_paths`` admit anonymous
+    requests but still reject bad credentials; ``required_paths`` need credentials whatever the
+    default; ``path_scopes`` maps a path to the scopes it needs. A rule covers its path and everything
+    below it, by whole segments (the ``*_path_patterns`` variants take regexes matching the whole
+    path), matched against the decoded path below the mount point; the strictest rule wins.
+    ``required=True/False`` is the deprecated spelling of ``default``. ``trusted_proxies``,
     ``trusted_headers``, ``public_url``, ``allowed_hosts`` and ``debug``: see the module docstring.
     CORS preflights go on anonymous; lifespan and any other non-HTTP scope pass through untouched.
     ``verifier`` must be a :class:`~dpop_middleware.verifier.DPoPVerifier` (``TypeError`` otherwise).
@@ -222,28 +219,11 @@ class DPoPMiddleware:
         app: ASGIApp,
         *,
         verifier: DPoPVerifier,
-        required: bool = True,
-        exempt_paths: Iterable[str] = (),
-        optional_paths: Iterable[str] = (),
-        path_scopes: Mapping[str, Iterable[str] | str] | None = None,
-        trusted_proxies: Iterable[str] | str | None = None,
-        public_url: str | None = None,
-        trusted_headers: Iterable[str] | str | None = None,
-        allowed_hosts: Iterable[str] | str | None = None,
         debug: bool | None = None,
+        **options: Unpack[AdapterOptions],
     ) -> None:
         self.app = app
-        self._policy = _Policy.create(
-            required=required,
-            exempt_paths=exempt_paths,
-            optional_paths=optional_paths,
-            path_scopes=path_scopes,
-            trusted_proxies=trusted_proxies,
-            public_url=public_url,
-            trusted_headers=trusted_headers,
-            allowed_hosts=allowed_hosts,
-            debug=debug,
-        )
+        self._policy = _Policy.create("DPoPMiddleware", debug, options)
         self.verifier = configured(verifier, "DPoPMiddleware(verifier=...)", self._policy.proxies, debug)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -365,7 +345,7 @@ def requires_scopes(*scopes: str) -> Callable[[F], F]:
     :class:`DPoPAuthBackend`. An anonymous request on an optional path
     gets the same 403: it holds no scope.
     """
-    needed = tuple(scopes)
+    needed = scope_names(scopes, "requires_scopes(...)")
 
     def decorator(func: F) -> F:
         if inspect.iscoroutinefunction(func):
@@ -436,27 +416,10 @@ class DPoPAuthBackend(AuthenticationBackend):
         self,
         verifier: DPoPVerifier,
         *,
-        required: bool = True,
-        exempt_paths: Iterable[str] = (),
-        optional_paths: Iterable[str] = (),
-        path_scopes: Mapping[str, Iterable[str] | str] | None = None,
-        trusted_proxies: Iterable[str] | str | None = None,
-        public_url: str | None = None,
-        trusted_headers: Iterable[str] | str | None = None,
-        allowed_hosts: Iterable[str] | str | None = None,
         debug: bool | None = None,
+        **options: Unpack[AdapterOptions],
     ) -> None:
-        self._policy = _Policy.create(
-            required=required,
-            exempt_paths=exempt_paths,
-            optional_paths=optional_paths,
-            path_scopes=path_scopes,
-            trusted_proxies=trusted_proxies,
-            public_url=public_url,
-            trusted_headers=trusted_headers,
-            allowed_hosts=allowed_hosts,
-            debug=debug,
-        )
+        self._policy = _Policy.create("DPoPAuthBackend", debug, options)
         self.verifier = configured(verifier, "DPoPAuthBackend", self._policy.proxies, debug)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:

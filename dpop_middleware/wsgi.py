@@ -55,16 +55,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
+from .adapter_options import build_options
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
 from .core.origin import ProxySettings, forwarding_from_environ, rebuild_url
-from .core.paths import PathRules
 from .core.request import RequestInfo, credential_headers_from_environ, is_cors_answer, is_cors_preflight_environ
 from .verifier import AuthResult, DPoPVerifier
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from typing_extensions import Unpack
+
+    from .adapter_options import AdapterOptions
 
 __all__ = [
     "DPoPWSGIMiddleware",
@@ -244,12 +247,14 @@ def wsgi_rejection(rejection: ErrorResponse, start_response: StartResponse) -> l
 class DPoPWSGIMiddleware:
     """WSGI middleware that admits only requests the :class:`DPoPVerifier` accepts.
 
-    ``required``: whether paths without a rule need credentials (``False``: anonymous requests pass
-    with ``environ["dpop"] = None`` and the app decides). ``exempt_paths`` are never checked,
-    ``optional_paths`` accept anonymous requests, ``path_scopes`` maps a path to the scopes it needs
-    (a space-separated string or a list). Paths are matched by whole segments against ``PATH_INFO``
-    as the app routes it (literally; a path with dot segments must satisfy a rule read literally
-    and normalized, see :class:`~dpop_middleware.core.paths.PathRules`).
+    Route policy (docs/routes.md, :class:`~dpop_middleware.core.routes.RoutePolicy`): ``default``
+    (``"required"``, ``"optional"``: anonymous requests pass with ``environ["dpop"] = None``, or
+    ``"exempt"``) for paths no rule names; ``required_paths``, ``optional_paths``, ``exempt_paths``
+    (prefixes by whole segments) and their ``*_path_patterns`` (regexes, whole path); ``path_scopes``
+    maps a path to the scopes it needs (a space-separated string or a list). Paths are matched
+    against ``PATH_INFO`` as the app routes it (a path with dot segments must satisfy a relaxing
+    rule read literally and normalized). ``required=True/False`` is the deprecated spelling of
+    ``default``.
     ``trusted_proxies`` (addresses or CIDR blocks), ``trusted_headers`` (which forwarding headers
     to believe from them) and ``public_url`` say how to rebuild the public URL behind proxies (see
     the module docstring). ``allowed_hosts`` (Django's ``ALLOWED_HOSTS`` syntax: ``"api.example.com"``,
@@ -262,38 +267,24 @@ class DPoPWSGIMiddleware:
     have been refused) and any fresh ``DPoP-Nonce`` is added to the app's response headers.
     """
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        verifier: DPoPVerifier,
-        *,
-        required: bool = True,
-        exempt_paths: Iterable[str] = (),
-        optional_paths: Iterable[str] = (),
-        path_scopes: Mapping[str, Iterable[str] | str] | None = None,
-        trusted_proxies: Iterable[str] | str | None = None,
-        public_url: str | None = None,
-        trusted_headers: Iterable[str] | str | None = None,
-        allowed_hosts: Iterable[str] | str | None = None,
-    ) -> None:
+    def __init__(self, app: WSGIApplication, verifier: DPoPVerifier, **options: Unpack[AdapterOptions]) -> None:
         self.app = app
         self.verifier = verifier
-        self.rules = PathRules.create(
-            required=required, exempt_paths=exempt_paths, optional_paths=optional_paths, path_scopes=path_scopes
-        )
-        self.proxy_settings = ProxySettings.create(trusted_proxies, public_url, trusted_headers, allowed_hosts)
+        self.proxy_settings, self.rules = build_options("DPoPWSGIMiddleware", options)
         self.proxy_settings.warn_if_host_unchecked(debug=verifier.config.debug, names="public_url= or allowed_hosts=")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        # The literal decoded path, as the app routes it: PathRules also weighs its normalized form.
-        exempt, required, scopes = self.rules.decide(str(environ.get("PATH_INFO", "")) or "/")
-        if exempt:
+        # The literal decoded path, as the app routes it: the policy also weighs its normalized form.
+        route = self.rules.decide(str(environ.get("PATH_INFO", "")) or "/")
+        if route.exempt:
             environ[ENVIRON_KEY] = None
             return self.app(environ, start_response)
         if is_cors_preflight_environ(environ):
             environ[ENVIRON_KEY] = None
             return _cors_answer_only(self.app, environ, start_response)
-        result = authenticate_environ(self.verifier, environ, self.proxy_settings, required=required, scopes=scopes)
+        result = authenticate_environ(
+            self.verifier, environ, self.proxy_settings, required=route.required, scopes=route.scopes
+        )
         if result.rejection is not None:
             return wsgi_rejection(result.rejection, start_response)
         environ[ENVIRON_KEY] = result.principal

@@ -32,7 +32,6 @@ def make_app(**config: Any) -> Flask:
         DPOP_ISSUER=os.environ["DPOP_TEST_ISSUER"],
         DPOP_AUDIENCE=os.environ["DPOP_TEST_AUDIENCE"],
         DPOP_JWKS=json.loads(os.environ["DPOP_TEST_JWKS"]),
-        DPOP_ENFORCE_ALL=True,
         DPOP_EXEMPT_PATHS=["/health"],
         **config,
     )

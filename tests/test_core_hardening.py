@@ -19,7 +19,7 @@ from dpop_middleware import (
     RequestInfo,
 )
 from dpop_middleware.core.jose import JOSEFormatError, parse_json_object
-from dpop_middleware.core.paths import PathRules
+from dpop_middleware.core.routes import RoutePolicy
 
 KEYS = {"k1": b"first-key-0123456789"}
 
@@ -138,22 +138,22 @@ def test_scopes_checked_in_authenticate_report_one_outcome() -> None:
     ],
 )
 def test_path_rules_hold_for_both_readings(path: str, exempt: bool, required: bool, scopes: tuple[str, ...]) -> None:
-    rules = PathRules.create(exempt_paths=["/public"], optional_paths=["/public"], path_scopes={"/admin": "admin"})
-    assert rules.is_exempt(path) is exempt
-    assert rules.is_required(path) is required
-    assert rules.scopes_for(path) == scopes
-    # decide() answers the three at once, the same the first time and from its memo.
-    assert rules.decide(path) == (exempt, required, scopes)
-    assert rules.decide(path) == (exempt, required, scopes)
+    # Issue 20: the stricter rule wins where rules overlap, so /public is under exempt_paths alone here
+    # (it used to be under optional_paths too, where exempt won).
+    rules = RoutePolicy.create(exempt_paths=["/public"], path_scopes={"/admin": "admin"})
+    route = rules.decide(path)
+    assert (route.exempt, route.required, route.scopes) == (exempt, required, scopes)
+    # The same the first time and from the memo.
+    assert rules.decide(path) == route
 
 
 def test_path_decisions_memo_is_bounded_and_keeps_answering() -> None:
-    rules = PathRules.create(exempt_paths=["/public"], path_scopes={"/admin": "admin"})
+    rules = RoutePolicy.create(exempt_paths=["/public"], path_scopes={"/admin": "admin"})
     for i in range(3000):  # a flood of distinct paths
-        assert rules.decide(f"/admin/{i}") == (False, True, ("admin",))
-    assert len(rules._decisions) <= 1024
-    assert rules.decide("/public/x") == (True, True, ())
-    assert rules.decide("/public/../admin") == (False, True, ("admin",))
+        assert rules.decide(f"/admin/{i}").scopes == ("admin",)
+    assert rules.decide.cache_info().currsize <= 1024  # type: ignore[attr-defined]
+    assert rules.decide("/public/x").exempt
+    assert rules.decide("/public/../admin").scopes == ("admin",)
 
 
 def test_htu_with_a_lone_surrogate_is_a_401() -> None:

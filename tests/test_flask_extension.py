@@ -69,7 +69,7 @@ def test_config_builds_the_verifier(issuer: TestIssuer, key: DPoPKey) -> None:
     assert resp.status_code == 200 and resp.json == {"jkt": key.jkt, "g": key.jkt}
     # unsafe_methods: this GET carried no nonce, so the response hands out a fresh one.
     assert len(resp.headers.getlist("DPoP-Nonce")) == 1
-    assert app.config["DPOP_ENFORCE_ALL"] is False  # defaults are written into the config
+    assert app.config["DPOP_DEFAULT"] == "required"  # defaults are written into the config (issue 20: secure)
 
 
 def test_unknown_setting_is_an_error(issuer: TestIssuer) -> None:
@@ -120,7 +120,9 @@ def test_app_factory_one_extension_several_apps(issuer: TestIssuer, key: DPoPKey
 
 
 def test_undecorated_view_is_not_checked_without_enforce_all(issuer: TestIssuer) -> None:
-    app, _ = make_app(issuer)
+    # Issue 20: no longer the default; DPOP_ENFORCE_ALL=False keeps it for one release (deprecated).
+    with pytest.warns(DeprecationWarning, match="DPOP_ENFORCE_ALL"):
+        app, _ = make_app(issuer, DPOP_ENFORCE_ALL=False)
     resp = app.test_client().get("/open", headers={"DPoP": "junk"})
     assert resp.json == {"checked": False, "falsy": True}
 

@@ -12,7 +12,7 @@ from wsgi_app_support import bare_app
 
 from dpop_middleware import DPoPVerifier, NonceKeyring
 from dpop_middleware.client import DPoPKey
-from dpop_middleware.core.paths import PathRules, path_matches
+from dpop_middleware.core.routes import RoutePolicy, path_matches
 from dpop_middleware.testing import TestIssuer, dpop_headers
 from dpop_middleware.wsgi import DPoPWSGIMiddleware, error_status_line
 
@@ -36,7 +36,7 @@ def good(issuer: TestIssuer, key: DPoPKey, path: str, method: str = "GET", **cla
         ("/health", "/health", True),
         ("/health/db", "/health", True),
         ("/healthz", "/health", False),
-        # path_matches reads the path literally, as routers do; PathRules weighs both readings.
+        # path_matches reads the path literally, as routers do; RoutePolicy weighs both readings.
         ("/health/../admin", "/health", True),
         ("/admin/../health", "/health", False),
         ("/x/./health", "/x/health", False),
@@ -58,18 +58,18 @@ def test_path_matches_by_whole_segments(path: str, rule: str, expected: bool) ->
     ],
 )
 def test_relaxing_rules_hold_for_both_readings_of_a_path(path: str, exempt: bool) -> None:
-    rules = PathRules.create(exempt_paths=["/health"], path_scopes={"/admin": "admin"})
-    assert rules.is_exempt(path) is exempt
-    assert ("admin" in rules.scopes_for(path)) is ("admin" in path)
+    rules = RoutePolicy.create(exempt_paths=["/health"], path_scopes={"/admin": "admin"})
+    assert rules.decide(path).exempt is exempt
+    assert ("admin" in rules.decide(path).scopes) is ("admin" in path)
 
 
 def test_path_rules_validate_and_collect_scopes() -> None:
-    rules = PathRules.create(path_scopes={"/a": "read write", "/a/b": ["admin", "read"]}, optional_paths=["/pub/"])
-    assert rules.scopes_for("/a/b/c") == ("read", "write", "admin")
-    assert rules.scopes_for("/b") == ()
-    assert not rules.is_required("/pub/x")
+    rules = RoutePolicy.create(path_scopes={"/a": "read write", "/a/b": ["admin", "read"]}, optional_paths=["/pub/"])
+    assert rules.decide("/a/b/c").scopes == ("read", "write", "admin")
+    assert rules.decide("/b").scopes == ()
+    assert not rules.decide("/pub/x").required
     with pytest.raises(ValueError, match="start with"):
-        PathRules.create(exempt_paths=["health"])
+        RoutePolicy.create(exempt_paths=["health"])
 
 
 def test_exempt_path_is_never_checked_and_sets_no_principal(issuer: TestIssuer) -> None:

@@ -20,7 +20,6 @@ if protected():
         DPOP_AUDIENCE=audience,
         DPOP_JWKS=jwks,
         DPOP_REPLAY_STORE=replay_store(asynchronous=False),
-        DPOP_ENFORCE_ALL=True,
     )
     DPoP(app)
 elif floor():

@@ -16,6 +16,9 @@
 ``dpop_middleware.W005`` ``MODE = "report_only"`` with ``DEBUG = False``: nothing is enforced
 ``dpop_middleware.W006`` ``CsrfViewMiddleware`` comes before ``DPoPMiddleware``: DPoP requests to
                          undecorated views are CSRF-checked (403) although their proof verified
+``dpop_middleware.W007`` ``EXEMPT_PATHS``/``OPTIONAL_PATHS``/``REQUIRED_PATHS`` hold regular
+                         expressions (deprecated: they take path prefixes; regexes go to the
+                         ``*_PATH_PATTERNS`` settings)
 ======================== ===============================================================
 
 Production servers run several worker processes (gunicorn, uvicorn ``--workers``); a per-process
@@ -35,7 +38,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..core.config import Mode
 from ..core.nonce import NoncePolicy
-from .conf import MissingTokenValidator, build_state, raw_settings
+from ..route_settings import legacy_regexes
+from ..settings import SETTINGS
+from .conf import MissingTokenValidator, build_state, raw_settings, spell
 from .decorators import MIDDLEWARE_PATH, view_policy
 
 _DRF_AUTHENTICATION = "dpop_middleware.django.drf.DPoPAuthentication"
@@ -210,12 +215,33 @@ def _settings_checks() -> list[CheckMessage]:
                 id="dpop_middleware.W004",
             )
         )
+    messages.extend(_legacy_path_checks(cfg))
     if config.mode is Mode.REPORT_ONLY and not settings.DEBUG:
         messages.append(
             Warning(
                 'DPOP MODE is "report_only": failures are logged but every request is let through.',
                 hint='Switch to "required" once the logs show no rejections.',
                 id="dpop_middleware.W005",
+            )
+        )
+    return messages
+
+
+def _legacy_path_checks(cfg: Mapping[str, Any]) -> list[CheckMessage]:
+    """W007: regexes in the ``*_PATHS`` settings, still read as regexes for one release."""
+    names = ("required_paths", "optional_paths", "exempt_paths")
+    values = {name: SETTINGS[name].coerce(cfg[name.upper()]) for name in names if cfg.get(name.upper()) is not None}
+    messages: list[CheckMessage] = []
+    for name, found in legacy_regexes(values).items():
+        shown = ", ".join(repr(getattr(regex, "pattern", regex)) for regex in found[:3])
+        messages.append(
+            Warning(
+                f"{spell(name)} holds regular expressions ({shown}): this setting now takes path prefixes "
+                "matched by whole segments ('/health' covers '/health/db', not '/healthz'); regexes are still "
+                "read as before for one release.",
+                hint=f"Move them to {spell(name.replace('_paths', '_path_patterns'))}, where a regex must match "
+                "the whole path (add '.*' to keep a prefix match), or write them as plain paths.",
+                id="dpop_middleware.W007",
             )
         )
     return messages

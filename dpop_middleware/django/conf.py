@@ -8,7 +8,6 @@ claims cache and the nonce keyring. The keys of ``DPOP`` are documented in :mod:
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from ..core.htu import remove_dot_segments
 from ..core.origin import ProxySettings
+from ..core.routes import MODES, Route, RoutePolicy
+from ..route_settings import build_route_policy
 from ..settings import (
     ADAPTER_NAMES,
     BUILDER_NAMES,
@@ -50,10 +50,12 @@ __all__ = [
 #: Canonical names of the keys of ``DPOP`` this adapter accepts (upper-cased in ``settings.DPOP``).
 #: ``ALLOWED_HOSTS`` is not one: Django's own ``ALLOWED_HOSTS`` is checked by ``request.get_host()``.
 ACCEPTED = (CONFIG_NAMES | BUILDER_NAMES | ADAPTER_NAMES | {
-    "default", "required_paths", "optional_paths", "replay_cache_alias", "replay_key_prefix", "drf_user",
+    "replay_cache_alias", "replay_key_prefix", "drf_user",
 }) - {"allowed_hosts"}  # fmt: skip
-#: Per-route policies, from strictest to laxest.
-POLICIES = ("required", "optional", "exempt")
+#: Per-route modes, from strictest to laxest.
+POLICIES = MODES
+#: How one route is treated (the name this adapter used for :class:`~dpop_middleware.core.routes.Route`).
+Policy = Route
 
 
 def spell(name: str) -> str:
@@ -65,50 +67,20 @@ class MissingTokenValidator(ImproperlyConfigured):  # type: ignore[misc]
     """``DPOP`` names no way to validate access tokens."""
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """How one route is treated: ``required``, ``optional`` or ``exempt``, plus the scopes it needs."""
-
-    mode: str
-    scopes: tuple[str, ...] = ()
-
-    @property
-    def required(self) -> bool:
-        return self.mode == "required"
-
-
 @dataclass(frozen=True)
 class DPoPState:
     """Everything built from ``settings.DPOP``; rebuilt when the setting changes."""
 
     verifier: DPoPVerifier
     proxy: ProxySettings
-    default: Policy
-    path_rules: tuple[tuple[re.Pattern[str], Policy], ...]
+    routes: RoutePolicy  # DEFAULT, *_PATHS, *_PATH_PATTERNS, PATH_SCOPES
     replay_store_kind: str  # "memory", "django-cache" or "custom" (for the system checks)
     drf_user: Callable[[Any], Any] | None
     per_process_allowed: bool = False  # DPOP['ALLOW_PER_PROCESS_STORE']
 
-    def policy_for_path(self, path: str) -> Policy:
-        """The policy the path rules give ``path`` (``request.path_info``), else the default.
-
-        Django routes the literal path; a path with dot segments is also read normalized (as a
-        proxy would), and the stricter of the two policies applies, as for
-        :class:`dpop_middleware.core.paths.PathRules`: ``/public/../admin`` is exempt only if
-        ``/admin`` is too.
-        """
-        policy = self._policy_for(path)
-        if "/." in path:
-            normal = self._policy_for(remove_dot_segments(path))
-            if POLICIES.index(normal.mode) < POLICIES.index(policy.mode):
-                policy = normal
-        return policy
-
-    def _policy_for(self, path: str) -> Policy:
-        for pattern, policy in self.path_rules:
-            if pattern.match(path):
-                return policy
-        return self.default
+    def policy_for_path(self, path: str) -> Route:
+        """The route policy's decision for ``path`` (``request.path_info``): see :class:`RoutePolicy`."""
+        return self.routes.decide(path)
 
 
 def raw_settings() -> Mapping[str, Any]:
@@ -137,24 +109,6 @@ def _canonical(cfg: Mapping[str, Any]) -> dict[str, Any]:
             )
         raw[key.lower()] = value
     return raw
-
-
-def _patterns(values: Mapping[str, Any], name: str) -> list[re.Pattern[str]]:
-    compiled: list[re.Pattern[str]] = []
-    for pattern in values.get(name, ()):
-        try:
-            compiled.append(pattern if isinstance(pattern, re.Pattern) else re.compile(pattern))
-        except re.error as exc:
-            raise ImproperlyConfigured(f"{spell(name)}: invalid regular expression {pattern!r}: {exc}") from exc
-    return compiled
-
-
-def _path_rules(values: Mapping[str, Any]) -> tuple[tuple[re.Pattern[str], Policy], ...]:
-    # Strictest first: a path matched by both REQUIRED_PATHS and EXEMPT_PATHS stays protected.
-    rules: list[tuple[re.Pattern[str], Policy]] = []
-    for mode in POLICIES:
-        rules.extend((pattern, Policy(mode)) for pattern in _patterns(values, f"{mode}_paths"))
-    return tuple(rules)
 
 
 def _store_kind(verifier: DPoPVerifier) -> str:
@@ -198,6 +152,7 @@ def build_state(cfg: Mapping[str, Any]) -> DPoPState:
             values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers")
         )
         verifier = _build_verifier(values)
+        routes = build_route_policy(values, spell=spell, legacy=True)
         drf_user = _load(values["drf_user"]) if isinstance(values.get("drf_user"), str) else values.get("drf_user")
     except MissingValidatorError as exc:
         raise MissingTokenValidator(str(exc)) from exc
@@ -209,9 +164,8 @@ def build_state(cfg: Mapping[str, Any]) -> DPoPState:
         raise ImproperlyConfigured(f"DPOP: {exc}") from exc
     if drf_user is not None and not callable(drf_user):
         raise ImproperlyConfigured(f"{spell('drf_user')} must be callable, not {type(drf_user).__name__}")
-    default = Policy(values.get("default", "required"))
     allowed = bool(values.get("allow_per_process_store", False))
-    return DPoPState(verifier, proxy, default, _path_rules(values), _store_kind(verifier), drf_user, allowed)
+    return DPoPState(verifier, proxy, routes, _store_kind(verifier), drf_user, allowed)
 
 
 _lock = threading.Lock()

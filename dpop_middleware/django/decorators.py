@@ -2,8 +2,8 @@
 
 The decorators only *mark* the view (an attribute, the view itself is returned unchanged, so sync
 and async views stay what they are); :class:`~dpop_middleware.django.DPoPMiddleware` reads the mark
-in ``process_view``. A mark on a view beats the path rules of ``settings.DPOP``, which beat
-``DPOP["DEFAULT"]``.
+in ``process_view``. A mark on a view beats the route policy of ``settings.DPOP`` (docs/routes.md):
+its path rules, then ``DPOP["DEFAULT"]``.
 
 They work on function views and on class-based views (decorate the class, or the result of
 ``as_view()``: Django and DRF copy the class onto the view function as ``view_class``)::
@@ -42,6 +42,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
 from ..core.challenge import ErrorResponse
+from ..core.routes import scope_names
 from ..verifier import unverified_rejection
 from .conf import Policy
 
@@ -191,14 +192,6 @@ def _mark(view: V, policy: Policy) -> V:
     return guarded  # type: ignore[return-value]
 
 
-def _scopes(scopes: Iterable[str] | str | None) -> tuple[str, ...]:
-    if scopes is None:
-        return ()
-    if isinstance(scopes, str):
-        return tuple(scopes.split())
-    return tuple(scopes)
-
-
 @overload
 def dpop_required(view: V, /) -> V: ...
 
@@ -214,7 +207,7 @@ def dpop_required(view: Any = None, /, *, scopes: Iterable[str] | str | None = N
     ``scopes`` is an iterable or a space-separated string; a request lacking one gets 403
     ``insufficient_scope`` with the challenge.
     """
-    policy = Policy("required", _scopes(scopes))
+    policy = Policy("required", scope_names(scopes, "dpop_required(scopes=...)"))
     if view is not None:
         return _mark(view, policy)
     return lambda v: _mark(v, policy)

@@ -1,8 +1,8 @@
 """The Flask sample API: ``GET /api/me``, ``POST /api/notes`` (scope ``notes:write``), ``GET /healthz``.
 
 Configuration is Flask's own (``app.config["DPOP_*"]``), filled from the environment by
-:mod:`sample_projects.common`. ``DPOP_ENFORCE_ALL`` makes every view DPoP-protected unless marked
-``@dpop.exempt``: a new view cannot be left open by forgetting a decorator.
+:mod:`sample_projects.common`. Every view is DPoP-protected unless marked ``@dpop.exempt`` (the
+extension's default, ``DPOP_DEFAULT = "required"``): a new view cannot be left open by forgetting a decorator.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ def create_app(settings: SampleSettings | None = None, *, validator: Any = None)
     app.config.update(
         DPOP_REPLAY_STORE=replay_store(settings),  # its messages then name the environment variable
         DPOP_PUBLIC_URL=settings.public_url,
-        DPOP_ENFORCE_ALL=True,
     )
     dpop = DPoP(app)
     notes: list[dict[str, Any]] = []

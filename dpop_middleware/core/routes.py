@@ -1,0 +1,223 @@
+"""Route policy, pure: which paths need DPoP, which admit anonymous requests, which are left alone.
+
+One model for every adapter (Django, Flask, Starlette/ASGI, WSGI); ``docs/routes.md`` is the guide.
+
+* A route's **mode** is ``required`` (credentials needed), ``optional`` (anonymous requests pass,
+  credentials that are sent must be valid) or ``exempt`` (never checked). Paths no rule names get
+  ``default``, ``required`` unless configured otherwise.
+* **Path rules** (``required_paths``, ``optional_paths``, ``exempt_paths``, ``path_scopes``) are
+  segment prefixes: ``/health`` covers ``/health`` and ``/health/db`` but not ``/healthz``.
+* **Pattern rules** (``*_path_patterns``) are regular expressions that must match the *whole* path
+  (``re.fullmatch``): ``/v\\d+/health`` covers ``/v2/health`` but not ``/v2/health/db``.
+* When rules overlap the **strictest mode wins**: a path under both ``required_paths`` and
+  ``exempt_paths`` stays protected; ``default`` applies only where no rule matches.
+* A path with dot segments is read literally (as routers do) and normalized (as proxies do), and the
+  stricter decision of the two holds: ``/health/../admin`` is exempt only if ``/admin`` is. Scopes
+  of either reading apply.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from .htu import remove_dot_segments
+
+__all__ = [
+    "MODES",
+    "Route",
+    "RouteMode",
+    "RoutePolicy",
+    "looks_like_regex",
+    "path_matches",
+    "scope_names",
+]
+
+RouteMode = Literal["required", "optional", "exempt"]
+#: The route modes, strictest first.
+MODES: tuple[RouteMode, ...] = ("required", "optional", "exempt")
+_STRICTNESS = {mode: rank for rank, mode in enumerate(MODES)}
+_DECISIONS_SIZE = 1024
+# Characters that never occur in a plain path prefix but do in the regexes of older settings.
+_REGEX_MARKS = frozenset("^$*+?()[]{}|\\")
+
+
+def scope_names(value: Iterable[str] | str | None, what: str = "scopes") -> tuple[str, ...]:
+    """Scopes as a tuple: from a space-separated string or an iterable of strings (each may hold several).
+
+    The one parser for scopes a route demands, used by every decorator, dependency and setting.
+    Raises ``TypeError`` naming ``what`` for anything else (``None`` is no scope).
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(dict.fromkeys(value.split()))
+    if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{what} must be a space-separated string or a list of strings, not {type(value).__name__}")
+    names: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise TypeError(
+                f"{what} must be a space-separated string or a list of strings, not a list holding {item!r}"
+            )
+        names.extend(item.split())
+    return tuple(dict.fromkeys(names))
+
+
+def looks_like_regex(value: object) -> bool:
+    """A path rule written as a regular expression (a compiled one, ``^...``, or regex metacharacters)."""
+    return isinstance(value, re.Pattern) or (isinstance(value, str) and not _REGEX_MARKS.isdisjoint(value))
+
+
+def path_matches(path: str, rule: str) -> bool:
+    """``rule`` covers ``path`` itself and everything below it, by whole segments.
+
+    ``/health`` covers ``/health`` and ``/health/db`` but not ``/healthz``; ``/`` covers everything.
+    The path is taken literally here; :class:`RoutePolicy` decides how dot segments count.
+    """
+    if rule == "/":
+        return True
+    return path == rule or path.startswith(rule + "/")
+
+
+def _prefix(path: object, what: str) -> str:
+    if not isinstance(path, str):
+        raise TypeError(f"{what}: a path must be a string, not {type(path).__name__}")
+    if not path.startswith("/") or looks_like_regex(path):
+        raise ValueError(
+            f"{what}: {path!r} is not a path prefix; paths start with '/' and are matched by whole segments "
+            "(put regular expressions in the *_path_patterns setting)"
+        )
+    return path.rstrip("/") or "/"
+
+
+def _pattern(value: object, what: str) -> re.Pattern[str]:
+    if isinstance(value, re.Pattern) and isinstance(value.pattern, str):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{what}: a pattern must be a regular expression string, not {type(value).__name__}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{what}: invalid regular expression {value!r}: {exc}") from None
+
+
+def _readings(path: str) -> tuple[str, ...]:
+    """The path as the framework routes it (literally) and with its dot segments removed.
+
+    Frameworks route on the literal path (``/admin/{rest}`` serves ``/admin/../public``) while a
+    normalizing proxy would see ``/public``: a relaxing rule must hold for both, or a client picks
+    the reading that suits it.
+    """
+    literal = path if path.startswith("/") else "/" + path
+    if "/." not in literal:  # no "." or ".." segment can exist: the common case, made cheap
+        return (literal,)
+    normal = remove_dot_segments(literal)
+    return (literal,) if normal == literal else (literal, normal)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The decision for one route: its mode and the scopes it needs."""
+
+    mode: RouteMode
+    scopes: tuple[str, ...] = ()
+    # Derived once, read on every request: slots, not properties.
+    required: bool = field(init=False, repr=False, compare=False)
+    exempt: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in _STRICTNESS:
+            raise ValueError(f"a route's mode is one of {', '.join(map(repr, MODES))}, not {self.mode!r}")
+        object.__setattr__(self, "required", self.mode == "required")
+        object.__setattr__(self, "exempt", self.mode == "exempt")
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    """Per-path policy: the same names, default and matching in every adapter (module docstring).
+
+    Build it with :meth:`create`, which checks and normalizes the rules; :meth:`decide` answers for
+    a path (the decoded path below the mount point, as the framework routes it).
+    """
+
+    default: RouteMode = "required"
+    required_paths: tuple[str, ...] = ()
+    optional_paths: tuple[str, ...] = ()
+    exempt_paths: tuple[str, ...] = ()
+    path_scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    required_path_patterns: tuple[re.Pattern[str], ...] = ()
+    optional_path_patterns: tuple[re.Pattern[str], ...] = ()
+    exempt_path_patterns: tuple[re.Pattern[str], ...] = ()
+    #: ``decide(path)``: the :class:`Route` for ``path``, the strictest mode any rule gives it (else
+    #: ``default``) with every scope ``path_scopes`` demands there. Memoized per instance with
+    #: ``functools.lru_cache`` (rules never change after creation and an API serves the same few
+    #: paths; bounded, so a flood of distinct paths only evicts); set as an attribute so that a call
+    #: is the cache's own, without a method call around it.
+    decide: Callable[[str], Route] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.default not in _STRICTNESS:
+            raise ValueError(f"default must be one of {', '.join(map(repr, MODES))}, not {self.default!r}")
+        object.__setattr__(self, "decide", functools.lru_cache(maxsize=_DECISIONS_SIZE)(self._compute))
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        default: str | None = None,
+        required_paths: Iterable[str] = (),
+        optional_paths: Iterable[str] = (),
+        exempt_paths: Iterable[str] = (),
+        path_scopes: Mapping[str, Iterable[str] | str] | None = None,
+        required_path_patterns: Iterable[str | re.Pattern[str]] = (),
+        optional_path_patterns: Iterable[str | re.Pattern[str]] = (),
+        exempt_path_patterns: Iterable[str | re.Pattern[str]] = (),
+    ) -> RoutePolicy:
+        """Check and normalize the rules; ``ValueError``/``TypeError`` name the faulty one."""
+        return cls(
+            default=cast("RouteMode", "required" if default is None else default),  # checked by __post_init__
+            required_paths=tuple(_prefix(p, "required_paths") for p in _listed(required_paths)),
+            optional_paths=tuple(_prefix(p, "optional_paths") for p in _listed(optional_paths)),
+            exempt_paths=tuple(_prefix(p, "exempt_paths") for p in _listed(exempt_paths)),
+            path_scopes=tuple(
+                (_prefix(path, "path_scopes"), scope_names(value, f"path_scopes[{path!r}]"))
+                for path, value in (path_scopes or {}).items()
+            ),
+            required_path_patterns=tuple(
+                _pattern(p, "required_path_patterns") for p in _listed(required_path_patterns)
+            ),
+            optional_path_patterns=tuple(
+                _pattern(p, "optional_path_patterns") for p in _listed(optional_path_patterns)
+            ),
+            exempt_path_patterns=tuple(_pattern(p, "exempt_path_patterns") for p in _listed(exempt_path_patterns)),
+        )
+
+    def _compute(self, path: str) -> Route:
+        readings = _readings(path)
+        # MODES is strictest first: the least rank of the readings' modes is the stricter decision.
+        mode = min((self._mode(reading) for reading in readings), key=_STRICTNESS.__getitem__)
+        needed: list[str] = []
+        for rule, scopes in self.path_scopes:
+            if any(path_matches(reading, rule) for reading in readings):
+                needed.extend(s for s in scopes if s not in needed)
+        return Route(mode, tuple(needed))
+
+    def _mode(self, path: str) -> RouteMode:
+        """The strictest mode a rule gives one reading of the path, else the default."""
+        for mode, prefixes, patterns in (
+            ("required", self.required_paths, self.required_path_patterns),
+            ("optional", self.optional_paths, self.optional_path_patterns),
+            ("exempt", self.exempt_paths, self.exempt_path_patterns),
+        ):
+            if any(path_matches(path, rule) for rule in prefixes) or any(p.fullmatch(path) for p in patterns):
+                return cast("RouteMode", mode)
+        return self.default
+
+
+def _listed(values: Iterable[Any] | str | re.Pattern[str]) -> Iterable[Any]:
+    # One string (or one compiled pattern) is one rule, not a list of characters.
+    return (values,) if isinstance(values, (str, re.Pattern)) else values
