@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from fakes import TestClock
 
 from dpop_middleware import AuthenticationRequired, DPoPVerifier, NonceKeyring, normalize_htu
 from dpop_middleware.asgi import Message, Receive, Scope, Send, request_info, route_path
@@ -315,24 +316,24 @@ async def test_websocket_denied_with_policy_close_without_extension(issuer: Test
 
 
 async def test_websocket_accepted_with_proof_for_http_url_and_nonce_on_accept(issuer: TestIssuer) -> None:
-    clock = [time.time()]
+    clock = TestClock(time.time())
     keyring = NonceKeyring({"k1": b"0123456789abcdef0123"})
-    verifier = DPoPVerifier(issuer.validator(), nonce_policy="always", nonce_keyring=keyring, clock=lambda: clock[0])
+    verifier = DPoPVerifier(issuer.validator(), nonce_policy="always", nonce_keyring=keyring, clock=clock)
     inner = Recorder()
     app = DPoPMiddleware(inner, verifier=verifier)
     key = DPoPKey.generate()
     token = issuer.token(key.jkt)
     # A client signs the https URL (or wss: both normalize alike) of the upgrade, with htm GET.
-    nonce = keyring.issue(clock[0])
-    clock[0] += keyring.step_seconds  # the nonce is now from the previous step: a fresh one is due
-    proof = dpop_headers(key, "GET", "https://api.test/ws", token, nonce=nonce, iat=clock[0])
+    nonce = keyring.issue(clock.now)
+    clock.advance(keyring.step_seconds)  # the nonce is now from the previous step: a fresh one is due
+    proof = dpop_headers(key, "GET", "https://api.test/ws", token, nonce=nonce, iat=clock.now)
     scope = http_scope("/ws", kind="websocket", scheme="wss", headers=list(proof.items()))
     sent = await call(app, scope, [{"type": "websocket.connect"}])
     assert inner.scopes[0]["dpop"].jkt == key.jkt
     accept = sent[0]
     assert accept["type"] == "websocket.accept"
     assert (b"x-app", b"1") in accept["headers"]
-    assert (b"dpop-nonce", keyring.issue(clock[0]).encode()) in accept["headers"]
+    assert (b"dpop-nonce", keyring.issue(clock.now).encode()) in accept["headers"]
 
 
 async def test_websocket_proof_with_wrong_htm_is_refused(issuer: TestIssuer) -> None:
