@@ -242,11 +242,6 @@ async def call(app: Any, scope: Scope, incoming: list[Message]) -> list[Message]
     return sent
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer(audience="https://api.test")
-
-
 def headers_for(issuer: TestIssuer, key: DPoPKey, url: str, **kw: Any) -> list[tuple[str, str]]:
     return list(dpop_headers(key, "GET", url, issuer.token(key.jkt), **kw).items())
 

@@ -108,11 +108,6 @@ def issuer() -> InProcessIssuer:
     return login_issuer()
 
 
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate("ES256")
-
-
 # -- the flow ---------------------------------------------------------------------------------------
 
 

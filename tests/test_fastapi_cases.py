@@ -34,11 +34,6 @@ def test_case(case: Case, exact_errors: bool) -> None:
     run_case(FastAPIDriver(exact_errors), case)
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer(audience="https://api.test")
-
-
 def test_openapi_lists_the_dpop_security_scheme(issuer: TestIssuer) -> None:
     app = fastapi_app(DPoPVerifier(issuer.validator()))
     spec = TestClient(app).get("/openapi.json").json()

@@ -30,12 +30,6 @@ from dpop_middleware.testing import TestIssuer, dpop_headers
 KEYRING = NonceKeyring({"k1": b"0123456789abcdef0123"})
 
 
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer(audience="https://api.test")
-
-
-
 def test_websocket_upgrade_with_proof_is_accepted(issuer: TestIssuer, key: DPoPKey) -> None:
     app = starlette_app([Middleware(DPoPMiddleware, verifier=DPoPVerifier(issuer.validator()))])
     # TestClient connects to ws://testserver/ws: the proof may name it ws:// or http://, htm GET.
