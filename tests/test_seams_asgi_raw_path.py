@@ -11,14 +11,13 @@ on 127.0.0.1 (with and without ``--root-path``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
-from servers import free_port, python_argv, running
+from servers import asgi_apps_server
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -154,17 +153,7 @@ def test_untrustworthy_raw_path_falls_back_to_the_decoded_path(path: str, root_p
 
 
 def serve(issuer: TestIssuer, *flags: str) -> Iterator[str]:
-    port = free_port()
-    env = {
-        "DPOP_TEST_ISSUER": issuer.issuer,
-        "DPOP_TEST_AUDIENCE": issuer.audience,
-        "DPOP_TEST_JWKS": json.dumps(issuer.jwks),
-    }
-    argv = python_argv(
-        "-m", "uvicorn", "asgi_apps.server:app", "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", *flags,
-    )  # fmt: skip
-    with running(argv, port, env=env):
+    with asgi_apps_server(issuer, *flags) as port:
         yield f"http://127.0.0.1:{port}"
 
 
