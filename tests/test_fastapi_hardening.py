@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from asgi_support import call_asgi
 from fastapi import APIRouter, Depends, FastAPI, Security
 from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPPrincipal, DPoPVerifier
-from dpop_middleware.asgi import Message, Scope
+from dpop_middleware.asgi import Scope
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.fastapi import DPoPBearer
 from dpop_middleware.starlette import DPoPMiddleware
@@ -165,15 +166,7 @@ async def raw(app: Any, scope_path: str, raw_path: bytes | None) -> int:
     }
     if raw_path is not None:
         scope["raw_path"] = raw_path
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
+    sent = await call_asgi(app, scope)
     if sent[0]["status"] == 400:
         assert b"invalid_request" in sent[1]["body"]
     return int(sent[0]["status"])

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import pytest
+from asgi_support import call_asgi
 from fastapi import Depends, FastAPI, HTTPException, Security
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser, SimpleUser, requires
@@ -25,7 +26,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPPrincipal, DPoPVerifier
-from dpop_middleware.asgi import Message, Scope
+from dpop_middleware.asgi import Scope
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.fastapi import DPoPBearer
 from dpop_middleware.starlette import (
@@ -161,15 +162,7 @@ async def test_untranslatable_request_still_sets_scope_dpop(issuer: TestIssuer, 
     # Starlette routes on "path"; the URL is rebuilt from root_path too: a lone surrogate there cannot be encoded.
     scope["root_path"] = ""
     scope["app_root_path"] = "/\ud800"
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
+    sent = await call_asgi(app, scope)
     assert sent[0]["status"] == 200
     assert sent[1]["body"] == b'{"sub":null}'
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from asgi_support import call_asgi
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPVerifier
-from dpop_middleware.asgi import Message, Scope
+from dpop_middleware.asgi import Scope
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.starlette import DPoPAuthBackend, DPoPAuthenticationMiddleware, DPoPMiddleware, get_principal
 from dpop_middleware.testing import TestIssuer, dpop_headers
@@ -70,15 +71,7 @@ async def raw_get(asgi: Any, path: str, raw_path: str, headers: dict[str, str] |
         "client": ("203.0.113.9", 5000),
         "server": ("api.test", 80),
     }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await asgi(scope, receive, send)
+    sent = await call_asgi(asgi, scope)
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
@@ -172,15 +165,7 @@ async def test_untranslatable_scope_is_a_400_not_a_500(issuer: TestIssuer) -> No
         "headers": [(b"host", b"api.test")],
         "client": ("203.0.113.9", 1),
     }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await asgi(scope, receive, send)
+    sent = await call_asgi(asgi, scope)
     assert sent[0]["status"] == 400
     assert b"invalid_request" in dict(sent[0]["headers"])[b"www-authenticate"]
 
