@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from asgi_support import call_asgi
+from asgi_support import call_asgi, http_scope
 from fakes import TestClock
 
 from dpop_middleware import AuthenticationRequired, DPoPVerifier, NonceKeyring, normalize_htu
@@ -23,42 +23,6 @@ from dpop_middleware.starlette import DPoPMiddleware
 from dpop_middleware.testing import TestIssuer, dpop_headers
 
 NO_PROXIES = ProxySettings.create()
-
-
-def http_scope(
-    path: str = "/protected",
-    *,
-    root_path: str = "",
-    raw_path: bytes | None = None,
-    headers: list[tuple[str, str]] | None = None,
-    host: str | None = "api.test",
-    client: tuple[str, int] | None = ("203.0.113.9", 5000),
-    scheme: str = "http",
-    method: str = "GET",
-    kind: str = "http",
-    query: bytes = b"",
-    extensions: dict[str, Any] | None = None,
-) -> Scope:
-    pairs = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers or []]
-    if host is not None:
-        pairs.insert(0, (b"host", host.encode()))
-    scope: Scope = {
-        "type": kind,
-        "asgi": {"version": "3.0"},
-        "scheme": scheme,
-        "path": path,
-        "root_path": root_path,
-        "query_string": query,
-        "headers": pairs,
-        "client": client,
-        "server": ("10.0.0.1", 8000),
-        "extensions": extensions or {},
-    }
-    if kind == "http":
-        scope["method"] = method
-    if raw_path is not None:
-        scope["raw_path"] = raw_path
-    return scope
 
 
 # -- translation ---------------------------------------------------------------------------------
