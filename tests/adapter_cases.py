@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from fakes import FakeReplayStore, StoreMode
 
-from dpop_middleware import DPoPVerifier, NonceKeyring
+from dpop_middleware import DPoPPrincipal, DPoPVerifier, NonceKeyring
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.testing import TestIssuer, dpop_headers
 
@@ -42,6 +42,13 @@ class Driver(Protocol):
     def build(self, verifier: DPoPVerifier) -> None: ...
 
     def request(self, method: str, path: str, headers: list[tuple[str, str]]) -> Response: ...
+
+
+def identity(principal: DPoPPrincipal | None) -> dict[str, Any]:
+    """The JSON body every driver's app answers with: the bound identity, or ``{"anonymous": true}``."""
+    if principal is None:
+        return {"anonymous": True}
+    return {"scheme": principal.scheme, "jkt": principal.jkt, "sub": principal.subject, "scopes": sorted(principal.scopes)}
 
 
 @dataclass
