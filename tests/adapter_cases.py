@@ -19,7 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dpop_middleware import DPoPVerifier, NonceKeyring, ReplayStoreUnavailable
+from fakes import FakeReplayStore, StoreMode
+
+from dpop_middleware import DPoPPrincipal, DPoPVerifier, NonceKeyring
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.testing import TestIssuer, dpop_headers
 
@@ -42,9 +44,11 @@ class Driver(Protocol):
     def request(self, method: str, path: str, headers: list[tuple[str, str]]) -> Response: ...
 
 
-class _FailingStore:
-    def add_if_absent(self, key: bytes, ttl: float) -> bool:
-        raise ReplayStoreUnavailable()
+def identity(principal: DPoPPrincipal | None) -> dict[str, Any]:
+    """The JSON body every driver's app answers with: the bound identity, or ``{"anonymous": true}``."""
+    if principal is None:
+        return {"anonymous": True}
+    return {"scheme": principal.scheme, "jkt": principal.jkt, "sub": principal.subject, "scopes": sorted(principal.scopes)}
 
 
 @dataclass
@@ -74,6 +78,7 @@ class Case:
     identity: bool = False  # expects the bound identity in the body
     scheme: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # DPoPVerifier options
+    store: StoreMode | None = None  # a fakes.FakeReplayStore in this mode (None: the verifier's default store)
     check: Callable[[Response, Env], None] | None = None
 
 
@@ -219,7 +224,7 @@ CASES: list[Case] = [
         401,
         "invalid_dpop_proof",
     ),
-    Case("store_down", lambda e: e.send("GET", "/protected", e.good()), 503, check=_retry_after),
+    Case("store_down", lambda e: e.send("GET", "/protected", e.good()), 503, store="down", check=_retry_after),
 ]
 
 
@@ -234,7 +239,7 @@ def run_case(driver: Driver, case: Case) -> Response:
     """Build the app for ``case`` and assert the outcome every integration must share."""
     issuer = TestIssuer(audience="https://api.test")
     options = dict(case.options)
-    store = _FailingStore() if case.name == "store_down" else None
+    store = None if case.store is None else FakeReplayStore(case.store)
     verifier = DPoPVerifier(issuer.validator(), replay_store=store, **options)
     driver.build(verifier)
     env = Env(driver, issuer, DPoPKey.generate())

@@ -3,11 +3,13 @@ from pathlib import Path
 
 import pytest
 
+# Shared test helpers (adapter_cases, fakes, servers) live beside the tests.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fakes import TestClock
+
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.testing import TestIssuer
-
-# Shared test helpers (adapter_cases, servers) live beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture
@@ -20,3 +22,9 @@ def issuer() -> TestIssuer:
 def key() -> DPoPKey:
     """A fresh ES256 client key."""
     return DPoPKey.generate()
+
+
+@pytest.fixture
+def clock() -> TestClock:
+    """A settable clock at ``fakes.NOW`` (``clock.advance(seconds)`` moves it)."""
+    return TestClock()

@@ -1,4 +1,4 @@
-"""Shared fixtures for the core tests: a settable clock and a ready verifier around a test issuer."""
+"""Shared helpers for the core tests: a ready verifier around a test issuer, on a settable clock."""
 
 from __future__ import annotations
 
@@ -9,26 +9,13 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakes import TestClock
+
 from dpop_middleware import DPoPVerifier, MemoryReplayStore, RequestInfo
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.testing import TestIssuer
 
 URL = "https://api.example.com/v1/items"
-NOW = 1_800_000_000.0
-
-
-class Clock:
-    """A settable clock for verifiers, stores and validators under test."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
 
 def b64(data: bytes | str) -> str:
     raw = data.encode() if isinstance(data, str) else data
@@ -41,7 +28,7 @@ def ath(token: str) -> str:
 
 @dataclass
 class Env:
-    clock: Clock
+    clock: TestClock
     issuer: TestIssuer
     key: DPoPKey
     store: MemoryReplayStore
@@ -87,7 +74,7 @@ DROP: Any = _DROP
 
 
 def make_env(**options: Any) -> Env:
-    clock = Clock()
+    clock = TestClock()
     issuer = TestIssuer(clock=clock)
     return Env(clock, issuer, DPoPKey.generate("ES256"), MemoryReplayStore(clock=clock), options)
 

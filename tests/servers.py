@@ -7,6 +7,7 @@ bounded in time: it is killed when the ``with`` block ends, whatever happens ins
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,8 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+
+from dpop_middleware.testing import TestIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,6 +77,27 @@ def running(
 
 def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def issuer_env(issuer: TestIssuer) -> dict[str, str]:
+    """The environment through which the test apps' servers learn to trust ``issuer``'s tokens."""
+    return {
+        "DPOP_TEST_ISSUER": issuer.issuer,
+        "DPOP_TEST_AUDIENCE": issuer.audience,
+        "DPOP_TEST_JWKS": json.dumps(issuer.jwks),
+    }
+
+
+@contextlib.contextmanager
+def asgi_apps_server(issuer: TestIssuer, *flags: str) -> Iterator[int]:
+    """uvicorn serving ``tests/asgi_apps/server.py`` (with extra uvicorn ``flags``); yields its port."""
+    port = free_port()
+    argv = python_argv(
+        "-m", "uvicorn", "asgi_apps.server:app", "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning", *flags,
+    )  # fmt: skip
+    with running(argv, port, env=issuer_env(issuer)):
+        yield port
 
 
 @contextlib.contextmanager

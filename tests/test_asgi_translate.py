@@ -12,51 +12,17 @@ import time
 from typing import Any
 
 import pytest
+from asgi_support import call_asgi, http_scope
+from fakes import TestClock
 
 from dpop_middleware import AuthenticationRequired, DPoPVerifier, NonceKeyring, normalize_htu
-from dpop_middleware.asgi import Message, Receive, Scope, Send, request_info, route_path
+from dpop_middleware.asgi import Receive, Scope, Send, request_info, route_path
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.core.origin import ProxySettings
 from dpop_middleware.starlette import DPoPMiddleware
 from dpop_middleware.testing import TestIssuer, dpop_headers
 
 NO_PROXIES = ProxySettings.create()
-
-
-def http_scope(
-    path: str = "/protected",
-    *,
-    root_path: str = "",
-    raw_path: bytes | None = None,
-    headers: list[tuple[str, str]] | None = None,
-    host: str | None = "api.test",
-    client: tuple[str, int] | None = ("203.0.113.9", 5000),
-    scheme: str = "http",
-    method: str = "GET",
-    kind: str = "http",
-    query: bytes = b"",
-    extensions: dict[str, Any] | None = None,
-) -> Scope:
-    pairs = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers or []]
-    if host is not None:
-        pairs.insert(0, (b"host", host.encode()))
-    scope: Scope = {
-        "type": kind,
-        "asgi": {"version": "3.0"},
-        "scheme": scheme,
-        "path": path,
-        "root_path": root_path,
-        "query_string": query,
-        "headers": pairs,
-        "client": client,
-        "server": ("10.0.0.1", 8000),
-        "extensions": extensions or {},
-    }
-    if kind == "http":
-        scope["method"] = method
-    if raw_path is not None:
-        scope["raw_path"] = raw_path
-    return scope
 
 
 # -- translation ---------------------------------------------------------------------------------
@@ -227,25 +193,6 @@ class Recorder:
             await send({"type": "lifespan.startup.complete"})
 
 
-async def call(app: Any, scope: Scope, incoming: list[Message]) -> list[Message]:
-    sent: list[Message] = []
-    queue = list(incoming)
-
-    async def receive() -> Message:
-        return queue.pop(0) if queue else {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
-
-
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer(audience="https://api.test")
-
-
 def headers_for(issuer: TestIssuer, key: DPoPKey, url: str, **kw: Any) -> list[tuple[str, str]]:
     return list(dpop_headers(key, "GET", url, issuer.token(key.jkt), **kw).items())
 
@@ -254,10 +201,10 @@ async def test_lifespan_and_unknown_scopes_pass_through_untouched(issuer: TestIs
     inner = Recorder()
     app = DPoPMiddleware(inner, verifier=DPoPVerifier(issuer.validator()))
     lifespan: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
-    sent = await call(app, lifespan, [{"type": "lifespan.startup"}])
+    sent = await call_asgi(app, lifespan, [{"type": "lifespan.startup"}])
     assert sent == [{"type": "lifespan.startup.complete"}]
     other: Scope = {"type": "custom.thing"}
-    await call(app, other, [])
+    await call_asgi(app, other, [])
     assert inner.scopes[0] is lifespan and inner.scopes[0] == {"type": "lifespan", "asgi": {"version": "3.0"}}
     assert inner.scopes[1] == {"type": "custom.thing"}
 
@@ -266,7 +213,7 @@ async def test_http_success_sets_scope_and_keeps_app_headers(issuer: TestIssuer)
     inner = Recorder()
     app = DPoPMiddleware(inner, verifier=DPoPVerifier(issuer.validator()))
     key = DPoPKey.generate()
-    sent = await call(app, http_scope(headers=headers_for(issuer, key, "http://api.test/protected")), [])
+    sent = await call_asgi(app, http_scope(headers=headers_for(issuer, key, "http://api.test/protected")), [])
     assert sent[0]["status"] == 204 and (b"x-app", b"1") in sent[0]["headers"]
     assert inner.scopes[0]["dpop"].jkt == key.jkt
 
@@ -274,7 +221,7 @@ async def test_http_success_sets_scope_and_keeps_app_headers(issuer: TestIssuer)
 async def test_http_rejection_is_the_core_response(issuer: TestIssuer) -> None:
     inner = Recorder()
     verifier = DPoPVerifier(issuer.validator())
-    sent = await call(DPoPMiddleware(inner, verifier=verifier), http_scope(), [])
+    sent = await call_asgi(DPoPMiddleware(inner, verifier=verifier), http_scope(), [])
     assert not inner.scopes
     start, body = sent
     assert start["status"] == 401
@@ -288,9 +235,9 @@ async def test_http_rejection_is_the_core_response(issuer: TestIssuer) -> None:
 async def test_dot_segments_do_not_reach_an_exempt_rule(issuer: TestIssuer) -> None:
     inner = Recorder()
     app = DPoPMiddleware(inner, verifier=DPoPVerifier(issuer.validator()), exempt_paths=["/health"])
-    sent = await call(app, http_scope("/health/../protected"), [])
+    sent = await call_asgi(app, http_scope("/health/../protected"), [])
     assert sent[0]["status"] == 401
-    sent = await call(app, http_scope("/health/db"), [])
+    sent = await call_asgi(app, http_scope("/health/db"), [])
     assert sent[0]["status"] == 204
 
 
@@ -298,7 +245,7 @@ async def test_websocket_denied_with_http_response_extension(issuer: TestIssuer)
     inner = Recorder()
     app = DPoPMiddleware(inner, verifier=DPoPVerifier(issuer.validator()))
     scope = http_scope("/ws", kind="websocket", scheme="ws", extensions={"websocket.http.response": {}})
-    sent = await call(app, scope, [{"type": "websocket.connect"}])
+    sent = await call_asgi(app, scope, [{"type": "websocket.connect"}])
     assert not inner.scopes
     assert [m["type"] for m in sent] == ["websocket.http.response.start", "websocket.http.response.body"]
     assert sent[0]["status"] == 401
@@ -309,30 +256,30 @@ async def test_websocket_denied_with_policy_close_without_extension(issuer: Test
     inner = Recorder()
     app = DPoPMiddleware(inner, verifier=DPoPVerifier(issuer.validator()))
     scope = http_scope("/ws", kind="websocket", scheme="wss")
-    sent = await call(app, scope, [{"type": "websocket.connect"}])
+    sent = await call_asgi(app, scope, [{"type": "websocket.connect"}])
     assert not inner.scopes
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": "DPoP authentication failed"}]
 
 
 async def test_websocket_accepted_with_proof_for_http_url_and_nonce_on_accept(issuer: TestIssuer) -> None:
-    clock = [time.time()]
+    clock = TestClock(time.time())
     keyring = NonceKeyring({"k1": b"0123456789abcdef0123"})
-    verifier = DPoPVerifier(issuer.validator(), nonce_policy="always", nonce_keyring=keyring, clock=lambda: clock[0])
+    verifier = DPoPVerifier(issuer.validator(), nonce_policy="always", nonce_keyring=keyring, clock=clock)
     inner = Recorder()
     app = DPoPMiddleware(inner, verifier=verifier)
     key = DPoPKey.generate()
     token = issuer.token(key.jkt)
     # A client signs the https URL (or wss: both normalize alike) of the upgrade, with htm GET.
-    nonce = keyring.issue(clock[0])
-    clock[0] += keyring.step_seconds  # the nonce is now from the previous step: a fresh one is due
-    proof = dpop_headers(key, "GET", "https://api.test/ws", token, nonce=nonce, iat=clock[0])
+    nonce = keyring.issue(clock.now)
+    clock.advance(keyring.step_seconds)  # the nonce is now from the previous step: a fresh one is due
+    proof = dpop_headers(key, "GET", "https://api.test/ws", token, nonce=nonce, iat=clock.now)
     scope = http_scope("/ws", kind="websocket", scheme="wss", headers=list(proof.items()))
-    sent = await call(app, scope, [{"type": "websocket.connect"}])
+    sent = await call_asgi(app, scope, [{"type": "websocket.connect"}])
     assert inner.scopes[0]["dpop"].jkt == key.jkt
     accept = sent[0]
     assert accept["type"] == "websocket.accept"
     assert (b"x-app", b"1") in accept["headers"]
-    assert (b"dpop-nonce", keyring.issue(clock[0]).encode()) in accept["headers"]
+    assert (b"dpop-nonce", keyring.issue(clock.now).encode()) in accept["headers"]
 
 
 async def test_websocket_proof_with_wrong_htm_is_refused(issuer: TestIssuer) -> None:
@@ -341,5 +288,5 @@ async def test_websocket_proof_with_wrong_htm_is_refused(issuer: TestIssuer) -> 
     key = DPoPKey.generate()
     proof = dpop_headers(key, "POST", "ws://api.test/ws", issuer.token(key.jkt))
     scope = http_scope("/ws", kind="websocket", scheme="ws", headers=list(proof.items()))
-    sent = await call(app, scope, [{"type": "websocket.connect"}])
+    sent = await call_asgi(app, scope, [{"type": "websocket.connect"}])
     assert not inner.scopes and sent[0]["code"] == 1008

@@ -14,12 +14,11 @@ uvicorn cannot speak WebSocket; ``test_starlette_features`` and ``test_asgi_tran
 from __future__ import annotations
 
 import http.client
-import json
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from servers import free_port, python_argv, running
+from servers import asgi_apps_server
 
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.testing import TestIssuer, dpop_headers
@@ -31,17 +30,7 @@ def issuer() -> TestIssuer:
 
 
 def serve(issuer: TestIssuer, *flags: str) -> Iterator[str]:
-    port = free_port()
-    env = {
-        "DPOP_TEST_ISSUER": issuer.issuer,
-        "DPOP_TEST_AUDIENCE": issuer.audience,
-        "DPOP_TEST_JWKS": json.dumps(issuer.jwks),
-    }
-    argv = python_argv(
-        "-m", "uvicorn", "asgi_apps.server:app", "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", "--lifespan", "on", *flags,
-    )  # fmt: skip
-    with running(argv, port, env=env):
+    with asgi_apps_server(issuer, "--lifespan", "on", *flags) as port:
         yield f"http://127.0.0.1:{port}"
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from servers import free_port, python_argv, running
+from servers import asgi_apps_server
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -21,17 +21,7 @@ def issuer() -> TestIssuer:
 
 @pytest.fixture(scope="module")
 def server(issuer: TestIssuer) -> Iterator[int]:
-    port = free_port()
-    env = {
-        "DPOP_TEST_ISSUER": issuer.issuer,
-        "DPOP_TEST_AUDIENCE": issuer.audience,
-        "DPOP_TEST_JWKS": json.dumps(issuer.jwks),
-    }
-    argv = python_argv(
-        "-m", "uvicorn", "asgi_apps.server:app", "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", "--no-proxy-headers", "--ws", "websockets",
-    )  # fmt: skip
-    with running(argv, port, env=env):
+    with asgi_apps_server(issuer, "--no-proxy-headers", "--ws", "websockets") as port:
         yield port
 
 

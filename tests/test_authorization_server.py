@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_support import Clock
+from fakes import FakeReplayStore, TestClock
 
 from dpop_middleware import NoncePolicy, RequestInfo
 from dpop_middleware.authorization_server import (
@@ -29,7 +29,7 @@ ENDPOINT = TOKEN["url"]
 RFC_JKT = VECTORS["proof_jkt"]
 
 
-def make(clock: Clock, **options: Any) -> TokenEndpointVerifier:
+def make(clock: TestClock, **options: Any) -> TokenEndpointVerifier:
     # The store runs on the same (fixed) clock, so replay entries expire in RFC time.
     return TokenEndpointVerifier(ENDPOINT, clock=clock, replay_store=MemoryReplayStore(clock=clock), **options)
 
@@ -60,7 +60,7 @@ def headers(result: TokenEndpointResult) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("asynchronous", [False, True])
 async def test_rfc_token_request_proof_yields_its_jkt(asynchronous: bool) -> None:
-    verifier = make(Clock(TOKEN["iat"]))
+    verifier = make(TestClock(TOKEN["iat"]))
     request = token_request(TOKEN["jws"])
     result = await verifier.aauthenticate(request) if asynchronous else verifier.authenticate(request)
     assert result.rejection is None
@@ -71,7 +71,7 @@ async def test_rfc_token_request_proof_yields_its_jkt(asynchronous: bool) -> Non
 
 
 def test_rfc_refresh_proof_reuses_the_jti_only_after_the_window() -> None:
-    clock = Clock(TOKEN["iat"])
+    clock = TestClock(TOKEN["iat"])
     verifier = make(clock)
     assert verifier.authenticate(token_request(TOKEN["jws"])).jkt == RFC_JKT
     # The same proof again is a replay, refused as an invalid proof (400).
@@ -84,10 +84,10 @@ def test_rfc_refresh_proof_reuses_the_jti_only_after_the_window() -> None:
 
 
 def test_rfc_proof_accepted_by_its_dpop_jkt_and_refused_by_another() -> None:
-    verifier = make(Clock(TOKEN["iat"]))
+    verifier = make(TestClock(TOKEN["iat"]))
     assert verifier.authenticate(token_request(TOKEN["jws"]), dpop_jkt=RFC_JKT).jkt == RFC_JKT
     other = DPoPKey.generate().jkt
-    verifier = make(Clock(TOKEN["iat"]))
+    verifier = make(TestClock(TOKEN["iat"]))
     result = verifier.authenticate(token_request(TOKEN["jws"]), dpop_jkt=other)
     assert result.rejection is not None and result.rejection.status == 400
     assert body(result)["error"] == "invalid_grant"
@@ -111,7 +111,7 @@ def test_rfc_proof_accepted_by_its_dpop_jkt_and_refused_by_another() -> None:
 )
 async def test_rfc_proof_refusals_are_400_invalid_dpop_proof(request_: RequestInfo, now: float, reason: str) -> None:
     for asynchronous in (False, True):
-        verifier = make(Clock(now))
+        verifier = make(TestClock(now))
         result = await verifier.aauthenticate(request_) if asynchronous else verifier.authenticate(request_)
         assert result.rejection is not None
         assert result.rejection.status == 400
@@ -127,19 +127,19 @@ async def test_rfc_proof_refusals_are_400_invalid_dpop_proof(request_: RequestIn
 
 def test_htu_is_the_configured_endpoint_not_the_request_url() -> None:
     # Behind a proxy the rebuilt URL may differ; the configured public endpoint is what counts.
-    verifier = make(Clock(TOKEN["iat"]))
+    verifier = make(TestClock(TOKEN["iat"]))
     assert verifier.authenticate(token_request(TOKEN["jws"], url="http://10.0.0.5:8080/internal/token")).jkt
-    elsewhere = TokenEndpointVerifier("https://server.example.com/other", clock=Clock(TOKEN["iat"]))
+    elsewhere = TokenEndpointVerifier("https://server.example.com/other", clock=TestClock(TOKEN["iat"]))
     result = elsewhere.authenticate(token_request(TOKEN["jws"]))
     assert result.rejection is not None and result.rejection.error.reason == "htu_mismatch"
     # Without endpoint_url, the request's URL (as the adapter rebuilt it) is used.
-    default = TokenEndpointVerifier(clock=Clock(TOKEN["iat"]))
+    default = TokenEndpointVerifier(clock=TestClock(TOKEN["iat"]))
     assert default.authenticate(token_request(TOKEN["jws"])).jkt == RFC_JKT
     assert default.authenticate(token_request(TOKEN["jws"], url="https://server.example.com/tok")).rejection
 
 
 def test_bad_request_url_is_invalid_request() -> None:
-    verifier = TokenEndpointVerifier(clock=Clock(TOKEN["iat"]))
+    verifier = TokenEndpointVerifier(clock=TestClock(TOKEN["iat"]))
     result = verifier.authenticate(token_request(TOKEN["jws"], url="https://bad host/token"))
     assert result.rejection is not None and result.rejection.status == 400
     assert body(result)["error"] == "invalid_request"
@@ -172,7 +172,7 @@ def test_a_proof_with_ath_is_still_fine_and_required_can_be_relaxed() -> None:
 
 @pytest.mark.parametrize("asynchronous", [False, True])
 async def test_nonce_round_trip(asynchronous: bool) -> None:
-    clock = Clock(1_700_000_000)
+    clock = TestClock(1_700_000_000)
     key = DPoPKey.generate()
     verifier = TokenEndpointVerifier(
         "https://as.test/token", clock=clock, nonce_policy="always", nonce_keyring={"k1": "0123456789abcdef0123"}
@@ -207,38 +207,18 @@ async def test_nonce_round_trip(asynchronous: bool) -> None:
     assert forged.rejection is not None and body(forged)["error"] == "use_dpop_nonce"
 
 
-class BrokenStore:
-    def add_if_absent(self, key: bytes, ttl: float) -> bool:
-        raise ConnectionError("down")
-
-
-class AsyncStore:
-    def __init__(self) -> None:
-        self.seen: set[bytes] = set()
-
-    async def add_if_absent(self, key: bytes, ttl: float) -> bool:
-        if key in self.seen:
-            return False
-        self.seen.add(key)
-        return True
-
-
-class SaysMaybe:
-    def add_if_absent(self, key: bytes, ttl: float) -> object:
-        return "yes"  # anything but True is not a fresh proof
-
-
 async def test_replay_store_failures_fail_closed() -> None:
     request = token_request(TOKEN["jws"])
-    broken = TokenEndpointVerifier(ENDPOINT, clock=Clock(TOKEN["iat"]), replay_store=BrokenStore())
+    broken = TokenEndpointVerifier(ENDPOINT, clock=TestClock(TOKEN["iat"]), replay_store=FakeReplayStore("error"))
     for result in (broken.authenticate(request), await broken.aauthenticate(request)):
         assert result.rejection is not None and result.rejection.status == 503
         assert body(result)["error"] == "temporarily_unavailable"
         assert headers(result)["retry-after"] == ["5"]
-    maybe = TokenEndpointVerifier(ENDPOINT, clock=Clock(TOKEN["iat"]), replay_store=SaysMaybe())
+    # A store answering anything but True has not vouched for a fresh proof.
+    maybe = TokenEndpointVerifier(ENDPOINT, clock=TestClock(TOKEN["iat"]), replay_store=FakeReplayStore("odd"))
     assert maybe.authenticate(request).rejection is not None
-    store = AsyncStore()
-    async_verifier = TokenEndpointVerifier(ENDPOINT, clock=Clock(TOKEN["iat"]), replay_store=store)
+    store = FakeReplayStore(asynchronous=True)
+    async_verifier = TokenEndpointVerifier(ENDPOINT, clock=TestClock(TOKEN["iat"]), replay_store=store)
     assert (await async_verifier.aauthenticate(request)).jkt == RFC_JKT
     replayed = await async_verifier.aauthenticate(request)
     assert replayed.rejection is not None and replayed.rejection.error.reason == "replayed"

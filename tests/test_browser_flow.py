@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from fakes import TestClock
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -105,11 +106,6 @@ def redeem(
 @pytest.fixture
 def issuer() -> InProcessIssuer:
     return login_issuer()
-
-
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate("ES256")
 
 
 # -- the flow ---------------------------------------------------------------------------------------
@@ -271,14 +267,14 @@ def test_default_scope_and_no_dpop_jkt(issuer: InProcessIssuer, key: DPoPKey) ->
 
 
 def test_codes_expire_and_are_bounded() -> None:
-    now = [1000.0]
-    store = CodeStore(clock=lambda: now[0], lifetime=60, capacity=2)
+    clock = TestClock(1000.0)
+    store = CodeStore(clock=clock, lifetime=60, capacity=2)
     grant = Grant("c", "r", "x" * 43, frozenset(), "u", None, store.expiry())
     first = store.issue(grant)
     assert first is not None and store.peek(first) == grant
     assert store.issue(grant) is not None
     assert store.issue(grant) is None  # full
-    now[0] += 61
+    clock.advance(61)
     assert store.peek(first) is None and store.take(first) is None
     assert store.issue(Grant("c", "r", "x" * 43, frozenset(), "u", None, store.expiry())) is not None  # expired pruned
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from adapter_cases import CASE_IDS, CASES, Case, Response, run_case
+from adapter_cases import CASE_IDS, CASES, Case, Response, identity, run_case
 
 from dpop_middleware import DPoPVerifier, RequestInfo
 
@@ -33,9 +33,7 @@ class CoreDriver:
         out: dict[str, list[str]] = {}
         for name, value in result.response_headers:
             out.setdefault(name.lower(), []).append(value)
-        p = result.principal
-        body = {"anonymous": True} if p is None else {"scheme": p.scheme, "jkt": p.jkt, "sub": p.subject, "scopes": sorted(p.scopes)}
-        return Response(200, out, body)
+        return Response(200, out, identity(result.principal))
 
 
 def _error(rejection: object) -> Response:

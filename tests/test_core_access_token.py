@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from core_support import Clock
+from fakes import TestClock
 
 from dpop_middleware import InvalidTokenError, JWTAccessTokenValidator
 from dpop_middleware.client import DPoPKey
@@ -14,7 +14,7 @@ from dpop_middleware.testing import TestIssuer
 
 @pytest.fixture
 def issuer() -> TestIssuer:
-    return TestIssuer(clock=Clock())
+    return TestIssuer(clock=TestClock())
 
 
 def reason(validator: JWTAccessTokenValidator, token: str) -> str:
@@ -87,6 +87,6 @@ def test_jwks_without_usable_keys() -> None:
 
 
 def test_rsa_issuer_key() -> None:
-    issuer = TestIssuer(alg="PS256", clock=Clock())
+    issuer = TestIssuer(alg="PS256", clock=TestClock())
     key = DPoPKey.generate()
     assert issuer.validator().validate(issuer.token(key.jkt))["cnf"]["jkt"] == key.jkt

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from core_support import URL, Env, b64, make_env
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fakes import FakeReplayStore
 
 from dpop_middleware import (
     DPoPVerifier,
@@ -80,17 +81,13 @@ def test_comma_joined_authorization_is_several_fields() -> None:
 
 
 def test_async_store_from_sync_verify_is_a_503_not_a_replay() -> None:
-    class AsyncStore:
-        async def add_if_absent(self, key: bytes, ttl: float) -> bool:
-            return True
-
     env = make_env()
     token = env.token()
     with pytest.raises(ReplayStoreUnavailable) as caught:
-        env.verifier(replay_store=AsyncStore()).verify(env.request(token, env.proof(token)))
+        env.verifier(replay_store=FakeReplayStore(asynchronous=True)).verify(env.request(token, env.proof(token)))
     assert caught.value.reason == "replay_store_misconfigured"
     # ...and through averify the same store works.
-    asyncio.run(env.verifier(replay_store=AsyncStore()).averify(env.request(token, env.proof(token))))
+    asyncio.run(env.verifier(replay_store=FakeReplayStore(asynchronous=True)).averify(env.request(token, env.proof(token))))
 
 
 def test_validator_caps_the_verifier_token_cache() -> None:

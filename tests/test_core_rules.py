@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from core_support import DROP, URL, Env, b64, make_env, raw_jws
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fakes import FakeReplayStore
 
 from dpop_middleware import (
     AuthenticationRequired,
@@ -362,22 +363,14 @@ def test_store_full_refuses_with_503(env: Env, caplog: pytest.LogCaptureFixture)
 
 
 def test_store_exception_fails_closed(env: Env) -> None:
-    class Broken:
-        def add_if_absent(self, key: bytes, ttl: float) -> bool:
-            raise ConnectionError("down")
-
     token = env.token()
     with pytest.raises(ReplayStoreUnavailable):
-        env.verifier(replay_store=Broken()).verify(env.request(token, env.proof(token)))
+        env.verifier(replay_store=FakeReplayStore("error")).verify(env.request(token, env.proof(token)))
 
 
 def test_store_answer_must_be_true(env: Env) -> None:
-    class Odd:
-        def add_if_absent(self, key: bytes, ttl: float) -> object:
-            return "yes"
-
     token = env.token()
-    rejects(env, env.request(token, env.proof(token)), InvalidDPoPProofError, "replayed", replay_store=Odd())
+    rejects(env, env.request(token, env.proof(token)), InvalidDPoPProofError, "replayed", replay_store=FakeReplayStore("odd"))
 
 
 # --- token binding and schemes -------------------------------------------------------------------

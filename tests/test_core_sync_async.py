@@ -8,23 +8,10 @@ from typing import Any
 
 import pytest
 from core_support import Env, make_env
+from fakes import FakeReplayStore
 
 from dpop_middleware import DPoPError, DPoPVerifier, RequestInfo
 from dpop_middleware.client import DPoPKey
-
-
-class AsyncStore:
-    """An asyncio replay store (like the Redis one) to exercise the awaited path."""
-
-    def __init__(self) -> None:
-        self.seen: set[bytes] = set()
-
-    async def add_if_absent(self, key: bytes, ttl: float) -> bool:
-        await asyncio.sleep(0)
-        if key in self.seen:
-            return False
-        self.seen.add(key)
-        return True
 
 
 def _good(env: Env) -> RequestInfo:
@@ -86,7 +73,7 @@ def test_table(flavour: str, name: str, build: Callable[[Env], RequestInfo], rea
         async def avalidate(token: str) -> Any:
             return validator.validate(token)
 
-        store = AsyncStore() if flavour == "async_everything" else env.store
+        store = FakeReplayStore(asynchronous=True) if flavour == "async_everything" else env.store
         verifier = DPoPVerifier(avalidate, replay_store=store, clock=env.clock, **options)
         run = lambda r: asyncio.run(verifier.averify(r))  # noqa: E731
     request = build(env)

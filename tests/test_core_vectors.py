@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from core_support import Clock
+from fakes import TestClock
 
 from dpop_middleware import DPoPVerifier, InvalidDPoPProofError, RequestInfo, jwk_thumbprint
 from dpop_middleware.core.challenge import render_error
@@ -61,7 +61,7 @@ def test_end_to_end_with_rfc_example_token_claims() -> None:
     """The §7.1 request, with the §6.2 introspection body standing in as the token's claims."""
     vec = VECTORS["resource_request_proof"]
     claims = VECTORS["introspection_response_example"]["body"]
-    verifier = DPoPVerifier(lambda token: claims if token == vec["access_token"] else None, clock=Clock(vec["iat"]))
+    verifier = DPoPVerifier(lambda token: claims if token == vec["access_token"] else None, clock=TestClock(vec["iat"]))
     request = RequestInfo("GET", vec["url"], [("Authorization", f"DPoP {vec['access_token']}"), ("DPoP", vec["jws"])])
     principal = verifier.verify(request)
     assert principal.jkt == VECTORS["proof_jkt"]

@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 import pytest
-from adapter_cases import _FailingStore
 from django.core.cache.backends.base import BaseCache
 from django.core.checks import run_checks
 from django.test import AsyncClient, Client, RequestFactory
 from django_app.harness import django_settings, ensure_django
+from fakes import FakeReplayStore, TestClock
 from rest_framework import exceptions
 from rest_framework.request import Request
 from servers import redis_server
@@ -61,25 +61,16 @@ def test_settings_build_and_override() -> None:
 
 
 def test_dotted_paths_for_validator_and_store() -> None:
-    dpop = {"TOKEN_VALIDATOR": "test_django_units.ISSUER_VALIDATOR", "REPLAY_STORE": "test_django_units.CountingStore"}
+    dpop = {"TOKEN_VALIDATOR": "test_django_units.ISSUER_VALIDATOR", "REPLAY_STORE": "fakes.FakeReplayStore"}
     with django_settings(dpop):
         verifier = get_verifier()
         assert verifier.token_validator is ISSUER_VALIDATOR
-        assert isinstance(verifier.replay_store, CountingStore)
+        assert isinstance(verifier.replay_store, FakeReplayStore)
         assert call("/protected").status_code == 200
-        assert verifier.replay_store.calls == 1
+        assert len(verifier.replay_store.calls) == 1
 
 
 ISSUER_VALIDATOR = ISSUER.validator()
-
-
-class CountingStore:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def add_if_absent(self, key: bytes, ttl: float) -> bool:
-        self.calls += 1
-        return True
 
 
 # -- system checks ----------------------------------------------------------------------------
@@ -273,16 +264,9 @@ async def test_async_path_uses_aauthenticate() -> None:
 # -- fresh nonces on successful responses -------------------------------------------------------
 
 
-class Clock:
-    offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
 @pytest.mark.parametrize(("path", "middleware"), [("/protected", True), ("/drf/protected", False)])
 def test_fresh_nonce_on_success(path: str, middleware: bool) -> None:
-    clock = Clock()
+    clock = TestClock(time.time())
     keyring = NonceKeyring({"k1": b"0123456789abcdef0123"})
     verifier = DPoPVerifier(ISSUER.validator(), clock=clock, nonce_policy="always", nonce_keyring=keyring)
     key = DPoPKey.generate()
@@ -292,7 +276,7 @@ def test_fresh_nonce_on_success(path: str, middleware: bool) -> None:
         challenge = Client().get(path, HTTP_AUTHORIZATION=first["Authorization"], HTTP_DPOP=first["DPoP"])
         assert challenge.status_code == 401
         nonce = challenge["DPoP-Nonce"]
-        clock.offset = keyring.step_seconds  # one step later: the nonce is still valid, but not current
+        clock.advance(keyring.step_seconds)  # one step later: the nonce is still valid, but not current
         later = dpop_headers(key, "GET", BASE + path, token, nonce=nonce, iat=clock())
         resp = Client().get(path, HTTP_AUTHORIZATION=later["Authorization"], HTTP_DPOP=later["DPoP"])
         assert resp.status_code == 200, resp.content
@@ -408,7 +392,7 @@ def _proof_meta(path: str) -> dict[str, str]:
 
 def test_drf_exception_handler() -> None:
     with django_settings(
-        {"VERIFIER": DPoPVerifier(ISSUER.validator(), replay_store=_FailingStore())}, middleware=False
+        {"VERIFIER": DPoPVerifier(ISSUER.validator(), replay_store=FakeReplayStore("down"))}, middleware=False
     ):
         django_request = RequestFactory().get("/drf/protected")
         django_request._dpop_response_headers = (("DPoP-Nonce", "fresh"),)  # type: ignore[attr-defined]

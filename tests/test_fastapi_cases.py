@@ -7,6 +7,7 @@ import time
 import pytest
 from adapter_cases import CASE_IDS, CASES, Case, Response, run_case
 from asgi_apps.apps import fastapi_app, to_case_response
+from fakes import TestClock
 from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPVerifier, NonceKeyring
@@ -31,11 +32,6 @@ class FastAPIDriver:
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_case(case: Case, exact_errors: bool) -> None:
     run_case(FastAPIDriver(exact_errors), case)
-
-
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer(audience="https://api.test")
 
 
 def test_openapi_lists_the_dpop_security_scheme(issuer: TestIssuer) -> None:
@@ -66,7 +62,7 @@ def test_bound_token_as_bearer_folds_challenges_under_default_handler(issuer: Te
     assert exact.json()["error"] == "invalid_token"
 
 
-def rolled_nonce_exchange(client: TestClient, issuer: TestIssuer, clock: list[float], path: str) -> list[str]:
+def rolled_nonce_exchange(client: TestClient, issuer: TestIssuer, clock: TestClock, path: str) -> list[str]:
     """Get a nonce, move the verifier's clock one nonce step on, use it: the core hands out the next one.
 
     Returns the ``DPoP-Nonce`` values of the successful response.
@@ -74,11 +70,11 @@ def rolled_nonce_exchange(client: TestClient, issuer: TestIssuer, clock: list[fl
     key = DPoPKey.generate()
     token = issuer.token(key.jkt)
     url = "http://testserver" + path
-    first = client.get(path, headers=dpop_headers(key, "GET", url, token, iat=clock[0]))
+    first = client.get(path, headers=dpop_headers(key, "GET", url, token, iat=clock.now))
     assert first.status_code == 401
     nonce = first.headers["dpop-nonce"]
-    clock[0] += KEYRING.step_seconds
-    second = client.get(path, headers=dpop_headers(key, "GET", url, token, nonce=nonce, iat=clock[0]))
+    clock.advance(KEYRING.step_seconds)
+    second = client.get(path, headers=dpop_headers(key, "GET", url, token, nonce=nonce, iat=clock.now))
     assert second.status_code == 200, second.text
     assert second.json()["jkt"] == key.jkt
     return second.headers.get_list("dpop-nonce")
@@ -87,20 +83,20 @@ def rolled_nonce_exchange(client: TestClient, issuer: TestIssuer, clock: list[fl
 KEYRING = NonceKeyring({"k1": b"0123456789abcdef0123"})
 
 
-def nonce_verifier(issuer: TestIssuer, clock: list[float]) -> DPoPVerifier:
-    return DPoPVerifier(issuer.validator(), nonce_policy="always", nonce_keyring=KEYRING, clock=lambda: clock[0])
+def nonce_verifier(issuer: TestIssuer, clock: TestClock) -> DPoPVerifier:
+    return DPoPVerifier(issuer.validator(), nonce_policy="always", nonce_keyring=KEYRING, clock=clock)
 
 
 def test_nonce_header_on_success_through_response_dependency(issuer: TestIssuer) -> None:
-    clock = [time.time()]
+    clock = TestClock(time.time())
     client = TestClient(fastapi_app(nonce_verifier(issuer, clock)))
     [fresh] = rolled_nonce_exchange(client, issuer, clock, "/protected")
-    assert fresh == KEYRING.issue(clock[0])
+    assert fresh == KEYRING.issue(clock.now)
 
 
 def test_nonce_header_lost_when_endpoint_returns_a_response(issuer: TestIssuer) -> None:
     """Documented FastAPI limitation: a returned Response object skips the Response dependency."""
-    clock = [time.time()]
+    clock = TestClock(time.time())
     client = TestClient(fastapi_app(nonce_verifier(issuer, clock)))
     assert rolled_nonce_exchange(client, issuer, clock, "/raw") == []
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from asgi_support import call_asgi, http_scope
 from fastapi import APIRouter, Depends, FastAPI, Security
 from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPPrincipal, DPoPVerifier
-from dpop_middleware.asgi import Message, Scope
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.fastapi import DPoPBearer
 from dpop_middleware.starlette import DPoPMiddleware
@@ -150,30 +150,8 @@ def routed_app(verifier: DPoPVerifier, **options: Any) -> FastAPI:
 
 
 async def raw(app: Any, scope_path: str, raw_path: bytes | None) -> int:
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "root_path": "",
-        "path": scope_path,
-        "query_string": b"",
-        "headers": [(b"host", b"api.test")],
-        "client": ("203.0.113.9", 1),
-        "server": ("api.test", 80),
-    }
-    if raw_path is not None:
-        scope["raw_path"] = raw_path
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
+    scope = http_scope(scope_path, raw_path=raw_path, client=("203.0.113.9", 1), server=("api.test", 80))
+    sent = await call_asgi(app, scope)
     if sent[0]["status"] == 400:
         assert b"invalid_request" in sent[1]["body"]
     return int(sent[0]["status"])

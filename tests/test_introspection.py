@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from authz_server import AuthzServer
-from core_support import Clock
+from fakes import TestClock
 from servers import free_port
 
 from dpop_middleware import DPoPVerifier, InvalidTokenError, RequestInfo, TokenValidationUnavailable
@@ -35,11 +35,6 @@ T0 = 1_800_000_000.0
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def authz() -> Iterator[AuthzServer]:
     with AuthzServer() as server:
         yield server
@@ -54,7 +49,7 @@ Make = Callable[..., IntrospectionValidator]
 
 
 @pytest.fixture
-async def make(authz: AuthzServer, clock: Clock) -> AsyncIterator[Make]:
+async def make(authz: AuthzServer, clock: TestClock) -> AsyncIterator[Make]:
     made: list[IntrospectionValidator] = []
 
     def factory(**options: Any) -> IntrospectionValidator:
@@ -195,7 +190,7 @@ async def test_endpoint_by_discovery(authz: AuthzServer, make: Make, mode: str) 
 
 
 async def test_inactive_is_invalid_token_and_cached_briefly(
-    authz: AuthzServer, make: Make, clock: Clock, mode: str
+    authz: AuthzServer, make: Make, clock: TestClock, mode: str
 ) -> None:
     v = make(negative_ttl=10)
     token = opaque(authz, {"active": False})
@@ -211,7 +206,7 @@ async def test_unknown_token_is_inactive(authz: AuthzServer, make: Make, mode: s
     assert await reason(make(), "never-issued", mode) == "401:token_inactive"
 
 
-async def test_positive_result_cached_until_exp(authz: AuthzServer, make: Make, clock: Clock, mode: str) -> None:
+async def test_positive_result_cached_until_exp(authz: AuthzServer, make: Make, clock: TestClock, mode: str) -> None:
     v = make(cache_max_ttl=3600)
     token = opaque(authz, active(exp=int(T0 + 100)))
     await check(v, token, mode)
@@ -223,7 +218,7 @@ async def test_positive_result_cached_until_exp(authz: AuthzServer, make: Make, 
     assert authz.count("/introspect") == 2
 
 
-async def test_positive_cache_capped_by_max_ttl(authz: AuthzServer, make: Make, clock: Clock, mode: str) -> None:
+async def test_positive_cache_capped_by_max_ttl(authz: AuthzServer, make: Make, clock: TestClock, mode: str) -> None:
     v = make(cache_max_ttl=60)
     token = opaque(authz)
     await check(v, token, mode)
@@ -236,7 +231,7 @@ async def test_positive_cache_capped_by_max_ttl(authz: AuthzServer, make: Make, 
     assert authz.count("/introspect") == 2
 
 
-async def test_answer_without_exp_uses_default_ttl(authz: AuthzServer, make: Make, clock: Clock, mode: str) -> None:
+async def test_answer_without_exp_uses_default_ttl(authz: AuthzServer, make: Make, clock: TestClock, mode: str) -> None:
     v = make(default_ttl=30)
     token = opaque(authz, active(exp=None))
     await check(v, token, mode)
@@ -321,7 +316,7 @@ async def test_malformed_answers(
     ],
 )
 async def test_claim_checks_on_active_answers(
-    authz: AuthzServer, make: Make, clock: Clock, mode: str, claims: dict[str, Any], expected: str
+    authz: AuthzServer, make: Make, clock: TestClock, mode: str, claims: dict[str, Any], expected: str
 ) -> None:
     v = make(issuer="http://127.0.0.1:1", audience=["https://api.test"], negative_ttl=5)
     token = opaque(authz, active(**{"iss": "http://127.0.0.1:1", "aud": "https://api.test", **claims}))
@@ -352,7 +347,7 @@ async def test_accepted_answers(authz: AuthzServer, make: Make, mode: str, claim
 # -- outages ----------------------------------------------------------------------------------------
 
 
-async def test_server_down_then_recovery_through_the_verifier(make: Make, clock: Clock, mode: str) -> None:
+async def test_server_down_then_recovery_through_the_verifier(make: Make, clock: TestClock, mode: str) -> None:
     authz = AuthzServer(port=free_port())
     v = make(endpoint=authz.introspection_endpoint)
     verifier = DPoPVerifier(v)

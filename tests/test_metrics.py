@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fakes import FakeReplayStore
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry
@@ -34,11 +35,6 @@ class World:
 
     def good(self, url: str = TARGET, **token_claims: Any) -> list[tuple[str, str]]:
         return list(dpop_headers(self.key, "GET", url, self.issuer.token(self.key.jkt, **token_claims)).items())
-
-
-class _DownStore:
-    def add_if_absent(self, key: bytes, ttl: float) -> bool:
-        raise ConnectionError("redis went away")
 
 
 class _BrokenValidator:
@@ -123,7 +119,7 @@ SCENARIOS = [
         "replay_store_unavailable",
         ("rejected", "replay_store_unavailable", 503, "DPoP"),
         lambda v, w: v.authenticate(_req(w.good())),
-        store=_DownStore,
+        store=lambda: FakeReplayStore("error"),
     ),
     Scenario(
         "redis_store_down",

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from authz_server import AuthzServer
-from core_support import Clock
+from fakes import TestClock
 from servers import free_port
 
 from dpop_middleware import DPoPVerifier, InvalidTokenError, RequestInfo, TokenValidationUnavailable
@@ -28,11 +28,6 @@ from dpop_middleware.tokens._jwks_cache import JWKSCachePolicy, cache_ttl
 API = "https://api.test"
 URL = "https://api.test/protected"
 CLIENT = DPoPKey.generate("ES256")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -52,7 +47,7 @@ def _close_validators() -> Iterator[None]:
         _made.pop().close()
 
 
-def make(authz: AuthzServer, clock: Clock, **options: Any) -> RemoteJWKSValidator:
+def make(authz: AuthzServer, clock: TestClock, **options: Any) -> RemoteJWKSValidator:
     options.setdefault("issuer", authz.issuer)
     options.setdefault("audience", API)
     options.setdefault("timeout", 2.0)
@@ -65,7 +60,7 @@ def make(authz: AuthzServer, clock: Clock, **options: Any) -> RemoteJWKSValidato
     return validator
 
 
-def token(authz: AuthzServer, clock: Clock, jkt: str | None = CLIENT.jkt, **kwargs: Any) -> str:
+def token(authz: AuthzServer, clock: TestClock, jkt: str | None = CLIENT.jkt, **kwargs: Any) -> str:
     kwargs.setdefault("now", clock())
     return authz.token(jkt, **kwargs)
 
@@ -83,7 +78,7 @@ def request_for(tok: str, key: DPoPKey = CLIENT) -> RequestInfo:
 # -- fetching, caching, discovery --------------------------------------------------------------------
 
 
-def test_keys_are_fetched_once_and_reused(authz: AuthzServer, clock: Clock) -> None:
+def test_keys_are_fetched_once_and_reused(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock)
     for _ in range(3):
         claims = v.validate(token(authz, clock))
@@ -93,7 +88,7 @@ def test_keys_are_fetched_once_and_reused(authz: AuthzServer, clock: Clock) -> N
 
 
 def test_result_cache_skips_the_signature_check_for_a_reused_token(
-    authz: AuthzServer, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    authz: AuthzServer, clock: TestClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dpop_middleware.tokens.remote as remote
 
@@ -109,7 +104,7 @@ def test_result_cache_skips_the_signature_check_for_a_reused_token(
     assert len(calls) == 2
 
 
-def test_result_cache_can_be_disabled(authz: AuthzServer, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_result_cache_can_be_disabled(authz: AuthzServer, clock: TestClock, monkeypatch: pytest.MonkeyPatch) -> None:
     import dpop_middleware.tokens.remote as remote
 
     calls = []
@@ -122,7 +117,7 @@ def test_result_cache_can_be_disabled(authz: AuthzServer, clock: Clock, monkeypa
     assert len(calls) == 2
 
 
-def test_discovery_rfc8414_with_issuer_path(clock: Clock) -> None:
+def test_discovery_rfc8414_with_issuer_path(clock: TestClock) -> None:
     with AuthzServer(issuer_path="/tenant") as authz:
         authz.add_key(kid="k1")
         v = make(authz, clock, jwks_uri=None)
@@ -134,7 +129,7 @@ def test_discovery_rfc8414_with_issuer_path(clock: Clock) -> None:
         assert authz.count("/.well-known/oauth-authorization-server/tenant") == 1  # discovered once
 
 
-def test_discovery_falls_back_to_openid_configuration(authz: AuthzServer, clock: Clock) -> None:
+def test_discovery_falls_back_to_openid_configuration(authz: AuthzServer, clock: TestClock) -> None:
     authz.state.metadata_docs = {"openid"}
     v = make(authz, clock, jwks_uri=None)
     v.validate(token(authz, clock))
@@ -143,7 +138,7 @@ def test_discovery_falls_back_to_openid_configuration(authz: AuthzServer, clock:
     assert authz.count("/jwks") == 1
 
 
-def test_discovery_ignores_metadata_for_another_issuer(authz: AuthzServer, clock: Clock) -> None:
+def test_discovery_ignores_metadata_for_another_issuer(authz: AuthzServer, clock: TestClock) -> None:
     authz.state.metadata_overrides = {"oauth": {"issuer": "https://evil.test"}}
     v = make(authz, clock, jwks_uri=None)
     v.validate(token(authz, clock))  # the OpenID document names the right issuer
@@ -159,20 +154,20 @@ def test_discovery_ignores_metadata_for_another_issuer(authz: AuthzServer, clock
     ],
     ids=["wrong-issuer", "no-jwks-uri", "insecure-jwks-uri"],
 )
-def test_unusable_discovery_is_an_outage(authz: AuthzServer, clock: Clock, overrides: dict[str, Any]) -> None:
+def test_unusable_discovery_is_an_outage(authz: AuthzServer, clock: TestClock, overrides: dict[str, Any]) -> None:
     authz.state.metadata_overrides = overrides
     v = make(authz, clock, jwks_uri=None)
     assert reason_of(v.validate, token(authz, clock)) == "503:jwks_unavailable"
     assert authz.count("/jwks") == 0
 
 
-def test_discovery_documents_missing_is_an_outage(authz: AuthzServer, clock: Clock) -> None:
+def test_discovery_documents_missing_is_an_outage(authz: AuthzServer, clock: TestClock) -> None:
     authz.state.metadata_docs = set()
     v = make(authz, clock, jwks_uri=None)
     assert reason_of(v.validate, token(authz, clock)) == "503:jwks_unavailable"
 
 
-def test_key_rotation_new_kid_appears_old_disappears(authz: AuthzServer, clock: Clock) -> None:
+def test_key_rotation_new_kid_appears_old_disappears(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock)
     old = token(authz, clock, kid="k1")
     v.validate(old)
@@ -188,7 +183,7 @@ def test_key_rotation_new_kid_appears_old_disappears(authz: AuthzServer, clock: 
     assert authz.count("/jwks") == 3
 
 
-def test_unknown_kid_refetch_is_rate_limited(authz: AuthzServer, clock: Clock) -> None:
+def test_unknown_kid_refetch_is_rate_limited(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock, unknown_kid_interval=30)
     v.validate(token(authz, clock))
     for i in range(5):
@@ -218,7 +213,7 @@ def test_cache_ttl_from_headers(headers: dict[str, str], expected: float) -> Non
     assert cache_ttl(headers, JWKSCachePolicy()) == expected
 
 
-def test_cache_control_max_age_is_honoured(authz: AuthzServer, clock: Clock) -> None:
+def test_cache_control_max_age_is_honoured(authz: AuthzServer, clock: TestClock) -> None:
     authz.state.jwks_headers = {"Cache-Control": "max-age=120"}
     v = make(authz, clock)
     v.validate(token(authz, clock))
@@ -230,7 +225,7 @@ def test_cache_control_max_age_is_honoured(authz: AuthzServer, clock: Clock) -> 
     assert authz.count("/jwks") == 2
 
 
-def test_ttl_bounds_are_configurable(authz: AuthzServer, clock: Clock) -> None:
+def test_ttl_bounds_are_configurable(authz: AuthzServer, clock: TestClock) -> None:
     authz.state.jwks_headers = {"Cache-Control": "max-age=86400"}
     v = make(authz, clock, max_ttl=600, min_ttl=10)
     v.validate(token(authz, clock))
@@ -256,7 +251,7 @@ def _storm_threads(v: RemoteJWKSValidator, tokens: list[str]) -> list[str]:
         return list(pool.map(one, tokens))
 
 
-def test_unknown_kid_storm_threads_one_fetch(authz: AuthzServer, clock: Clock) -> None:
+def test_unknown_kid_storm_threads_one_fetch(authz: AuthzServer, clock: TestClock) -> None:
     # unknown_kid_interval=0: only single flight stands between 100 concurrent misses and 100 fetches
     v = make(authz, clock, unknown_kid_interval=0)
     v.validate(token(authz, clock))
@@ -267,7 +262,7 @@ def test_unknown_kid_storm_threads_one_fetch(authz: AuthzServer, clock: Clock) -
     assert authz.count("/jwks") == 2
 
 
-def test_cold_start_storm_threads_one_fetch(authz: AuthzServer, clock: Clock) -> None:
+def test_cold_start_storm_threads_one_fetch(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock)
     authz.state.delays["/jwks"] = 0.3
     results = _storm_threads(v, [token(authz, clock) for _ in range(100)])
@@ -275,7 +270,7 @@ def test_cold_start_storm_threads_one_fetch(authz: AuthzServer, clock: Clock) ->
     assert authz.count("/jwks") == 1
 
 
-def test_storm_of_forged_kids_threads_one_fetch(authz: AuthzServer, clock: Clock) -> None:
+def test_storm_of_forged_kids_threads_one_fetch(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock, unknown_kid_interval=1)
     v.validate(token(authz, clock))
     clock.advance(2)
@@ -285,7 +280,7 @@ def test_storm_of_forged_kids_threads_one_fetch(authz: AuthzServer, clock: Clock
     assert authz.count("/jwks") == 2
 
 
-async def test_unknown_kid_storm_asyncio_one_fetch(authz: AuthzServer, clock: Clock) -> None:
+async def test_unknown_kid_storm_asyncio_one_fetch(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock, unknown_kid_interval=0)
     await v.avalidate(token(authz, clock))
     authz.add_key(kid="k2")
@@ -297,7 +292,7 @@ async def test_unknown_kid_storm_asyncio_one_fetch(authz: AuthzServer, clock: Cl
     await v.aclose()
 
 
-async def test_cold_start_storm_asyncio_one_fetch(authz: AuthzServer, clock: Clock) -> None:
+async def test_cold_start_storm_asyncio_one_fetch(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock)
     authz.state.delays["/jwks"] = 0.3
     results = await asyncio.gather(*(v.avalidate(token(authz, clock)) for _ in range(100)))
@@ -306,7 +301,7 @@ async def test_cold_start_storm_asyncio_one_fetch(authz: AuthzServer, clock: Clo
     await v.aclose()
 
 
-async def test_failed_storm_asyncio_one_fetch_all_503(authz: AuthzServer, clock: Clock) -> None:
+async def test_failed_storm_asyncio_one_fetch_all_503(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock)
     authz.state.jwks_status = 500
     results = await asyncio.gather(*(v.avalidate(token(authz, clock)) for _ in range(50)), return_exceptions=True)
@@ -315,7 +310,7 @@ async def test_failed_storm_asyncio_one_fetch_all_503(authz: AuthzServer, clock:
     await v.aclose()
 
 
-async def test_cancelled_fetcher_does_not_strand_waiters(authz: AuthzServer, clock: Clock) -> None:
+async def test_cancelled_fetcher_does_not_strand_waiters(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock, retry_interval=0)
     authz.state.delays["/jwks"] = 0.5
     first = asyncio.ensure_future(v.avalidate(token(authz, clock)))
@@ -338,7 +333,7 @@ async def test_cancelled_fetcher_does_not_strand_waiters(authz: AuthzServer, clo
 # -- outages ------------------------------------------------------------------------------------------
 
 
-def test_server_down_at_start_then_recovery(clock: Clock) -> None:
+def test_server_down_at_start_then_recovery(clock: TestClock) -> None:
     port = free_port()
     authz = AuthzServer(port=port)
     authz.add_key(kid="k1")
@@ -358,7 +353,7 @@ def test_server_down_at_start_then_recovery(clock: Clock) -> None:
         assert authz.count("/jwks") == 1
 
 
-def test_server_down_during_operation_keeps_keys_then_recovers(authz: AuthzServer, clock: Clock) -> None:
+def test_server_down_during_operation_keeps_keys_then_recovers(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock, retry_interval=5, max_stale=3600)
     verifier = DPoPVerifier(v)
     assert verifier.authenticate(request_for(token(authz, clock))).rejection is None
@@ -379,7 +374,7 @@ def test_server_down_during_operation_keeps_keys_then_recovers(authz: AuthzServe
     assert verifier.authenticate(request_for(token(authz, clock))).rejection is None
 
 
-async def test_server_down_async_then_recovery(clock: Clock) -> None:
+async def test_server_down_async_then_recovery(clock: TestClock) -> None:
     authz = AuthzServer()
     authz.add_key(kid="k1")
     v = make(authz, clock, retry_interval=1)
@@ -394,7 +389,7 @@ async def test_server_down_async_then_recovery(clock: Clock) -> None:
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_slow_server_times_out_to_503(authz: AuthzServer, clock: Clock, mode: str) -> None:
+async def test_slow_server_times_out_to_503(authz: AuthzServer, clock: TestClock, mode: str) -> None:
     authz.state.delays["/jwks"] = 5
     v = make(authz, clock, timeout=0.3)
     verifier = DPoPVerifier(v)
@@ -423,7 +418,7 @@ async def test_slow_server_times_out_to_503(authz: AuthzServer, clock: Clock, mo
     ],
 )
 def test_malformed_jwks_is_an_outage_and_keeps_old_keys(
-    authz: AuthzServer, clock: Clock, status: int, body: bytes | None
+    authz: AuthzServer, clock: TestClock, status: int, body: bytes | None
 ) -> None:
     v = make(authz, clock, retry_interval=0, max_response_bytes=2048)
     v.validate(token(authz, clock))  # good keys first
@@ -465,12 +460,12 @@ OTHER_KEY = DPoPKey.generate("ES256")
         ({"header": {"kid": 7}}, "token_malformed"),
     ],
 )
-def test_claim_checks(authz: AuthzServer, clock: Clock, kwargs: dict[str, Any], reason: str) -> None:
+def test_claim_checks(authz: AuthzServer, clock: TestClock, kwargs: dict[str, Any], reason: str) -> None:
     v = make(authz, clock)
     assert reason_of(v.validate, token(authz, clock, **kwargs)) == f"401:{reason}"
 
 
-def test_malformed_token_is_401_without_any_fetch(authz: AuthzServer, clock: Clock) -> None:
+def test_malformed_token_is_401_without_any_fetch(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock)
     assert reason_of(v.validate, "a.b") == "401:token_malformed"
     assert reason_of(v.validate, "x" * 20000) == "401:token_too_large"
@@ -487,28 +482,28 @@ def test_malformed_token_is_401_without_any_fetch(authz: AuthzServer, clock: Clo
         {"typ": "application/at+jwt"},
     ],
 )
-def test_accepted_variants(authz: AuthzServer, clock: Clock, kwargs: dict[str, Any]) -> None:
+def test_accepted_variants(authz: AuthzServer, clock: TestClock, kwargs: dict[str, Any]) -> None:
     assert make(authz, clock).validate(token(authz, clock, **kwargs))["sub"] == "alice"
 
 
-def test_typ_enforcement_can_be_disabled(authz: AuthzServer, clock: Clock) -> None:
+def test_typ_enforcement_can_be_disabled(authz: AuthzServer, clock: TestClock) -> None:
     assert make(authz, clock, require_typ=False).validate(token(authz, clock, typ="JWT"))["sub"] == "alice"
 
 
-def test_algorithm_allowlist_and_rsa_keys(authz: AuthzServer, clock: Clock) -> None:
+def test_algorithm_allowlist_and_rsa_keys(authz: AuthzServer, clock: TestClock) -> None:
     authz.add_key("RS256", kid="rsa")
     tok = token(authz, clock, kid="rsa")
     assert make(authz, clock).validate(tok)["sub"] == "alice"
     assert reason_of(make(authz, clock, algorithms=["ES256"]).validate, tok) == "401:token_alg_not_allowed"
 
 
-def test_key_for_another_alg_is_not_used(authz: AuthzServer, clock: Clock) -> None:
+def test_key_for_another_alg_is_not_used(authz: AuthzServer, clock: TestClock) -> None:
     # the JWKS says k1 is an ES256 key; a token claiming RS256 with kid k1 finds no candidate key
     tok = token(authz, clock, header={"alg": "RS256"})
     assert reason_of(make(authz, clock).validate, tok) == "401:token_unknown_key"
 
 
-def test_audience_list_and_leeway_are_configurable(authz: AuthzServer, clock: Clock) -> None:
+def test_audience_list_and_leeway_are_configurable(authz: AuthzServer, clock: TestClock) -> None:
     v = make(authz, clock, audience=["https://x", API], leeway=0)
     assert v.validate(token(authz, clock))["sub"] == "alice"
     assert reason_of(v.validate, token(authz, clock, lifetime=-1)) == "401:token_expired"

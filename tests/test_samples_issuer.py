@@ -39,11 +39,6 @@ def issuer() -> InProcessIssuer:
     return InProcessIssuer()
 
 
-@pytest.fixture
-def key() -> DPoPKey:
-    return DPoPKey.generate("ES256")
-
-
 # -- settings from the environment -----------------------------------------------------------------
 
 

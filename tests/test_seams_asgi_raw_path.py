@@ -11,14 +11,14 @@ on 127.0.0.1 (with and without ``--root-path``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from asgi_support import http_scope
 from fastapi import Depends, FastAPI
-from servers import free_port, python_argv, running
+from servers import asgi_apps_server
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPPrincipal, DPoPVerifier
-from dpop_middleware.asgi import Scope, request_info
+from dpop_middleware.asgi import request_info
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.core.origin import ProxySettings
 from dpop_middleware.fastapi import DPoPBearer
@@ -94,24 +94,6 @@ def test_encoded_slash_below_a_mount(issuer: TestIssuer) -> None:
         assert resp.json()["path"] == "/api/files/a/b"
 
 
-def scope(path: str, raw_path: bytes | None, root_path: str = "", app_root_path: str | None = None) -> Scope:
-    result: Scope = {
-        "type": "http",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "root_path": root_path,
-        "query_string": b"",
-        "headers": [(b"host", b"api.test")],
-        "client": ("203.0.113.9", 5000),
-    }
-    if raw_path is not None:
-        result["raw_path"] = raw_path
-    if app_root_path is not None:
-        result["app_root_path"] = app_root_path
-    return result
-
-
 @pytest.mark.parametrize(
     ("path", "root_path", "app_root_path", "raw_path", "url"),
     [
@@ -129,7 +111,7 @@ def scope(path: str, raw_path: bytes | None, root_path: str = "", app_root_path:
 def test_raw_path_with_encoded_slash_is_used_when_consistent(
     path: str, root_path: str, app_root_path: str | None, raw_path: bytes, url: str
 ) -> None:
-    assert request_info(scope(path, raw_path, root_path, app_root_path), NO_PROXIES).url == url
+    assert request_info(http_scope(path, raw_path=raw_path, root_path=root_path, app_root_path=app_root_path), NO_PROXIES).url == url
 
 
 @pytest.mark.parametrize(
@@ -146,7 +128,7 @@ def test_raw_path_with_encoded_slash_is_used_when_consistent(
 )
 def test_untrustworthy_raw_path_falls_back_to_the_decoded_path(path: str, root_path: str, raw_path: Any) -> None:
     """Fail closed: the URL is rebuilt from the decoded path, so a proof signed for ``%2F`` fails htu."""
-    url = request_info(scope(path, raw_path, root_path), NO_PROXIES).url
+    url = request_info(http_scope(path, raw_path=raw_path, root_path=root_path), NO_PROXIES).url
     assert url == f"http://api.test{path}"
 
 
@@ -154,17 +136,7 @@ def test_untrustworthy_raw_path_falls_back_to_the_decoded_path(path: str, root_p
 
 
 def serve(issuer: TestIssuer, *flags: str) -> Iterator[str]:
-    port = free_port()
-    env = {
-        "DPOP_TEST_ISSUER": issuer.issuer,
-        "DPOP_TEST_AUDIENCE": issuer.audience,
-        "DPOP_TEST_JWKS": json.dumps(issuer.jwks),
-    }
-    argv = python_argv(
-        "-m", "uvicorn", "asgi_apps.server:app", "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "warning", *flags,
-    )  # fmt: skip
-    with running(argv, port, env=env):
+    with asgi_apps_server(issuer, *flags) as port:
         yield f"http://127.0.0.1:{port}"
 
 

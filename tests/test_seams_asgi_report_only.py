@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import pytest
+from asgi_support import call_asgi, http_scope
 from fastapi import Depends, FastAPI, HTTPException, Security
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser, SimpleUser, requires
@@ -25,7 +26,6 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPPrincipal, DPoPVerifier
-from dpop_middleware.asgi import Message, Scope
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.fastapi import DPoPBearer
 from dpop_middleware.starlette import (
@@ -144,32 +144,11 @@ def test_starlette_endpoints_run_with_scope_dpop_none(issuer: TestIssuer, layer:
 async def test_untranslatable_request_still_sets_scope_dpop(issuer: TestIssuer, layer: str) -> None:
     """A path that cannot be percent-encoded is reported, not refused: scope["dpop"] must still be there."""
     app = starlette_app(layer, shadow(issuer))
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "root_path": "",
-        "path": "/me",
-        "raw_path": b"/me",
-        "query_string": b"",
-        "headers": [(b"host", b"api.test")],
-        "client": ("203.0.113.9", 1),
-        "server": ("api.test", 80),
-    }
     # Starlette routes on "path"; the URL is rebuilt from root_path too: a lone surrogate there cannot be encoded.
-    scope["root_path"] = ""
-    scope["app_root_path"] = "/\ud800"
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
+    scope = http_scope(
+        "/me", raw_path=b"/me", app_root_path="/\ud800", client=("203.0.113.9", 1), server=("api.test", 80)
+    )
+    sent = await call_asgi(app, scope)
     assert sent[0]["status"] == 200
     assert sent[1]["body"] == b'{"sub":null}'
 

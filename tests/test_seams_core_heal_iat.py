@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core_support import NOW, Clock, make_env
+from core_support import make_env
+from fakes import NOW, TestClock
 
 from dpop_middleware import DPoPError, MemoryReplayStore, NonceKeyring
 
@@ -29,7 +30,7 @@ def _outcome(call: Any) -> str:
     return "accepted"
 
 
-def _setup() -> tuple[Clock, Any, Any, Any, str, str]:
+def _setup() -> tuple[TestClock, Any, Any, Any, str, str]:
     env = make_env()
     clock = env.clock
     clock.now = START

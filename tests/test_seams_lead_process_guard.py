@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import TestClock
 
 from dpop_middleware import MemoryReplayStore
 from dpop_middleware.core.errors import ReplayStoreUnavailable
@@ -124,23 +125,15 @@ def test_a_registry_writable_by_others_is_not_trusted(tmp_path):
         store.add_if_absent(b"k", 60)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_full_store_accepts_after_its_sweep_rebuilds_it():
     # A long-lived entry in front of expired short ones: only a sweep finds the dead ones, and the
     # store must then use the rebuilt dict, not refuse with the one it held before (issue 19 §1.5).
-    clock = _Clock()
+    clock = TestClock(1000.0)
     store = MemoryReplayStore(3, clock=clock, allow_multiple_processes=True)
     assert store.add_if_absent(b"long", 100)
     assert store.add_if_absent(b"short1", 1)
     assert store.add_if_absent(b"short2", 1)
-    clock.now += 2
+    clock.advance(2)
     assert store.add_if_absent(b"new", 60) is True
     assert store.refusals == 0
     assert len(store) == 2

@@ -17,7 +17,6 @@ from dpop_middleware.settings import (
     build_verifier,
     read_settings,
 )
-from dpop_middleware.testing import TestIssuer
 
 
 def django_spell(name: str) -> str:
@@ -133,11 +132,6 @@ def test_exempt_paths_keep_compiled_regexes():
 
 def _load(path: str):
     raise ImportError(f"No module named {path.split('.', maxsplit=1)[0]!r}")
-
-
-@pytest.fixture(scope="module")
-def issuer() -> TestIssuer:
-    return TestIssuer()
 
 
 def test_build_names_every_missing_key(issuer):

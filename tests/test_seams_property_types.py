@@ -36,7 +36,8 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from core_support import NOW, Clock, b64
+from core_support import b64
+from fakes import NOW, TestClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -460,7 +461,7 @@ def verifiers(world: World, clock: Callable[[], float]) -> dict[str, DPoPVerifie
     }
 
 
-CLOCK = Clock(NOW)
+CLOCK = TestClock(NOW)
 WORLD = World("https://api.example.com/v1/items", CLOCK)
 VERIFIERS = verifiers(WORLD, CLOCK)
 CONFIG = VerifierConfig()

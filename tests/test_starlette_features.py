@@ -6,6 +6,7 @@ import time
 
 import pytest
 from asgi_apps.apps import starlette_app
+from fakes import TestClock
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
@@ -27,12 +28,6 @@ from dpop_middleware.starlette import (
 from dpop_middleware.testing import TestIssuer, dpop_headers
 
 KEYRING = NonceKeyring({"k1": b"0123456789abcdef0123"})
-
-
-@pytest.fixture
-def issuer() -> TestIssuer:
-    return TestIssuer(audience="https://api.test")
-
 
 
 def test_websocket_upgrade_with_proof_is_accepted(issuer: TestIssuer, key: DPoPKey) -> None:
@@ -87,26 +82,26 @@ def test_stock_authentication_middleware_needs_on_error(issuer: TestIssuer) -> N
     assert resp.status_code == 400 and "www-authenticate" not in resp.headers
 
 
-def rolled_nonce_headers(app: Starlette, issuer: TestIssuer, key: DPoPKey, clock: list[float]) -> list[str]:
+def rolled_nonce_headers(app: Starlette, issuer: TestIssuer, key: DPoPKey, clock: TestClock) -> list[str]:
     client = TestClient(app)
     token = issuer.token(key.jkt)
     url = "http://testserver/protected"
-    nonce = client.get("/protected", headers=dpop_headers(key, "GET", url, token, iat=clock[0])).headers["dpop-nonce"]
-    clock[0] += KEYRING.step_seconds  # next nonce step: the core hands out a fresh nonce on success
-    resp = client.get("/protected", headers=dpop_headers(key, "GET", url, token, nonce=nonce, iat=clock[0]))
+    nonce = client.get("/protected", headers=dpop_headers(key, "GET", url, token, iat=clock.now)).headers["dpop-nonce"]
+    clock.advance(KEYRING.step_seconds)  # next nonce step: the core hands out a fresh nonce on success
+    resp = client.get("/protected", headers=dpop_headers(key, "GET", url, token, nonce=nonce, iat=clock.now))
     assert resp.status_code == 200 and resp.json()["jkt"] == key.jkt
     return resp.headers.get_list("dpop-nonce")
 
 
 @pytest.mark.parametrize("layer", ["middleware", "backend"])
 def test_fresh_nonce_on_successful_response(issuer: TestIssuer, key: DPoPKey, layer: str) -> None:
-    clock = [time.time()]
-    verifier = DPoPVerifier(issuer.validator(), nonce_policy="always", nonce_keyring=KEYRING, clock=lambda: clock[0])
+    clock = TestClock(time.time())
+    verifier = DPoPVerifier(issuer.validator(), nonce_policy="always", nonce_keyring=KEYRING, clock=clock)
     if layer == "middleware":
         stack = [Middleware(DPoPMiddleware, verifier=verifier)]
     else:
         stack = [Middleware(DPoPAuthenticationMiddleware, backend=DPoPAuthBackend(verifier))]
-    assert rolled_nonce_headers(starlette_app(stack), issuer, key, clock) == [KEYRING.issue(clock[0])]
+    assert rolled_nonce_headers(starlette_app(stack), issuer, key, clock) == [KEYRING.issue(clock.now)]
 
 
 def test_middleware_under_a_mount(issuer: TestIssuer, key: DPoPKey) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from asgi_support import call_asgi, http_scope
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -19,7 +20,6 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from dpop_middleware import DPoPVerifier
-from dpop_middleware.asgi import Message, Scope
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.starlette import DPoPAuthBackend, DPoPAuthenticationMiddleware, DPoPMiddleware, get_principal
 from dpop_middleware.testing import TestIssuer, dpop_headers
@@ -56,29 +56,8 @@ def app(layer: str, verifier: DPoPVerifier, **options: Any) -> Starlette:
 
 
 async def raw_get(asgi: Any, path: str, raw_path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "root_path": "",
-        "path": path,
-        "raw_path": raw_path.encode(),
-        "query_string": b"",
-        "headers": [(b"host", b"api.test"), *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())],
-        "client": ("203.0.113.9", 5000),
-        "server": ("api.test", 80),
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await asgi(scope, receive, send)
+    scope = http_scope(path, raw_path=raw_path.encode(), headers=list((headers or {}).items()), server=("api.test", 80))
+    sent = await call_asgi(asgi, scope)
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
@@ -162,25 +141,7 @@ def test_unknown_trusted_header_is_a_configuration_error(issuer: TestIssuer) -> 
 async def test_untranslatable_scope_is_a_400_not_a_500(issuer: TestIssuer) -> None:
     asgi = app("middleware", DPoPVerifier(issuer.validator()))
     scope_path = "/admin/\ud800"  # a lone surrogate cannot be percent-encoded
-    scope: Scope = {
-        "type": "http",
-        "method": "GET",
-        "scheme": "http",
-        "path": scope_path,
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"api.test")],
-        "client": ("203.0.113.9", 1),
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await asgi(scope, receive, send)
+    sent = await call_asgi(asgi, http_scope(scope_path, client=("203.0.113.9", 1), server=None))
     assert sent[0]["status"] == 400
     assert b"invalid_request" in dict(sent[0]["headers"])[b"www-authenticate"]
 

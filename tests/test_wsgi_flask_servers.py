@@ -8,7 +8,6 @@ reverse proxy: requests come from 127.0.0.1 carrying forwarded headers. gunicorn
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import free_port, running
+from servers import free_port, issuer_env, running
 
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.testing import TestIssuer, dpop_headers
@@ -53,12 +52,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
         "--forwarded-allow-ips", "192.0.2.1", f"{request.param}:application",
     ]
-    env = {
-        "SCRIPT_NAME": "/api",
-        "DPOP_TEST_ISSUER": issuer.issuer,
-        "DPOP_TEST_AUDIENCE": issuer.audience,
-        "DPOP_TEST_JWKS": json.dumps(issuer.jwks),
-    }
+    env = {"SCRIPT_NAME": "/api", **issuer_env(issuer)}
     with running(argv, port, env=env), httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
         yield Server(port, issuer, DPoPKey.generate(), client)
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from adapter_cases import Response
+from adapter_cases import Response, identity
 
 from dpop_middleware.wsgi import principal_from_environ
 
@@ -20,13 +20,6 @@ def to_case_response(status: int, headers: Iterable[tuple[str, str]], body: byte
     except ValueError:
         parsed = body.decode("latin-1")
     return Response(status, out, parsed)
-
-
-def identity(principal: Any) -> dict[str, Any]:
-    """The body every driver answers with: the identity, or ``{"anonymous": true}``."""
-    if principal is None:
-        return {"anonymous": True}
-    return {"scheme": principal.scheme, "jkt": principal.jkt, "sub": principal.subject, "scopes": sorted(principal.scopes)}
 
 
 def bare_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:

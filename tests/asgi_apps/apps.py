@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 from adapter_cases import Response as CaseResponse
+from adapter_cases import identity
 from fastapi import Depends, FastAPI, Security
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,17 +21,6 @@ from dpop_middleware import DPoPPrincipal, DPoPVerifier
 from dpop_middleware.asgi import Receive, Scope, Send
 from dpop_middleware.fastapi import DPoPBearer, DPoPHTTPException, dpop_exception_handler
 from dpop_middleware.starlette import get_principal, requires_scopes
-
-
-def body(principal: DPoPPrincipal | None) -> dict[str, Any]:
-    if principal is None:
-        return {"anonymous": True}
-    return {
-        "scheme": principal.scheme,
-        "jkt": principal.jkt,
-        "sub": principal.subject,
-        "scopes": sorted(principal.scopes),
-    }
 
 
 def to_case_response(resp: httpx.Response) -> CaseResponse:
@@ -48,12 +38,12 @@ def to_case_response(resp: httpx.Response) -> CaseResponse:
 
 
 async def protected(request: Request) -> Response:
-    return JSONResponse(body(get_principal(request)))
+    return JSONResponse(identity(get_principal(request)))
 
 
 @requires_scopes("write")
 async def scoped(request: Request) -> Response:
-    return JSONResponse(body(get_principal(request)))
+    return JSONResponse(identity(get_principal(request)))
 
 
 def health(request: Request) -> Response:  # a sync endpoint: the middleware does not care
@@ -62,13 +52,13 @@ def health(request: Request) -> Response:  # a sync endpoint: the middleware doe
 
 async def echo(request: Request) -> Response:
     return JSONResponse(
-        {"path": request.url.path, "root_path": request.scope.get("root_path"), **body(get_principal(request))}
+        {"path": request.url.path, "root_path": request.scope.get("root_path"), **identity(get_principal(request))}
     )
 
 
 async def ws_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
-    await websocket.send_json(body(websocket.scope.get("dpop")))
+    await websocket.send_json(identity(websocket.scope.get("dpop")))
     await websocket.close()
 
 
@@ -103,10 +93,10 @@ async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.send", "text": json.dumps(body(scope.get("dpop")))})
+        await send({"type": "websocket.send", "text": json.dumps(identity(scope.get("dpop")))})
         await send({"type": "websocket.close", "code": 1000})
         return
-    payload = {"ok": True} if scope["path"].endswith("/health") else body(scope.get("dpop"))
+    payload = {"ok": True} if scope["path"].endswith("/health") else identity(scope.get("dpop"))
     data = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": data})
@@ -124,19 +114,19 @@ def fastapi_app(verifier: DPoPVerifier, *, exact_errors: bool = False, **bearer_
 
     @app.get("/protected")
     async def protected_get(principal: DPoPPrincipal = Depends(dpop)) -> dict[str, Any]:
-        return body(principal)
+        return identity(principal)
 
     @app.post("/protected")
     async def protected_post(principal: DPoPPrincipal = Depends(dpop)) -> dict[str, Any]:
-        return body(principal)
+        return identity(principal)
 
     @app.get("/optional")
     async def optional_route(principal: DPoPPrincipal | None = Depends(maybe)) -> dict[str, Any]:
-        return body(principal)
+        return identity(principal)
 
     @app.get("/scoped")
     async def scoped_route(principal: DPoPPrincipal = Security(dpop, scopes=["write"])) -> dict[str, Any]:
-        return body(principal)
+        return identity(principal)
 
     @app.get("/health")
     async def health_route() -> dict[str, Any]:
@@ -144,11 +134,11 @@ def fastapi_app(verifier: DPoPVerifier, *, exact_errors: bool = False, **bearer_
 
     @app.get("/files/{rest:path}")
     async def files_route(rest: str, principal: DPoPPrincipal = Depends(dpop)) -> dict[str, Any]:
-        return {"rest": rest, **body(principal)}
+        return {"rest": rest, **identity(principal)}
 
     @app.get("/raw")
     async def raw_route(principal: DPoPPrincipal = Depends(dpop)) -> Response:
-        return JSONResponse(body(principal))
+        return JSONResponse(identity(principal))
 
     return app
 

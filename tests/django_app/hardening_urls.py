@@ -4,12 +4,11 @@ Django routes the literal ``path_info``: ``/admin/../public`` reaches ``admin`` 
 ``/public/../admin`` reaches ``public_tree``, whatever a normalizing proxy would make of them.
 """
 
+from adapter_cases import identity
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 from dpop_middleware.django import dpop_required
-
-from .views import identity
 
 
 def public(request: HttpRequest, rest: str = "") -> JsonResponse:

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from adapter_cases import identity
 from django.http import HttpRequest, JsonResponse
 from django.views import View
 from rest_framework.permissions import AllowAny
@@ -9,20 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dpop_middleware import DPoPPrincipal
 from dpop_middleware.django import dpop_exempt, dpop_optional, dpop_required
 from dpop_middleware.django.drf import DPoPNonceMixin
-
-
-def identity(principal: DPoPPrincipal | None) -> dict[str, Any]:
-    if principal is None:
-        return {"anonymous": True}
-    return {
-        "scheme": principal.scheme,
-        "jkt": principal.jkt,
-        "sub": principal.subject,
-        "scopes": sorted(principal.scopes),
-    }
 
 
 def protected(request: HttpRequest) -> JsonResponse:
