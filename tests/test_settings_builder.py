@@ -240,7 +240,7 @@ def test_flask_with_dpop_jwks_uri_accepts_a_bound_token(issuer: TestIssuer, key:
     app = Flask(__name__)
     app.config.update(
         DPOP_ISSUER=issuer.issuer, DPOP_AUDIENCE=issuer.audience, DPOP_JWKS_URI=jwks_server,
-        DPOP_PUBLIC_URL="https://api.example.com", DPOP_ENFORCE_ALL=True,
+        DPOP_PUBLIC_URL="https://api.example.com",
     )  # fmt: skip
     dpop = DPoP(app)
 
