@@ -52,8 +52,9 @@ def _paths(request: HttpRequest) -> tuple[str, str]:
             raw = raw_path.decode("latin-1").partition("?")[0]
     else:
         decoding = "utf-8-escaped"  # Django's WSGI handler escapes undecodable bytes again
-    # Django reads an empty PATH_INFO (a request for the mount point itself) as "/".
-    below = "" if meta.get("PATH_INFO") == "" else request.path_info
+    below = request.path_info
+    if below == "/" and raw is not None and not raw.endswith("/"):
+        below = ""  # Django reads an empty PATH_INFO (a request for the mount point itself) as "/"
     return client_paths(_script_name(request), below, raw, decoding)
 
 
