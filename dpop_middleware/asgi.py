@@ -102,11 +102,13 @@ def _paths(root_path: object, path: object, app_root_path: object, raw_path: obj
 
 
 def _scope_paths(scope: Scope) -> tuple[str, str, str]:
-    get = scope.get
     try:
-        return _paths(get("root_path"), get("path"), get("app_root_path", _ABSENT), get("raw_path"))
+        return _paths(
+            scope.get("root_path"), scope.get("path"), scope.get("app_root_path", _ABSENT), scope.get("raw_path")
+        )
     except TypeError:  # an unhashable value (a bytearray raw_path): not cached
-        return _paths.__wrapped__(get("root_path"), get("path"), get("app_root_path", _ABSENT), get("raw_path"))
+        args = (scope.get("root_path"), scope.get("path"), scope.get("app_root_path", _ABSENT), scope.get("raw_path"))
+        return _paths.__wrapped__(*args)
 
 
 def route_path(scope: Scope) -> str:
