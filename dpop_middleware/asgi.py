@@ -14,20 +14,21 @@ The ASGI spec (uvicorn, Starlette's ``Mount``) says it does; older servers, and 
 including the root when it starts with ``root_path`` at a segment boundary, and as the path below it
 otherwise. ``raw_path`` (the bytes the client sent) is preferred over ``path`` whenever it decodes to
 the same path, because it keeps the client's percent-encoding (``%21`` and ``!`` differ for htu, and
-``a%2Fb`` is one segment where ``a/b`` is two); see :func:`_raw_below` for when it is not trusted.
+``a%2Fb`` is one segment where ``a/b`` is two): the core's rule, :func:`dpop_middleware.core.target.client_paths`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote, unquote
 
 from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
 from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
 from .core.request import RequestInfo, is_cors_answer, is_cors_preflight
+from .core.target import client_paths
 from .verifier import AuthResult, DPoPVerifier
 
 __all__ = [
@@ -66,28 +67,49 @@ RESPONSE_HEADERS_KEY = "dpop.response_headers"
 #: ``scope["dpop.request_info"]``: the request as the verifier saw it (for later scope checks' logs).
 REQUEST_INFO_KEY = "dpop.request_info"
 
-# What may stay unescaped when we re-encode a decoded path: RFC 3986 pchar and "/"; "%" is escaped.
-_PATH_SAFE = "!$&'()*+,;=:@/~"
+_ABSENT = object()  # a scope without "app_root_path" (no Starlette Mount above us)
 
 
 def _under(path: str, root: str) -> bool:
     return not root or path == root or path.startswith(root + "/")
 
 
-def _split_mount(scope: Scope) -> tuple[str, str]:
+def _split_mount(root_path: object, path: object, app_root_path: object) -> tuple[str, str]:
     """``(root_path, path below it)``, both decoded, whichever convention the server follows.
 
     Starlette's ``Mount`` appends the mount point to ``root_path`` and keeps the server's own root in
     ``app_root_path``; that tells which convention the *server* used even below a mount (Starlette's
     ``TestClient`` sends a path without its ``root_path``, uvicorn a path with it).
     """
-    root = str(scope.get("root_path") or "").rstrip("/")
-    path = str(scope.get("path") or "")
-    server_root = str(scope.get("app_root_path", root) or "").rstrip("/")
+    root = str(root_path or "").rstrip("/")
+    path = str(path or "")
+    server_root = root if app_root_path is _ABSENT else str(app_root_path or "").rstrip("/")
     full = path if _under(path, server_root) else server_root + path
     if _under(full, root):
         return root, full[len(root) :]
     return root, path  # an inconsistent scope: read path as the path below root_path
+
+
+@functools.lru_cache(maxsize=2048)
+def _paths(root_path: object, path: object, app_root_path: object, raw_path: object) -> tuple[str, str, str]:
+    """``(route path, root_path, path below it)``, the last two percent-encoded for :func:`rebuild_url`.
+
+    Cached on the scope's own values, so that a path seen before costs one lookup.
+    """
+    root, below = _split_mount(root_path, path, app_root_path)
+    # The ASGI spec's raw_path is bytes; anything else is no raw target.
+    raw = bytes(raw_path).decode("latin-1").partition("?")[0] if isinstance(raw_path, (bytes, bytearray)) else None
+    return ("/" + below.lstrip("/"), *client_paths(root, below, raw, "utf-8"))
+
+
+def _scope_paths(scope: Scope) -> tuple[str, str, str]:
+    try:
+        return _paths(
+            scope.get("root_path"), scope.get("path"), scope.get("app_root_path", _ABSENT), scope.get("raw_path")
+        )
+    except TypeError:  # an unhashable value (a bytearray raw_path): not cached
+        args = (scope.get("root_path"), scope.get("path"), scope.get("app_root_path", _ABSENT), scope.get("raw_path"))
+        return _paths.__wrapped__(*args)
 
 
 def route_path(scope: Scope) -> str:
@@ -96,39 +118,8 @@ def route_path(scope: Scope) -> str:
     try:
         return _scope_paths(scope)[0]
     except UnicodeError:  # a path that cannot be percent-encoded: request_info refuses it later (400)
-        return "/" + _split_mount(scope)[1].lstrip("/")
-
-
-def _raw_below(scope: Scope, root: str, below: str) -> str | None:
-    """The client's own encoding of the path below the mount point, if ``raw_path`` gives it.
-
-    Whether ``raw_path`` includes the mount prefix varies by server (uvicorn's ``--root-path`` is
-    not in it, a Starlette ``Mount`` is), so we look for the one split of the raw path, at a literal
-    ``/``, whose tail decodes to exactly ``below`` and whose head decodes to ``root_path`` or a
-    trailing part of it (possibly empty). The tail may hold ``%2F``: it is one segment to the client,
-    and the proof signs it so. Anything else (no ``raw_path``, a raw path for another path, a prefix
-    that is no part of the mount, an absolute-form target) gives ``None``: the decoded path is then
-    re-encoded, and a proof for an encoding we cannot see fails closed.
-    """
-    raw_bytes = scope.get("raw_path")
-    if not isinstance(raw_bytes, (bytes, bytearray)):
-        return None
-    raw = bytes(raw_bytes).decode("latin-1").partition("?")[0]
-    if not raw.startswith("/"):
-        return None
-    if not below:
-        return ""
-    cut = len(raw)
-    while (cut := raw.rfind("/", 0, cut)) >= 0:
-        candidate = raw[cut:]
-        decoded = unquote(candidate)
-        if len(decoded) > len(below):
-            return None  # each earlier cut only decodes to something longer
-        if decoded == below:
-            head = unquote(raw[:cut])
-            # Only trust raw_path when it is the same path as scope["path"]: never a second opinion.
-            return candidate if root.endswith(head) else None
-    return None
+        below = _split_mount(scope.get("root_path"), scope.get("path"), scope.get("app_root_path", _ABSENT))[1]
+        return "/" + below.lstrip("/")
 
 
 def _host(scope: Scope, hosts: list[str]) -> str:
@@ -152,30 +143,6 @@ _HEADER_ROLES: dict[bytes, int] = {
     b"host": _HOST_HEADER,
     **{name.encode("latin-1"): _FORWARDING_HEADER for name in FORWARDING_HEADERS},
 }
-_PATHS_MEMO: dict[tuple[object, ...], tuple[str, str, str]] = {}
-_PATHS_MEMO_SIZE = 2048
-
-
-def _scope_paths(scope: Scope) -> tuple[str, str, str]:
-    """``(route path, root_path, path below it)``, the last two percent-encoded for :func:`rebuild_url`.
-
-    Memoized, since an API sees the same few paths over and over and splitting and re-quoting
-    them costs microseconds a request (bounded: a flood of distinct paths only empties it).
-    """
-    memo_key = (scope.get("root_path"), scope.get("path"), scope.get("app_root_path"), scope.get("raw_path"))
-    paths = _PATHS_MEMO.get(memo_key)
-    if paths is None:
-        root, below = _split_mount(scope)
-        raw_below = _raw_below(scope, root, below)
-        paths = (
-            "/" + below.lstrip("/"),
-            quote(root, safe=_PATH_SAFE),
-            raw_below if raw_below is not None else quote(below, safe=_PATH_SAFE),
-        )
-        if len(_PATHS_MEMO) >= _PATHS_MEMO_SIZE:
-            _PATHS_MEMO.clear()
-        _PATHS_MEMO[memo_key] = paths
-    return paths
 
 
 def request_info(scope: Scope, settings: ProxySettings, *, method: str | None = None) -> RequestInfo:

@@ -37,12 +37,12 @@ from werkzeug.utils import import_string
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.origin import ProxySettings
-from .core.request import is_cors_preflight_environ
 from .core.routes import Route, RoutePolicy, scope_names
 from .route_settings import build_route_policy
 from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
 from .verifier import DPoPVerifier, unverified_rejection
 from .wsgi import authenticate_environ
+from .wsgi_environ import is_cors_preflight_environ
 
 __all__ = ["DPoP", "current_dpop"]
 

@@ -73,7 +73,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -107,6 +107,7 @@ from .asgi import (
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.errors import AuthenticationRequired
+from .core.fields import fold_fields
 from .core.origin import ProxySettings
 from .core.request import RequestInfo
 from .core.routes import RoutePolicy, scope_names
@@ -246,12 +247,7 @@ def get_principal(conn: HTTPConnection) -> DPoPPrincipal | None:
     return cast("DPoPPrincipal | None", conn.scope.get(PRINCIPAL_KEY))
 
 
-def _folded(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Headers as a mapping: repeated fields joined with ", " (RFC 9110 §5.3 field combination)."""
-    folded: dict[str, str] = {}
-    for name, value in headers:
-        folded[name] = f"{folded[name]}, {value}" if name in folded else value
-    return folded
+_folded = fold_fields  # headers as a mapping (Starlette's HTTPException): repeated fields folded
 
 
 class DPoPHTTPError(HTTPException):

@@ -21,10 +21,11 @@ Two things live here:
 How the URL is rebuilt
 ----------------------
 * Path: the raw request target (``RAW_URI`` from gunicorn, ``REQUEST_URI`` from uWSGI, mod_wsgi and
-  werkzeug) when the server gives one, so ``%2F`` and other escapes stay exactly as the client sent
-  them; otherwise ``SCRIPT_NAME`` + ``PATH_INFO`` re-encoded per PEP 3333 (latin-1 bytes) and
-  percent-quoted. A mount prefix in ``SCRIPT_NAME`` (gunicorn's ``SCRIPT_NAME`` setting, werkzeug's
-  ``DispatcherMiddleware``) is part of the URL either way.
+  werkzeug) when the server gives one and it is the same path as ``SCRIPT_NAME`` + ``PATH_INFO``, so
+  ``%2F`` and other escapes stay exactly as the client sent them; otherwise ``SCRIPT_NAME`` +
+  ``PATH_INFO`` re-encoded per PEP 3333 (latin-1 bytes) and percent-quoted. A mount prefix in
+  ``SCRIPT_NAME`` (gunicorn's ``SCRIPT_NAME`` setting, werkzeug's ``DispatcherMiddleware``) is part
+  of the URL either way. The rule is the core's (:func:`dpop_middleware.core.target.client_paths`).
 * Scheme and host: ``wsgi.url_scheme`` and the ``Host`` header (else ``SERVER_NAME:SERVER_PORT``).
   A ``Host`` header that is not a syntactically valid host makes the URL unusable, which the core
   answers with ``400 invalid_request``.
@@ -53,15 +54,16 @@ import http
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 from .adapter_options import build_options
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
-from .core.origin import ProxySettings, forwarding_from_environ, rebuild_url
-from .core.request import RequestInfo, credential_headers_from_environ, is_cors_answer, is_cors_preflight_environ
+from .core.origin import ProxySettings
+from .core.request import RequestInfo, is_cors_answer
+from .core.target import client_paths
 from .verifier import AuthResult, DPoPVerifier
+from .wsgi_environ import environ_request, is_cors_preflight_environ, raw_target_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -82,81 +84,15 @@ logger = logging.getLogger("dpop_middleware")
 
 ENVIRON_KEY = "dpop"
 
-# What may stay unescaped in a path we rebuild; "%" is added for raw targets, whose escapes are the client's.
-_PATH_SAFE = "/!$&'()*+,;=:@~-._"
-_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 _PROXY_FIX_KEY = "werkzeug.proxy_fix.orig"
 _warned_proxy_fix = False
 
 
-def _wsgi_bytes(value: str) -> bytes:
-    """PEP 3333: environ strings carry the raw bytes as latin-1; fall back to UTF-8 for odd servers."""
-    try:
-        return value.encode("latin-1")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogateescape")
-
-
-def _quote_decoded(value: str) -> str:
-    """Percent-encode a decoded PEP 3333 path (``SCRIPT_NAME``/``PATH_INFO``)."""
-    return quote(_wsgi_bytes(value), safe=_PATH_SAFE)
-
-
-def _raw_target_path(environ: Mapping[str, Any]) -> str | None:
-    """The path of the raw request target, if the server kept it and it is in origin form."""
-    for key in ("RAW_URI", "REQUEST_URI"):
-        raw = environ.get(key)
-        if isinstance(raw, str) and raw.startswith("/"):
-            return raw.partition("?")[0].partition("#")[0]
-    return None
-
-
-def _raw_index(raw: str, decoded_chars: int) -> int:
-    """The index in ``raw`` where its ``decoded_chars``-th percent-decoded character starts."""
-    index = 0
-    for _ in range(decoded_chars):
-        escape = raw[index + 1 : index + 3]
-        index += 3 if raw[index] == "%" and len(escape) == 2 and all(c in _HEXDIGITS for c in escape) else 1
-    return index
-
-
-_PATHS_MEMO: dict[tuple[str, str, str | None], tuple[str, str]] = {}
-_PATHS_MEMO_SIZE = 2048
-
-
 def _paths(environ: Mapping[str, Any]) -> tuple[str, str]:
-    """``(root_path, path)`` for :func:`rebuild_url`, both percent-encoded.
-
-    Memoized: an API sees the same few paths over and over, and re-quoting costs several
-    microseconds a request.
-    """
-    memo_key = (str(environ.get("SCRIPT_NAME", "")), str(environ.get("PATH_INFO", "")), _raw_target_path(environ))
-    paths = _PATHS_MEMO.get(memo_key)
-    if paths is None:
-        paths = _compute_paths(*memo_key)
-        if len(_PATHS_MEMO) >= _PATHS_MEMO_SIZE:
-            _PATHS_MEMO.clear()
-        _PATHS_MEMO[memo_key] = paths
-    return paths
-
-
-def _compute_paths(script_name: str, path_info: str, raw: str | None) -> tuple[str, str]:
-    if raw is None:
-        return _quote_decoded(script_name), _quote_decoded(path_info)
-    encoded_raw = quote(_wsgi_bytes(raw), safe=_PATH_SAFE + "%")
-    # The raw target keeps the client's own escapes (``%2F`` stays ``%2F``). Servers differ on
-    # whether it includes the mount prefix (gunicorn: yes; werkzeug's test client: no), and an
-    # in-process fixer (ProxyFix's x_prefix) may have prepended one to SCRIPT_NAME: whatever part of
-    # SCRIPT_NAME + PATH_INFO the raw target does not cover is mount prefix. The split between
-    # mount prefix and path matters because a configured public URL replaces the mount prefix.
-    full = script_name + path_info
-    decoded = unquote(encoded_raw, encoding="latin-1")
-    if not full.endswith(decoded) or len(decoded) < len(path_info):
-        # Something in-process rewrote the path: the raw target is still what the client signed.
-        return "", encoded_raw
-    split = _raw_index(encoded_raw, len(decoded) - len(path_info))
-    prefix = _quote_decoded(full[: len(full) - len(decoded)])
-    return prefix + encoded_raw[:split], encoded_raw[split:]
+    """``(root_path, path)`` for :func:`rebuild_url`, percent-encoded as the client sent them."""
+    # PEP 3333: SCRIPT_NAME and PATH_INFO carry the path's bytes as latin-1 characters.
+    script_name, path_info = str(environ.get("SCRIPT_NAME", "")), str(environ.get("PATH_INFO", ""))
+    return client_paths(script_name, path_info, raw_target_path(environ), "latin-1")
 
 
 def _host(environ: Mapping[str, Any]) -> str:
@@ -188,20 +124,15 @@ def request_info_from_environ(environ: Mapping[str, Any], proxy_settings: ProxyS
     with commas, which the core counts as several values (a comma never occurs in a proof).
     """
     root_path, path = _paths(environ)
-    settings = _effective_settings(environ, proxy_settings)
-    url = rebuild_url(
+    return environ_request(
+        environ,
+        _effective_settings(environ, proxy_settings),
+        method=str(environ.get("REQUEST_METHOD", "GET")),
         scheme=str(environ.get("wsgi.url_scheme", "http")),
         host=_host(environ),
         root_path=root_path,
         path=path,
-        peer=environ.get("REMOTE_ADDR"),
-        headers=forwarding_from_environ(environ, settings),
-        settings=settings,
     )
-    query = environ.get("QUERY_STRING")
-    if query:
-        url = f"{url}?{query}"
-    return RequestInfo(str(environ.get("REQUEST_METHOD", "GET")), url, credential_headers_from_environ(environ))
 
 
 def authenticate_environ(

@@ -164,7 +164,7 @@ def test_websocket_scope_is_a_get_on_the_http_url() -> None:
 
 def test_route_path_is_the_literal_path_the_router_matches() -> None:
     """Dot segments stay: Starlette routes /admin/{rest:path} on the literal path, so the path
-    rules must see it too (PathRules weighs the normalized reading itself)."""
+    rules must see it too (RoutePolicy weighs the normalized reading itself)."""
     assert route_path(http_scope("/health/../admin")) == "/health/../admin"
     assert route_path(http_scope("/app/x/../y", root_path="/app")) == "/x/../y"
     assert route_path(http_scope("/app", root_path="/app")) == "/"

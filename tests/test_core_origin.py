@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dpop_middleware.core.origin import ProxySettings, forwarding_from_environ, rebuild_url
-from dpop_middleware.core.request import credential_headers_from_environ
+from dpop_middleware.core.origin import ProxySettings, rebuild_url
+from dpop_middleware.wsgi_environ import credential_headers_from_environ, forwarding_from_environ
 
 ALL_HEADERS = ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix"]
 TRUSTED = ProxySettings.create(["10.0.0.0/8", "127.0.0.1"], trusted_headers=ALL_HEADERS)

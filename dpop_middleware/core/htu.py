@@ -17,7 +17,12 @@ from __future__ import annotations
 import functools
 import re
 
-__all__ = ["HTUError", "htu_matches", "normalize_htu", "remove_dot_segments"]
+__all__ = ["PATH_SAFE", "HTUError", "htu_matches", "normalize_htu", "remove_dot_segments"]
+
+#: What may stand unescaped in a path besides the unreserved characters (letters, digits, ``-._~``,
+#: which ``urllib.parse.quote`` never escapes): RFC 3986 ``pchar`` minus ``%`` (escapes are handled
+#: apart), plus ``/``. The one table for every path the package rebuilds or checks.
+PATH_SAFE = "!$&'()*+,;=:@/"
 
 
 class HTUError(ValueError):
@@ -28,8 +33,7 @@ _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)([^?#]*)(?:\?[^#]*)?(?
 _HOST = re.compile(r"[a-z0-9._~!$&'()*+,;=\-]+|\[[0-9a-f:.]+\]")
 _SCHEMES = {"http": ("http", 80), "https": ("https", 443), "ws": ("http", 80), "wss": ("https", 443)}
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-# pchar minus '%' (handled apart) plus '/': what may stay as it is in a path.
-_PATH_SAFE = _UNRESERVED | frozenset("!$&'()*+,;=:@/")
+_PATH_SAFE = _UNRESERVED | frozenset(PATH_SAFE)
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 

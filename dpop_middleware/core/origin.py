@@ -25,14 +25,14 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from .fields import list_elements
+from .htu import PATH_SAFE
 
 __all__ = [
     "DEFAULT_TRUSTED_HEADERS",
     "FORWARDING_HEADERS",
-    "WSGI_FORWARDING_KEYS",
     "ProxySettings",
-    "forwarding_from_environ",
     "rebuild_url",
 ]
 
@@ -49,15 +49,13 @@ FORWARDING_HEADERS = (
 #: only the client address and scheme. Believe a header only if *your* proxy sets (overwrites) it:
 #: one it merely passes through is the client's to choose.
 DEFAULT_TRUSTED_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-proto"})
-#: The same, by their WSGI environ / Django ``META`` key.
-WSGI_FORWARDING_KEYS = {"HTTP_" + name.upper().replace("-", "_"): name for name in FORWARDING_HEADERS}
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 logger = logging.getLogger("dpop_middleware")
 
 _HOST = re.compile(r"(?:[A-Za-z0-9._~\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
-_PREFIX = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/%\-]*")
+_PREFIX = re.compile(f"/[A-Za-z0-9._~%{re.escape(PATH_SAFE)}\\-]*")
 _FORWARDED_PAIR = re.compile(r'\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*')
 
 
@@ -206,10 +204,6 @@ def _parse_forwarded(values: Sequence[str]) -> list[_Hop] | None:
     return hops
 
 
-def _split(values: Sequence[str]) -> list[str]:
-    return [v.strip() for v in ",".join(values).split(",") if v.strip()]
-
-
 def _at(values: list[str], hop_from_right: int) -> str | None:
     if not values:
         return None
@@ -220,8 +214,8 @@ def _x_forwarded(headers: Mapping[str, Sequence[str]]) -> list[_Hop] | None:
     names = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix")
     if not any(headers.get(n) for n in names):
         return None
-    fors = _split(headers.get("x-forwarded-for", ()))
-    lists = [_split(headers.get(n, ())) for n in names[1:]]
+    fors = list_elements(headers.get("x-forwarded-for", ()))
+    lists = [list_elements(headers.get(n, ())) for n in names[1:]]
     count = max(len(fors), 1)
     hops = []
     for index in range(count):
@@ -277,10 +271,3 @@ def rebuild_url(
     if host and not settings.host_allowed(host):
         host = ""  # the verifier answers 400 invalid_request, as for a malformed Host
     return f"{scheme}://{host}{root_path}{path}"
-
-
-def forwarding_from_environ(environ: Mapping[str, Any], settings: ProxySettings) -> dict[str, list[str]]:
-    """The forwarding headers of a WSGI environ (or Django's ``META``) that :func:`rebuild_url` may read."""
-    if not settings.reads_forwarding_headers:
-        return {}
-    return {name: [value] for key, name in WSGI_FORWARDING_KEYS.items() if isinstance(value := environ.get(key), str)}

@@ -3,41 +3,24 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .config import Mode, VerifierConfig
 from .errors import AuthenticationRequired, InvalidDPoPProofError, InvalidRequestError, InvalidTokenError
 
 __all__ = [
-    "WSGI_CREDENTIAL_KEYS",
     "Credentials",
     "RequestInfo",
     "authorization_scheme",
-    "credential_headers_from_environ",
     "extract_credentials",
     "is_cors_answer",
     "is_cors_preflight",
-    "is_cors_preflight_environ",
 ]
-
-#: The request headers the core reads, as WSGI environ keys (CGI style) with their lower-case names.
-#: Adapters copy only these into :class:`RequestInfo`.
-WSGI_CREDENTIAL_KEYS = (("HTTP_AUTHORIZATION", "authorization"), ("HTTP_DPOP", "dpop"))
-
-
-def credential_headers_from_environ(environ: Mapping[str, object]) -> list[tuple[str, str]]:
-    """``Authorization`` and ``DPoP`` from a WSGI environ (or Django's ``META``), the only headers we read.
-
-    Copying every ``HTTP_*`` key instead measured ~5 us a request. The server has already joined
-    repeated fields with commas; the core counts a comma in either header as several values.
-    """
-    return [(name, value) for key, name in WSGI_CREDENTIAL_KEYS if isinstance(value := environ.get(key), str)]
-
 
 # RFC 7235 token68, the syntax of both Bearer (RFC 6750 §2.1) and DPoP (RFC 9449 §7.1) tokens:
 # 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". Checked with bytes.translate, which
-# deletes every allowed character in C: a regex walking a 1 kB token costs ~1 us a request more.
+# deletes every allowed character in C: faster than a regex walking the token (docs/performance.md).
 _TOKEN68_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 
 
@@ -65,16 +48,6 @@ def is_cors_preflight(method: str, headers: Iterable[tuple[str, str]]) -> bool:
         elif lowered == "access-control-request-method":
             seen |= 2
     return seen == 3
-
-
-_PREFLIGHT_KEYS = (("HTTP_ORIGIN", "Origin"), ("HTTP_ACCESS_CONTROL_REQUEST_METHOD", "Access-Control-Request-Method"))
-
-
-def is_cors_preflight_environ(environ: Mapping[str, object]) -> bool:
-    """:func:`is_cors_preflight` for a WSGI environ (or Django's ``META``): Flask, Django and WSGI ask it."""
-    if environ.get("REQUEST_METHOD") != "OPTIONS":
-        return False
-    return is_cors_preflight("OPTIONS", [(name, "") for key, name in _PREFLIGHT_KEYS if key in environ])
 
 
 def is_cors_answer(response_headers: Iterable[tuple[str, str]]) -> bool:
@@ -108,7 +81,7 @@ class RequestInfo:
         return [value for key, value in self.headers if key.lower() == name]
 
 
-@dataclass(slots=True)  # internal, per request: frozen init costs ~1 us
+@dataclass(slots=True)  # internal, per request: not frozen, whose init is slower (docs/performance.md)
 class Credentials:
     """The token and proof a request presents."""
 

@@ -11,9 +11,9 @@ from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 
 from ..core.errors import InvalidRequestError
-from ..core.request import is_cors_preflight_environ
 from ..flow import Flow, run_async, run_sync
 from ..verifier import AuthResult
+from ..wsgi_environ import is_cors_preflight_environ
 from .conf import DPoPState, Policy, get_state, raw_settings
 from .decorators import view_policy
 from .translate import apply_headers, request_info, to_response

@@ -10,25 +10,25 @@ The URL the client used (``htu``) is rebuilt from Django's own notions, then han
   ``FORCE_SCRIPT_NAME``), exactly what ``reverse()`` prepends;
 * query: ``QUERY_STRING`` as sent (the core refuses ``access_token`` there);
 * path: as sent on the wire when the server tells us (``RAW_URI``/``REQUEST_URI`` under WSGI,
-  ``raw_path`` under ASGI), else ``request.path_info`` percent-encoded again.
+  ``raw_path`` under ASGI) and it is the same path, else ``request.path_info`` percent-encoded again
+  (the core's rule, :func:`dpop_middleware.core.target.client_paths`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
 
 from django.http import HttpRequest, HttpResponse
 
 from ..core.challenge import ErrorResponse
-from ..core.origin import ProxySettings, forwarding_from_environ, rebuild_url
-from ..core.request import RequestInfo, credential_headers_from_environ
+from ..core.fields import fold_fields
+from ..core.origin import ProxySettings
+from ..core.request import RequestInfo
+from ..core.target import Decoding, client_paths
+from ..wsgi_environ import environ_request, raw_target_path
 
 __all__ = ["apply_headers", "challenge_header", "joined_headers", "request_info", "to_response"]
-
-# RFC 3986 pchar minus the percent sign: what may appear unescaped in a path.
-_PATH_SAFE = "/:@!$&'()*+,;=~-._"
 
 
 def _script_name(request: HttpRequest) -> str:
@@ -39,70 +39,44 @@ def _script_name(request: HttpRequest) -> str:
     return str(request.META.get("SCRIPT_NAME", "")).rstrip("/")
 
 
-def _raw_target(request: HttpRequest) -> str | None:
-    raw = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
-    if not raw:
-        scope = getattr(request, "scope", None)  # ASGIRequest keeps the ASGI scope
-        raw_path = scope.get("raw_path") if isinstance(scope, dict) else None
-        if isinstance(raw_path, bytes):
-            raw = raw_path.decode("latin-1")
-    if not isinstance(raw, str) or not raw:
-        return None
-    if not raw.startswith("/"):  # absolute-form request target ("http://host/path")
-        raw = urlsplit(raw).path or "/"
-    return raw.partition("?")[0].partition("#")[0]
-
-
-def _requoted_path_info(request: HttpRequest) -> str:
-    return quote(request.path_info, safe=_PATH_SAFE) or "/"
-
-
-def _path_below_mount(request: HttpRequest, script_name: str) -> str:
-    # Django's decoded path_info is quoted again only where the raw target cannot serve (quote()
-    # is pure Python and the raw target is there on every request under gunicorn and uvicorn).
-    raw = _raw_target(request)
-    if raw is None:
-        return _requoted_path_info(request)
-    if not script_name:
-        return raw
-    if raw == script_name or raw.startswith(script_name + "/"):
-        return raw[len(script_name) :]
-    if unquote(raw).startswith(script_name + "/"):
-        return _requoted_path_info(request)  # the prefix was sent percent-encoded: trust Django's decoding
-    # The target lacks the prefix: a proxy stripped it before us; the path is below the mount point.
-    return raw
+def _paths(request: HttpRequest) -> tuple[str, str]:
+    """``(root_path, path)`` for :func:`rebuild_url`, percent-encoded as the client sent them."""
+    meta = request.META
+    raw = raw_target_path(meta)
+    scope = getattr(request, "scope", None)  # an ASGIRequest keeps the ASGI scope
+    decoding: Decoding
+    if isinstance(scope, dict):
+        decoding = "utf-8"  # the ASGI server's decoding: U+FFFD for undecodable bytes
+        raw_path = scope.get("raw_path")
+        if raw is None and isinstance(raw_path, bytes):
+            raw = raw_path.decode("latin-1").partition("?")[0]
+    else:
+        decoding = "utf-8-escaped"  # Django's WSGI handler escapes undecodable bytes again
+    below = request.path_info
+    if below == "/" and raw is not None and not raw.endswith("/"):
+        below = ""  # Django reads an empty PATH_INFO (a request for the mount point itself) as "/"
+    return client_paths(_script_name(request), below, raw, decoding)
 
 
 def request_info(request: HttpRequest, proxy: ProxySettings) -> RequestInfo:
     """The core's view of ``request``. Raises ``DisallowedHost`` for a Host not in ALLOWED_HOSTS."""
-    meta = request.META
     host = request.get_host()
-    script_name = _script_name(request)
-    url = rebuild_url(
+    root_path, path = _paths(request)
+    # Under Django's ASGI handler too, META holds the peer, the query string and the headers
+    # (repeated fields comma-joined).
+    return environ_request(
+        request.META,
+        proxy,
+        method=request.method or "GET",
         scheme=request.scheme or "http",
         host=host,
-        root_path=script_name,
-        path=_path_below_mount(request, script_name),
-        peer=meta.get("REMOTE_ADDR"),
-        headers=forwarding_from_environ(meta, proxy),
-        settings=proxy,
+        root_path=root_path,
+        path=path,
     )
-    query = meta.get("QUERY_STRING")
-    if query:
-        # Kept so that the core refuses an access token sent in the query string, as every adapter
-        # does (htu comparison drops the query).
-        url = f"{url}?{query}"
-    # Repeated fields reach us comma-joined under WSGI and Django's ASGI handler alike.
-    return RequestInfo(request.method or "GET", url, credential_headers_from_environ(meta))
 
 
-def joined_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    # A Django response holds one value per header name; RFC 9110 §5.3 allows combining a list
-    # field such as WWW-Authenticate (several challenges) into one comma-separated line.
-    out: dict[str, str] = {}
-    for name, value in headers:
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    return out
+# A Django response holds one value per header name: repeated fields (two challenges) are folded.
+joined_headers = fold_fields
 
 
 def to_response(rejection: ErrorResponse) -> HttpResponse:
