@@ -98,7 +98,7 @@ def test_many_threads_keep_the_bound_and_raise_nothing() -> None:
                 cache.get(_hash(n), NOW)
                 if len(cache._entries) > size:
                     overflow.append(len(cache._entries))
-        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+        except BaseException as exc:  # reported to the main thread
             errors.append(exc)
 
     workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]

@@ -35,7 +35,6 @@ __all__ = ["JWKSCache", "JWKSCachePolicy", "KeyLookup", "cache_ttl", "choose_key
 logger = logging.getLogger("dpop_middleware")
 
 
-
 @dataclass(frozen=True)
 class JWKSCachePolicy:
     """Times (seconds) governing the JWKS cache; see the module docstring for their meaning."""
