@@ -110,6 +110,9 @@ class TokenRequestOptions(TypedDict, total=False):
 
 
 def _token_request(key: DPoPKey, options: TokenRequestOptions) -> dict[str, Any]:
+    unknown = options.keys() - TokenRequestOptions.__annotations__.keys()
+    if unknown:  # what an explicit signature would refuse, so a misspelt option is never ignored
+        raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
     client_id, client_secret = options.get("client_id"), options.get("client_secret")
     scope = options.get("scope")
     form = {"grant_type": options.get("grant_type", "client_credentials")}
