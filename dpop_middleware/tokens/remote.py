@@ -10,11 +10,12 @@ come from: fetched over HTTP (optionally found by RFC 8414 / OpenID discovery), 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -148,17 +149,8 @@ class RemoteJWKSValidator(HTTPValidator):
         with self._fetch_lock:
             if self.cache.generation != generation:
                 return  # another thread fetched while we waited for the lock: use its result
-            self.cache.begin_fetch(self._clock())
-            ok = False
-            try:
+            with self._fetching():
                 run_sync(self._fetch_flow(), self._sync_http)
-                ok = True
-            except TokenValidationUnavailable as exc:
-                # recorded below; the lookup that follows decides between stale keys and a 503
-                _log_failed_refresh(exc)
-            finally:
-                if not ok:
-                    self.cache.failed()
 
     async def _arefresh(self, generation: int) -> None:
         loop = asyncio.get_running_loop()
@@ -171,18 +163,29 @@ class RemoteJWKSValidator(HTTPValidator):
             return
         future: asyncio.Future[None] = loop.create_future()
         self._inflight[loop] = future
+        try:
+            with self._fetching():
+                await run_async(self._fetch_flow(), self._async_http)
+        finally:
+            del self._inflight[loop]
+            future.set_result(None)
+
+    @contextlib.contextmanager
+    def _fetching(self) -> Iterator[None]:
+        """Record the attempt first, and a failure however the fetch ends but in success.
+
+        An outage is logged and swallowed: the lookup that follows decides between stale keys and a 503.
+        """
         self.cache.begin_fetch(self._clock())
         ok = False
         try:
-            await run_async(self._fetch_flow(), self._async_http)
+            yield
             ok = True
         except TokenValidationUnavailable as exc:
             _log_failed_refresh(exc)
         finally:
             if not ok:
                 self.cache.failed()
-            del self._inflight[loop]
-            future.set_result(None)
 
     def _fetch_flow(self) -> Flow[None]:
         if self.jwks_uri is None:
