@@ -27,7 +27,7 @@ __all__ = ["VerifiedProof", "access_token_hash", "verify_proof"]
 _TYP = frozenset({"dpop+jwt", "application/dpop+jwt"})  # RFC 7515 §4.1.9: media types, case-insensitive
 
 
-@dataclass(slots=True)  # internal, per request: frozen init costs ~1 us
+@dataclass(slots=True)  # internal, per request: a frozen dataclass's init is measurably slower
 class VerifiedProof:
     """A proof that passed every check but replay."""
 

@@ -1,9 +1,10 @@
 """In-process replay store: thread-safe, bounded, and never evicting a live entry.
 
 Why not cachetools here: its caches are pure Python with several calls and linked-list/heap
-updates per operation; measured in the verifier's hot path, a ``TLRUCache`` cost ~12 us per request
-(16% of an ES256 signature check) and ~295 bytes per entry. A dict of expiries plus a FIFO of
-insertions does the same job for a fraction of both (see ``bench/memory.py``), and lets the store
+updates per operation; measured in the verifier's hot path, a ``TLRUCache`` cost a sizeable share
+of an ES256 signature check per request, and several times the memory per entry. A dict of expiries
+plus a FIFO of insertions does the same job for a fraction of both (figures:
+``docs/performance-notes.md``; ``bench/memory.py``), and lets the store
 *refuse* when full instead of evicting, which no cachetools cache does.
 """
 

@@ -67,7 +67,7 @@ def _set_nx_command(name: bytes, ttl_ms: int) -> bytes:
     """``SET <name> 1 NX PX <ttl_ms>`` in the Redis protocol (RESP arrays of bulk strings).
 
     Encoded here rather than by redis-py's ``pack_command``, whose general-purpose argument
-    handling measured ~15 us of CPU per request in a server; bulk strings carry their length, so
+    handling was a measurable share of a request's CPU in a server; bulk strings carry their length, so
     any key bytes are safe. A test pins the bytes to ``pack_command``'s.
     """
     ttl = b"%d" % ttl_ms
@@ -162,8 +162,8 @@ class RedisReplayStore(_RedisStore[redis.Redis]):
     Safe for threads and for forked workers: each thread keeps one connection of its own, taken
     from the client's pool (so it carries the pool's TLS, credentials, database and timeouts) and
     renewed after a ``fork`` or an error. The command is written to and its one-line answer read
-    from that connection's socket directly: the pool's per-command checkout measured ~40 us of CPU
-    per request, and redis-py's reply parser ~10 us more.
+    from that connection's socket directly: the pool's per-command checkout and redis-py's reply
+    parser cost more CPU per request than the rest of the store (``docs/performance-notes.md``).
     """
 
     @staticmethod
