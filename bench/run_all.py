@@ -440,6 +440,9 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "",
         f"Produced by `{command}`. A full run (`python bench/run_all.py`) takes about 20 minutes on a 2-core machine; "
         "see `bench/README.md`.",
+        "",
+        "Why the hot path is written as it is (each measured choice, its figure, the file it concerns): "
+        "[performance-notes.md](performance-notes.md).",
     ]
     if args.smoke:
         out += ["", "**Smoke run: tiny sizes, the figures below mean nothing.**"]

@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Generator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
 import httpx
 
 from .client import DPoPKey, NonceCache, TokenResponse, nonce_to_retry, parse_token_response, proof_headers
 
-__all__ = ["DPoPAuth", "afetch_token", "fetch_token"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
+__all__ = ["DPoPAuth", "TokenRequestOptions", "afetch_token", "fetch_token"]
 
 
 class DPoPAuth(httpx.Auth):
@@ -89,17 +92,30 @@ class DPoPAuth(httpx.Auth):
         return f"DPoPAuth(key={self.key!r}, token={'set' if self.token else None})"
 
 
-def _token_request(
-    key: DPoPKey,
-    *,
-    client_id: str | None,
-    client_secret: str | None,
-    scope: str | None,
-    grant_type: str,
-    data: Mapping[str, str] | None,
-    nonces: NonceCache | None,
-) -> dict[str, Any]:
-    form = {"grant_type": grant_type}
+class TokenRequestOptions(TypedDict, total=False):
+    """What :func:`fetch_token` and :func:`afetch_token` send besides the proof; every key is optional.
+
+    ``client_id`` with ``client_secret``: ``client_secret_basic``; ``client_id`` alone: a public
+    client, named in the body. ``grant_type`` defaults to ``client_credentials``; ``data`` adds form
+    fields (``code``, ``redirect_uri``, ``refresh_token``... for other grants). ``nonces`` is the
+    per-origin nonce memory to share with :class:`DPoPAuth`.
+    """
+
+    client_id: str | None
+    client_secret: str | None
+    scope: str | None
+    grant_type: str
+    data: Mapping[str, str] | None
+    nonces: NonceCache | None
+
+
+def _token_request(key: DPoPKey, options: TokenRequestOptions) -> dict[str, Any]:
+    unknown = options.keys() - TokenRequestOptions.__annotations__.keys()
+    if unknown:  # what an explicit signature would refuse, so a misspelt option is never ignored
+        raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    client_id, client_secret = options.get("client_id"), options.get("client_secret")
+    scope = options.get("scope")
+    form = {"grant_type": options.get("grant_type", "client_credentials")}
     headers = {"Accept": "application/json"}
     if client_secret is not None:
         if client_id is None:
@@ -111,38 +127,26 @@ def _token_request(
         form["client_id"] = client_id  # a public client identifies itself in the body
     if scope is not None:
         form["scope"] = scope
-    form.update(data or {})
-    return {"data": form, "headers": headers, "auth": DPoPAuth(key, nonces=nonces)}
+    form.update(options.get("data") or {})
+    return {"data": form, "headers": headers, "auth": DPoPAuth(key, nonces=options.get("nonces"))}
 
 
 def fetch_token(
     token_endpoint: str,
     key: DPoPKey,
     *,
-    client_id: str | None = None,
-    client_secret: str | None = None,
-    scope: str | None = None,
-    grant_type: str = "client_credentials",
-    data: Mapping[str, str] | None = None,
-    nonces: NonceCache | None = None,
     client: httpx.Client | None = None,
     timeout: float = 10.0,
+    **options: Unpack[TokenRequestOptions],
 ) -> TokenResponse:
     """Obtain a DPoP-bound access token (client credentials by default) with a proof signed by ``key``.
 
-    ``data`` adds form fields (``code``, ``redirect_uri``, ``refresh_token``... for other grants).
-    Raises :class:`~dpop_middleware.client.TokenRequestError` if the server refuses or issues a
-    token that is not DPoP-bound.
+    ``options`` are those of :class:`TokenRequestOptions` (``client_id``, ``client_secret``,
+    ``scope``, ``grant_type``, ``data``, ``nonces``). Raises
+    :class:`~dpop_middleware.client.TokenRequestError` if the server refuses or issues a token that
+    is not DPoP-bound.
     """
-    params = _token_request(
-        key,
-        client_id=client_id,
-        client_secret=client_secret,
-        scope=scope,
-        grant_type=grant_type,
-        data=data,
-        nonces=nonces,
-    )
+    params = _token_request(key, options)
     if client is not None:
         response = client.post(token_endpoint, timeout=timeout, **params)
     else:
@@ -155,25 +159,12 @@ async def afetch_token(
     token_endpoint: str,
     key: DPoPKey,
     *,
-    client_id: str | None = None,
-    client_secret: str | None = None,
-    scope: str | None = None,
-    grant_type: str = "client_credentials",
-    data: Mapping[str, str] | None = None,
-    nonces: NonceCache | None = None,
     client: httpx.AsyncClient | None = None,
     timeout: float = 10.0,
+    **options: Unpack[TokenRequestOptions],
 ) -> TokenResponse:
     """Asyncio twin of :func:`fetch_token`."""
-    params = _token_request(
-        key,
-        client_id=client_id,
-        client_secret=client_secret,
-        scope=scope,
-        grant_type=grant_type,
-        data=data,
-        nonces=nonces,
-    )
+    params = _token_request(key, options)
     if client is not None:
         response = await client.post(token_endpoint, timeout=timeout, **params)
     else:

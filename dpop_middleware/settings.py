@@ -387,7 +387,7 @@ _TABLE = (
 #: Every known setting by canonical name.
 SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _TABLE}
 #: The names that are :class:`~dpop_middleware.core.config.VerifierConfig` fields.
-CONFIG_NAMES = frozenset(name for name in VerifierConfig.__dataclass_fields__ if name != "header_cache")
+CONFIG_NAMES = frozenset(VerifierConfig.__dataclass_fields__)
 #: The names that choose and configure the token validator.
 VALIDATOR_NAMES = frozenset(
     {

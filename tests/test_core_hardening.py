@@ -171,20 +171,6 @@ def test_reject_reports_one_outcome_and_honours_report_only() -> None:
     assert lenient.reject(InvalidRequestError("bad_request_url")).rejection is None
 
 
-def test_fast_principal_constructor_matches_the_dataclass_and_stays_frozen() -> None:
-    # bind_token builds principals through slot descriptors (speed); it must equal the public constructor.
-    import dataclasses
-
-    from dpop_middleware.core.binding import DPoPPrincipal, _new_bound_principal
-
-    values = {f.name: f"v-{f.name}" for f in dataclasses.fields(DPoPPrincipal)}
-    fast = _new_bound_principal(*values.values())
-    assert fast == DPoPPrincipal(**values)
-    assert dataclasses.asdict(fast) == values
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        fast.jkt = "other"  # type: ignore[misc]
-
-
 @pytest.mark.parametrize("token", ["abc", "a-._~+/9==", "x" * 3000])
 def test_token68_accepts(token: str) -> None:
     from dpop_middleware.core.request import _is_token68

@@ -2,7 +2,7 @@
 
 The proof-header memo skips the algorithm allowlist and the RSA size floor for a header seen
 before, so it is only sound per policy. ``dataclasses.replace`` (and ``copy.copy``) used to carry
-the same dict over to a stricter config.
+the same dict over to a stricter config; the memo is now one ``lru_cache`` keyed by the policy too.
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ def test_copy_then_replace_does_not_reuse_accepted_headers() -> None:
     assert _outcome(env.verifier(config=strict), env, env.key) == "alg_not_allowed"
 
 
-def test_memos_of_different_policies_are_different_objects() -> None:
+def test_the_policy_is_part_of_the_memo_key() -> None:
+    env = make_env()
     broad = VerifierConfig()
-    assert dataclasses.replace(broad, algorithms=("ES256",)).header_cache is not broad.header_cache
-    assert dataclasses.replace(broad, min_rsa_bits=4096).header_cache is not broad.header_cache
-    assert VerifierConfig().header_cache is not broad.header_cache
+    assert _outcome(env.verifier(config=broad), env, env.key) == "accepted"
+    strict = VerifierConfig(algorithms=["PS256"])  # a list, as a caller might pass it: keyed as a tuple
+    assert _outcome(env.verifier(config=strict), env, env.key) == "alg_not_allowed"
+    assert _outcome(env.verifier(config=VerifierConfig()), env, env.key) == "accepted"  # same policy: same answer

@@ -45,10 +45,6 @@ class VerifierConfig:
     #: Rejections say what was expected and received (htu, htm, iat offset). Development only:
     #: the details help a caller probe the deployment, so production responses never carry them.
     debug: bool = False
-    #: Memo of checked proof headers (see ``core.proof``); not a setting. Its answers hold only for
-    #: this policy (allowlist, RSA floor), so it is not an ``__init__`` argument: every instance,
-    #: ``dataclasses.replace`` included, starts its own. (``copy.copy`` shares it, with the policy.)
-    header_cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = [alg for alg in self.algorithms if alg not in ALGORITHMS]
@@ -63,6 +59,7 @@ class VerifierConfig:
             raise ValueError("RSA keys below 2048 bits are not accepted (RFC 8725 §3.5)")
         if isinstance(self.nonce_keyring, Mapping):  # {kid: secret}, as settings files give it
             object.__setattr__(self, "nonce_keyring", NonceKeyring(self.nonce_keyring))
+        object.__setattr__(self, "algorithms", tuple(self.algorithms))  # part of the proof-header memo's key
         object.__setattr__(self, "mode", Mode(self.mode))
         object.__setattr__(self, "nonce_policy", NoncePolicy(self.nonce_policy))
 

@@ -1,10 +1,10 @@
 """Strict, allocation-light parsing of compact JWS (RFC 7515 §7.1).
 
-jwcrypto's ``JWS`` object is correct but costs ~70 us to construct (it deep-copies a registry),
-which alone would double the cost of a DPoP check. Parsing a compact JWS is small and fully
-specified, so we do it here, strictly: exactly three segments of unpadded base64url, JSON objects
-with no duplicate members, no NaN/Infinity. The JSON serialization is rejected by construction
-(it would let ``alg``/``jwk`` sit in an unprotected header).
+jwcrypto's ``JWS`` object is correct but slow to construct (it deep-copies a registry): on the hot
+path it alone would double the cost of a DPoP check (see ``docs/performance-notes.md``). Parsing a
+compact JWS is small and fully specified, so we do it here, strictly: exactly three segments of
+unpadded base64url, JSON objects with no duplicate members, no NaN/Infinity. The JSON serialization
+is rejected by construction (it would let ``alg``/``jwk`` sit in an unprotected header).
 """
 
 from __future__ import annotations
@@ -92,17 +92,17 @@ def _no_constants(name: str) -> Any:
     raise JOSEFormatError("bad_json")
 
 
-# Built once: ``json.loads`` with hooks would construct a new decoder on every call (~3 us).
+# Built once: ``json.loads`` with hooks would construct a new decoder on every call.
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
 
 
 # For claims sets: RFC 7519 §4 lets a parser keep the lexically last of duplicate claim names, which
-# is what the C decoder does without a Python hook (~3x faster in the hot path). Headers stay strict.
+# is what the C decoder does without a Python hook (much faster in the hot path). Headers stay strict.
 _CLAIMS_DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 
 # The decoders' scanners, called directly: ``JSONDecoder.decode`` adds two regex matches for
-# surrounding whitespace and two Python calls (~0.8 us of a ~2 us parse). A segment with
+# surrounding whitespace and two Python calls (a good share of a parse). A segment with
 # surrounding whitespace still parses, through the full decoder.
 # (typeshed types make_scanner's argument as a scanner; at run time it takes the decoder.)
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(cast(Any, _DECODER))
@@ -140,8 +140,8 @@ def parse_json_object(raw: bytes, *, allow_duplicates: bool = False) -> dict[str
         if end != len(text):  # the full decoder skips whitespace and refuses anything else
             value = (_CLAIMS_DECODER if allow_duplicates else _DECODER).decode(text)
         # Surrogates only come from escapes, so the exact check runs only for text holding one.
-        # A one-character scan first (memchr, ~15 ns for a proof): typical proofs hold no backslash,
-        # and a three-character one costs ~130 ns. JSON's "u" is lower-case, the hex digits not.
+        # A one-character scan first (memchr, the cheapest test): typical proofs hold no backslash, and
+        # a three-character search costs several times more. JSON's "u" is lower-case, the hex digits not.
         if "\\" in text and ("\\ud" in text or "\\uD" in text) and _has_lone_surrogate(value):
             raise JOSEFormatError("json_lone_surrogate")
     except JOSEFormatError:

@@ -2,14 +2,16 @@
 
 The hot path of every DPoP request goes through here, so the work is arranged to be done once per
 key: the RFC 7638 canonical JSON of a key's required members doubles as the cache key (so a key
-seen before costs one dict lookup, not an import), and its SHA-256 is the thumbprint ``jkt``.
+seen before costs one cache lookup, not an import), and its SHA-256 is the thumbprint ``jkt``.
 Signatures are checked with ``cryptography`` directly, with the algorithm parameters that RFC 7518
 fixes (raw ``r||s`` ECDSA signatures of exact length, PSS salt = hash length).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -189,12 +191,17 @@ def _b64_int(value: str) -> int:
 MAX_RSA_BITS = 8192
 MAX_RSA_EXPONENT_BITS = 32  # 65537 is 17 bits; RFC 3447 does not need more
 
-_KEY_CACHE: dict[tuple[str, int], PublicKey] = {}
-_KEY_CACHE_SIZE = 4096
 
+@functools.lru_cache(maxsize=4096)
+def _imported_key(canonical: str, min_rsa_bits: int) -> PublicKey:
+    """Import the key whose RFC 7638 canonical JSON ``_canonical`` has built (so checked).
 
-def _build_key(jwk: Mapping[str, Any], canonical: str, min_rsa_bits: int) -> PublicKey:
-    """Import the key whose members ``_canonical`` has already checked."""
+    Memoized by that canonical JSON (and the policy): a returning client's key is imported once.
+    The canonical JSON holds every member the import needs, so it is the whole input. Only keys
+    that import cleanly are kept (a refusal raises); the bound keeps a flood of keys from growing it.
+    """
+    jwk: dict[str, str] = json.loads(canonical)
+    public = MappingProxyType(jwk)  # exactly the required members, in RFC 7638 order
     kty = jwk["kty"]
     jkt = b64url_encode(hashlib.sha256(canonical.encode("ascii")).digest())
     try:
@@ -206,8 +213,7 @@ def _build_key(jwk: Mapping[str, Any], canonical: str, min_rsa_bits: int) -> Pub
                 raise JWKError("jwk_bad_member")
             # Raises ValueError for a point not on the curve.
             ec_key = ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + x + y)
-            public = {"crv": crv, "kty": "EC", "x": jwk["x"], "y": jwk["y"]}
-            return PublicKey("EC", crv, ec_key, jkt, curve.key_size, canonical, MappingProxyType(public))
+            return PublicKey("EC", crv, ec_key, jkt, curve.key_size, canonical, public)
         if kty == "OKP":
             crv = jwk["crv"]
             raw = b64url_decode(jwk["x"])
@@ -218,8 +224,7 @@ def _build_key(jwk: Mapping[str, Any], canonical: str, min_rsa_bits: int) -> Pub
                 if crv == "Ed25519"
                 else ed448.Ed448PublicKey.from_public_bytes(raw)
             )
-            public = {"crv": crv, "kty": "OKP", "x": jwk["x"]}
-            return PublicKey("OKP", crv, okp_key, jkt, len(raw) * 8, canonical, MappingProxyType(public))
+            return PublicKey("OKP", crv, okp_key, jkt, len(raw) * 8, canonical, public)
         n, e = _b64_int(jwk["n"]), _b64_int(jwk["e"])
         if n.bit_length() < min_rsa_bits:
             raise JWKError("jwk_rsa_too_small")
@@ -228,8 +233,7 @@ def _build_key(jwk: Mapping[str, Any], canonical: str, min_rsa_bits: int) -> Pub
         if n.bit_length() > MAX_RSA_BITS or e.bit_length() > MAX_RSA_EXPONENT_BITS:
             raise JWKError("jwk_rsa_too_costly")
         rsa_key = rsa.RSAPublicNumbers(e, n).public_key()
-        public = {"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}
-        return PublicKey("RSA", None, rsa_key, jkt, n.bit_length(), canonical, MappingProxyType(public))
+        return PublicKey("RSA", None, rsa_key, jkt, n.bit_length(), canonical, public)
     except JWKError:
         raise
     except (ValueError, TypeError) as exc:
@@ -252,17 +256,7 @@ def import_public_jwk(jwk: Any, *, min_rsa_bits: int = 2048) -> PublicKey:
         ops = jwk["key_ops"]
         if not isinstance(ops, list) or "verify" not in ops:
             raise JWKError("jwk_wrong_key_ops")
-    canonical = _canonical(jwk)
-    # Keyed by the RFC 7638 canonical JSON (and the policy): a returning client's key is imported
-    # once. Only keys that import cleanly are kept; the bound keeps a flood of keys from growing it.
-    cache_key = (canonical, min_rsa_bits)
-    key = _KEY_CACHE.get(cache_key)
-    if key is None:
-        key = _build_key(jwk, canonical, min_rsa_bits)
-        if len(_KEY_CACHE) >= _KEY_CACHE_SIZE:
-            _KEY_CACHE.clear()
-        _KEY_CACHE[cache_key] = key
-    return key
+    return _imported_key(_canonical(jwk), min_rsa_bits)
 
 
 def check_alg_key(spec: AlgSpec, key: PublicKey) -> None:
@@ -275,7 +269,7 @@ def verify_signature(spec: AlgSpec, key: PublicKey, signing_input: bytes, signat
     """Check a JWS signature; ``False`` for any signature that does not verify.
 
     ``key`` must have passed :func:`check_alg_key` for ``spec`` (so its type fits the algorithm);
-    no ``isinstance`` here, because on cryptography's ABCs it costs microseconds per request.
+    no ``isinstance`` here: on cryptography's ABCs it is slow enough to show per request.
     """
     try:
         if spec.kind == "ecdsa":

@@ -8,6 +8,7 @@ here: the orchestrator writes it last, once everything else has passed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ __all__ = ["VerifiedProof", "access_token_hash", "verify_proof"]
 _TYP = frozenset({"dpop+jwt", "application/dpop+jwt"})  # RFC 7515 §4.1.9: media types, case-insensitive
 
 
-@dataclass(slots=True)  # internal, per request: frozen init costs ~1 us
+@dataclass(slots=True)  # internal, per request: a frozen dataclass's init is measurably slower
 class VerifiedProof:
     """A proof that passed every check but replay."""
 
@@ -58,26 +59,15 @@ class _HeaderRejected(Exception):
         self.description = description
 
 
-_HEADER_CACHE_SIZE = 4096
-
-
-def _remember_header(header_b64: str, config: VerifierConfig) -> tuple[AlgSpec, PublicKey]:
-    """Decode and check a proof's protected header not seen before; memoize and return the result.
-
-    A client signs every proof with the same key, so its header segment is byte-for-byte the same
-    each time: memoizing the checked result by that text (per configuration, since the allowlist
-    is part of the answer) turns the header work of a returning client into one dict lookup, which
-    ``verify_proof`` does itself. Only headers that pass every check are memoized.
-    """
-    cache: dict[str, tuple[AlgSpec, PublicKey]] = config.header_cache
-    checked = _checked_header(header_b64, config.algorithms, config.min_rsa_bits)
-    if len(cache) >= _HEADER_CACHE_SIZE:
-        cache.clear()  # crude but bounded; a busy server refills it with live clients at once
-    cache[header_b64] = checked
-    return checked
-
-
+@functools.lru_cache(maxsize=4096)
 def _checked_header(header_b64: str, algorithms: tuple[str, ...], min_rsa_bits: int) -> tuple[AlgSpec, PublicKey]:
+    """Decode and check a proof's protected header: its algorithm spec and imported key.
+
+    Memoized: a client signs every proof with the same key, so its header segment is byte-for-byte
+    the same each time, and a returning client's header work becomes one cache lookup. The policy
+    (allowlist, RSA floor) is part of the key, since it is part of the answer. Only headers that pass
+    every check are remembered (a rejection raises, and ``lru_cache`` keeps no exception).
+    """
     header = parse_json_object(b64url_decode(header_b64))
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in _TYP:
@@ -118,7 +108,7 @@ def verify_proof(
         raise _bad("proof_too_large", "DPoP proof too large")
     try:
         header_b64, payload_b64, signature_b64 = split_compact(proof)
-        spec, key = config.header_cache.get(header_b64) or _remember_header(header_b64, config)
+        spec, key = _checked_header(header_b64, config.algorithms, config.min_rsa_bits)
         claims = parse_json_object(b64url_decode(payload_b64), allow_duplicates=True)
         signature = b64url_decode(signature_b64)
     except _HeaderRejected as exc:

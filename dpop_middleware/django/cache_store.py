@@ -27,7 +27,7 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 
 from ..core.errors import ReplayStoreUnavailable
-from ..stores.process_guard import ProcessGuard, per_process_refusal, shared_guard
+from ..stores.process_guard import PerProcessRefusal, ProcessGuard, shared_guard
 
 __all__ = ["DjangoCacheReplayStore"]
 
@@ -57,7 +57,12 @@ class DjangoCacheReplayStore:
         self.setting = setting
         self._allow_multiple_processes = allow_multiple_processes
         self._guard = guard
-        self._guard_reported = False
+        self._dummy_reported = False
+        self._per_process_refusal = PerProcessRefusal(
+            f"the replay cache {alias!r} is a LocMemCache, which",
+            f"Point {setting} at a cache all workers share (Redis, memcached), or set "
+            "DPOP['ALLOW_PER_PROCESS_STORE'] = True if every request of a client reaches this process.",
+        )
 
     def add_if_absent(self, key: bytes, ttl: float) -> bool:
         """Record ``key`` for ``ttl`` seconds (rounded up: never shorter than asked)."""
@@ -66,7 +71,7 @@ class DjangoCacheReplayStore:
             # A LocMemCache is one process's memory: exact only if this process serves alone.
             guard = self._guard or shared_guard()
             if guard.has_siblings():
-                self._refuse_shared(guard)
+                raise self._per_process_refusal(guard.problem)
         if isinstance(cache, DummyCache):
             self._refuse_dummy()
         # Hex keeps the key within memcached's rules (no spaces or control characters, < 250 bytes).
@@ -74,8 +79,8 @@ class DjangoCacheReplayStore:
         return bool(added)
 
     def _refuse_dummy(self) -> None:
-        if not self._guard_reported:
-            self._guard_reported = True
+        if not self._dummy_reported:
+            self._dummy_reported = True
             logger.error(
                 "dpop: the replay cache %r is a DummyCache, which remembers nothing, so every proof could be "
                 "replayed; it refuses every request (503). Point DPOP['REPLAY_CACHE_ALIAS'] at a real cache.",
@@ -83,16 +88,6 @@ class DjangoCacheReplayStore:
                 extra={"dpop_reason": "replay_store_no_memory"},
             )
         raise ReplayStoreUnavailable("replay_store_no_memory", "Replay store remembers nothing")
-
-    def _refuse_shared(self, guard: ProcessGuard) -> None:
-        log, self._guard_reported = not self._guard_reported, True  # one ERROR per process, not per request
-        raise per_process_refusal(
-            f"the replay cache {self.alias!r} is a LocMemCache, which",
-            guard.problem,
-            f"Point {self.setting} at a cache all workers share (Redis, memcached), or set "
-            "DPOP['ALLOW_PER_PROCESS_STORE'] = True if every request of a client reaches this process.",
-            log=log,
-        )
 
     def __repr__(self) -> str:
         return f"DjangoCacheReplayStore(alias={self.alias!r}, key_prefix={self.key_prefix!r})"

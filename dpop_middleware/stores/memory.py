@@ -1,9 +1,10 @@
 """In-process replay store: thread-safe, bounded, and never evicting a live entry.
 
 Why not cachetools here: its caches are pure Python with several calls and linked-list/heap
-updates per operation; measured in the verifier's hot path, a ``TLRUCache`` cost ~12 us per request
-(16% of an ES256 signature check) and ~295 bytes per entry. A dict of expiries plus a FIFO of
-insertions does the same job for a fraction of both (see ``bench/memory.py``), and lets the store
+updates per operation; measured in the verifier's hot path, a ``TLRUCache`` cost a sizeable share
+of an ES256 signature check per request, and several times the memory per entry. A dict of expiries
+plus a FIFO of insertions does the same job for a fraction of both (figures:
+``docs/performance-notes.md``; ``bench/memory.py``), and lets the store
 *refuse* when full instead of evicting, which no cachetools cache does.
 """
 
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..core.errors import ReplayStoreUnavailable
-from .process_guard import ProcessGuard, per_process_refusal, shared_guard
+from .process_guard import PerProcessRefusal, ProcessGuard, shared_guard
 
 __all__ = ["MemoryReplayStore"]
 
@@ -56,7 +57,11 @@ class MemoryReplayStore:
         self.max_entries = max_entries
         self.setting = setting
         self._guard = None if allow_multiple_processes else (guard or shared_guard())
-        self._guard_reported = False
+        self._per_process_refusal = PerProcessRefusal(
+            "the in-memory replay store",
+            f"Set {setting} to a shared store (Redis, or a Django cache all workers share), or allow a "
+            "per-process store explicitly if you know every request of a client reaches this process.",
+        )
         self._clock = clock
         self._expiry: dict[bytes, float] = {}
         # Insertion order; with one TTL this is also expiry order, so purging pops from the left.
@@ -74,7 +79,7 @@ class MemoryReplayStore:
         """Record ``key`` for ``ttl`` seconds; ``False`` if it is already live."""
         guard = self._guard
         if guard is not None and guard.has_siblings():
-            self._refuse_shared(guard)
+            raise self._per_process_refusal(guard.problem)
         now = self._clock()
         with self._lock:
             expiry = self._expiry
@@ -100,16 +105,6 @@ class MemoryReplayStore:
             extra={"dpop_reason": "replay_store_full"},
         )
         raise ReplayStoreUnavailable("replay_store_full", "Replay store full")
-
-    def _refuse_shared(self, guard: ProcessGuard) -> None:
-        log, self._guard_reported = not self._guard_reported, True  # one ERROR per process, not per request
-        raise per_process_refusal(
-            "the in-memory replay store",
-            guard.problem,
-            f"Set {self.setting} to a shared store (Redis, or a Django cache all workers share), or allow a "
-            "per-process store explicitly if you know every request of a client reaches this process.",
-            log=log,
-        )
 
     def _purge(self, now: float, *, limit: int = -1, sweep: bool = False) -> None:
         """Drop expired entries from the front of the FIFO (at most ``limit``; -1: all).

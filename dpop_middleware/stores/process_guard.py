@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..core.errors import ReplayStoreUnavailable
 
-__all__ = ["ProcessGuard", "per_process_refusal", "shared_guard"]
+__all__ = ["PerProcessRefusal", "ProcessGuard", "shared_guard"]
 
 logger = logging.getLogger("dpop_middleware")
 
@@ -175,15 +175,26 @@ def shared_guard() -> ProcessGuard:
         return _SHARED
 
 
-def per_process_refusal(store: str, problem: str | None, fix: str, *, log: bool) -> ReplayStoreUnavailable:
-    """The 503 a per-process ``store`` answers under several workers; ``log``: say why, at ERROR, with the ``fix``."""
-    if log:
-        logger.error(
-            "dpop: %s is per process, and %s; it refuses every request (503) because a proof replayed against "
-            "another worker would be accepted again. %s",
-            store,
-            problem or "several worker processes share this server",
-            fix,
-            extra={"dpop_reason": "replay_store_per_process"},
-        )
-    return ReplayStoreUnavailable("replay_store_per_process", "Replay store not shared by the server's workers")
+class PerProcessRefusal:
+    """The 503 a per-process ``store`` answers under several workers, explained at ERROR once per store.
+
+    ``store`` names it in the log ("the in-memory replay store"); ``fix`` says what to configure.
+    """
+
+    def __init__(self, store: str, fix: str) -> None:
+        self.store = store
+        self.fix = fix
+        self.reported = False
+
+    def __call__(self, problem: str | None) -> ReplayStoreUnavailable:
+        if not self.reported:  # one ERROR per process, not per request
+            self.reported = True
+            logger.error(
+                "dpop: %s is per process, and %s; it refuses every request (503) because a proof replayed against "
+                "another worker would be accepted again. %s",
+                self.store,
+                problem or "several worker processes share this server",
+                self.fix,
+                extra={"dpop_reason": "replay_store_per_process"},
+            )
+        return ReplayStoreUnavailable("replay_store_per_process", "Replay store not shared by the server's workers")

@@ -30,7 +30,7 @@ import math
 import os
 import socket
 import threading
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 import redis.asyncio
@@ -67,7 +67,7 @@ def _set_nx_command(name: bytes, ttl_ms: int) -> bytes:
     """``SET <name> 1 NX PX <ttl_ms>`` in the Redis protocol (RESP arrays of bulk strings).
 
     Encoded here rather than by redis-py's ``pack_command``, whose general-purpose argument
-    handling measured ~15 us of CPU per request in a server; bulk strings carry their length, so
+    handling was a measurable share of a request's CPU in a server; bulk strings carry their length, so
     any key bytes are safe. A test pins the bytes to ``pack_command``'s.
     """
     ttl = b"%d" % ttl_ms
@@ -111,7 +111,46 @@ def _check_client_args(connect_timeout: float | None, timeout: float | None, opt
         raise TypeError("timeouts and client options apply to a URL; configure your own client directly")
 
 
-class RedisReplayStore:
+ClientT = TypeVar("ClientT", redis.Redis, redis.asyncio.Redis)
+
+
+class _RedisStore(Generic[ClientT]):
+    """What both stores share: the key prefix, and a client built from a URL (ours) or passed in (yours)."""
+
+    def __init__(
+        self,
+        client: ClientT | str,
+        *,
+        prefix: bytes | str = DEFAULT_PREFIX,
+        connect_timeout: float | None = None,
+        timeout: float | None = None,
+        **client_options: Any,
+    ) -> None:
+        self.prefix = _as_bytes(prefix)
+        if isinstance(client, str):
+            self.client: ClientT = self._client_from_url(client, _url_options(connect_timeout, timeout, client_options))
+            self._owns_client = True
+        else:
+            _check_client_args(connect_timeout, timeout, client_options)
+            _warn_unbounded(client)
+            self.client = client
+            self._owns_client = False
+        self._start()
+
+    @staticmethod
+    def _client_from_url(url: str, options: dict[str, Any]) -> ClientT:
+        """The client for ``url``, redis-py's own retries off (a stalled Redis must fail fast)."""
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        """Set up the connection state of the kind of store."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:  # never the URL: it may hold a password
+        return f"{type(self).__name__}(prefix={self.prefix!r})"
+
+
+class RedisReplayStore(_RedisStore[redis.Redis]):
     """A :class:`~dpop_middleware.ReplayStore` on a synchronous ``redis.Redis`` client.
 
     ``client`` is a URL (``redis://``, ``rediss://`` for TLS, ``unix://`` for a socket; credentials
@@ -123,30 +162,16 @@ class RedisReplayStore:
     Safe for threads and for forked workers: each thread keeps one connection of its own, taken
     from the client's pool (so it carries the pool's TLS, credentials, database and timeouts) and
     renewed after a ``fork`` or an error. The command is written to and its one-line answer read
-    from that connection's socket directly: the pool's per-command checkout measured ~40 us of CPU
-    per request, and redis-py's reply parser ~10 us more.
+    from that connection's socket directly: the pool's per-command checkout and redis-py's reply
+    parser cost more CPU per request than the rest of the store (``docs/performance-notes.md``).
     """
 
-    def __init__(
-        self,
-        client: redis.Redis | str,
-        *,
-        prefix: bytes | str = DEFAULT_PREFIX,
-        connect_timeout: float | None = None,
-        timeout: float | None = None,
-        **client_options: Any,
-    ) -> None:
-        self.prefix = _as_bytes(prefix)
-        if isinstance(client, str):
-            options = _url_options(connect_timeout, timeout, client_options)
-            options.setdefault("retry", Retry(NoBackoff(), 0))
-            self.client: redis.Redis = redis.Redis.from_url(client, **options)
-            self._owns_client = True
-        else:
-            _check_client_args(connect_timeout, timeout, client_options)
-            _warn_unbounded(client)
-            self.client = client
-            self._owns_client = False
+    @staticmethod
+    def _client_from_url(url: str, options: dict[str, Any]) -> redis.Redis:
+        options.setdefault("retry", Retry(NoBackoff(), 0))
+        return redis.Redis.from_url(url, **options)
+
+    def _start(self) -> None:
         self._local = threading.local()
 
     def _socket(self) -> socket.socket:
@@ -209,11 +234,8 @@ class RedisReplayStore:
         if self._owns_client:
             self.client.close()
 
-    def __repr__(self) -> str:  # never the URL: it may hold a password
-        return f"{type(self).__name__}(prefix={self.prefix!r})"
 
-
-class AsyncRedisReplayStore:
+class AsyncRedisReplayStore(_RedisStore[redis.asyncio.Redis]):
     """An :class:`~dpop_middleware.AsyncReplayStore` on ``redis.asyncio``: the same contract.
 
     Arguments are those of :class:`RedisReplayStore`; a client passed in must be a
@@ -228,26 +250,12 @@ class AsyncRedisReplayStore:
     the next request reconnects.
     """
 
-    def __init__(
-        self,
-        client: redis.asyncio.Redis | str,
-        *,
-        prefix: bytes | str = DEFAULT_PREFIX,
-        connect_timeout: float | None = None,
-        timeout: float | None = None,
-        **client_options: Any,
-    ) -> None:
-        self.prefix = _as_bytes(prefix)
-        if isinstance(client, str):
-            options = _url_options(connect_timeout, timeout, client_options)
-            options.setdefault("retry", redis.asyncio.retry.Retry(NoBackoff(), 0))
-            self.client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(client, **options)
-            self._owns_client = True
-        else:
-            _check_client_args(connect_timeout, timeout, client_options)
-            _warn_unbounded(client)
-            self.client = client
-            self._owns_client = False
+    @staticmethod
+    def _client_from_url(url: str, options: dict[str, Any]) -> redis.asyncio.Redis:
+        options.setdefault("retry", redis.asyncio.retry.Retry(NoBackoff(), 0))
+        return redis.asyncio.Redis.from_url(url, **options)
+
+    def _start(self) -> None:
         timeout_setting = self.client.connection_pool.connection_kwargs.get("socket_timeout")
         self._timeout: float | None = float(timeout_setting) if timeout_setting else None
         self._pipeline: RedisPipeline | None = None
@@ -299,6 +307,3 @@ class AsyncRedisReplayStore:
             pipeline.close()
         if self._owns_client:
             await self.client.aclose()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(prefix={self.prefix!r})"

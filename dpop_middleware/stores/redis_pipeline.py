@@ -4,8 +4,8 @@ Every ``SET NX PX`` a worker sends goes over one connection. The commands that r
 the same event-loop iteration leave in one write, and Redis answers in order, so each reply line
 settles the oldest waiting request. Measured against one redis-py connection per concurrent request
 (a ``StreamReader``, a parser and a socket each), this halves the store's CPU per request under
-concurrency (~11 us vs ~22 us at 8 requests in flight) and wakes the loop once for a whole batch of
-replies instead of once per socket.
+concurrency (``docs/performance-notes.md``) and wakes the loop once for a whole batch of replies
+instead of once per socket.
 
 The connection is made, authenticated and set up by redis-py (its URL forms, TLS, credentials,
 ``SELECT``, RESP3); then this protocol takes over its transport, since after the handshake the only

@@ -11,6 +11,7 @@ so that every request is signed, nonce challenges included. The pytest plugin
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -207,26 +208,14 @@ class DPoPTestClient:
             return self.client.generic(method, path, *args, **call)
         return self.client.open(path, *args, method=method, **call)
 
-    def get(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        return self.request("GET", path, *args, **kwargs)
-
-    def post(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        return self.request("POST", path, *args, **kwargs)
-
-    def put(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        return self.request("PUT", path, *args, **kwargs)
-
-    def patch(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        return self.request("PATCH", path, *args, **kwargs)
-
-    def delete(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        return self.request("DELETE", path, *args, **kwargs)
-
-    def head(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        return self.request("HEAD", path, *args, **kwargs)
-
-    def options(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        return self.request("OPTIONS", path, *args, **kwargs)
+    # The verbs of the framework's own test client, each one ``request`` with its method.
+    get = functools.partialmethod(request, "GET")
+    post = functools.partialmethod(request, "POST")
+    put = functools.partialmethod(request, "PUT")
+    patch = functools.partialmethod(request, "PATCH")
+    delete = functools.partialmethod(request, "DELETE")
+    head = functools.partialmethod(request, "HEAD")
+    options = functools.partialmethod(request, "OPTIONS")
 
     def __repr__(self) -> str:
         return f"DPoPTestClient({self.kind}, base_url={self.base_url!r}, key={self.key!r})"

@@ -15,12 +15,13 @@ httpx is an optional dependency (``pip install 'dpop-middleware[httpx]'``), impo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -36,6 +37,7 @@ __all__ = [
     "HTTPRequest",
     "HTTPResponse",
     "HTTPSettings",
+    "HTTPValidator",
     "SyncHTTP",
     "check_endpoint_url",
     "require_httpx",
@@ -196,6 +198,19 @@ class _BodyReader:
         return HTTPResponse(status, headers, b"".join(self._chunks))
 
 
+@contextlib.contextmanager
+def _failures_as_unavailable(request: HTTPRequest) -> Iterator[None]:
+    """Turn the transport's failures (sync or async alike) into our 503."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise _unavailable("authorization_server_timeout", request, exc) from None
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
+        raise _unavailable("authorization_server_unreachable", request, exc) from None
+
+
 def _headers_of(response: httpx.Response) -> dict[str, str]:
     return {name.lower(): value for name, value in response.headers.items()}
 
@@ -219,21 +234,14 @@ class SyncHTTP:
             return self._client
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
-        import httpx
-
         reader = _BodyReader(request, self.settings)
         kwargs = _build_kwargs(request, self.settings)
-        try:
-            with self._get_client().stream(request.method, request.url, **kwargs) as resp:
-                headers = _headers_of(resp)
-                reader.start(headers)
-                for chunk in resp.iter_bytes():
-                    reader.add(chunk)
-                return reader.response(resp.status_code, headers)
-        except httpx.TimeoutException as exc:
-            raise _unavailable("authorization_server_timeout", request, exc) from None
-        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
-            raise _unavailable("authorization_server_unreachable", request, exc) from None
+        with _failures_as_unavailable(request), self._get_client().stream(request.method, request.url, **kwargs) as r:
+            headers = _headers_of(r)
+            reader.start(headers)
+            for chunk in r.iter_bytes():
+                reader.add(chunk)
+            return reader.response(r.status_code, headers)
 
     def close(self) -> None:
         with self._lock:
@@ -270,21 +278,15 @@ class AsyncHTTP:
         return client
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
-        import httpx
-
         reader = _BodyReader(request, self.settings)
         kwargs = _build_kwargs(request, self.settings)
-        try:
+        with _failures_as_unavailable(request):
             async with self._get_client().stream(request.method, request.url, **kwargs) as resp:
                 headers = _headers_of(resp)
                 reader.start(headers)
                 async for chunk in resp.aiter_bytes():
                     reader.add(chunk)
                 return reader.response(resp.status_code, headers)
-        except httpx.TimeoutException as exc:
-            raise _unavailable("authorization_server_timeout", request, exc) from None
-        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
-            raise _unavailable("authorization_server_unreachable", request, exc) from None
 
     async def aclose(self) -> None:
         """Close the client this object created for the running loop."""
@@ -295,6 +297,27 @@ class AsyncHTTP:
         client = self._per_loop.pop(loop, None)
         if client is not None:
             await client.aclose()
+
+
+class HTTPValidator:
+    """Base of the validators that ask the authorization server: their two clients and closing them.
+
+    The sync client serves ``validate``, the async one ``avalidate``; both obey the same settings.
+    """
+
+    def __init__(
+        self, settings: HTTPSettings, http_client: httpx.Client | None, async_http_client: httpx.AsyncClient | None
+    ) -> None:
+        self._sync_http = SyncHTTP(settings, http_client)
+        self._async_http = AsyncHTTP(settings, async_http_client)
+
+    def close(self) -> None:
+        """Close the HTTP client this validator created for sync use."""
+        self._sync_http.close()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this validator created for the running event loop."""
+        await self._async_http.aclose()
 
 
 def run_sync(flow: Flow[T], http: SyncHTTP) -> T:

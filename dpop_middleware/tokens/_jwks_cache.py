@@ -18,6 +18,7 @@ Rules (design.md §7, pitfalls: unlimited refetch on unknown ``kid``, a failed f
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -32,11 +33,6 @@ from ._http import HTTPResponse
 __all__ = ["JWKSCache", "JWKSCachePolicy", "KeyLookup", "cache_ttl", "choose_keys", "log_skipped", "parse_jwks"]
 
 logger = logging.getLogger("dpop_middleware")
-
-# Entries already reported: a JWKS is refetched every few minutes, and the same odd entry would
-# otherwise be logged each time. Bounded, so a hostile JWKS cannot grow it without limit.
-_REPORTED: set[tuple[str | None, str]] = set()
-_REPORTED_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -86,15 +82,16 @@ def log_skipped(keys: KeySet) -> None:
     Only the kid and a reason code: nothing of the key material.
     """
     for kid, reason in keys.skipped:
-        if (kid, reason) in _REPORTED:
-            continue
-        if len(_REPORTED) >= _REPORTED_MAX:
-            _REPORTED.clear()
-        _REPORTED.add((kid, reason))
-        logger.warning(
-            "dpop JWKS entry skipped: kid=%r reason=%s", (kid or "")[:64] or None, reason,
-            extra={"dpop_reason": reason},
-        )  # fmt: skip
+        _log_skipped_once(kid, reason)
+
+
+# Memoized so that each entry is logged once: a JWKS is refetched every few minutes, and the same odd
+# entry would otherwise be logged each time. Bounded, so a hostile JWKS cannot grow it without limit.
+@functools.lru_cache(maxsize=1024)
+def _log_skipped_once(kid: str | None, reason: str) -> None:
+    logger.warning(
+        "dpop JWKS entry skipped: kid=%r reason=%s", (kid or "")[:64] or None, reason, extra={"dpop_reason": reason}
+    )
 
 
 def parse_jwks(response: HTTPResponse) -> KeySet:

@@ -27,12 +27,11 @@ from ..core.errors import InvalidTokenError, TokenValidationUnavailable
 from ..core.jose import numeric_date
 from ._discovery import discover_endpoint, json_object
 from ._http import (
-    AsyncHTTP,
     Flow,
     HTTPRequest,
     HTTPResponse,
     HTTPSettings,
-    SyncHTTP,
+    HTTPValidator,
     check_endpoint_url,
     run_async,
     run_sync,
@@ -125,7 +124,7 @@ def read_introspection(response: HTTPResponse, policy: IntrospectionPolicy, now:
     return body
 
 
-class IntrospectionValidator:
+class IntrospectionValidator(HTTPValidator):
     """Validate access tokens by asking the authorization server (RFC 7662).
 
     Give ``endpoint``, or ``issuer`` alone to find ``introspection_endpoint`` by discovery.
@@ -188,9 +187,7 @@ class IntrospectionValidator:
         self.endpoint = endpoint
         self.client_auth = client_auth
         self._allow_insecure_http = allow_insecure_http
-        settings = HTTPSettings(timeout, connect_timeout, max_response_bytes)
-        self._sync_http = SyncHTTP(settings, http_client)
-        self._async_http = AsyncHTTP(settings, async_http_client)
+        super().__init__(HTTPSettings(timeout, connect_timeout, max_response_bytes), http_client, async_http_client)
         self._results = ResultCache(cache_size, clock)
         self._cache_max_ttl = cache_max_ttl
         #: Read by DPoPVerifier: its own token cache must not outlive ours (revocation must bite).
@@ -251,11 +248,3 @@ class IntrospectionValidator:
         until = positive_until(claims, now, self._cache_max_ttl, self._default_ttl)
         self._results.put(key, claims, until, now)
         return claims
-
-    def close(self) -> None:
-        """Close the HTTP client this validator created for sync use."""
-        self._sync_http.close()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client this validator created for the running event loop."""
-        await self._async_http.aclose()

@@ -10,11 +10,13 @@ come from: fetched over HTTP (optionally found by RFC 8414 / OpenID discovery), 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.access_token import (
@@ -27,7 +29,7 @@ from ..core.access_token import (
 )
 from ..core.errors import TokenValidationUnavailable
 from ._discovery import discover_endpoint
-from ._http import AsyncHTTP, Flow, HTTPRequest, HTTPSettings, SyncHTTP, check_endpoint_url, run_async, run_sync
+from ._http import Flow, HTTPRequest, HTTPSettings, HTTPValidator, check_endpoint_url, run_async, run_sync
 from ._jwks_cache import JWKSCache, JWKSCachePolicy, KeyLookup, choose_keys
 from ._result_cache import ResultCache, positive_until, token_key
 
@@ -47,7 +49,16 @@ def _log_failed_refresh(exc: TokenValidationUnavailable) -> None:
     logger.warning("dpop JWKS refresh failed (%s); keeping the keys we had", exc.reason, extra=extra)
 
 
-class RemoteJWKSValidator:
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A token not remembered yet: parsed, with the key cache's answer when it arrived (``now``)."""
+
+    parsed: ParsedAccessToken
+    lookup: KeyLookup
+    now: float
+
+
+class RemoteJWKSValidator(HTTPValidator):
     """Validate JWT access tokens with the keys the authorization server publishes.
 
     Give ``jwks_uri``, or only ``issuer`` to find it by discovery (RFC 8414
@@ -102,9 +113,7 @@ class RemoteJWKSValidator:
         # Discovery derives its URLs from the issuer, so the issuer must pass the same transport rule.
         check_endpoint_url(jwks_uri or issuer, allow_insecure_http=allow_insecure_http)
         self.jwks_uri = jwks_uri
-        settings = HTTPSettings(timeout, connect_timeout, max_response_bytes)
-        self._sync_http = SyncHTTP(settings, http_client)
-        self._async_http = AsyncHTTP(settings, async_http_client)
+        super().__init__(HTTPSettings(timeout, connect_timeout, max_response_bytes), http_client, async_http_client)
         self._results = ResultCache(cache_size, clock)
         self._cache_max_ttl = cache_max_ttl
         self._clock = clock
@@ -118,29 +127,21 @@ class RemoteJWKSValidator:
 
     def validate(self, token: str) -> Claims:
         """Return the token's claims, or raise (see the class docstring)."""
-        now = self._clock()
-        cached = self._cached(token)
-        if cached is not None:
-            return cached
-        parsed = parse_access_token(token, self.policy)
-        lookup = self.cache.lookup(parsed.kid, now)
-        if lookup.fetch:
-            self._refresh(lookup.generation)
-            lookup = self.cache.lookup(parsed.kid, self._clock())
-        return self._verified(token, parsed, lookup, now)
+        step = self._start(token)
+        if not isinstance(step, _Pending):
+            return step
+        if step.lookup.fetch:
+            self._refresh(step.lookup.generation)
+        return self._finish(token, step)
 
     async def avalidate(self, token: str) -> Claims:
         """Asyncio twin of :meth:`validate`."""
-        now = self._clock()
-        cached = self._cached(token)
-        if cached is not None:
-            return cached
-        parsed = parse_access_token(token, self.policy)
-        lookup = self.cache.lookup(parsed.kid, now)
-        if lookup.fetch:
-            await self._arefresh(lookup.generation)
-            lookup = self.cache.lookup(parsed.kid, self._clock())
-        return self._verified(token, parsed, lookup, now)
+        step = self._start(token)
+        if not isinstance(step, _Pending):
+            return step
+        if step.lookup.fetch:
+            await self._arefresh(step.lookup.generation)
+        return self._finish(token, step)
 
     # -- fetching, single flight -----------------------------------------------------------------
 
@@ -148,17 +149,8 @@ class RemoteJWKSValidator:
         with self._fetch_lock:
             if self.cache.generation != generation:
                 return  # another thread fetched while we waited for the lock: use its result
-            self.cache.begin_fetch(self._clock())
-            ok = False
-            try:
+            with self._fetching():
                 run_sync(self._fetch_flow(), self._sync_http)
-                ok = True
-            except TokenValidationUnavailable as exc:
-                # recorded below; the lookup that follows decides between stale keys and a 503
-                _log_failed_refresh(exc)
-            finally:
-                if not ok:
-                    self.cache.failed()
 
     async def _arefresh(self, generation: int) -> None:
         loop = asyncio.get_running_loop()
@@ -171,18 +163,29 @@ class RemoteJWKSValidator:
             return
         future: asyncio.Future[None] = loop.create_future()
         self._inflight[loop] = future
+        try:
+            with self._fetching():
+                await run_async(self._fetch_flow(), self._async_http)
+        finally:
+            del self._inflight[loop]
+            future.set_result(None)
+
+    @contextlib.contextmanager
+    def _fetching(self) -> Iterator[None]:
+        """Record the attempt first, and a failure however the fetch ends but in success.
+
+        An outage is logged and swallowed: the lookup that follows decides between stale keys and a 503.
+        """
         self.cache.begin_fetch(self._clock())
         ok = False
         try:
-            await run_async(self._fetch_flow(), self._async_http)
+            yield
             ok = True
         except TokenValidationUnavailable as exc:
             _log_failed_refresh(exc)
         finally:
             if not ok:
                 self.cache.failed()
-            del self._inflight[loop]
-            future.set_result(None)
 
     def _fetch_flow(self) -> Flow[None]:
         if self.jwks_uri is None:
@@ -195,9 +198,19 @@ class RemoteJWKSValidator:
 
     # -- shared, synchronous steps ---------------------------------------------------------------
 
-    def _cached(self, token: str) -> Claims | None:
+    def _start(self, token: str) -> Claims | _Pending:
+        """A remembered token's claims, or the parsed token with the key cache's answer for it."""
+        now = self._clock()
         hit = self._results.get(token_key(token))
-        return hit.claims if hit is not None else None
+        if hit is not None and hit.claims is not None:
+            return hit.claims
+        parsed = parse_access_token(token, self.policy)
+        return _Pending(parsed, self.cache.lookup(parsed.kid, now), now)
+
+    def _finish(self, token: str, step: _Pending) -> Claims:
+        """Verify with the keys the cache holds now (a fetch, if one was due, has happened)."""
+        lookup = self.cache.lookup(step.parsed.kid, self._clock()) if step.lookup.fetch else step.lookup
+        return self._verified(token, step.parsed, lookup, step.now)
 
     def _verified(self, token: str, parsed: ParsedAccessToken, lookup: KeyLookup, now: float) -> Claims:
         verify_access_token(parsed, choose_keys(lookup, parsed))
@@ -205,11 +218,3 @@ class RemoteJWKSValidator:
         check_claims(claims, self.policy, now)
         self._results.put(token_key(token), claims, positive_until(claims, now, self._cache_max_ttl, 60.0), now)
         return claims
-
-    def close(self) -> None:
-        """Close the HTTP client this validator created for sync use."""
-        self._sync_http.close()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client this validator created for the running event loop."""
-        await self._async_http.aclose()
