@@ -41,12 +41,8 @@ def run_sync(flow: Flow[T]) -> T:
     try:
         call = next(flow)
         while True:
-            try:
-                answer = _call_sync(call)
-            except Exception as exc:  # noqa: BLE001 - the flow decides what a port failure means
-                call = flow.throw(exc)
-            else:
-                call = flow.send(answer)
+            answer, error = _attempt_sync(call)
+            call = flow.send(answer) if error is None else flow.throw(error)
     except StopIteration as done:
         result: T = done.value
         return result
@@ -69,6 +65,14 @@ async def run_async(flow: Flow[T]) -> T:
     except StopIteration as done:
         result: T = done.value
         return result
+
+
+def _attempt_sync(call: PortCall) -> tuple[Any, Exception | None]:
+    """The port's answer, or the exception it raised, for the flow to decide about."""
+    try:
+        return _call_sync(call), None
+    except Exception as exc:  # noqa: BLE001 - the flow decides what a port failure means
+        return None, exc
 
 
 def _call_sync(call: PortCall) -> Any:

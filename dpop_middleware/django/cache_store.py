@@ -26,8 +26,7 @@ from django.core.cache import caches
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 
-from ..core.errors import ReplayStoreUnavailable
-from ..stores.process_guard import PerProcessRefusal, ProcessGuard, shared_guard
+from ..stores.process_guard import LoggedRefusal, PerProcessRefusal, ProcessGuard, shared_guard
 
 __all__ = ["DjangoCacheReplayStore"]
 
@@ -57,7 +56,7 @@ class DjangoCacheReplayStore:
         self.setting = setting
         self._allow_multiple_processes = allow_multiple_processes
         self._guard = guard
-        self._dummy_reported = False
+        self._no_memory = LoggedRefusal("replay_store_no_memory", "Replay store remembers nothing")
         self._per_process_refusal = PerProcessRefusal(
             f"the replay cache {alias!r} is a LocMemCache, which",
             f"Point {setting} at a cache all workers share (Redis, memcached), or set "
@@ -79,15 +78,11 @@ class DjangoCacheReplayStore:
         return bool(added)
 
     def _refuse_dummy(self) -> None:
-        if not self._dummy_reported:
-            self._dummy_reported = True
-            logger.error(
-                "dpop: the replay cache %r is a DummyCache, which remembers nothing, so every proof could be "
-                "replayed; it refuses every request (503). Point DPOP['REPLAY_CACHE_ALIAS'] at a real cache.",
-                self.alias,
-                extra={"dpop_reason": "replay_store_no_memory"},
-            )
-        raise ReplayStoreUnavailable("replay_store_no_memory", "Replay store remembers nothing")
+        raise self._no_memory(
+            "dpop: the replay cache %r is a DummyCache, which remembers nothing, so every proof could be "
+            "replayed; it refuses every request (503). Point DPOP['REPLAY_CACHE_ALIAS'] at a real cache.",
+            self.alias,
+        )
 
     def __repr__(self) -> str:
         return f"DjangoCacheReplayStore(alias={self.alias!r}, key_prefix={self.key_prefix!r})"

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..core.errors import ReplayStoreUnavailable
 
-__all__ = ["PerProcessRefusal", "ProcessGuard", "shared_guard"]
+__all__ = ["LoggedRefusal", "PerProcessRefusal", "ProcessGuard", "shared_guard"]
 
 logger = logging.getLogger("dpop_middleware")
 
@@ -175,6 +175,21 @@ def shared_guard() -> ProcessGuard:
         return _SHARED
 
 
+class LoggedRefusal:
+    """A store's 503 for ``reason``, explained at ERROR the first time only (not once per request)."""
+
+    def __init__(self, reason: str, description: str) -> None:
+        self.reason = reason
+        self.description = description
+        self.reported = False
+
+    def __call__(self, message: str, *args: object) -> ReplayStoreUnavailable:
+        if not self.reported:
+            self.reported = True
+            logger.error(message, *args, extra={"dpop_reason": self.reason})
+        return ReplayStoreUnavailable(self.reason, self.description)
+
+
 class PerProcessRefusal:
     """The 503 a per-process ``store`` answers under several workers, explained at ERROR once per store.
 
@@ -184,17 +199,13 @@ class PerProcessRefusal:
     def __init__(self, store: str, fix: str) -> None:
         self.store = store
         self.fix = fix
-        self.reported = False
+        self._refusal = LoggedRefusal("replay_store_per_process", "Replay store not shared by the server's workers")
 
     def __call__(self, problem: str | None) -> ReplayStoreUnavailable:
-        if not self.reported:  # one ERROR per process, not per request
-            self.reported = True
-            logger.error(
-                "dpop: %s is per process, and %s; it refuses every request (503) because a proof replayed against "
-                "another worker would be accepted again. %s",
-                self.store,
-                problem or "several worker processes share this server",
-                self.fix,
-                extra={"dpop_reason": "replay_store_per_process"},
-            )
-        return ReplayStoreUnavailable("replay_store_per_process", "Replay store not shared by the server's workers")
+        return self._refusal(
+            "dpop: %s is per process, and %s; it refuses every request (503) because a proof replayed against "
+            "another worker would be accepted again. %s",
+            self.store,
+            problem or "several worker processes share this server",
+            self.fix,
+        )
