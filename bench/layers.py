@@ -65,7 +65,8 @@ URL = f"http://{HOST}/items"
 
 
 class _CoreTimer:
-    """Wraps ``DPoPVerifier.authenticate``/``aauthenticate``: sums the time spent inside, keeps the verifier."""
+    """Wraps ``DPoPVerifier.authentication`` (the flow every adapter drives, sync or async): sums the
+    time from its first step to its result, ports included, and keeps the verifier."""
 
     def __init__(self, memoize: bool) -> None:
         self.seconds = 0.0
@@ -77,27 +78,19 @@ class _CoreTimer:
     def install(self, stack: contextlib.ExitStack) -> None:
         from dpop_middleware.verifier import DPoPVerifier
 
-        sync_original, async_original = DPoPVerifier.authenticate, DPoPVerifier.aauthenticate
+        original = DPoPVerifier.authentication
         timer = self
 
-        def authenticate(verifier: Any, request: Any, **kwargs: Any) -> Any:
+        def authentication(verifier: Any, request: Any, **kwargs: Any) -> Any:
             if timer._answer is not None:
                 return timer._answer
+            # One request at a time here, so the flow's wall time (an awaited store included) is its own.
             start = time.perf_counter()
-            result = sync_original(verifier, request, **kwargs)
+            result = yield from original(verifier, request, **kwargs)
             timer._record(verifier, start, result)
             return result
 
-        async def aauthenticate(verifier: Any, request: Any, **kwargs: Any) -> Any:
-            if timer._answer is not None:
-                return timer._answer
-            start = time.perf_counter()
-            result = await async_original(verifier, request, **kwargs)
-            timer._record(verifier, start, result)
-            return result
-
-        stack.enter_context(mock.patch.object(DPoPVerifier, "authenticate", authenticate))
-        stack.enter_context(mock.patch.object(DPoPVerifier, "aauthenticate", aauthenticate))
+        stack.enter_context(mock.patch.object(DPoPVerifier, "authentication", authentication))
 
     def _record(self, verifier: Any, start: float, result: Any) -> None:
         self.seconds += time.perf_counter() - start
