@@ -1,49 +1,7 @@
-"""FastAPI: a ``DPoPBearer`` security dependency, listed in the OpenAPI security schemes.
+"""FastAPI: the :class:`DPoPBearer` security dependency (listed in OpenAPI), its
+:class:`DPoPHTTPException` and :func:`dpop_exception_handler`, which sends rejections verbatim.
 
-::
-
-    dpop = DPoPBearer(verifier)
-
-    @app.get("/items")
-    async def items(principal: DPoPPrincipal = Depends(dpop)): ...
-
-    @app.post("/items")
-    async def create(principal: DPoPPrincipal = Security(dpop, scopes=["write"])): ...
-
-    app.add_exception_handler(DPoPHTTPException, dpop_exception_handler)  # optional, see below
-
-Failures raise :class:`DPoPHTTPException` (an ``HTTPException``) carrying the core's exact status and
-headers: 401 with the ``DPoP`` challenge, 400 ``invalid_request``, 403 ``insufficient_scope`` with its
-challenge (never FastAPI's bare 403), 503 with ``Retry-After``. FastAPI's default handler takes
-headers as a mapping, so when a rejection has two ``WWW-Authenticate`` fields (``allow_bearer``
-mode: a ``DPoP`` and a ``Bearer`` challenge) they are sent as one comma-separated field, which
-RFC 9110 §11.6.1 defines as equivalent, and the body is ``{"detail": {...}}``. Register
-:func:`dpop_exception_handler` to send the core's response verbatim (separate fields, core body).
-
-A fresh ``DPoP-Nonce`` is added through FastAPI's ``Response`` dependency, which FastAPI merges into
-the response *unless the endpoint returns a ``Response`` object itself* (then add
-``principal.next_nonce`` yourself, or use :class:`dpop_middleware.starlette.DPoPMiddleware`).
-
-WebSockets: use :class:`dpop_middleware.starlette.DPoPMiddleware`; this dependency is for HTTP routes.
-
-Several DPoP layers on one request (a router-level ``dependencies=[Depends(dpop)]`` plus
-``Security(dpop, scopes=[...])`` on the endpoint, or :class:`~dpop_middleware.starlette.DPoPMiddleware`
-in front of the dependency): the proof is verified once. When the *same* verifier already
-authenticated the request (``scope["dpop"]`` holds its principal), the dependency reuses that
-principal and only checks its own scopes; a second verification would see the proof as replayed.
-
-Proxies: ``trusted_proxies`` / ``trusted_headers`` / ``public_url`` / ``allowed_hosts`` as for the
-Starlette middleware (:mod:`dpop_middleware.starlette`): from a trusted proxy only ``X-Forwarded-For``
-and ``X-Forwarded-Proto`` are believed unless ``trusted_headers`` lists more; a host outside
-``allowed_hosts`` is refused (400). ``debug`` as for the middleware (``None``: the verifier's, or the
-FastAPI app's ``debug``).
-
-``report_only``: the dependency never refuses; the endpoint receives ``None`` whenever the request
-would have been refused, so annotate ``DPoPPrincipal | None`` and keep the existing authentication
-as a dependency of its own during the shadow phase (docs/starlette-fastapi.md).
-
-CORS: put ``CORSMiddleware`` around the app (``app.add_middleware``): it answers preflights before
-any route runs. This dependency sits at the route and challenges whatever reaches it.
+Guide: docs/starlette-fastapi.md.
 """
 
 from __future__ import annotations

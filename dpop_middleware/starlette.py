@@ -1,71 +1,8 @@
-"""Starlette (and any ASGI app): a pure ASGI middleware, and a backend for ``AuthenticationMiddleware``.
+"""Starlette and any ASGI 3 app: :class:`DPoPMiddleware`, the :class:`DPoPAuthBackend` for Starlette's
+``AuthenticationMiddleware`` (with :class:`DPoPAuthenticationMiddleware`), and the endpoint helpers
+:func:`get_principal`, :func:`require_principal` and :func:`requires_scopes`.
 
-Middleware (works around *any* ASGI 3 application, not only Starlette's)::
-
-    app = Starlette(routes=..., middleware=[
-        Middleware(DPoPMiddleware, verifier=verifier, exempt_paths=["/health"], trusted_proxies=["10.0.0.0/8"]),
-    ])
-    # or, around anything:  app = DPoPMiddleware(asgi_app, verifier=verifier)
-
-The principal lands in ``scope["dpop"]`` (``request.scope["dpop"]``, or :func:`get_principal`);
-``None`` means anonymous: an optional or exempt path, a CORS preflight, or a failure only reported in
-``report_only``. An endpoint that cannot run without a principal calls :func:`require_principal`,
-which refuses the anonymous cases (401) and says when no DPoP layer checked the request (503 and an
-ERROR log). Rejections are the core's exact responses. Fresh ``DPoP-Nonce`` values are added to
-successful responses (and to the WebSocket accept).
-
-CORS: a preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is never
-challenged, so a ``CORSMiddleware`` inside ours still answers it; put ``CORSMiddleware`` *outside*
-ours (first in Starlette's list) so that our 401s carry the CORS headers a page needs to read them.
-
-WebSocket: the upgrade request is verified as ``htm`` ``GET`` (``ws``/``wss`` count as
-``http``/``https`` for ``htu``). A rejected upgrade gets the exact HTTP rejection when the server
-offers the ``websocket.http.response`` extension, otherwise it is closed with code 1008 (policy
-violation) before being accepted, which servers answer with a bare HTTP 403.
-
-Auth backend, for Starlette's own ``AuthenticationMiddleware`` (``request.user``, ``request.auth``)::
-
-    backend = DPoPAuthBackend(verifier, exempt_paths=["/health"])
-    Middleware(DPoPAuthenticationMiddleware, backend=backend)
-    # or the stock one, which then cannot send DPoP-Nonce on success:
-    Middleware(AuthenticationMiddleware, backend=backend, on_error=DPoPAuthBackend.on_error)
-
-``on_error`` is what makes the challenge exact: without it Starlette answers a failed authentication
-with a plain-text 400. Starlette's own ``AuthenticationMiddleware`` closes a rejected WebSocket with
-code 1000 whatever ``on_error`` says; :class:`DPoPAuthenticationMiddleware` sends the real rejection.
-
-Scopes: ``path_scopes={"/admin": "admin"}`` on the middleware or backend, or decorate an endpoint
-with :func:`requires_scopes` (never Starlette's ``requires``, whose failure is a bare 403 without
-the ``insufficient_scope`` challenge).
-
-Proxies: ``trusted_proxies`` / ``trusted_headers`` / ``public_url`` as in
-:class:`~dpop_middleware.core.origin.ProxySettings`. From a trusted proxy only ``X-Forwarded-For``
-and ``X-Forwarded-Proto`` are believed by default; list ``X-Forwarded-Host``/``-Port``/``-Prefix``
-or ``Forwarded`` in ``trusted_headers`` only if the proxy sets (overwrites) them on every request,
-since a header it passes through is the client's to choose. Without ``public_url``, the host of the
-rebuilt URL comes from the request: ``allowed_hosts`` (Django's ``ALLOWED_HOSTS`` syntax) refuses any
-other with ``400 invalid_request``, so a proof captured on another server that accepts the same tokens
-cannot be replayed here with its ``Host``. With neither set (and debug off) each layer logs one
-WARNING at construction. Starlette's ``TrustedHostMiddleware`` *outside* ours is equivalent for the
-``Host`` header; ``allowed_hosts`` also checks a host taken from a trusted ``X-Forwarded-Host``.
-
-Debug: ``debug=True`` makes a rejection's body say what was expected and received (``htu``, ``htm``,
-``iat`` offset); ``None`` (default) follows the verifier's ``debug``, or ``debug=True`` of the
-Starlette/FastAPI app serving the request. Never in production: the details help a prober.
-Under uvicorn, its own ``--proxy-headers`` (on by default, trusting ``--forwarded-allow-ips``,
-127.0.0.1 by default) rewrites ``scope["scheme"]`` and ``scope["client"]`` *before* this middleware
-runs: the scheme is then already the public one, but once the proxy sends ``X-Forwarded-For`` the
-peer we see is the original client, not the proxy, so our forwarded-header trust no longer applies
-(fail closed: every forwarding header is ignored, the Host header is used). Either run uvicorn
-with ``--no-proxy-headers`` and list the proxies (and the headers they set) here, or keep
-uvicorn's and have the proxy pass the public ``Host`` through, or set ``public_url``.
-
-Route policy (docs/routes.md): ``default``, ``required_paths``/``optional_paths``/``exempt_paths``,
-their ``*_path_patterns`` and ``path_scopes``, as in every adapter
-(:class:`~dpop_middleware.core.routes.RoutePolicy`). Rules see the decoded path below the mount
-point exactly as the router matches it; a path with dot segments (``/admin/../public``, also sent as
-``%2E%2E``) must satisfy a relaxing rule (exempt, optional) both literally and normalized, and gets
-the scopes of either reading.
+Guide (options, proxies, CORS, WebSockets, debug): docs/starlette-fastapi.md.
 """
 
 from __future__ import annotations

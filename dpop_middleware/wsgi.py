@@ -1,50 +1,7 @@
-"""DPoP for any WSGI application (Pyramid, Falcon, Bottle, ...), and the WSGI request translation.
+"""DPoP for any WSGI application: :class:`DPoPWSGIMiddleware`, and the WSGI request translation
+(:func:`request_info_from_environ`, :func:`authenticate_environ`) that the Flask adapter reuses.
 
-Two things live here:
-
-* :func:`request_info_from_environ` turns a WSGI ``environ`` into the core's
-  :class:`~dpop_middleware.RequestInfo`, rebuilding the URL the client used (design.md §3). The Flask
-  adapter reuses it, so every WSGI integration rebuilds ``htu`` the same way.
-* :class:`DPoPWSGIMiddleware` wraps a WSGI app: it verifies each request with a
-  :class:`~dpop_middleware.DPoPVerifier`, puts the principal in ``environ["dpop"]``, answers
-  rejections itself with the core's challenge, and adds ``DPoP-Nonce`` to the app's responses::
-
-      from dpop_middleware import DPoPVerifier, JWTAccessTokenValidator
-      from dpop_middleware.wsgi import DPoPWSGIMiddleware
-
-      verifier = DPoPVerifier(JWTAccessTokenValidator(issuer=..., audience=..., jwks=...))
-      app = DPoPWSGIMiddleware(app, verifier, exempt_paths=["/health"], trusted_proxies=["10.0.0.0/8"])
-
-* :func:`authenticate_environ` translates and authenticates in one call (Flask uses it too), so
-  that an environ which cannot be translated is refused the same way everywhere.
-
-How the URL is rebuilt
-----------------------
-* Path: the raw request target (``RAW_URI`` from gunicorn, ``REQUEST_URI`` from uWSGI, mod_wsgi and
-  werkzeug) when the server gives one and it is the same path as ``SCRIPT_NAME`` + ``PATH_INFO``, so
-  ``%2F`` and other escapes stay exactly as the client sent them; otherwise ``SCRIPT_NAME`` +
-  ``PATH_INFO`` re-encoded per PEP 3333 (latin-1 bytes) and percent-quoted. A mount prefix in
-  ``SCRIPT_NAME`` (gunicorn's ``SCRIPT_NAME`` setting, werkzeug's ``DispatcherMiddleware``) is part
-  of the URL either way. The rule is the core's (:func:`dpop_middleware.core.target.client_paths`).
-* Scheme and host: ``wsgi.url_scheme`` and the ``Host`` header (else ``SERVER_NAME:SERVER_PORT``).
-  A ``Host`` header that is not a syntactically valid host makes the URL unusable, which the core
-  answers with ``400 invalid_request``.
-* Proxies: forwarding headers count only when ``REMOTE_ADDR`` is one of ``trusted_proxies``, and
-  then only those listed in ``trusted_headers`` (default ``X-Forwarded-For`` and
-  ``X-Forwarded-Proto``, like werkzeug's ``ProxyFix``; add ``X-Forwarded-Host``/``-Port``/``-Prefix``
-  or ``Forwarded`` only if your proxy *sets* them on every request, since one it merely passes
-  through is the client's to choose). ``public_url`` overrides everything. Those decisions are the
-  core's (:func:`dpop_middleware.core.origin.rebuild_url`).
-
-Proxy fixers in front of the app
---------------------------------
-Use **one** place to trust proxies. If werkzeug's ``ProxyFix`` has already rewritten the environ
-(it leaves ``werkzeug.proxy_fix.orig`` behind), its values are used as they are and
-``trusted_proxies`` is ignored, because applying the same forwarded headers twice would, for
-instance, prepend ``X-Forwarded-Prefix`` twice. Likewise gunicorn's ``forwarded_allow_ips`` makes
-gunicorn itself set ``wsgi.url_scheme`` from ``X-Forwarded-Proto``; that agrees with this module's
-reading when both trust the same proxies, but prefer ``trusted_proxies`` here and restrict gunicorn's
-``--forwarded-allow-ips`` to the same addresses (or to none).
+Guide (options, how the URL is rebuilt, proxies): the "Plain WSGI" section of docs/flask.md.
 """
 
 from __future__ import annotations

@@ -1,38 +1,7 @@
-"""Django REST Framework integration: authentication, permission and exception handler.
+"""Django REST Framework: :class:`DPoPAuthentication`, the :class:`DPoPRequired` permission,
+:func:`dpop_exception_handler` and :class:`DPoPNonceMixin`.
 
-::
-
-    REST_FRAMEWORK = {
-        "DEFAULT_AUTHENTICATION_CLASSES": ["dpop_middleware.django.drf.DPoPAuthentication"],
-        "DEFAULT_PERMISSION_CLASSES": ["dpop_middleware.django.drf.DPoPRequired"],
-        "EXCEPTION_HANDLER": "dpop_middleware.django.drf.dpop_exception_handler",
-    }
-
-* :class:`DPoPAuthentication` verifies with the verifier built from ``settings.DPOP`` and returns
-  ``(user, principal)``: ``request.auth`` is the :class:`~dpop_middleware.DPoPPrincipal`. It returns
-  ``None`` (step aside for the next authenticator) for requests without credentials and for other
-  schemes (``Basic``, ``Token``...) that carry no ``DPoP`` header. ``Bearer`` is never stepped
-  aside for in ``MODE = "required"``: it is refused with the core's challenge, since a later Bearer
-  class could accept a DPoP-bound token sent without its proof (subclass with
-  ``bearer_elsewhere = True`` to keep another Bearer class). A token in the query string is refused
-  as everywhere else. Scopes the view declares (``@dpop_required(scopes=...)`` on the class, or a
-  ``dpop_scopes`` attribute) are enforced here too (403 ``insufficient_scope``), and such a view
-  refuses anonymous requests (401), with or without :class:`DPoPRequired`.
-  If ``DPoPMiddleware`` already verified the request, its result is reused: a proof is never
-  checked twice (the second check would see a replay).
-* :class:`DPoPRequired` demands a DPoP principal and the view's scopes; in ``report_only`` mode it
-  lets everything in. A request that neither ``DPoPMiddleware`` nor :class:`DPoPAuthentication`
-  saw is refused with 503 (a wiring error), never served.
-* :func:`dpop_exception_handler` renders our rejections verbatim (status, every challenge,
-  ``DPoP-Nonce``, ``Cache-Control: no-store``, JSON body) and, for any other error, keeps a fresh
-  ``DPoP-Nonce`` on the response. Without it DRF's default handler still sends the right status,
-  ``WWW-Authenticate`` and ``Retry-After``, but not ``DPoP-Nonce``.
-
-The user is built by ``DPOP["DRF_USER"]`` (a callable or dotted path taking the principal) when
-set, else it is a :class:`DPoPUser`, a stateless user object named after the token's ``sub``.
-Successful responses get a fresh ``DPoP-Nonce`` when ``DPoPMiddleware`` is also installed (it may
-treat the API's paths as ``exempt``: it still adds the nonce) or when the view uses
-:class:`DPoPNonceMixin`.
+Guide: the "Django REST Framework" section of docs/django.md.
 """
 
 from __future__ import annotations
