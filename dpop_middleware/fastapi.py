@@ -65,7 +65,7 @@ class DPoPBearer(SecurityBase):
     the middleware; ``allowed_hosts`` and ``debug`` likewise. ``verifier`` must be a
     :class:`~dpop_middleware.verifier.DPoPVerifier` (``TypeError`` at construction otherwise). Used
     more than once on a request (or behind ``DPoPMiddleware`` with the same verifier), it verifies
-    the proof once and checks each use's scopes (see the module docstring).
+    the proof once and checks each use's scopes (see docs/starlette-fastapi.md).
     """
 
     def __init__(

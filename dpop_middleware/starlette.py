@@ -147,7 +147,7 @@ class DPoPMiddleware:
     below it, by whole segments (the ``*_path_patterns`` variants take regexes matching the whole
     path), matched against the decoded path below the mount point; the strictest rule wins.
     ``required=True/False`` is the deprecated spelling of ``default``. ``trusted_proxies``,
-    ``trusted_headers``, ``public_url``, ``allowed_hosts`` and ``debug``: see the module docstring.
+    ``trusted_headers``, ``public_url``, ``allowed_hosts`` and ``debug``: see docs/starlette-fastapi.md.
     CORS preflights go on anonymous; lifespan and any other non-HTTP scope pass through untouched.
     ``verifier`` must be a :class:`~dpop_middleware.verifier.DPoPVerifier` (``TypeError`` otherwise).
     """

@@ -145,7 +145,7 @@ class DPoPWSGIMiddleware:
     ``default``.
     ``trusted_proxies`` (addresses or CIDR blocks), ``trusted_headers`` (which forwarding headers
     to believe from them) and ``public_url`` say how to rebuild the public URL behind proxies (see
-    the module docstring). ``allowed_hosts`` (Django's ``ALLOWED_HOSTS`` syntax: ``"api.example.com"``,
+    docs/flask.md, "Plain WSGI"). ``allowed_hosts`` (Django's ``ALLOWED_HOSTS`` syntax: ``"api.example.com"``,
     ``".example.com"``, ``"*"``) pins the host of that URL: another is answered ``400
     invalid_request``. Without it or ``public_url`` the Host header decides, and construction logs
     one WARNING (unless the verifier is in debug mode). A CORS preflight passes to the app untouched.
