@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .core.binding import DPoPPrincipal, bind_token, require_scopes, token_facts
 from .core.challenge import ErrorResponse, render_error
@@ -32,12 +32,14 @@ from .ports import AsyncReplayStore, AsyncTokenValidator, ReplayStore, TokenVali
 from .stores.memory import MemoryReplayStore
 from .token_cache import TokenCache
 
-__all__ = ["AuthResult", "DPoPVerifier", "Outcome", "unverified_rejection"]
+__all__ = ["AuthResult", "DPoPVerifier", "Outcome", "OutcomeName", "unverified_rejection"]
 
 logger = logging.getLogger("dpop_middleware")
 
 Claims = Mapping[str, Any]
 Header = tuple[str, str]
+#: What happened to a request (:attr:`Outcome.outcome`, :attr:`AuthResult.outcome`).
+OutcomeName = Literal["accepted", "anonymous", "rejected", "reported"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,7 @@ class AuthResult:
     principal: DPoPPrincipal | None
     rejection: ErrorResponse | None = None
     response_headers: tuple[Header, ...] = ()
-    outcome: str = "accepted"
+    outcome: OutcomeName = "accepted"
 
 
 def _validator_call(validator: Any) -> Callable[[str], PortCall]:
@@ -294,7 +296,7 @@ class DPoPVerifier:
             self._emit("anonymous", exc.reason, 200, None)
             return AuthResult(None, outcome="anonymous")
         report_only = self.config.mode is Mode.REPORT_ONLY
-        outcome = "reported" if report_only else "rejected"
+        outcome: OutcomeName = "reported" if report_only else "rejected"
         self._log(exc, request, outcome)
         self._emit(outcome, exc.reason, exc.status, exc.scheme)
         if report_only:
@@ -302,7 +304,7 @@ class DPoPVerifier:
         return AuthResult(None, self.render(exc), outcome="rejected")
 
     def _succeeded(self, principal: DPoPPrincipal, request: RequestInfo) -> AuthResult:
-        outcome = "accepted"
+        outcome: OutcomeName = "accepted"
         if principal.scheme == "Bearer" and self.config.mode is Mode.REPORT_ONLY:
             # Worth knowing before switching to ``required``: this client still uses Bearer.
             logger.info(
