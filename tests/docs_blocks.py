@@ -130,7 +130,9 @@ def blocks_of(path: Path) -> list[Block]:
             comment, first = above
             match = _MARKER.search(comment)
             if match is None or match.group("mode") not in MODES:
-                raise MarkerError(f"{relative}:{first + 1}: not a docs-test marker: {comment.strip()!r}; modes: {MODES}")
+                raise MarkerError(
+                    f"{relative}:{first + 1}: not a docs-test marker: {comment.strip()!r}; modes: {MODES}"
+                )
             mode = match.group("mode")
             head, _, body = match.group("rest").partition("\n")
             reason = head.strip()

@@ -41,16 +41,36 @@ def _run(block: Block, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         source = "".join(chunk["code"] for chunk in _chunks(block))  # type: ignore[misc]
         test_file = tmp_path / "test_docs_block.py"
         test_file.write_text(source, encoding="utf-8")
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(test_file)]
-        return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path, env=_environment())
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            str(test_file),
+        ]
+        return subprocess.run(
+            command, check=False, capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path, env=_environment()
+        )
     job = json.dumps({"mode": "django" if block.mode == "django" else "run", "chunks": _chunks(block)})
     return subprocess.run(
-        [sys.executable, str(RUNNER)], input=job, capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path,
+        [sys.executable, str(RUNNER)],
+        check=False,
+        input=job,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
         env=_environment(),
     )
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.mode in ("run", "continue", "django", "pytest")], ids=lambda b: b.id)
+@pytest.mark.parametrize(
+    "block", [b for b in BLOCKS if b.mode in ("run", "continue", "django", "pytest")], ids=lambda b: b.id
+)
 def test_block_runs(block: Block, tmp_path: Path) -> None:
     result = _run(block, tmp_path)
     output = f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
