@@ -106,10 +106,10 @@ def test_no_marker_is_astray() -> None:
 
 
 def test_most_blocks_execute() -> None:
-    """Marking is the exception: at least three blocks in four are executed, not just compiled or skipped."""
+    """Marking is the exception: at least two blocks in three are executed, not just compiled or skipped."""
     assert len(BLOCKS) >= 38  # README.md and docs/ had 38 python blocks when this test was written
     executed = [b for b in BLOCKS if b.mode in ("run", "continue", "django", "pytest")]
-    assert 4 * len(executed) >= 3 * len(BLOCKS), f"{len(executed)} of {len(BLOCKS)} blocks run"
+    assert 3 * len(executed) >= 2 * len(BLOCKS), f"{len(executed)} of {len(BLOCKS)} blocks run"
 
 
 # -- the parser itself -----------------------------------------------------------------------------
