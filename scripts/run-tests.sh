@@ -43,7 +43,8 @@ echo "== mkdocs build --strict"
 # The documentation site (mkdocs.yml): a broken link, anchor or API reference fails the build.
 site_dir=$(mktemp -d)
 # (the two variables silence the theme's and plugins' banners about a future MkDocs 2.0, not our warnings)
-NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true "$PY" -m mkdocs build --strict --quiet --site-dir "$site_dir"
+# No --quiet: it hides the warnings from the counter that --strict fails on.
+NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true "$PY" -m mkdocs build --strict --site-dir "$site_dir"
 rm -rf "$site_dir"
 echo "== pytest"
 "$PY" -m pytest "$@"
