@@ -2,7 +2,8 @@
 # The one command that runs every check of dpop-middleware on a fresh machine:
 #   bash scripts/run-tests.sh [extra pytest arguments]
 # It installs what it needs (system packages when run as root, Python packages into .venv),
-# then runs ruff, mypy --strict and the whole pytest suite (real redis-server, uvicorn, gunicorn).
+# then runs ruff, mypy --strict, the strict documentation build and the whole pytest suite (real
+# redis-server, uvicorn, gunicorn).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,7 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 echo "== installing Python packages"
 "$PY" -m pip install -q --upgrade pip >/dev/null
-"$PY" -m pip install -q -e ".[test,lint]"
+"$PY" -m pip install -q -e ".[test,lint]" --group docs    # --group (PEP 735): pip >= 25.1, upgraded above
 
 echo "== ruff"
 lint_paths=()
@@ -38,5 +39,12 @@ for d in dpop_middleware tests bench sample_projects; do [ -d "$d" ] && lint_pat
 "$PY" -m ruff format --check dpop_middleware
 echo "== mypy --strict"
 "$PY" -m mypy
+echo "== mkdocs build --strict"
+# The documentation site (mkdocs.yml): a broken link, anchor or API reference fails the build.
+site_dir=$(mktemp -d)
+# (the two variables silence the theme's and plugins' banners about a future MkDocs 2.0, not our warnings)
+# No --quiet: it hides the warnings from the counter that --strict fails on.
+NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true "$PY" -m mkdocs build --strict --site-dir "$site_dir"
+rm -rf "$site_dir"
 echo "== pytest"
 "$PY" -m pytest "$@"
