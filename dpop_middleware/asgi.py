@@ -66,6 +66,8 @@ VERIFIER_KEY = "dpop.verifier"
 RESPONSE_HEADERS_KEY = "dpop.response_headers"
 #: ``scope["dpop.request_info"]``: the request as the verifier saw it (for later scope checks' logs).
 REQUEST_INFO_KEY = "dpop.request_info"
+#: ``scope["dpop.outcome"]``: what the verifier reported for it (:attr:`AuthResult.outcome`).
+OUTCOME_KEY = "dpop.outcome"
 
 _ABSENT = object()  # a scope without "app_root_path" (no Starlette Mount above us)
 
@@ -277,6 +279,7 @@ async def authenticate_scope(
         # rather than a KeyError (report_only lets even an untranslatable request through).
         scope[VERIFIER_KEY] = verifier
         scope[PRINCIPAL_KEY] = result.principal
+        scope[OUTCOME_KEY] = result.outcome
         if info is not None:
             scope[REQUEST_INFO_KEY] = info
         return result

@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 
 from .adapter_options import build_options
 from .asgi import (
+    OUTCOME_KEY,
     PRINCIPAL_KEY,
     REQUEST_INFO_KEY,
     RESPONSE_HEADERS_KEY,
@@ -240,6 +241,10 @@ def require_principal(conn: HTTPConnection) -> DPoPPrincipal:
         )
         raise HTTPException(503, "DPoP authentication is not configured for this endpoint")
     missing = AuthenticationRequired()
+    if scope.get(OUTCOME_KEY) == "reported":
+        # report_only already logged and counted this request's failure: refuse it without a second
+        # report, which would inflate the figures a rollout is judged by.
+        raise DPoPHTTPError(verifier.render(missing))
     info = scope.get(REQUEST_INFO_KEY)
     # reject() logs and counts it; in report_only it sends nothing, but there is still no principal.
     result = verifier.reject(missing, info if isinstance(info, RequestInfo) else None)

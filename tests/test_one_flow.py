@@ -222,3 +222,40 @@ def test_algorithms_as_a_string_is_refused_with_an_example() -> None:
     env = make_env()
     with pytest.raises(TypeError, match="sequence of names"):
         DPoPVerifier(env.issuer.validator(), algorithms="ES256")  # type: ignore[arg-type]
+
+
+# -- one request, one report: require_principal after a report_only failure ----------------------
+
+
+@pytest.mark.parametrize("layer", ["middleware", "backend"])
+def test_require_principal_reports_a_report_only_failure_once(issuer: Any, layer: str) -> None:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from dpop_middleware.starlette import (
+        DPoPAuthBackend,
+        DPoPAuthenticationMiddleware,
+        DPoPMiddleware,
+        require_principal,
+    )
+
+    async def whoami(request: Request) -> Response:
+        return JSONResponse({"sub": require_principal(request).subject})
+
+    seen: list[Outcome] = []
+    verifier = DPoPVerifier(issuer.validator(), mode="report_only", on_outcome=seen.append)
+    middleware = (
+        Middleware(DPoPMiddleware, verifier=verifier, allowed_hosts=["testserver"])
+        if layer == "middleware"
+        else Middleware(
+            DPoPAuthenticationMiddleware, backend=DPoPAuthBackend(verifier, allowed_hosts=["testserver"])
+        )
+    )
+    app = Starlette(routes=[Route("/me", whoami)], middleware=[middleware])
+    with TestClient(app) as client:
+        assert client.get("/me").status_code == 401  # still refused: the endpoint needs a principal
+    assert [(o.outcome, o.reason) for o in seen] == [("reported", "missing_credentials")]
