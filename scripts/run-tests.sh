@@ -28,7 +28,7 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 echo "== installing Python packages"
 "$PY" -m pip install -q --upgrade pip >/dev/null
-"$PY" -m pip install -q -e ".[test,lint]"
+"$PY" -m pip install -q -e . --group test --group lint
 
 echo "== ruff"
 lint_paths=()
