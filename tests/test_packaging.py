@@ -66,6 +66,8 @@ print("jwcrypto" in sys.modules)
 def test_verification_does_not_import_jwcrypto() -> None:
     # docs/design.md: jwcrypto stays a required dependency for the key import and export of
     # DPoPKey (from_jwk, private_jwk); the verification path runs on cryptography alone.
-    done = subprocess.run([sys.executable, "-c", VERIFY_PROBE], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", VERIFY_PROBE], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
