@@ -6,7 +6,7 @@ setting, the decorators, DRF, proxies and ``htu``, CSRF and the checks, is ``doc
 """
 
 try:
-    import django  # noqa: F401 - imported only to name the extra when it is missing
+    import django as _django  # imported only to name the extra when Django is missing
 except ModuleNotFoundError as exc:
     if exc.name != "django":  # not django but a module it needs: its own error says which
         raise
@@ -29,4 +29,4 @@ __all__ = [
     "get_verifier",
 ]
 
-del _checks
+del _checks, _django
