@@ -1,9 +1,10 @@
 """Importing an adapter whose framework is not installed names the extra that brings it.
 
-Each case runs in a fresh interpreter in which the framework cannot be imported: ``sys.modules[name]
-= None`` makes Python refuse ``import name`` (and its submodules) with the same
-``ModuleNotFoundError`` as a missing package. The probe imports the adapter and reports what was
-raised.
+Each case runs in a fresh interpreter in which the framework cannot be found: a finder placed first
+on ``sys.meta_path`` answers the framework's top-level name with the ``ModuleNotFoundError`` Python
+raises for a package that is not installed (``sys.modules[name] = None`` would not do: for
+``from starlette.applications import ...`` it names the submodule instead). The probe imports the
+adapter and reports what was raised.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from typing import Any
 import pytest
 
 PROBE = """
-import importlib, json, sys
-module, blocked = sys.argv[1], sys.argv[2:]
-for name in blocked:
-    sys.modules[name] = None
+import importlib, importlib.abc, json, sys
+module, blocked = sys.argv[1], set(sys.argv[2:])
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
 try:
     importlib.import_module(module)
 except ImportError as exc:
