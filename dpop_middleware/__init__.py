@@ -31,6 +31,7 @@ from .stores.memory import MemoryReplayStore
 from .tokens.jwt import JWTAccessTokenValidator
 from .verifier import AuthResult, DPoPVerifier, Outcome
 
+# The one place the version is written: pyproject.toml reads it ([tool.setuptools.dynamic]).
 __version__ = "0.1.0"
 
 __all__ = [

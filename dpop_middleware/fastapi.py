@@ -10,10 +10,15 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from fastapi import HTTPException, Request, Response
-from fastapi.openapi.models import HTTPBase as HTTPBaseModel
-from fastapi.security import SecurityScopes
-from fastapi.security.base import SecurityBase
+try:
+    from fastapi import HTTPException, Request, Response
+    from fastapi.openapi.models import HTTPBase as HTTPBaseModel
+    from fastapi.security import SecurityScopes
+    from fastapi.security.base import SecurityBase
+except ModuleNotFoundError as exc:
+    if exc.name != "fastapi":  # not fastapi but a module it needs: its own error says which
+        raise
+    raise ImportError("the FastAPI adapter needs FastAPI: pip install 'dpop-middleware[fastapi]'") from exc
 
 from .adapter_options import proxy_settings
 from .asgi import PRINCIPAL_KEY, REQUEST_INFO_KEY, VERIFIER_KEY, authenticate_scope

@@ -29,10 +29,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from flask import Flask, Request, Response, after_this_request, current_app, g, has_app_context, has_request_context
-from flask import request as current_request
-from werkzeug.local import LocalProxy
-from werkzeug.utils import import_string
+try:
+    from flask import Flask, Request, Response, after_this_request, current_app, g, has_app_context, has_request_context
+    from flask import request as current_request
+    from werkzeug.local import LocalProxy
+    from werkzeug.utils import import_string
+except ModuleNotFoundError as exc:
+    if exc.name != "flask":  # not flask but a module it needs: its own error says which
+        raise
+    raise ImportError("the Flask adapter needs Flask: pip install 'dpop-middleware[flask]'") from exc
 
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse

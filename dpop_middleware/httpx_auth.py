@@ -28,7 +28,12 @@ from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
-import httpx
+try:
+    import httpx
+except ModuleNotFoundError as exc:
+    if exc.name != "httpx":  # not httpx but a module it needs: its own error says which
+        raise
+    raise ImportError("the httpx plugin needs httpx: pip install 'dpop-middleware[httpx]'") from exc
 
 from .client import DPoPKey, NonceCache, TokenResponse, nonce_to_retry, parse_token_response, proof_headers
 

@@ -20,9 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
-from requests.auth import AuthBase
-from requests.cookies import extract_cookies_to_jar
+try:
+    import requests
+    from requests.auth import AuthBase
+    from requests.cookies import extract_cookies_to_jar
+except ModuleNotFoundError as exc:
+    if exc.name != "requests":  # not requests but a module it needs: its own error says which
+        raise
+    raise ImportError("the requests plugin needs requests: pip install 'dpop-middleware[requests]'") from exc
 
 from .client import DPoPKey, NonceCache, nonce_to_retry, proof_headers
 

@@ -14,13 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from starlette.applications import Starlette
-from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, BaseUser
-from starlette.exceptions import HTTPException
-from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.websockets import WebSocket
+try:
+    from starlette.applications import Starlette
+    from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, BaseUser
+    from starlette.exceptions import HTTPException
+    from starlette.middleware.authentication import AuthenticationMiddleware
+    from starlette.requests import HTTPConnection, Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.websockets import WebSocket
+except ModuleNotFoundError as exc:
+    if exc.name != "starlette":  # not starlette but a module it needs: its own error says which
+        raise
+    raise ImportError("the Starlette adapter needs Starlette: pip install 'dpop-middleware[starlette]'") from exc
 
 from .adapter_options import build_options
 from .asgi import (

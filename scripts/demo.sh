@@ -10,5 +10,5 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   PY=.venv/bin/python
 fi
 "$PY" -m pip install -q --upgrade pip >/dev/null
-"$PY" -m pip install -q -e ".[demo]"
+"$PY" -m pip install -q -e . --group demo
 exec "$PY" -m sample_projects.demo "$@"

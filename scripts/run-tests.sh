@@ -29,7 +29,7 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 echo "== installing Python packages"
 "$PY" -m pip install -q --upgrade pip >/dev/null
-"$PY" -m pip install -q -e ".[test,lint]" --group docs    # --group (PEP 735): pip >= 25.1, upgraded above
+"$PY" -m pip install -q -e . --group test --group lint --group docs    # --group (PEP 735): pip >= 25.1, upgraded above
 
 echo "== ruff"
 lint_paths=()

@@ -5,6 +5,15 @@ Configured by one dict, ``settings.DPOP``, validated when the app is ready; view
 setting, the decorators, DRF, proxies and ``htu``, CSRF and the checks, is ``docs/django.md``.
 """
 
+try:
+    import django as _django  # imported only to name the extra when Django is missing
+except ModuleNotFoundError as exc:
+    if exc.name != "django":  # not django but a module it needs: its own error says which
+        raise
+    raise ImportError(
+        "the Django adapter needs Django: pip install 'dpop-middleware[django]' (or [drf] for Django REST framework)"
+    ) from exc
+
 from . import checks as _checks  # registers the system checks
 from .cache_store import DjangoCacheReplayStore
 from .conf import get_verifier
@@ -20,4 +29,4 @@ __all__ = [
     "get_verifier",
 ]
 
-del _checks
+del _checks, _django

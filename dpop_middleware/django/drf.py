@@ -9,9 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import DisallowedHost
-from rest_framework import exceptions
-from rest_framework.authentication import BaseAuthentication
-from rest_framework.permissions import BasePermission
+
+try:
+    from rest_framework import exceptions
+    from rest_framework.authentication import BaseAuthentication
+    from rest_framework.permissions import BasePermission
+except ModuleNotFoundError as exc:
+    if exc.name != "rest_framework":  # not rest_framework but a module it needs: its own error says which
+        raise
+    raise ImportError("the DRF integration needs Django REST framework: pip install 'dpop-middleware[drf]'") from exc
 
 from ..core.binding import DPoPPrincipal
 from ..core.challenge import ErrorResponse

@@ -32,12 +32,17 @@ import socket
 import threading
 from typing import Any, Generic, TypeVar
 
-import redis
-import redis.asyncio
-import redis.asyncio.retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
+try:
+    import redis
+    import redis.asyncio
+    import redis.asyncio.retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+    from redis.retry import Retry
+except ModuleNotFoundError as exc:
+    if exc.name != "redis":  # not redis but a module it needs: its own error says which
+        raise
+    raise ImportError("the Redis replay stores need redis-py: pip install 'dpop-middleware[redis]'") from exc
 
 from ..core.errors import ReplayStoreUnavailable
 from .redis_pipeline import RedisPipeline
