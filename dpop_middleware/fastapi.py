@@ -15,10 +15,10 @@ try:
     from fastapi.openapi.models import HTTPBase as HTTPBaseModel
     from fastapi.security import SecurityScopes
     from fastapi.security.base import SecurityBase
-except ModuleNotFoundError as exc:
-    if exc.name != "fastapi":  # not fastapi but a module it needs: its own error says which
-        raise
-    raise ImportError("the FastAPI adapter needs FastAPI: pip install 'dpop-middleware[fastapi]'") from exc
+except ModuleNotFoundError as exc:  # name the extra to install
+    from .extras import missing_extra
+
+    missing_extra(exc, "fastapi", "the FastAPI adapter needs FastAPI", "fastapi")
 
 from .adapter_options import proxy_settings
 from .asgi import PRINCIPAL_KEY, REQUEST_INFO_KEY, VERIFIER_KEY, authenticate_scope

@@ -34,10 +34,10 @@ try:
     from flask import request as current_request
     from werkzeug.local import LocalProxy
     from werkzeug.utils import import_string
-except ModuleNotFoundError as exc:
-    if exc.name != "flask":  # not flask but a module it needs: its own error says which
-        raise
-    raise ImportError("the Flask adapter needs Flask: pip install 'dpop-middleware[flask]'") from exc
+except ModuleNotFoundError as exc:  # name the extra to install
+    from .extras import missing_extra
+
+    missing_extra(exc, "flask", "the Flask adapter needs Flask", "flask")
 
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse

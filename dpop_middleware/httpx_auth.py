@@ -30,10 +30,10 @@ from urllib.parse import quote
 
 try:
     import httpx
-except ModuleNotFoundError as exc:
-    if exc.name != "httpx":  # not httpx but a module it needs: its own error says which
-        raise
-    raise ImportError("the httpx plugin needs httpx: pip install 'dpop-middleware[httpx]'") from exc
+except ModuleNotFoundError as exc:  # name the extra to install
+    from .extras import missing_extra
+
+    missing_extra(exc, "httpx", "the httpx plugin needs httpx", "httpx")
 
 from .client import DPoPKey, NonceCache, TokenResponse, nonce_to_retry, parse_token_response, proof_headers
 

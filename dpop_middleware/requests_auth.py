@@ -24,10 +24,10 @@ try:
     import requests
     from requests.auth import AuthBase
     from requests.cookies import extract_cookies_to_jar
-except ModuleNotFoundError as exc:
-    if exc.name != "requests":  # not requests but a module it needs: its own error says which
-        raise
-    raise ImportError("the requests plugin needs requests: pip install 'dpop-middleware[requests]'") from exc
+except ModuleNotFoundError as exc:  # name the extra to install
+    from .extras import missing_extra
+
+    missing_extra(exc, "requests", "the requests plugin needs requests", "requests")
 
 from .client import DPoPKey, NonceCache, nonce_to_retry, proof_headers
 

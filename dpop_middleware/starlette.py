@@ -22,10 +22,10 @@ try:
     from starlette.requests import HTTPConnection, Request
     from starlette.responses import PlainTextResponse, Response
     from starlette.websockets import WebSocket
-except ModuleNotFoundError as exc:
-    if exc.name != "starlette":  # not starlette but a module it needs: its own error says which
-        raise
-    raise ImportError("the Starlette adapter needs Starlette: pip install 'dpop-middleware[starlette]'") from exc
+except ModuleNotFoundError as exc:  # name the extra to install
+    from .extras import missing_extra
+
+    missing_extra(exc, "starlette", "the Starlette adapter needs Starlette", "starlette")
 
 from .adapter_options import build_options
 from .asgi import (

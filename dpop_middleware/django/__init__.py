@@ -7,12 +7,10 @@ setting, the decorators, DRF, proxies and ``htu``, CSRF and the checks, is ``doc
 
 try:
     import django as _django  # imported only to name the extra when Django is missing
-except ModuleNotFoundError as exc:
-    if exc.name != "django":  # not django but a module it needs: its own error says which
-        raise
-    raise ImportError(
-        "the Django adapter needs Django: pip install 'dpop-middleware[django]' (or [drf] for Django REST framework)"
-    ) from exc
+except ModuleNotFoundError as exc:  # name the extra to install
+    from ..extras import missing_extra
+
+    missing_extra(exc, "django", "the Django adapter needs Django (and [drf] Django REST framework)", "django")
 
 from . import checks as _checks  # registers the system checks
 from .cache_store import DjangoCacheReplayStore

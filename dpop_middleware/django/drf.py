@@ -10,15 +10,6 @@ from typing import Any
 
 from django.core.exceptions import DisallowedHost
 
-try:
-    from rest_framework import exceptions
-    from rest_framework.authentication import BaseAuthentication
-    from rest_framework.permissions import BasePermission
-except ModuleNotFoundError as exc:
-    if exc.name != "rest_framework":  # not rest_framework but a module it needs: its own error says which
-        raise
-    raise ImportError("the DRF integration needs Django REST framework: pip install 'dpop-middleware[drf]'") from exc
-
 from ..core.binding import DPoPPrincipal
 from ..core.challenge import ErrorResponse
 from ..core.config import Mode, VerifierConfig
@@ -29,6 +20,15 @@ from .conf import Policy, get_state
 from .decorators import view_policy
 from .middleware import CHECKED, PRINCIPAL, RESPONSE_HEADERS, SCOPES_CHECKED, VERIFIED, is_preflight, mark_verified
 from .translate import apply_headers, challenge_header, joined_headers, request_info
+
+try:
+    from rest_framework import exceptions
+    from rest_framework.authentication import BaseAuthentication
+    from rest_framework.permissions import BasePermission
+except ModuleNotFoundError as exc:  # name the extra to install
+    from ..extras import missing_extra
+
+    missing_extra(exc, "rest_framework", "the DRF integration needs Django REST framework", "drf")
 
 __all__ = [
     "DPoPAuthentication",

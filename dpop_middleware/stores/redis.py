@@ -39,10 +39,10 @@ try:
     from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
     from redis.retry import Retry
-except ModuleNotFoundError as exc:
-    if exc.name != "redis":  # not redis but a module it needs: its own error says which
-        raise
-    raise ImportError("the Redis replay stores need redis-py: pip install 'dpop-middleware[redis]'") from exc
+except ModuleNotFoundError as exc:  # name the extra to install
+    from ..extras import missing_extra
+
+    missing_extra(exc, "redis", "the Redis replay stores need redis-py", "redis")
 
 from ..core.errors import ReplayStoreUnavailable
 from .redis_pipeline import RedisPipeline
