@@ -45,7 +45,7 @@ from .core.token_endpoint import (
     render_token_error,
     validate_dpop_jkt,
 )
-from .flow import Flow, remember_proof, run_async, run_sync
+from .flow import Flow, check_fresh, replay_call, run_async, run_sync, store_failure
 from .ports import AsyncReplayStore, ReplayStore
 from .stores.memory import MemoryReplayStore
 
@@ -154,7 +154,11 @@ class TokenEndpointVerifier:
         )  # fmt: skip
         if proof is None:
             return None
-        yield from remember_proof(self.replay_store, proof)
+        try:
+            added = yield replay_call(self.replay_store, proof)
+        except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
+            raise store_failure(exc) from None
+        check_fresh(added)
         headers: tuple[Header, ...] = ()
         if proof.next_nonce is not None:
             headers = (("DPoP-Nonce", proof.next_nonce),)

@@ -17,7 +17,16 @@ from typing import Any, TypeVar
 from .core.errors import DPoPError, InvalidDPoPProofError, ReplayStoreUnavailable
 from .core.proof import VerifiedProof
 
-__all__ = ["AsyncPortInSyncCall", "Flow", "PortCall", "remember_proof", "run_async", "run_sync"]
+__all__ = [
+    "AsyncPortInSyncCall",
+    "Flow",
+    "PortCall",
+    "check_fresh",
+    "replay_call",
+    "run_async",
+    "run_sync",
+    "store_failure",
+]
 
 logger = logging.getLogger("dpop_middleware")
 
@@ -68,47 +77,43 @@ async def run_async(flow: Flow[T]) -> T:
 
 
 def _attempt_sync(call: PortCall) -> tuple[Any, Exception | None]:
-    """The port's answer, or the exception it raised, for the flow to decide about."""
-    try:
-        return _call_sync(call), None
-    except Exception as exc:  # noqa: BLE001 - the flow decides what a port failure means
-        return None, exc
-
-
-def _call_sync(call: PortCall) -> Any:
+    """The port's answer, or the exception it raised (or an awaitable it cannot await), for the flow."""
     port = call[0]
     if port is None:
-        raise AsyncPortInSyncCall("this port is asyncio-only")
-    answer = port(*call[2])
+        return None, AsyncPortInSyncCall("this port is asyncio-only")
+    try:
+        answer = port(*call[2])
+    except Exception as exc:  # noqa: BLE001 - the flow decides what a port failure means
+        return None, exc
     if answer.__class__ is not bool and inspect.isawaitable(answer):
         close = getattr(answer, "close", None)
         if callable(close):  # a coroutine nobody will await: close it rather than leak a warning
             close()
-        raise AsyncPortInSyncCall("this port returned an awaitable to a synchronous caller")
-    return answer
+        return None, AsyncPortInSyncCall("this port returned an awaitable to a synchronous caller")
+    return answer, None
 
 
-def remember_proof(store: Any, proof: VerifiedProof) -> Flow[None]:
-    """The last step on both sides: record the proof's ``jti``; a replay is a 400, a store failure a 503.
+def replay_call(store: Any, proof: VerifiedProof) -> PortCall:
+    """The last step on both sides: record the proof's ``jti`` in ``store`` (``add_if_absent``)."""
+    add = store.add_if_absent
+    return (add, add, (proof.replay_key, proof.replay_ttl))
 
-    A store that cannot answer (down, timed out, or an asyncio store driven synchronously) never
-    admits a request or lets a token be issued.
-    """
-    try:
-        add = store.add_if_absent
-        added = yield (add, add, (proof.replay_key, proof.replay_ttl))
-    except AsyncPortInSyncCall:
+
+def store_failure(exc: Exception) -> DPoPError:
+    """What a replay store's failure means: a 503, never an admitted request or an issued token."""
+    if isinstance(exc, DPoPError):
+        return exc
+    if isinstance(exc, AsyncPortInSyncCall):
         logger.error(
             "dpop: an asyncio replay store was called synchronously; use averify()/aauthenticate()",
             extra={"dpop_reason": "replay_store_misconfigured"},
         )
-        raise ReplayStoreUnavailable("replay_store_misconfigured") from None
-    except DPoPError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
-        logger.error(
-            "dpop replay store failed: %s", type(exc).__name__, extra={"dpop_reason": "replay_store_unavailable"}
-        )
-        raise ReplayStoreUnavailable() from None
+        return ReplayStoreUnavailable("replay_store_misconfigured")
+    logger.error("dpop replay store failed: %s", type(exc).__name__, extra={"dpop_reason": "replay_store_unavailable"})
+    return ReplayStoreUnavailable()
+
+
+def check_fresh(added: object) -> None:
+    """A store's answer: anything but ``True`` means the proof was seen before (a replay)."""
     if added is not True:
         raise InvalidDPoPProofError("replayed", "DPoP proof already used")

@@ -27,7 +27,7 @@ from .core.htu import HTUError, normalize_htu
 from .core.nonce import NonceKeyring, NoncePolicy
 from .core.proof import access_token_hash, verify_proof
 from .core.request import RequestInfo, extract_credentials
-from .flow import AsyncPortInSyncCall, Flow, PortCall, remember_proof, run_async, run_sync
+from .flow import AsyncPortInSyncCall, Flow, PortCall, check_fresh, replay_call, run_async, run_sync, store_failure
 from .ports import AsyncReplayStore, AsyncTokenValidator, ReplayStore, TokenValidator
 from .stores.memory import MemoryReplayStore
 from .token_cache import TokenCache
@@ -222,8 +222,12 @@ class DPoPVerifier:
             facts = token_facts(_checked_claims(claims, credentials.scheme))
             self._token_cache.put(token_hash, facts, now)
         principal = bind_token(credentials.scheme, facts, proof)
-        if proof is not None:
-            yield from remember_proof(self.replay_store, proof)  # last: only a request that passed all else
+        if proof is not None:  # last: only a request that passed all else writes the store
+            try:
+                added = yield replay_call(self.replay_store, proof)
+            except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
+                raise store_failure(exc) from None
+            check_fresh(added)
         return principal
 
     def authentication(
