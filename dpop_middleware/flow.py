@@ -22,6 +22,7 @@ __all__ = [
     "Flow",
     "PortCall",
     "check_fresh",
+    "port_failure",
     "replay_call",
     "run_async",
     "run_sync",
@@ -99,18 +100,29 @@ def replay_call(store: Any, proof: VerifiedProof) -> PortCall:
     return (add, add, (proof.replay_key, proof.replay_ttl))
 
 
-def store_failure(exc: Exception) -> DPoPError:
-    """What a replay store's failure means: a 503, never an admitted request or an issued token."""
+def port_failure(
+    exc: Exception, port: str, unavailable: Callable[[str], DPoPError], *, misconfigured: str, failed: str
+) -> DPoPError:
+    """What a port's failure means on both sides: its own :class:`DPoPError`, else a 503 that never
+    admits a request (``misconfigured``: an asyncio port driven synchronously, a wiring error)."""
     if isinstance(exc, DPoPError):
         return exc
     if isinstance(exc, AsyncPortInSyncCall):
         logger.error(
-            "dpop: an asyncio replay store was called synchronously; use averify()/aauthenticate()",
-            extra={"dpop_reason": "replay_store_misconfigured"},
-        )
-        return ReplayStoreUnavailable("replay_store_misconfigured")
-    logger.error("dpop replay store failed: %s", type(exc).__name__, extra={"dpop_reason": "replay_store_unavailable"})
-    return ReplayStoreUnavailable()
+            "dpop: an asyncio %s was called synchronously; use averify()/aauthenticate()", port,
+            extra={"dpop_reason": misconfigured},
+        )  # fmt: skip
+        return unavailable(misconfigured)
+    logger.error("dpop %s failed: %s; refusing with 503", port, type(exc).__name__, extra={"dpop_reason": failed})
+    return unavailable(failed)
+
+
+def store_failure(exc: Exception) -> DPoPError:
+    """What a replay store's failure means: a 503, never an admitted request or an issued token."""
+    return port_failure(
+        exc, "replay store", ReplayStoreUnavailable,
+        misconfigured="replay_store_misconfigured", failed="replay_store_unavailable",
+    )  # fmt: skip
 
 
 def check_fresh(added: object) -> None:

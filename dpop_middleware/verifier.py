@@ -27,7 +27,7 @@ from .core.htu import HTUError, normalize_htu
 from .core.nonce import NonceKeyring, NoncePolicy
 from .core.proof import access_token_hash, verify_proof
 from .core.request import RequestInfo, extract_credentials
-from .flow import AsyncPortInSyncCall, Flow, PortCall, check_fresh, replay_call, run_async, run_sync, store_failure
+from .flow import Flow, PortCall, check_fresh, port_failure, replay_call, run_async, run_sync, store_failure
 from .ports import AsyncReplayStore, AsyncTokenValidator, ReplayStore, TokenValidator
 from .stores.memory import MemoryReplayStore
 from .token_cache import TokenCache
@@ -98,18 +98,12 @@ def _checked_claims(claims: object, scheme: str) -> Claims:
 
 def _as_dpop_error(exc: Exception, scheme: str) -> DPoPError:
     """A validator's own exception never admits a request: it becomes a 503."""
-    if isinstance(exc, DPoPError):
-        if exc.scheme == "DPoP":  # the default: report it under the scheme the client used
-            exc.scheme = scheme
-        return exc
-    if isinstance(exc, AsyncPortInSyncCall):
-        logger.error(
-            "dpop: an asyncio token validator was called synchronously; use averify()/aauthenticate()",
-            extra={"dpop_reason": "token_validator_misconfigured"},
-        )
-        return TokenValidationUnavailable("token_validator_misconfigured")
-    logger.error("dpop token validator raised %s; refusing with 503", type(exc).__name__)
-    return TokenValidationUnavailable("token_validator_error")
+    if isinstance(exc, DPoPError) and exc.scheme == "DPoP":  # the default: report it under the client's scheme
+        exc.scheme = scheme
+    return port_failure(
+        exc, "token validator", TokenValidationUnavailable,
+        misconfigured="token_validator_misconfigured", failed="token_validator_error",
+    )  # fmt: skip
 
 
 def unverified_rejection(reason: str, fix: str) -> ErrorResponse:
