@@ -8,7 +8,10 @@ double keeps it local and says why.
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
 from dpop_middleware import ReplayStoreUnavailable
@@ -70,3 +73,41 @@ class FakeReplayStore:
     async def _add_async(self, key: bytes, ttl: float) -> object:
         await asyncio.sleep(0)
         return self._add(key, ttl)
+
+
+class JSONServer:
+    """Real HTTP on 127.0.0.1 serving fixed JSON documents by path (404 otherwise), recording each GET.
+
+    Use as a context manager; ``base`` is ``http://127.0.0.1:<port>``. ``documents`` may be filled
+    after start-up (an issuer's metadata names the server's own URL).
+    """
+
+    def __init__(self) -> None:
+        self.documents: dict[str, object] = {}
+        self.hits: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.hits.append(self.path)
+                document = server.documents.get(self.path)
+                body = json.dumps(document).encode()
+                self.send_response(200 if document is not None else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self._http.server_address[1]}"
+
+    def __enter__(self) -> JSONServer:
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.shutdown()
+        self._http.server_close()

@@ -7,16 +7,14 @@ accepts a DPoP-bound token, refuses it with another key, and does not fetch agai
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from django.test import Client
 from django_app.harness import django_settings, ensure_django
+from fakes import JSONServer
 
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.testing import TestIssuer, dpop_headers
@@ -31,41 +29,18 @@ class DiscoveryServer:
     """An authorization server that only publishes metadata and keys, counting what is fetched."""
 
     issuer: TestIssuer
-    hits: list[str] = field(default_factory=list)
+    hits: list[str]
 
 
 @pytest.fixture
 def authorization_server() -> Iterator[DiscoveryServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    state = DiscoveryServer(TestIssuer(issuer=base, audience=API))
-    documents = {
-        "/.well-known/oauth-authorization-server": {"issuer": base, "jwks_uri": f"{base}/keys"},
-        "/keys": state.issuer.jwks,
-    }
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.hits.append(self.path)
-            document = documents.get(self.path)
-            body = json.dumps(document).encode()
-            self.send_response(200 if document is not None else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server.RequestHandlerClass = Handler
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with JSONServer() as server:
+        issuer = TestIssuer(issuer=server.base, audience=API)
+        server.documents["/.well-known/oauth-authorization-server"] = {
+            "issuer": server.base, "jwks_uri": f"{server.base}/keys",
+        }  # fmt: skip
+        server.documents["/keys"] = issuer.jwks
+        yield DiscoveryServer(issuer, server.hits)
 
 
 def _story(send: Any, issuer: TestIssuer, path: str) -> list[int]:

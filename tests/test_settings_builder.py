@@ -7,15 +7,13 @@ introspection are chosen by settings alone, and every mistake names the key as t
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from fakes import JSONServer
 
 from dpop_middleware import MemoryReplayStore, NoncePolicy
 from dpop_middleware.client import DPoPKey
@@ -209,27 +207,9 @@ def test_environment_mistakes_name_the_variable(variable: str, value: str, messa
 
 @pytest.fixture
 def jwks_server(issuer: TestIssuer) -> Iterator[str]:
-    body = json.dumps(issuer.jwks).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/jwks"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with JSONServer() as server:
+        server.documents["/jwks"] = issuer.jwks
+        yield f"{server.base}/jwks"
 
 
 def test_flask_with_dpop_jwks_uri_accepts_a_bound_token(issuer: TestIssuer, key: DPoPKey, jwks_server: str) -> None:
