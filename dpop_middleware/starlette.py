@@ -251,9 +251,8 @@ def require_principal(conn: HTTPConnection) -> DPoPPrincipal:
         # report, which would inflate the figures a rollout is judged by.
         raise DPoPHTTPError(verifier.render(missing))
     info = scope.get(REQUEST_INFO_KEY)
-    # reject() logs and counts it; in report_only it sends nothing, but there is still no principal.
-    result = verifier.reject(missing, info if isinstance(info, RequestInfo) else None)
-    raise DPoPHTTPError(result.rejection or verifier.render(missing))
+    # Even in report_only: there is still no principal.
+    raise DPoPHTTPError(verifier.refuse(missing, info if isinstance(info, RequestInfo) else None))
 
 
 def error_response(rejection: ErrorResponse) -> Response:

@@ -275,6 +275,11 @@ class DPoPVerifier:
         """
         return self._failed(error, request, required=True)
 
+    def refuse(self, error: DPoPError, request: RequestInfo | None = None) -> ErrorResponse:
+        """:meth:`reject` for a request that cannot go on even in ``report_only`` (no usable host, no
+        principal where one is needed): logged and counted the same way, and always answered."""
+        return self.reject(error, request).rejection or self.render(error)
+
     def authorize(
         self, principal: DPoPPrincipal | None, scopes: tuple[str, ...], request: RequestInfo | None = None
     ) -> AuthResult:

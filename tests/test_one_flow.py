@@ -259,3 +259,13 @@ def test_require_principal_reports_a_report_only_failure_once(issuer: Any, layer
     with TestClient(app) as client:
         assert client.get("/me").status_code == 401  # still refused: the endpoint needs a principal
     assert [(o.outcome, o.reason) for o in seen] == [("reported", "missing_credentials")]
+
+
+def test_refuse_answers_even_in_report_only_and_reports_once() -> None:
+    from dpop_middleware.core.errors import InvalidRequestError
+
+    env = make_env()
+    verifier, seen = _outcomes(env, mode="report_only")
+    response = verifier.refuse(InvalidRequestError("invalid_host", "Invalid Host header"))
+    assert response.status == 400 and response.error.reason == "invalid_host"
+    assert [(o.outcome, o.reason) for o in seen] == [("reported", "invalid_host")]

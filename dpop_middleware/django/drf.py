@@ -13,12 +13,21 @@ from django.core.exceptions import DisallowedHost
 from ..core.binding import DPoPPrincipal
 from ..core.challenge import ErrorResponse
 from ..core.config import Mode, VerifierConfig
-from ..core.errors import AuthenticationRequired, DPoPError, InvalidRequestError, ServiceUnavailableError
+from ..core.errors import AuthenticationRequired, DPoPError, ServiceUnavailableError
 from ..core.request import RequestInfo, authorization_scheme, extract_credentials
 from ..verifier import AuthResult
 from .conf import Policy, get_state
 from .decorators import view_policy
-from .middleware import CHECKED, PRINCIPAL, RESPONSE_HEADERS, SCOPES_CHECKED, VERIFIED, is_preflight, mark_verified
+from .middleware import (
+    CHECKED,
+    PRINCIPAL,
+    RESPONSE_HEADERS,
+    SCOPES_CHECKED,
+    VERIFIED,
+    bad_host_rejection,
+    is_preflight,
+    mark_verified,
+)
 from .translate import apply_headers, challenge_header, joined_headers, request_info
 
 try:
@@ -86,8 +95,7 @@ def _info(request: Any) -> RequestInfo:
     try:
         return request_info(_django_request(request), state.proxy)
     except DisallowedHost:
-        error = InvalidRequestError("invalid_host", "Invalid Host header")
-        raise DPoPRejected(state.verifier.reject(error).rejection or state.verifier.render(error)) from None
+        raise DPoPRejected(bad_host_rejection(state)) from None
 
 
 def _refuse(result: AuthResult) -> None:

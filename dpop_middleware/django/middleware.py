@@ -10,6 +10,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 
+from ..core.challenge import ErrorResponse
 from ..core.errors import InvalidRequestError
 from ..flow import Flow, run_async, run_sync
 from ..verifier import AuthResult
@@ -71,11 +72,13 @@ def mark_verified(request: HttpRequest, result: AuthResult, scopes: tuple[str, .
             setattr(request, CSRF_SKIP, True)
 
 
-def _bad_host(state: DPoPState) -> HttpResponse:
-    # Django would answer a DisallowedHost with a bare 400 (even in report_only mode); we owe the
-    # client a challenge, and the operator a log line and an outcome.
-    error = InvalidRequestError("invalid_host", "Invalid Host header")
-    return to_response(state.verifier.reject(error).rejection or state.verifier.render(error))
+def bad_host_rejection(state: DPoPState) -> ErrorResponse:
+    """The answer to a Host Django refuses (``DisallowedHost``), for the middleware and DRF alike.
+
+    Django would answer a bare 400 (even in report_only mode); we owe the client a challenge, and
+    the operator a log line and an outcome.
+    """
+    return state.verifier.refuse(InvalidRequestError("invalid_host", "Invalid Host header"))
 
 
 class DPoPMiddleware:
@@ -134,7 +137,7 @@ class DPoPMiddleware:
         try:
             info = request_info(request, state.proxy)
         except DisallowedHost:
-            return _bad_host(state)
+            return to_response(bad_host_rejection(state))
         result = yield from state.verifier.authentication(info, required=policy.required, scopes=policy.scopes)
         mark_verified(request, result, policy.scopes)
         return to_response(result.rejection) if result.rejection is not None else None
