@@ -309,12 +309,6 @@ def _one_of(value: object, choices: tuple[str, ...]) -> str:
     raise _Invalid(f"one of {', '.join(map(repr, choices))}")
 
 
-def _policy(value: object) -> str:
-    if isinstance(value, str) and value.strip().lower() in MODES:
-        return value.strip().lower()
-    raise _Invalid(f"one of {', '.join(map(repr, MODES))}")
-
-
 # -- the table ----------------------------------------------------------------------------------
 
 
@@ -368,7 +362,7 @@ _TABLE = (
     Setting("public_url", _url, "the public base URL, overriding Host and forwarded headers"),
     Setting("allowed_hosts", lambda v: _strings(v, "host names"), "hosts this API answers for"),
     # route policy (dpop_middleware.route_settings), the same in every adapter
-    Setting("default", _policy, "mode of a route no decorator or rule names"),
+    Setting("default", lambda v: _one_of(v, MODES), "mode of a route no decorator or rule names"),
     Setting("required_paths", _paths, "path prefixes that require DPoP"),
     Setting("optional_paths", _paths, "path prefixes where DPoP is optional"),
     Setting("exempt_paths", _paths, "path prefixes never checked"),
