@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from .core.challenge import ErrorResponse
 from .core.config import VerifierConfig, policy_config
 from .core.errors import DPoPError
-from .core.nonce import NonceKeyring, NoncePolicy
+from .core.nonce import NonceKeyring, NoncePolicy, nonce_headers
 from .core.proof import VerifiedProof
 from .core.request import RequestInfo
 from .core.token_endpoint import (
@@ -159,10 +159,7 @@ class TokenEndpointVerifier:
         except Exception as exc:  # noqa: BLE001 - any failure here must fail closed
             raise store_failure(exc) from None
         check_fresh(added)
-        headers: tuple[Header, ...] = ()
-        if proof.next_nonce is not None:
-            headers = (("DPoP-Nonce", proof.next_nonce),)
-        return DPoPBinding(proof.key.jkt, proof, headers)
+        return DPoPBinding(proof.key.jkt, proof, nonce_headers(proof.next_nonce))
 
     def authentication(self, request: RequestInfo, *, dpop_jkt: str | None = None) -> Flow[TokenEndpointResult]:
         """:meth:`verification` with any error rendered as the token endpoint's response."""

@@ -24,7 +24,7 @@ from .core.errors import (
     TokenValidationUnavailable,
 )
 from .core.htu import HTUError, normalize_htu
-from .core.nonce import NonceKeyring, NoncePolicy
+from .core.nonce import NonceKeyring, NoncePolicy, nonce_headers
 from .core.proof import access_token_hash, verify_proof
 from .core.request import RequestInfo, extract_credentials
 from .flow import Flow, PortCall, check_fresh, port_failure, replay_call, run_async, run_sync, store_failure
@@ -323,10 +323,7 @@ class DPoPVerifier:
             outcome = "reported"
         else:
             self._emit("accepted", "ok", 200, principal.scheme)
-        headers: tuple[Header, ...] = ()
-        if principal.next_nonce is not None:
-            headers = (("DPoP-Nonce", principal.next_nonce),)
-        return AuthResult(principal, None, headers, outcome)
+        return AuthResult(principal, None, nonce_headers(principal.next_nonce), outcome)
 
     def _emit(self, outcome: str, reason: str, status: int, scheme: str | None) -> None:
         if self._on_outcome is not None:

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from .errors import DPoPError, InsufficientScopeError, ServiceUnavailableError, UseDPoPNonceError
+from .nonce import nonce_headers
 
 __all__ = ["ErrorResponse", "quote_param", "render_error"]
 
@@ -93,7 +94,7 @@ def render_error(
         if bearer_allowed:
             headers.append(("WWW-Authenticate", _challenge("Bearer", error_params if on_bearer else [])))
         if isinstance(error, UseDPoPNonceError):
-            headers.append(("DPoP-Nonce", error.nonce))
+            headers.extend(nonce_headers(error.nonce))
     headers.append(("Cache-Control", "no-store"))
     body: dict[str, object] = {"error": error.error or error.reason, "error_description": error.description}
     if debug:

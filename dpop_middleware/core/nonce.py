@@ -25,7 +25,13 @@ from dataclasses import dataclass
 
 from .jose import b64url_encode
 
-__all__ = ["NonceCheck", "NonceKeyring", "NoncePolicy"]
+__all__ = ["NonceCheck", "NonceKeyring", "NoncePolicy", "nonce_headers"]
+
+
+def nonce_headers(nonce: str | None) -> tuple[tuple[str, str], ...]:
+    """The ``DPoP-Nonce`` response header (RFC 9449 §8) for ``nonce``: one field, or none."""
+    return (("DPoP-Nonce", nonce),) if nonce is not None else ()
+
 
 _KID = re.compile(r"[A-Za-z0-9_-]{1,16}")
 _MAC_BYTES = 16  # 128-bit tag: forging is out of reach, and the nonce stays short

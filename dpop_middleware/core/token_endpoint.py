@@ -29,6 +29,7 @@ from .errors import (
     ServiceUnavailableError,
     UseDPoPNonceError,
 )
+from .nonce import nonce_headers
 from .proof import VerifiedProof, verify_proof
 from .request import RequestInfo
 
@@ -140,7 +141,7 @@ def render_token_error(error: DPoPError) -> ErrorResponse:
         status = 400
         code = error.error or "invalid_request"
         if isinstance(error, UseDPoPNonceError):
-            headers.append(("DPoP-Nonce", error.nonce))
+            headers.extend(nonce_headers(error.nonce))
             description = "Authorization server requires nonce in DPoP proof"  # RFC 9449 §8's wording
     headers.append(("Cache-Control", "no-store"))
     body = {"error": code, "error_description": description}
