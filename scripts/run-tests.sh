@@ -11,11 +11,21 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)         # the browser sample's end-to-end test
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)               # mTLS and gateway stories
+command -v caddy >/dev/null 2>&1 || need_apt+=(caddy)               # the gateway story
+command -v softhsm2-util >/dev/null 2>&1 || need_apt+=(softhsm2)    # PKCS#11 key custody
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing system packages: ${need_apt[*]}"
     apt-get update -qq >/dev/null
+    # The tests start their own servers on loopback ports; keep the packages' services from starting
+    # (nginx would take port 80), the usual policy-rc.d for containers, removed afterwards.
+    added_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && added_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    [ -z "$added_policy" ] || rm -f /usr/sbin/policy-rc.d
   else
     echo "missing system packages: ${need_apt[*]} (install them, e.g. apt-get install ${need_apt[*]})" >&2
     exit 1
