@@ -2,7 +2,7 @@
 
 ::
 
-    key = DPoPKey.generate()
+    key = DPoPKey.generate()                                  # or PKCS11Key, SignerKey (docs: key custody)
     nonces = NonceCache()                                     # share it between the two plugins
     token = fetch_token("https://as.example/token", key, client_id="app", client_secret=secret,
                         scope="read", nonces=nonces)
@@ -35,7 +35,7 @@ except ModuleNotFoundError as exc:  # name the extra to install
 
     missing_extra(exc, "httpx", "the httpx plugin needs httpx", "httpx")
 
-from .client import DPoPKey, NonceCache, TokenResponse, nonce_to_retry, parse_token_response, proof_headers
+from .client import NonceCache, ProofKey, TokenResponse, nonce_to_retry, parse_token_response, proof_headers
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
@@ -50,7 +50,7 @@ class DPoPAuth(httpx.Auth):
     per-origin nonce memory (a new one by default).
     """
 
-    def __init__(self, key: DPoPKey, token: str | None = None, *, nonces: NonceCache | None = None) -> None:
+    def __init__(self, key: ProofKey, token: str | None = None, *, nonces: NonceCache | None = None) -> None:
         self.key = key
         self.token = token
         self.nonces = nonces if nonces is not None else NonceCache()
@@ -114,7 +114,7 @@ class TokenRequestOptions(TypedDict, total=False):
     nonces: NonceCache | None
 
 
-def _token_request(key: DPoPKey, options: TokenRequestOptions) -> dict[str, Any]:
+def _token_request(key: ProofKey, options: TokenRequestOptions) -> dict[str, Any]:
     unknown = options.keys() - TokenRequestOptions.__annotations__.keys()
     if unknown:  # what an explicit signature would refuse, so a misspelt option is never ignored
         raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
@@ -138,7 +138,7 @@ def _token_request(key: DPoPKey, options: TokenRequestOptions) -> dict[str, Any]
 
 def fetch_token(
     token_endpoint: str,
-    key: DPoPKey,
+    key: ProofKey,
     *,
     client: httpx.Client | None = None,
     timeout: float = 10.0,
@@ -162,7 +162,7 @@ def fetch_token(
 
 async def afetch_token(
     token_endpoint: str,
-    key: DPoPKey,
+    key: ProofKey,
     *,
     client: httpx.AsyncClient | None = None,
     timeout: float = 10.0,
