@@ -163,3 +163,23 @@ def test_open_errors_are_clear(token_env: dict[str, str]) -> None:
         _generate("rsa", "RS256")
     with _generate("twice"), pytest.raises(PKCS11KeyError, match="already holds"):
         _generate("twice")
+
+
+def test_the_signer_process_signs_with_the_token_key(token_env: dict[str, str], tmp_path: Path) -> None:
+    from test_key_custody_signer import signer_process
+
+    from dpop_middleware.signer import SignerKey
+
+    with _generate("for-signer", "EdDSA") as key:
+        jkt = key.jkt
+    sock = tmp_path / "hsm.sock"
+    env = dict(token_env, DPOP_PKCS11_PIN=PIN)
+    argv = ["--pkcs11-module", MODULE, "--token-label", TOKEN, "--key-label", "for-signer"]
+    with signer_process(sock, *argv, env=env) as (_, ready):
+        assert ready["jkt"] == jkt
+        agent_key = SignerKey(str(sock))
+        assert (agent_key.jkt, agent_key.alg) == (jkt, "EdDSA")
+        issuer = TestIssuer(audience="https://api.test")
+        token = issuer.token(jkt)
+        headers = [("Authorization", f"DPoP {token}"), ("DPoP", agent_key.proof("GET", "https://api.test/p", access_token=token))]
+        assert DPoPVerifier(issuer.validator()).verify(RequestInfo("GET", "https://api.test/p", headers)).jkt == jkt
