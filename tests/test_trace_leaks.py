@@ -141,6 +141,14 @@ ADAPTERS: dict[str, Callable[[], Any]] = {
     "django": DjangoDriver,
     "django_async": lambda: DjangoDriver(use_async=True),
     "drf": lambda: DjangoDriver("/drf", middleware=False),
+    # The other wirings of the same adapters, which log through other paths.
+    "starlette_stock_auth_middleware": lambda: starlette_cases.StarletteDriver(
+        starlette_cases.STACKS["stock_auth_middleware"]
+    ),
+    "fastapi_default_handler": lambda: fastapi_cases.FastAPIDriver(exact_errors=False),
+    "flask_enforce_all": lambda: flask_cases.FlaskDriver(enforce_all=True),
+    "django_mounted": lambda: DjangoDriver(script_name="/mount"),
+    "drf_behind_middleware": lambda: DjangoDriver("/drf", middleware=True),
 }
 
 
@@ -308,3 +316,27 @@ def test_requests_logs_no_token_or_proof(server: tuple[str, TestIssuer]) -> None
         logging.getLogger("test").debug("error: %s", down.value)
     assert "urllib3" in capture.text
     assert leaks(capture.text, {token, stolen, *key.proofs}) == []
+
+
+REDACTIONS = [
+    ("Authorization: DPoP abc", "Authorization: DPoP [REDACTED]"),
+    ("{'authorization': 'Bearer abc'}", "{'authorization': 'Bearer [REDACTED]'}"),
+    ("[(b'Authorization', b'DPoP abc')]", "[(b'Authorization', b'DPoP [REDACTED]')]"),
+    ("authorization: bearer abc", "authorization: bearer [REDACTED]"),
+    ("Proxy-Authorization=Basic dXNlcjpwYXNz", "Proxy-Authorization=Basic [REDACTED]"),
+    ("sent DPoP opaque-token-0123456789 ok", "sent DPoP [REDACTED] ok"),
+    ("DPoP: eyJ0eXAiOiJkcG9wK2p3dCJ9.eyJodG0iOiJHRVQifQ.c2lnbmF0dXJl", "DPoP: [REDACTED]"),
+    ("GET /a?access_token=abc&b=1", "GET /a?access_token=[REDACTED]&b=1"),
+    # Our own log lines and challenges are left alone.
+    ("dpop replayed: DPoP proof already used (401) GET https://a/b", None),
+    ("dpop: the JWKS is down; the request is refused with 503", None),
+    ('DPoP algs="ES256", error="invalid_token"', None),
+    ("https://api.example.com/v1/things", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REDACTIONS)
+def test_redact_text(text: str, expected: str | None) -> None:
+    from dpop_middleware.core.redact import redact_text
+
+    assert redact_text(text) == (text if expected is None else expected)

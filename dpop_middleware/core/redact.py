@@ -2,7 +2,8 @@
 
 An access token, a DPoP proof or any other credential is replaced by ``[REDACTED]`` wherever it
 shows up: as a JWT-shaped string (three base64url segments), after an ``Authorization`` (or
-``Proxy-Authorization``) header name, or after a ``DPoP``/``Bearer`` scheme (a ``DPoP`` header's
+``Proxy-Authorization``) header name, as an ``access_token=`` (``refresh_token``,
+``client_secret``) parameter, or after a ``DPoP``/``Bearer`` scheme (a ``DPoP`` header's
 value is a JWT). The header names whose values reprs hide are listed once here.
 """
 
@@ -23,6 +24,8 @@ _HEADER = re.compile(
     r"""(?i)\b((?:proxy-)?authorization)(["']?\s*[:=,]\s*(?:(?-i:b)?["'])?)"""
     r"""((?:(?:DPoP|Bearer|Basic|Digest)\s+)?)([^\s"',;)\]}]+)"""
 )
+# A token in a URL or form (RFC 6750 §2.3 `access_token=`), as request lines and debug logs show it.
+_PARAM = re.compile(r"(?i)\b(access_token|refresh_token|client_secret)=([^&\s\"'#]+)")
 # `DPoP <token68>` / `Bearer <token68>` anywhere: an opaque token after its scheme.
 _SCHEME = re.compile(r"\b(DPoP|Bearer)\s+([A-Za-z0-9._~+/-]{16,}=*)")
 
@@ -32,6 +35,7 @@ def redact_text(text: str) -> str:
     if not text:
         return text
     text = _HEADER.sub(lambda m: f"{m[1]}{m[2]}{m[3]}{REDACTED}", text)
+    text = _PARAM.sub(lambda m: f"{m[1]}={REDACTED}", text)
     text = _SCHEME.sub(lambda m: f"{m[1]} {REDACTED}", text)
     return _JWT.sub(REDACTED, text)
 
