@@ -165,6 +165,13 @@ def test_open_errors_are_clear(token_env: dict[str, str]) -> None:
         _generate("twice")
 
 
+def test_a_closed_key_fails_closed(token_env: dict[str, str]) -> None:
+    key = _generate("closed")
+    key.close()
+    with pytest.raises(PKCS11KeyError, match="the token refused to sign"):
+        key.proof("GET", "https://api.test/x")
+
+
 def test_the_signer_process_signs_with_the_token_key(token_env: dict[str, str], tmp_path: Path) -> None:
     from test_key_custody_signer import signer_process
 

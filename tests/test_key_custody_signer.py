@@ -88,7 +88,8 @@ def _raw(sock: Path, data: bytes, *, shutdown: bool = True) -> dict[str, object]
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             conn.sendall(data)
         if shutdown:
-            conn.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):  # the signer may have hung up on an overlong request
+                conn.shutdown(socket.SHUT_WR)
         reply = conn.makefile("rb").readline()
     return json.loads(reply)
 
