@@ -130,9 +130,12 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             try:
                 reply = _proof_request(self.server.signer, json.loads(line))
-            except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-                text = str(exc) if not isinstance(exc, json.JSONDecodeError) else "not JSON"
-                reply = {"ok": False, "error": text if not isinstance(exc, RecursionError) else "too deep"}
+            except RecursionError:
+                reply = {"ok": False, "error": "too deep"}
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                reply = {"ok": False, "error": "not JSON"}
+            except ValueError as exc:  # our own checks' messages (and Python's int-size limit)
+                reply = {"ok": False, "error": str(exc)[:200]}
             except Exception as exc:  # a signing failure: say so, keep serving  # noqa: BLE001
                 reply = {"ok": False, "error": f"signing failed: {type(exc).__name__}"}
             self._reply(reply)

@@ -156,6 +156,8 @@ def test_the_signer_chooses_jti_and_iat_and_refuses_other_claims(signer: tuple[P
 HOSTILE = [
     (b"garbage\n", "not JSON"),
     (b"\xff\xfe\xfd\n", "not JSON"),
+    (b'{"op": "\xc3\x28"}\n', "not JSON"),  # invalid UTF-8
+    (b'{"op": "proof", "htm": ' + b"9" * 5000 + b"}\n", ""),  # an error either way: int-size guard or htm check
     (b"[1, 2]\n", "a request is a JSON object"),
     (b'{"op": 7}\n', 'op must be "key" or "proof"'),
     (b'{"op": "proof", "htm": ["GET"], "htu": "https://a.test/"}\n', "htm must be an HTTP method"),
