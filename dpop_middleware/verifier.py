@@ -23,6 +23,7 @@ from .core.errors import (
     ServiceUnavailableError,
     TokenValidationUnavailable,
 )
+from .core.frozen import positional_constructor
 from .core.htu import HTUError, normalize_htu
 from .core.nonce import NonceKeyring, NoncePolicy, nonce_headers
 from .core.proof import access_token_hash, verify_proof
@@ -71,6 +72,9 @@ class AuthResult:
     rejection: ErrorResponse | None = None
     response_headers: tuple[Header, ...] = ()
     outcome: OutcomeName = "accepted"
+
+
+_new_result = positional_constructor(AuthResult)  # an accepted request's, on the hot path
 
 
 def _validator_call(validator: Any) -> Callable[[str], PortCall]:
@@ -323,7 +327,7 @@ class DPoPVerifier:
             outcome = "reported"
         else:
             self._emit("accepted", "ok", 200, principal.scheme)
-        return AuthResult(principal, None, nonce_headers(principal.next_nonce), outcome)
+        return _new_result(principal, None, nonce_headers(principal.next_nonce), outcome)
 
     def _emit(self, outcome: str, reason: str, status: int, scheme: str | None) -> None:
         if self._on_outcome is not None:
