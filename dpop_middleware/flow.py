@@ -62,8 +62,8 @@ def run_sync(flow: Flow[T]) -> T:
                     raise AsyncPortInSyncCall("this port returned an awaitable to a synchronous caller")
             except Exception as exc:  # noqa: BLE001 - the flow decides what a port failure means
                 call = flow.throw(exc)
-            else:
-                call = flow.send(answer)
+                continue
+            call = flow.send(answer)
     except StopIteration as done:
         result: T = done.value
         return result
