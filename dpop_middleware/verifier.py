@@ -28,6 +28,7 @@ from .core.htu import HTUError, normalize_htu
 from .core.nonce import NonceKeyring, NoncePolicy, nonce_headers
 from .core.proof import access_token_hash, verify_proof
 from .core.request import RequestInfo, extract_credentials
+from .core.resource_metadata import PublishedMetadata, ResourceMetadata, publish
 from .flow import Flow, PortCall, check_fresh, port_failure, replay_call, run_async, run_sync, store_failure
 from .ports import AsyncReplayStore, AsyncTokenValidator, ReplayStore, TokenValidator
 from .stores.memory import MemoryReplayStore
@@ -151,6 +152,8 @@ class DPoPVerifier:
         token_cache_size: int | None = None,
         token_cache_max_ttl: float | None = None,
         debug: bool | None = None,
+        profile: str | None = None,
+        resource_metadata: ResourceMetadata | None = None,
     ) -> None:
         self.config = policy_config(
             config,
@@ -167,7 +170,15 @@ class DPoPVerifier:
             token_cache_size=token_cache_size,
             token_cache_max_ttl=token_cache_max_ttl,
             debug=debug,
+            profile=profile,
         )
+        if resource_metadata is not None and not isinstance(resource_metadata, ResourceMetadata):
+            raise TypeError(
+                f"resource_metadata must be a ResourceMetadata, not {type(resource_metadata).__name__}"
+            )
+        #: This API's RFC 9728 metadata (``None``: not served); 401 challenges then name its URL.
+        self.resource_metadata = resource_metadata
+        self._resource_metadata_url = resource_metadata.url if resource_metadata is not None else None
         self._validation = _validator_call(token_validator)
         self.token_validator = token_validator
         if replay_store is None:
@@ -268,8 +279,24 @@ class DPoPVerifier:
         ``debug`` overrides the configured one (an adapter that follows its framework's debug flag).
         """
         return render_error(
-            error, self.algs, self.config.bearer_allowed, debug=self.config.debug if debug is None else debug
-        )
+            error, self.algs, self.config.bearer_allowed, debug=self.config.debug if debug is None else debug,
+            resource_metadata=self._resource_metadata_url,
+        )  # fmt: skip
+
+    def published_metadata(
+        self, path_scopes: Iterable[tuple[str, tuple[str, ...]]] = ()
+    ) -> PublishedMetadata | None:
+        """The RFC 9728 document adapters serve (``None`` when no ``resource_metadata`` is configured).
+
+        Built from this verifier's algorithms and mode and the route policy's ``path_scopes``
+        (``RoutePolicy.path_scopes``): adapters call it once, at start-up.
+        """
+        if self.resource_metadata is None:
+            return None
+        return publish(
+            self.resource_metadata, algorithms=self.algs, dpop_required=not self.config.bearer_allowed,
+            path_scopes=path_scopes,
+        )  # fmt: skip
 
     def reject(self, error: DPoPError, request: RequestInfo | None = None) -> AuthResult:
         """Log, count and render a rejection an adapter found itself (e.g. an unusable URL).
