@@ -386,7 +386,8 @@ def _before_request() -> Response | None:
     setattr(request_g, _CHECKED_ATTR, True)
     state = _state(app)
     if state.metadata is not None and state.metadata.serves(req.script_root + req.path):
-        answer = state.metadata.answer(req.method)
+        # HEAD: werkzeug drops the body itself and keeps the length of the GET answer.
+        answer = state.metadata.answer("GET" if req.method == "HEAD" else req.method)
         return app.response_class(answer.body, status=answer.status, headers=list(answer.headers))
     policy = _policy(state, app, req)
     if policy.exempt:

@@ -186,6 +186,16 @@ def _discovery_http(timeout: float) -> Any:
     return HTTPSettings(timeout=timeout, max_body_bytes=MAX_DOCUMENT_BYTES, user_agent="dpop-middleware discovery")
 
 
+def _discovery_failed(exc: Exception) -> Exception:
+    """The transport's failure (our 503 type on the server side) as the client's :class:`DiscoveryError`."""
+    from .discovery import DiscoveryError
+
+    reason = getattr(exc, "reason", "")
+    if reason.endswith("too_large"):
+        return DiscoveryError("metadata_too_large", "a discovery response was larger than the cap")
+    return DiscoveryError("unreachable", f"a discovery request failed ({reason})")
+
+
 def discover(
     resource: str, *, client: httpx.Client | None = None, timeout: float = 5.0, allow_insecure_http: bool = False
 ) -> Discovery:
@@ -195,14 +205,14 @@ def discover(
     ``allow_insecure_http``: accept plain ``http`` off loopback (never in production).
     """
     from .core.errors import TokenValidationUnavailable
-    from .discovery import DiscoveryError, discovery_flow
+    from .discovery import discovery_flow
     from .tokens._http import SyncHTTP, run_sync
 
     http = SyncHTTP(_discovery_http(timeout), client)
     try:
         return run_sync(discovery_flow(resource, allow_insecure_http=allow_insecure_http), http)
     except TokenValidationUnavailable as exc:
-        raise DiscoveryError("unreachable", f"a discovery request failed ({exc.reason})") from None
+        raise _discovery_failed(exc) from None
     finally:
         http.close()
 
@@ -212,13 +222,13 @@ async def adiscover(
 ) -> Discovery:
     """:func:`discover` with an ``httpx.AsyncClient``."""
     from .core.errors import TokenValidationUnavailable
-    from .discovery import DiscoveryError, discovery_flow
+    from .discovery import discovery_flow
     from .tokens._http import AsyncHTTP, run_async
 
     http = AsyncHTTP(_discovery_http(timeout), client)
     try:
         return await run_async(discovery_flow(resource, allow_insecure_http=allow_insecure_http), http)
     except TokenValidationUnavailable as exc:
-        raise DiscoveryError("unreachable", f"a discovery request failed ({exc.reason})") from None
+        raise _discovery_failed(exc) from None
     finally:
         await http.aclose()
