@@ -106,7 +106,9 @@ def _send(session: requests.Session, request: HTTPRequest, timeout: float) -> HT
             for chunk in response.iter_content(8192):
                 body += chunk
                 if len(body) > MAX_DOCUMENT_BYTES:
-                    raise DiscoveryError("metadata_too_large", f"{request.url} sent more than {MAX_DOCUMENT_BYTES} bytes")
+                    raise DiscoveryError(
+                        "metadata_too_large", f"{request.url} sent more than {MAX_DOCUMENT_BYTES} bytes"
+                    )
             # requests joins repeated fields with ", ", as the challenge parser expects.
             headers = {name.lower(): value for name, value in response.headers.items()}
             return HTTPResponse(response.status_code, headers, body)

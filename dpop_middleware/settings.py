@@ -445,9 +445,7 @@ METADATA_NAMES = frozenset(
     }
 )
 #: The names :func:`build_verifier` reads besides the config's.
-BUILDER_NAMES = (
-    VALIDATOR_NAMES | METADATA_NAMES | {"verifier", "replay_store", "allow_per_process_store", "on_outcome"}
-)
+BUILDER_NAMES = VALIDATOR_NAMES | METADATA_NAMES | {"verifier", "replay_store", "allow_per_process_store", "on_outcome"}
 #: The route-policy names (:class:`~dpop_middleware.core.routes.RoutePolicy`), the same in every adapter.
 ROUTE_NAMES = frozenset(
     {
@@ -630,7 +628,9 @@ def resource_metadata(values: Mapping[str, Any], *, spell: Spell) -> ResourceMet
             try:
                 checked.append(_resource_url(url))
             except _Invalid as exc:
-                raise SettingsError(spell(key), f"must be {exc.expected} to be named in the metadata", name=key) from None
+                raise SettingsError(
+                    spell(key), f"must be {exc.expected} to be named in the metadata", name=key
+                ) from None
     try:
         return ResourceMetadata(
             resource=checked[0],
@@ -735,9 +735,7 @@ def build_verifier(
     if on_outcome is not None and not callable(on_outcome):
         raise SettingsError(spell("on_outcome"), f"must be callable, not {type(on_outcome).__name__}")
     metadata = resource_metadata(values, spell=spell)
-    return DPoPVerifier(
-        validator, replay_store=store, config=config, on_outcome=on_outcome, resource_metadata=metadata
-    )
+    return DPoPVerifier(validator, replay_store=store, config=config, on_outcome=on_outcome, resource_metadata=metadata)
 
 
 #: Environment variables the samples (and the gateway) have always read, besides ``DPOP_<SETTING>``.

@@ -173,9 +173,7 @@ class DPoPVerifier:
             profile=profile,
         )
         if resource_metadata is not None and not isinstance(resource_metadata, ResourceMetadata):
-            raise TypeError(
-                f"resource_metadata must be a ResourceMetadata, not {type(resource_metadata).__name__}"
-            )
+            raise TypeError(f"resource_metadata must be a ResourceMetadata, not {type(resource_metadata).__name__}")
         #: This API's RFC 9728 metadata (``None``: not served); 401 challenges then name its URL.
         self.resource_metadata = resource_metadata
         self._resource_metadata_url = resource_metadata.url if resource_metadata is not None else None
@@ -283,9 +281,7 @@ class DPoPVerifier:
             resource_metadata=self._resource_metadata_url,
         )  # fmt: skip
 
-    def published_metadata(
-        self, path_scopes: Iterable[tuple[str, tuple[str, ...]]] = ()
-    ) -> PublishedMetadata | None:
+    def published_metadata(self, path_scopes: Iterable[tuple[str, tuple[str, ...]]] = ()) -> PublishedMetadata | None:
         """The RFC 9728 document adapters serve (``None`` when no ``resource_metadata`` is configured).
 
         Built from this verifier's algorithms and mode and the route policy's ``path_scopes``

@@ -84,7 +84,9 @@ def test_an_algorithm_outside_the_profile_is_a_configuration_error_naming_both()
 def test_eddsa_means_ed25519_only() -> None:
     private = ed448.Ed448PrivateKey.generate()
     token = ISSUER.token(None, scope="accounts")  # unbound here: the proof is refused before the token counts
-    info = RequestInfo("GET", URL, [("Authorization", f"DPoP {token}"), ("DPoP", foreign_proof(private, "EdDSA", token))])
+    info = RequestInfo(
+        "GET", URL, [("Authorization", f"DPoP {token}"), ("DPoP", foreign_proof(private, "EdDSA", token))]
+    )
     assert outcome(fapi2(), info) == (401, "curve_not_allowed")
     # Without the profile, an Ed448 key passes the proof checks (then fails only on the unbound token).
     assert outcome(DPoPVerifier(ISSUER.validator()), info)[1] != "curve_not_allowed"

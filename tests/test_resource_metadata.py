@@ -63,7 +63,7 @@ def verify_es256(jwt: str, key: DPoPKey) -> dict[str, Any]:
     header, payload, signature = jwt.split(".")
     raw = b64url_decode(signature)
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-    public = key._key.public_key()  # noqa: SLF001 - the test's own key
+    public = key._key.public_key()
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(der, f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))  # raises if forged
     assert json.loads(b64url_decode(header))["alg"] == "ES256"
@@ -157,7 +157,9 @@ def test_challenges_name_the_metadata_only_when_it_is_served() -> None:
     assert challenge.startswith("DPoP algs=") and CHALLENGE_PARAM in challenge
     plain = DPoPVerifier(ISSUER.validator()).authenticate(_request("/api"))
     assert plain.rejection is not None and "resource_metadata" not in str(plain.rejection.headers)
-    bearer = DPoPVerifier(ISSUER.validator(), mode="allow_bearer", resource_metadata=ResourceMetadata(resource=RESOURCE))
+    bearer = DPoPVerifier(
+        ISSUER.validator(), mode="allow_bearer", resource_metadata=ResourceMetadata(resource=RESOURCE)
+    )
     rejected = bearer.authenticate(_request("/api"))
     assert rejected.rejection is not None
     challenges = [value for name, value in rejected.rejection.headers if name == "WWW-Authenticate"]
@@ -190,7 +192,11 @@ def test_settings_switch_defaults_resource_to_public_url_and_servers_to_issuer()
 
 
 def test_environment_contract_reads_the_metadata_variables() -> None:
-    environ = {"DPOP_RESOURCE_METADATA": "on", "DPOP_RESOURCE": RESOURCE, "DPOP_AUTHORIZATION_SERVERS": "https://as.test"}
+    environ = {
+        "DPOP_RESOURCE_METADATA": "on",
+        "DPOP_RESOURCE": RESOURCE,
+        "DPOP_AUTHORIZATION_SERVERS": "https://as.test",
+    }
     values = environ_settings(environ, accepted={"resource_metadata", "resource", "authorization_servers"})
     assert values == {"resource_metadata": True, "resource": RESOURCE, "authorization_servers": ("https://as.test",)}
 
@@ -304,7 +310,9 @@ def test_flask_extension_serves_the_document_before_any_view() -> None:
     _check_http(get, client.head(WELL_KNOWN), client.post(WELL_KNOWN), client.get("/api"))
     assert get.json is not None and get.json["scopes_supported"] == ["notes:read"]
     key = DPoPKey.generate()
-    ok = client.get("/api", headers=dpop_headers(key, "GET", RESOURCE + "/api", ISSUER.token(key.jkt, scope="notes:read")))
+    ok = client.get(
+        "/api", headers=dpop_headers(key, "GET", RESOURCE + "/api", ISSUER.token(key.jkt, scope="notes:read"))
+    )
     assert ok.status_code == 200  # the switch changes nothing for the API itself
 
 

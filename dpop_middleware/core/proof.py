@@ -61,7 +61,10 @@ class _HeaderRejected(Exception):
 
 @functools.lru_cache(maxsize=4096)
 def _checked_header(
-    header_b64: str, algorithms: tuple[str, ...], min_rsa_bits: int, eddsa_curves: tuple[str, ...] = ("Ed25519", "Ed448")
+    header_b64: str,
+    algorithms: tuple[str, ...],
+    min_rsa_bits: int,
+    eddsa_curves: tuple[str, ...] = ("Ed25519", "Ed448"),
 ) -> tuple[AlgSpec, PublicKey]:
     """Decode and check a proof's protected header: its algorithm spec and imported key.
 

@@ -10,6 +10,7 @@ without any DPoP check, and it is byte-for-byte the same for every request.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ def _json_value(name: str, value: object, depth: int = 0) -> object:
         raise ValueError(f"resource metadata field {name!r} is nested too deeply")
     if value is None or isinstance(value, (str, bool, int)):
         return value
-    if isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")):
+    if isinstance(value, float) and math.isfinite(value):
         return value
     if isinstance(value, (list, tuple)):
         return [_json_value(name, item, depth + 1) for item in value]
@@ -176,6 +177,7 @@ class PublishedMetadata:
 
     def answer(self, method: str) -> MetadataAnswer:
         """``GET``/``HEAD``: 200 with the document (``HEAD``: no body); any other method: 405 with ``Allow``."""
+        headers: tuple[Header, ...]
         if method in ("GET", "HEAD"):
             headers = (
                 ("Content-Type", "application/json"),
