@@ -45,7 +45,8 @@ class ScriptedServer:
 
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self._http.server_address[1]}"
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for it, once per test.
+        self._thread = threading.Thread(target=self._http.serve_forever, args=(0.02,), daemon=True)
 
     def json(self, path: str, document: object, status: int = 200) -> None:
         self.routes[path] = (status, {"Content-Type": "application/json"}, json.dumps(document).encode())

@@ -334,3 +334,24 @@ def test_django_middleware_serves_the_document_before_url_resolution() -> None:
         assert CHALLENGE_PARAM in challenge
     with django_settings({"TOKEN_VALIDATOR": ISSUER.validator()}):
         assert DjangoClient().get(WELL_KNOWN).status_code == 404  # off by default
+
+
+def test_django_async_path_serves_the_document_too() -> None:
+    import asyncio
+
+    from django.test import AsyncClient
+
+    settings = {
+        "TOKEN_VALIDATOR": ISSUER.validator(), "RESOURCE_METADATA": True, "RESOURCE": RESOURCE,
+        "AUTHORIZATION_SERVERS": [ISSUER.issuer],
+    }  # fmt: skip
+
+    async def fetch() -> tuple[Any, Any]:
+        client = AsyncClient()
+        return await client.get(WELL_KNOWN), await client.get("/protected")
+
+    with django_settings(settings):
+        document, challenge = asyncio.run(fetch())
+    assert document.status_code == 200
+    check_document(document.content)
+    assert challenge.status_code == 401 and CHALLENGE_PARAM in challenge["WWW-Authenticate"]
