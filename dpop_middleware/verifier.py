@@ -29,6 +29,7 @@ from .core.nonce import NonceKeyring, NoncePolicy, nonce_headers
 from .core.proof import access_token_hash, verify_proof
 from .core.request import RequestInfo, extract_credentials
 from .core.resource_metadata import PublishedMetadata, ResourceMetadata, publish
+from .core.step_up import StepUp, require_authentication
 from .flow import Flow, PortCall, check_fresh, port_failure, replay_call, run_async, run_sync, store_failure
 from .ports import AsyncReplayStore, AsyncTokenValidator, ReplayStore, TokenValidator
 from .stores.memory import MemoryReplayStore
@@ -317,6 +318,21 @@ class DPoPVerifier:
         """
         try:
             require_scopes(principal, scopes)
+        except DPoPError as exc:
+            return self._failed(exc, request, required=True)
+        return AuthResult(principal)
+
+    def step_up(
+        self, principal: DPoPPrincipal | None, step_up: StepUp, request: RequestInfo | None = None
+    ) -> AuthResult:
+        """Check a verified principal against a route's RFC 9470 demand (``acr_values``, ``max_age``).
+
+        Like :meth:`authorize`: ``accepted`` when the token's ``acr``/``auth_time`` meet it, else
+        the 401 ``insufficient_user_authentication`` whose challenge repeats the demand (or, in
+        ``report_only``, only a report).
+        """
+        try:
+            require_authentication(principal, step_up, self._clock())
         except DPoPError as exc:
             return self._failed(exc, request, required=True)
         return AuthResult(principal)

@@ -10,7 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .errors import DPoPError, InsufficientScopeError, ServiceUnavailableError, UseDPoPNonceError
+from .errors import (
+    DPoPError,
+    InsufficientScopeError,
+    InsufficientUserAuthenticationError,
+    ServiceUnavailableError,
+    UseDPoPNonceError,
+)
 from .nonce import nonce_headers
 
 __all__ = ["ErrorResponse", "quote_param", "render_error"]
@@ -95,6 +101,11 @@ def render_error(
             error_params.append(("error_description", error.description))
         if isinstance(error, InsufficientScopeError):
             error_params.append(("scope", " ".join(error.scopes)))
+        if isinstance(error, InsufficientUserAuthenticationError):  # RFC 9470 §3
+            if error.acr_values:
+                error_params.append(("acr_values", " ".join(error.acr_values)))
+            if error.max_age is not None:
+                error_params.append(("max_age", str(error.max_age)))
         on_bearer = bearer_allowed and error.scheme == "Bearer"
         metadata_params = [("resource_metadata", resource_metadata)] if resource_metadata else []
         dpop_params = ([] if on_bearer else error_params) + [("algs", " ".join(algs))] + metadata_params
