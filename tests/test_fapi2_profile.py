@@ -62,7 +62,7 @@ def foreign_proof(private_key: Any, alg: str, token: str) -> str:
     return sign_compact(private_key, alg, header, claims)
 
 
-# -- §5.4 item 1.2: PS256, ES256, EdDSA ------------------------------------------------------------
+# -- §5.4.1 item 1.2: PS256, ES256, EdDSA ------------------------------------------------------------
 
 
 def test_algorithms_default_to_ps256_es256_eddsa_and_others_are_refused() -> None:
@@ -76,7 +76,7 @@ def test_algorithms_default_to_ps256_es256_eddsa_and_others_are_refused() -> Non
 
 
 def test_an_algorithm_outside_the_profile_is_a_configuration_error_naming_both() -> None:
-    with pytest.raises(ValueError, match=r"algorithms \['RS256'\] contradict profile='fapi2'.*§5.4"):
+    with pytest.raises(ValueError, match=r"algorithms \['RS256'\] contradict profile='fapi2'.*§5.4.1"):
         fapi2(algorithms=("ES256", "RS256"))
     assert fapi2(algorithms=("ES256",)).config.algorithms == ("ES256",)  # a subset narrows further
 
@@ -92,7 +92,7 @@ def test_eddsa_means_ed25519_only() -> None:
     assert outcome(DPoPVerifier(ISSUER.validator()), info)[1] != "curve_not_allowed"
 
 
-# -- §5.4 item 1.3: never "none" --------------------------------------------------------------------
+# -- §5.4.1 item 1.3: never "none" --------------------------------------------------------------------
 
 
 def test_the_none_algorithm_is_refused() -> None:
@@ -103,7 +103,7 @@ def test_the_none_algorithm_is_refused() -> None:
     assert (status, reason) == (401, "alg_not_allowed")
 
 
-# -- §5.4 item 2: RSA keys of 2048 bits or more ------------------------------------------------------
+# -- §5.4.1 item 2: RSA keys of 2048 bits or more ------------------------------------------------------
 
 
 def test_rsa_keys_below_2048_bits_are_refused() -> None:

@@ -14,7 +14,7 @@ __all__ = ["FAPI2_ALGORITHMS", "PROFILES", "Mode", "VerifierConfig", "policy_con
 
 #: The profiles ``profile=`` names: each is a set of settings applied in one step (docs/fapi2.md).
 PROFILES = ("fapi2",)
-#: FAPI 2.0 Security Profile §5.4 item 1.2: "PS256, ES256, or EdDSA (using the Ed25519 subtype)".
+#: FAPI 2.0 Security Profile §5.4.1 item 1.2: "PS256, ES256, or EdDSA (using the Ed25519 subtype)".
 FAPI2_ALGORITHMS: tuple[str, ...] = ("PS256", "ES256", "EdDSA")
 #: FAPI 2.0 Security Profile §5.3.2.1 item 13 (and Note 4): JWTs up to 10 s in the future are
 #: accepted, more than 60 s refused; a proof's future leeway is ``clock_skew``.
@@ -88,7 +88,7 @@ class VerifierConfig:
         if outside:
             raise ValueError(
                 f"algorithms {outside!r} contradict profile='fapi2', which allows only {list(FAPI2_ALGORITHMS)} "
-                "(FAPI 2.0 Security Profile §5.4 item 1.2)"
+                "(FAPI 2.0 Security Profile §5.4.1 item 1.2)"
             )
         if self.mode is not Mode.REQUIRED:
             raise ValueError(
