@@ -161,7 +161,7 @@ def test_proofs_up_to_10_seconds_ahead_pass_and_far_future_ones_do_not() -> None
     assert outcome(wide, request(key, iat=now + 59)) == (200, "ok")
 
 
-# -- §5.3.2.1 item 11 / §5.3.3 item 8: nonces allowed, not imposed -----------------------------------
+# -- §5.3.2.1 / §5.3.3.1: nonces allowed, not imposed --------------------------------------------
 
 
 def test_the_nonce_policy_stays_the_operators_choice() -> None:
