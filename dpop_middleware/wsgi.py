@@ -180,9 +180,10 @@ class DPoPWSGIMiddleware:
         self.metadata = verifier.published_metadata(self.rules.path_scopes)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        served = serve_metadata_environ(self.metadata, environ, start_response)
-        if served is not None:
-            return served
+        if self.metadata is not None:
+            served = serve_metadata_environ(self.metadata, environ, start_response)
+            if served is not None:
+                return served
         # The literal decoded path, as the app routes it: the policy also weighs its normalized form.
         route = self.rules.decide(str(environ.get("PATH_INFO", "")) or "/")
         if route.exempt:

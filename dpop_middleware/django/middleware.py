@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 
 from ..core.challenge import ErrorResponse
 from ..core.errors import InvalidRequestError
+from ..core.resource_metadata import WELL_KNOWN_PATH
 from ..flow import Flow, run_async, run_sync
 from ..verifier import AuthResult
 from ..wsgi_environ import is_cors_preflight_environ
@@ -76,7 +77,8 @@ def metadata_response(request: HttpRequest) -> HttpResponse | None:
     """The RFC 9728 document (``DPOP['RESOURCE_METADATA']``) when ``request`` asks for it, before any
     URL resolution or DPoP check; ``None`` for every other request. ``request.path`` is matched: the
     path from the host on, script prefix included."""
-    if not raw_settings():
+    # The path first: one string test per request, the settings only for the well-known URL.
+    if not request.path.startswith(WELL_KNOWN_PATH) or not raw_settings():
         return None
     metadata = get_state().metadata
     if metadata is None or not metadata.serves(request.path):
