@@ -103,7 +103,6 @@ class VerifierConfig:
                 "(FAPI 2.0 Security Profile §5.3.2.1 item 13)"
             )
 
-
     @property
     def eddsa_curves(self) -> tuple[str, ...]:
         """The curves an ``EdDSA`` proof key may use: Ed25519 only under ``profile='fapi2'``."""
