@@ -197,3 +197,12 @@ def test_challenge_parser_reads_quoted_values_and_refuses_ambiguity() -> None:
     assert challenge_metadata_url([joined]) == "https://a/m"
     with pytest.raises(DiscoveryError, match="different"):
         challenge_metadata_url(['DPoP resource_metadata="https://a/m", Bearer resource_metadata="https://b/m"'])
+
+
+@pytest.mark.parametrize("driver", ["httpx", "requests"])
+def test_redirects_are_not_followed(server: ScriptedServer, driver: str) -> None:
+    url = api_and_issuer(server)
+    server.routes[f"{WELL_KNOWN}/api"] = (302, {"Location": "https://evil.example/metadata"}, b"")
+    with pytest.raises(DiscoveryError) as caught:
+        DRIVERS[driver](url)
+    assert caught.value.reason == "metadata_unavailable"
