@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InsufficientScopeError, InvalidTokenError
+from .frozen import positional_constructor
 from .proof import VerifiedProof
 
 __all__ = ["DPoPPrincipal", "TokenFacts", "bind_token", "parse_scopes", "require_scopes", "token_facts"]
@@ -42,6 +43,10 @@ class DPoPPrincipal:
 
     def has_scopes(self, scopes: Iterable[str]) -> bool:
         return self.scopes.issuperset(scopes)
+
+
+#: ``DPoPPrincipal(...)`` with every field, positionally: the hot path's (:mod:`.frozen`).
+_new_principal = positional_constructor(DPoPPrincipal)
 
 
 def parse_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -154,7 +159,7 @@ def bind_token(scheme: str, facts: TokenFacts, proof: VerifiedProof | None) -> D
     # compare_digest takes ASCII str as is; a non-ASCII cnf.jkt cannot be a thumbprint anyway.
     if not (facts.jkt.isascii() and hmac.compare_digest(facts.jkt, key.jkt)):
         raise InvalidTokenError("key_binding_mismatch", "Invalid DPoP key binding")
-    return DPoPPrincipal(  # positional, in field order: the hot path
+    return _new_principal(  # every field, in field order
         scheme, facts.claims, key.jkt, key.public_jwk, facts.subject, facts.client_id, facts.scopes,
         proof.jti, proof.iat, proof.htm, proof.htu, proof.next_nonce,
     )  # fmt: skip
