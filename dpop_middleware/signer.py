@@ -205,8 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pin-env", default="DPOP_PKCS11_PIN", help="environment variable holding the PIN")
     parser.add_argument("--allow-uid", type=int, action="append", help="uid allowed to connect (repeatable)")
     args = parser.parse_args(argv)
-    signer = _load_key(args)
-    server = serve(args.socket, signer, allowed_uids=set(args.allow_uid) if args.allow_uid else None)
+    try:
+        signer = _load_key(args)
+    except Exception as exc:  # noqa: BLE001 - a file, a PEM or a token error: say which, no traceback
+        parser.exit(2, f"dpop signer: cannot load the key: {type(exc).__name__}: {exc}\n")
+    try:
+        server = serve(args.socket, signer, allowed_uids=set(args.allow_uid) if args.allow_uid else None)
+    except (OSError, ValueError) as exc:  # a path too long for a socket, no such directory, not a socket
+        parser.exit(2, f"dpop signer: cannot listen on {args.socket}: {exc}\n")
     # The one line a supervisor (or a test) waits for: the socket is ready and which key it serves.
     print(json.dumps({"ready": args.socket, "jkt": signer.jkt}), flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop removes the socket too

@@ -260,3 +260,29 @@ def test_serve_refuses_to_replace_a_file_that_is_not_a_socket(tmp_path: Path) ->
     with pytest.raises(ValueError, match="not a socket"):
         serve(str(target), DPoPKey.generate())
     assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--key-file", "/nonexistent/key.pem"], "cannot load the key: FileNotFoundError"),
+        (["--pkcs11-module", "/nonexistent/module.so"], "DPOP_PKCS11_PIN, which is not set"),
+    ],
+)
+def test_start_up_errors_are_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DPOP_PKCS11_PIN"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dpop_middleware.signer", "--socket", str(tmp_path / "s.sock"), *args],
+        capture_output=True, text=True, timeout=30, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_socket_path_that_cannot_be_bound_is_one_clear_line(tmp_path: Path) -> None:
+    sock = tmp_path / ("x" * 120) / "s.sock"  # longer than sun_path, in a directory that does not exist
+    done = subprocess.run(
+        [sys.executable, "-m", "dpop_middleware.signer", "--socket", str(sock)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "cannot listen on" in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -215,6 +215,31 @@ def test_the_scan_catches_a_leak_and_the_filter_removes_it() -> None:
         assert "[REDACTED]" in capture.text and "bad header" in capture.text
 
 
+def test_token_endpoint_logs_no_proof() -> None:
+    from dpop_middleware.authorization_server import TokenEndpointVerifier
+
+    endpoint = "https://as.test/token"
+    verifier = TokenEndpointVerifier(endpoint, nonce_policy="always", nonce_keyring={"k1": "token-endpoint-nonce-key-0123"})
+    key, thief = DPoPKey.generate(), DPoPKey.generate()
+    proofs: set[str] = set()
+
+    def ask(proof: str, *, dpop_jkt: str | None = None) -> Any:
+        proofs.add(proof)
+        return verifier.authenticate(RequestInfo("POST", endpoint, [("DPoP", proof)]), dpop_jkt=dpop_jkt)
+
+    with debug_logging() as capture:
+        challenge = ask(key.proof("POST", endpoint))  # 400 use_dpop_nonce
+        nonce = dict(challenge.rejection.headers)["DPoP-Nonce"]
+        good = key.proof("POST", endpoint, nonce=nonce)
+        assert ask(good).rejection is None
+        assert ask(good).rejection is not None  # replayed
+        assert ask(key.proof("GET", endpoint, nonce=nonce)).rejection is not None  # htm
+        assert ask(key.proof("POST", endpoint, nonce=nonce), dpop_jkt=thief.jkt).rejection is not None  # dpop_jkt
+        assert ask(key.proof("POST", endpoint, nonce=nonce, iat=1_000_000_000)).rejection is not None  # stale
+    assert "dpop " in capture.text
+    assert leaks(capture.text, proofs) == []
+
+
 def test_reprs_carry_no_credential() -> None:
     issuer, key = TestIssuer(audience="https://api.test"), DPoPKey.generate()
     token = issuer.token(key.jkt)
