@@ -286,3 +286,50 @@ def test_a_socket_path_that_cannot_be_bound_is_one_clear_line(tmp_path: Path) ->
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "cannot listen on" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+class SlowKey:
+    """A key that signs elsewhere and slowly (a smart card, a busy signer): 0.3 s a proof."""
+
+    def __init__(self) -> None:
+        self.key = DPoPKey.generate()
+        self.alg, self.jkt = self.key.alg, self.key.jkt
+
+    def proof(self, method: str, url: str, *, access_token: str | None = None, nonce: str | None = None) -> str:
+        time.sleep(0.3)
+        return self.key.proof(method, url, access_token=access_token, nonce=nonce)
+
+
+def test_async_client_signs_an_out_of_process_key_off_the_event_loop() -> None:
+    import asyncio
+
+    from dpop_middleware import NonceKeyring
+
+    issuer = TestIssuer(audience="https://api.test")
+    keyring = NonceKeyring({"k1": b"0123456789abcdef0123"})
+    # nonce_policy="always": the first request is challenged, so the retry path is offloaded too.
+    verifier = DPoPVerifier(issuer.validator(), nonce_policy="always", nonce_keyring=keyring)
+    app = DPoPMiddleware(asgi_bare_app, verifier=verifier)
+    key = SlowKey()
+
+    async def run() -> tuple[int, int]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(ticker())
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+            response = await client.get("/protected", auth=DPoPAuth(key, issuer.token(key.jkt)))
+        done.set()
+        await task
+        return response.status_code, ticks
+
+    status, ticks = asyncio.run(run())
+    assert status == 200
+    # Two proofs of 0.3 s each: a loop blocked by signing would tick a couple of times at most.
+    assert ticks >= 20, ticks
