@@ -134,6 +134,9 @@ class PKCS11Key:
                 },
             )
             return cls(session, private, public, alg, label)
+        except pkcs11.PKCS11Error as exc:  # e.g. MechanismInvalid: the token has no EdDSA
+            session.close()
+            raise PKCS11KeyError(f"the token cannot generate an {alg} key ({type(exc).__name__})") from exc
         except BaseException:
             session.close()
             raise
