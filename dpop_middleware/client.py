@@ -10,6 +10,11 @@ request (:meth:`DPoPKey.private_pem`, :meth:`DPoPKey.private_jwk`)::
     key.public_jwk_dict()                            # {"kty": ..., ..., "alg": ...}: safe to publish
     key.proof("GET", "https://api.example/me", access_token=token, nonce=server_nonce)
 
+Where the private key lives is the key's business: the proof is built by :func:`build_proof` from
+any :class:`JWSSigner` (public JWK, thumbprint, ``sign_bytes``), and the HTTP plugins take any
+:class:`ProofKey`. :class:`DPoPKey` is both; so are ``pkcs11_key.PKCS11Key`` (a key inside a
+PKCS#11 token) and, as a ``ProofKey``, ``signer.SignerKey`` (a key in another process).
+
 The HTTP client integrations (:mod:`dpop_middleware.httpx_auth`, :mod:`dpop_middleware.requests_auth`)
 share :class:`NonceCache` (the latest ``DPoP-Nonce`` per origin) and :func:`nonce_to_retry` (is this
 response a nonce challenge worth one retry?), both defined here without any HTTP library.
@@ -47,8 +52,10 @@ __all__ = [
     "nonce_to_retry",
     "origin_of",
     "parse_token_response",
+    "proof_claims",
     "proof_headers",
     "sign_compact",
+    "token_hash",
 ]
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
