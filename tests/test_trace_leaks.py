@@ -240,6 +240,45 @@ def test_token_endpoint_logs_no_proof() -> None:
     assert leaks(capture.text, proofs) == []
 
 
+def test_introspection_logs_no_token_or_secret() -> None:
+    """Opaque tokens go to the introspection endpoint over real HTTP (httpx at DEBUG in this process)."""
+    import secrets
+    import time
+
+    from authz_server import AuthzServer
+
+    from dpop_middleware.tokens import IntrospectionValidator
+
+    key = DPoPKey.generate()
+    now = int(time.time())
+    answer = {"active": True, "token_type": "DPoP", "exp": now + 600, "iat": now, "sub": "alice",
+              "aud": "https://api.test", "scope": "read", "cnf": {"jkt": key.jkt}}  # fmt: skip
+    secret = "introspection-client-secret-0123456789"
+    sent: set[str] = {secret}
+    with AuthzServer() as authz, debug_logging() as capture:
+        authz.state.clients["rs"] = secret
+        up = IntrospectionValidator(
+            endpoint=authz.introspection_endpoint, client_id="rs", client_secret=secret, audience="https://api.test"
+        )
+        down = IntrospectionValidator(
+            endpoint=f"http://127.0.0.1:{free_port()}/introspect", client_id="rs", client_secret=secret,
+            audience="https://api.test", timeout=1.0,
+        )  # fmt: skip
+        try:
+            for validator, active, status in ((up, True, 200), (up, False, 401), (down, True, 503)):
+                token = "op_" + secrets.token_urlsafe(32)
+                authz.state.introspection[token] = answer if active else {"active": False}
+                headers = proof_headers(key, "GET", "https://api.test/x", token)
+                sent |= {token, headers["DPoP"]}
+                result = DPoPVerifier(validator).authenticate(RequestInfo("GET", "https://api.test/x", list(headers.items())))
+                assert (result.rejection.status if result.rejection else 200) == status
+        finally:
+            up.close()
+            down.close()
+    assert "httpx" in capture.text or "httpcore" in capture.text
+    assert leaks(capture.text, sent) == []
+
+
 def test_reprs_carry_no_credential() -> None:
     issuer, key = TestIssuer(audience="https://api.test"), DPoPKey.generate()
     token = issuer.token(key.jkt)
