@@ -256,13 +256,18 @@ class SignerKey:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(self.timeout)
                 conn.connect(self.path)
-                conn.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+                # A signer that refuses at once ("busy", "peer not allowed") answers and hangs up,
+                # possibly before the request is written: read its answer all the same.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    conn.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
                 with conn.makefile("rb") as stream:
                     line = stream.readline(1 << 16)
         except OSError as exc:  # FileNotFoundError, ConnectionRefusedError, PermissionError, timeouts
             raise SignerUnavailableError(
                 f"the DPoP signer at {self.path} is not reachable ({type(exc).__name__}); is it running?"
             ) from None
+        if not line:
+            raise SignerUnavailableError(f"the DPoP signer at {self.path} closed the connection without answering")
         try:
             reply = json.loads(line)
         except ValueError:

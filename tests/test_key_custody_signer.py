@@ -333,3 +333,31 @@ def test_async_client_signs_an_out_of_process_key_off_the_event_loop() -> None:
     assert status == 200
     # Two proofs of 0.3 s each: a loop blocked by signing would tick a couple of times at most.
     assert ticks >= 20, ticks
+
+
+def test_more_connections_than_slots_get_busy_not_a_hang(signer: tuple[Path, DPoPKey, object]) -> None:
+    from dpop_middleware.signer import _MAX_CONNECTIONS
+
+    sock, key, _ = signer
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(_MAX_CONNECTIONS):
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(str(sock))
+            conn.sendall(b'{"op": "key"}\n')
+            conn.settimeout(5)
+            assert conn.makefile("rb").readline()  # served: the connection now holds a slot
+            idle.append(conn)
+        with pytest.raises(SignerError, match="busy"):
+            SignerKey(str(sock))
+    finally:
+        for conn in idle:
+            conn.close()
+    deadline = time.monotonic() + 5
+    while True:  # the slots come back as soon as the peers hang up
+        try:
+            assert SignerKey(str(sock)).jkt == key.jkt
+            break
+        except SignerError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
