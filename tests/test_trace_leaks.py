@@ -280,6 +280,8 @@ def test_introspection_logs_no_token_or_secret() -> None:
 
 
 def test_reprs_carry_no_credential() -> None:
+    from dpop_middleware.authorization_server import TokenEndpointVerifier
+
     issuer, key = TestIssuer(audience="https://api.test"), DPoPKey.generate()
     token = issuer.token(key.jkt)
     headers = proof_headers(key, "GET", "https://api.test/x", token)
@@ -290,6 +292,9 @@ def test_reprs_carry_no_credential() -> None:
         repr(RequestsDPoPAuth(key, token)),
         repr(key),
         repr(DPoPVerifier(issuer.validator()).verify(RequestInfo("GET", "https://api.test/x", list(headers.items())))),
+        repr(DPoPVerifier(issuer.validator()).authenticate(RequestInfo("GET", "https://api.test/x", list(headers.items())))),
+        repr(DPoPVerifier(issuer.validator()).authenticate(RequestInfo("POST", "https://api.test/x", list(headers.items())))),
+        repr(TokenEndpointVerifier("https://api.test/x").authenticate(RequestInfo("GET", "https://api.test/x", [("DPoP", headers["DPoP"])]))),
     ]
     assert leaks("\n".join(reprs), {token, headers["DPoP"]}) == [], reprs
     assert "[REDACTED]" in reprs[0]
