@@ -45,14 +45,25 @@ IDENTITY_HEADERS = {
     "token_jti": "X-DPoP-Token-Jti",
     "scheme": "X-DPoP-Scheme",
 }
-# Visible ASCII but "%" stands for itself; everything else (controls, space, non-ASCII) is escaped.
-_HEADER_SAFE = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) != "%")
+# Visible ASCII and inner spaces stand for themselves, but "%"; controls and non-ASCII are escaped.
+_HEADER_SAFE = "".join(chr(code) for code in range(0x20, 0x7F) if chr(code) != "%")
 _CREDENTIALS = frozenset({"authorization", "dpop"})
 _NO_STORE = (b"cache-control", b"no-store")
 
 
 def _header_value(value: object) -> str:
-    return quote(value, safe=_HEADER_SAFE) if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    encoded = quote(value, safe=_HEADER_SAFE)
+    # A header value's outer spaces are not part of it (RFC 9110 §5.5): escape them too.
+    stripped = encoded.strip(" ")
+    if stripped == encoded:
+        return encoded
+    if not stripped:
+        return "%20" * len(encoded)
+    head = len(encoded) - len(encoded.lstrip(" "))
+    tail = len(encoded) - len(encoded.rstrip(" "))
+    return "%20" * head + stripped + "%20" * tail
 
 
 def identity_headers(principal: DPoPPrincipal | None) -> list[tuple[str, str]]:

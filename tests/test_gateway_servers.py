@@ -1,0 +1,238 @@
+"""The gateway story behind real nginx and Caddy (issue 23): the shipped configs, a static nginx API.
+
+Each gateway runs once per module: nginx or Caddy in front of the upstream, the dpop-middleware
+gateway (uvicorn) behind them, with the shipped ``gateway.toml`` and ``DPOP_NONCE=unsafe_methods``
+(so that a POST meets a nonce challenge). Then two gateway processes sharing a redis-server, and a
+client that reaches a gateway directly with spoofed headers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from gateway_servers import front_caddy, front_nginx, gateway, gateway_config, gateway_env, upstream
+from servers import free_port, redis_server
+
+from dpop_middleware.client import DPoPKey
+from dpop_middleware.httpx_auth import DPoPAuth
+from dpop_middleware.testing import TestIssuer, dpop_headers
+
+FRONTS = {"nginx": (front_nginx, "nginx"), "caddy": (front_caddy, "forwarded")}
+SPOOFED_IDENTITY = {"X-DPoP-Subject": "mallory", "X-DPoP-Scopes": "admin", "X-DPoP-Jkt": "forged"}
+
+
+@dataclass
+class Stack:
+    name: str
+    base: str
+    issuer: TestIssuer
+    gateway_port: int
+
+
+@pytest.fixture(scope="module", params=sorted(FRONTS))
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    front, style = FRONTS[request.param]
+    directory = tmp_path_factory.mktemp(f"gateway-{request.param}")
+    issuer = TestIssuer()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = gateway_env(issuer, style, DPOP_NONCE="unsafe_methods")
+    with contextlib.ExitStack() as started:
+        api = started.enter_context(upstream(directory))
+        gateway_port = started.enter_context(gateway(gateway_config(base, directory), env, directory))
+        started.enter_context(front(gateway_port, api, port, directory))
+        yield Stack(request.param, base, issuer, gateway_port)
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as http:
+        yield http
+
+
+def seen(response: httpx.Response) -> dict[str, str]:
+    """What the upstream API received, as it echoes it."""
+    return {k[len("x-seen-") :]: v for k, v in response.headers.items() if k.startswith("x-seen-")}
+
+
+def test_token_and_proof_accepted_upstream_sees_the_gateway_identity_not_the_clients(
+    stack: Stack, client: httpx.Client
+) -> None:
+    key = DPoPKey.generate()
+    token = stack.issuer.token(key.jkt, scope="read write", subject="alice")
+    url = f"{stack.base}/api/items"
+    headers = {**dpop_headers(key, "GET", url, token), **SPOOFED_IDENTITY}
+    response = client.get(f"{url}?page=2&sort=name", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"api": "static"}
+    echo = seen(response)
+    assert echo["subject"] == "alice"
+    assert echo["scopes"] == "read write"
+    assert echo["jkt"] == key.jkt
+    assert echo["client-id"] == "test-client"
+    assert echo["scheme"] == "DPoP"
+    assert echo["token-jti"]
+    assert echo["uri"] == "/api/items?page=2&sort=name"  # the query string reached the API untouched
+
+
+def test_the_same_proof_replayed_is_refused(stack: Stack, client: httpx.Client) -> None:
+    key = DPoPKey.generate()
+    url = f"{stack.base}/api/items"
+    headers = dpop_headers(key, "GET", url, stack.issuer.token(key.jkt))
+    assert client.get(url, headers=headers).status_code == 200
+    replay = client.get(url, headers=headers)
+    assert replay.status_code == 401
+    challenges = replay.headers.get_list("www-authenticate")
+    assert challenges == [challenges[0]] and 'error="invalid_dpop_proof"' in challenges[0]
+    assert "already used" in challenges[0]
+    assert "x-seen-uri" not in replay.headers  # never reached the API
+
+
+def test_a_stolen_token_with_another_key_is_refused(stack: Stack, client: httpx.Client) -> None:
+    owner, thief = DPoPKey.generate(), DPoPKey.generate()
+    url = f"{stack.base}/api/items"
+    response = client.get(url, headers=dpop_headers(thief, "GET", url, stack.issuer.token(owner.jkt)))
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert "x-seen-uri" not in response.headers
+
+
+def test_bearer_downgrade_is_refused(stack: Stack, client: httpx.Client) -> None:
+    key = DPoPKey.generate()
+    url = f"{stack.base}/api/items"
+    bound = stack.issuer.token(key.jkt)
+    for headers in ({"Authorization": f"Bearer {bound}"}, {"Authorization": f"Bearer {stack.issuer.token(None)}"}):
+        response = client.get(url, headers={**headers, **SPOOFED_IDENTITY})
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("DPoP ")
+        assert "x-seen-uri" not in response.headers
+
+
+def test_a_nonce_challenge_is_answered_through_the_gateway_and_a_post_body_reaches_the_api(
+    stack: Stack, client: httpx.Client
+) -> None:
+    key = DPoPKey.generate()
+    token = stack.issuer.token(key.jkt)
+    url = f"{stack.base}/api/items"
+    first = client.post(url, headers=dpop_headers(key, "POST", url, token), content=b'{"name":"x"}')
+    assert first.status_code == 401
+    assert 'error="use_dpop_nonce"' in first.headers["www-authenticate"]
+    nonce = first.headers["dpop-nonce"]
+    assert len(first.headers.get_list("dpop-nonce")) == 1
+    retry = client.post(url, headers=dpop_headers(key, "POST", url, token, nonce=nonce), content=b'{"name":"x"}')
+    assert retry.status_code == 200, retry.text
+    assert seen(retry)["method"] == "POST"
+    assert seen(retry)["length"] == "12"
+    assert seen(retry)["subject"] == "alice"
+
+
+def test_the_httpx_client_helper_retries_the_nonce_on_its_own(stack: Stack) -> None:
+    key = DPoPKey.generate()
+    with httpx.Client(auth=DPoPAuth(key, stack.issuer.token(key.jkt)), timeout=10) as http:
+        response = http.put(f"{stack.base}/api/items/7?v=1", content=b"abc")
+    assert response.status_code == 200, response.text
+    assert seen(response)["method"] == "PUT"
+    assert seen(response)["uri"] == "/api/items/7?v=1"
+
+
+def test_htu_is_built_from_the_public_url_not_the_host_header(stack: Stack, client: httpx.Client) -> None:
+    key = DPoPKey.generate()
+    token = stack.issuer.token(key.jkt)
+    url = f"{stack.base}/api/items"
+    other = "http://api.other.example/api/items"
+    accepted = client.get(url, headers={**dpop_headers(key, "GET", url, token), "Host": "api.other.example"})
+    assert accepted.status_code == 200, accepted.text
+    refused = client.get(url, headers={**dpop_headers(key, "GET", other, token), "Host": "api.other.example"})
+    assert refused.status_code == 401
+    assert 'error="invalid_dpop_proof"' in refused.headers["www-authenticate"]
+
+
+def test_route_policy_scopes_and_exempt_routes(stack: Stack, client: httpx.Client) -> None:
+    key = DPoPKey.generate()
+    token = stack.issuer.token(key.jkt, scope="read")
+    admin = f"{stack.base}/admin/users"
+    refused = client.get(admin, headers=dpop_headers(key, "GET", admin, token))
+    assert refused.status_code == 403
+    assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+    assert 'scope="admin"' in refused.headers["www-authenticate"]
+    health = client.get(f"{stack.base}/health", headers=SPOOFED_IDENTITY)
+    assert health.status_code == 200
+    assert "subject" not in seen(health)  # exempt: no identity, and the client's copy is gone
+    anonymous = client.get(f"{stack.base}/public/info", headers=SPOOFED_IDENTITY)
+    assert anonymous.status_code == 200
+    assert "subject" not in seen(anonymous)
+
+
+def test_headers_naming_another_original_request_are_ignored_behind_the_gateway(
+    stack: Stack, client: httpx.Client
+) -> None:
+    # A client behind the gateway names an exempt path in every convention's header: the gateway
+    # reads only the one its gateway sets, so /admin stays /admin.
+    key = DPoPKey.generate()
+    token = stack.issuer.token(key.jkt, scope="read")
+    admin = f"{stack.base}/admin/users"
+    spoofed = {"X-Original-URI": "/health", "X-Original-Method": "GET", "X-Forwarded-Uri": "/health"}
+    response = client.get(admin, headers={**dpop_headers(key, "GET", f"{stack.base}/health", token), **spoofed})
+    assert response.status_code == 401
+    assert "x-seen-uri" not in response.headers
+
+
+# -- two gateway processes, one redis-server -----------------------------------------------------
+
+
+def check_headers(key: DPoPKey, token: str, base: str, path: str) -> dict[str, str]:
+    """A check request as the shipped nginx.conf sends it."""
+    return {
+        **dpop_headers(key, "GET", f"{base}{path}", token),
+        "X-Original-Method": "GET",
+        "X-Original-URI": path,
+        "X-Forwarded-Host": base.removeprefix("http://"),
+        "X-Forwarded-Proto": "http",
+    }
+
+
+def test_a_proof_replayed_to_another_gateway_process_sharing_redis_is_refused(
+    tmp_path: Path, client: httpx.Client
+) -> None:
+    issuer, key = TestIssuer(), DPoPKey.generate()
+    base = "http://127.0.0.1:8000"
+    with redis_server() as redis_port:
+        env = gateway_env(issuer, "nginx", DPOP_REPLAY_STORE=f"redis://127.0.0.1:{redis_port}/0")
+        config = gateway_config(base, tmp_path)
+        with gateway(config, env, tmp_path, "first") as first, gateway(config, env, tmp_path, "second") as second:
+            headers = check_headers(key, issuer.token(key.jkt), base, "/api/items?x=1")
+            accepted = client.get(f"http://127.0.0.1:{first}/check", headers=headers)
+            assert accepted.status_code == 200, accepted.text
+            assert accepted.headers["x-dpop-subject"] == "alice"
+            replayed = client.get(f"http://127.0.0.1:{second}/check", headers=headers)
+            assert replayed.status_code == 401
+            assert "already used" in replayed.headers["www-authenticate"]
+
+
+# -- a client that reaches the gateway directly --------------------------------------------------
+
+
+def test_spoofed_original_request_headers_from_an_untrusted_client_are_ignored(stack: Stack) -> None:
+    # The gateway trusts 127.0.0.1 only; this client speaks from 127.0.0.2.
+    key = DPoPKey.generate()
+    token = stack.issuer.token(key.jkt)
+    url = f"{stack.base}/api/spoof"
+    headers = dpop_headers(key, "GET", url, token)
+    spoofed = {
+        "X-Original-Method": "GET", "X-Original-URI": "/api/spoof", "X-Forwarded-Method": "GET",
+        "X-Forwarded-Uri": "/api/spoof", "X-Forwarded-Host": "127.0.0.1", "X-Forwarded-Proto": "http",
+    }  # fmt: skip
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(transport=transport, timeout=10) as direct:
+        response = direct.get(f"http://127.0.0.1:{stack.gateway_port}/check", headers={**headers, **spoofed})
+    assert response.status_code == 400
+    assert 'error="invalid_request"' in response.headers["www-authenticate"]
+    assert "x-dpop-subject" not in response.headers
+    # The proof was not checked, so not consumed: through the gateway it is still good.
+    with httpx.Client(timeout=10) as http:
+        assert http.get(url, headers=headers).status_code == 200
