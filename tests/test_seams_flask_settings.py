@@ -24,8 +24,6 @@ from dpop_middleware.testing import TestIssuer, dpop_headers
 BASE = "http://localhost"
 
 
-
-
 def app_with(issuer: TestIssuer | None, **config: Any) -> Flask:
     app = Flask(__name__)
     if issuer is not None:
