@@ -236,3 +236,38 @@ def test_spoofed_original_request_headers_from_an_untrusted_client_are_ignored(s
     # The proof was not checked, so not consumed: through the gateway it is still good.
     with httpx.Client(timeout=10) as http:
         assert http.get(url, headers=headers).status_code == 200
+
+
+# -- outages fail closed -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(FRONTS))
+def test_a_replay_store_outage_is_503_with_retry_after_through_the_gateway(
+    name: str, tmp_path: Path, client: httpx.Client
+) -> None:
+    front, style = FRONTS[name]
+    issuer, key = TestIssuer(), DPoPKey.generate()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = gateway_env(issuer, style, DPOP_REPLAY_STORE=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
+    with contextlib.ExitStack() as started:
+        api = started.enter_context(upstream(tmp_path))
+        gateway_port = started.enter_context(gateway(gateway_config(base, tmp_path), env, tmp_path))
+        started.enter_context(front(gateway_port, api, port, tmp_path))
+        url = f"{base}/api/items"
+        response = client.get(url, headers=dpop_headers(key, "GET", url, issuer.token(key.jkt)))
+    assert response.status_code == 503
+    assert response.headers["retry-after"].isdigit()
+    assert "www-authenticate" not in response.headers
+    assert "x-seen-uri" not in response.headers
+
+
+@pytest.mark.parametrize("name", sorted(FRONTS))
+def test_an_unreachable_gateway_never_lets_a_request_through(name: str, tmp_path: Path, client: httpx.Client) -> None:
+    front, _ = FRONTS[name]
+    port = free_port()
+    with upstream(tmp_path) as api, front(free_port(), api, port, tmp_path):
+        response = client.get(f"http://127.0.0.1:{port}/api/items", headers=SPOOFED_IDENTITY)
+    # nginx.conf answers 503; Caddy's forward_auth answers 502 on its own.
+    assert response.status_code == (503 if name == "nginx" else 502)
+    assert "x-seen-uri" not in response.headers
