@@ -120,6 +120,20 @@ async def test_invalid_utf8_in_the_original_uri_is_refused_not_500(
     assert 'error="invalid_dpop_proof"' in response.headers["www-authenticate"]
 
 
+@pytest.mark.parametrize(
+    ("raw", "signed"), [(b"/api/caf\xe9\xff", "/api/caf%E9%FF"), (b"/api/caf\xc3\xa9", "/api/caf%C3%A9")]
+)
+async def test_raw_bytes_in_the_original_uri_are_checked_percent_encoded(
+    nginx_app: object, issuer: TestIssuer, key: DPoPKey, raw: bytes, signed: str
+) -> None:
+    # nginx's $request_uri holds the bytes the client sent, UTF-8 or not; the proof signs them escaped.
+    headers = [(k.encode(), v.encode()) for k, v in nginx_headers(key, issuer.token(key.jkt), "GET", signed).items()]
+    headers = [(k, raw if k == b"X-Original-URI" else v) for k, v in headers]
+    async with client_for(nginx_app) as http:
+        response = await http.get("/check", headers=headers)
+    assert response.status_code == 200, response.text
+
+
 async def test_an_encoded_original_uri_is_checked_as_the_client_spelled_it(
     nginx_app: object, issuer: TestIssuer, key: DPoPKey
 ) -> None:

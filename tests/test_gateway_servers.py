@@ -9,6 +9,7 @@ client that reaches a gateway directly with spoofed headers.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,3 +272,32 @@ def test_an_unreachable_gateway_never_lets_a_request_through(name: str, tmp_path
     # nginx.conf answers 503; Caddy's forward_auth answers 502 on its own.
     assert response.status_code == (503 if name == "nginx" else 502)
     assert "x-seen-uri" not in response.headers
+
+
+def raw_request(port: int, target: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """Send ``GET target`` byte for byte (no client library normalizes it); status and headers."""
+    lines = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in head[1:])
+    return int(head[0].split()[1]), {name.lower(): value for name, value in fields.items()}
+
+
+def test_raw_targets_are_judged_as_the_client_sent_them(stack: Stack) -> None:
+    key = DPoPKey.generate()
+    token = stack.issuer.token(key.jkt, scope="read")
+    port = int(stack.base.rsplit(":", 1)[1])
+    # Bytes that are not UTF-8, signed escaped: accepted, and the API gets the path.
+    status, fields = raw_request(port, "/api/caf\xe9", dpop_headers(key, "GET", f"{stack.base}/api/caf%E9", token))
+    assert status == 200
+    assert fields["x-seen-subject"] == "alice"
+    # Dot segments cannot walk out of a scope: /api/../admin needs the admin scope.
+    for target in ("/api/../admin/x", "/api/%2e%2e/admin/x"):
+        status, fields = raw_request(port, target, dpop_headers(key, "GET", f"{stack.base}{target}", token))
+        assert status == 403, target
+        assert "x-seen-uri" not in fields

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_to_bytes
 
 from ..asgi import Receive, Scope, Send, send_rejection
 from ..core.binding import DPoPPrincipal
@@ -132,7 +132,9 @@ class GatewayApp:
                 request_method=str(scope.get("method") or "GET"),
                 request_target=f"{own_target.partition('?')[0]}?{query}" if query else own_target,
             )
-            decoded = unquote(original.raw_path, encoding="utf-8", errors="replace")
+            # The path as an ASGI server decodes it (UTF-8, U+FFFD for bytes that are not), so that
+            # the URL core recognises the raw target as the same path and keeps its spelling.
+            decoded = unquote_to_bytes(original.raw_path.encode("latin-1")).decode("utf-8", "replace")
             root, path = client_paths("", decoded, original.raw_path, "utf-8")
             url = rebuild_url(
                 scheme=original.proto or "http",
