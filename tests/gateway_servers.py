@@ -43,17 +43,11 @@ def templated(path: Path, replacements: Mapping[str, str]) -> str:
     return text
 
 
-def _prefix(directory: Path) -> Path:
-    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (directory / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-    return directory
-
-
 @contextlib.contextmanager
 def nginx(conf: str, port: int, directory: Path, name: str = "nginx") -> Iterator[int]:
     """nginx, not daemonized, with ``conf`` and its own prefix ``directory``; yields ``port``."""
     binary = need_binary("nginx")
-    _prefix(directory)
+    directory.mkdir(parents=True, exist_ok=True)  # nginx makes its temp directories in it itself
     (directory / f"{name}.conf").write_text(conf)
     argv = [binary, "-p", str(directory), "-e", "stderr", "-c", str(directory / f"{name}.conf")]
     with running(argv, port, log_path=directory / f"{name}.log"):
