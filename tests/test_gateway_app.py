@@ -245,3 +245,24 @@ def test_the_command_reports_a_configuration_error_at_start_up(
     monkeypatch.delenv("DPOP_GATEWAY", raising=False)
     assert main(["gateway", "--config", str(config_file(tmp_path))]) == 2
     assert "DPOP_GATEWAY is missing" in capsys.readouterr().err
+
+
+def test_public_url_must_be_an_origin(issuer: TestIssuer, tmp_path: Path) -> None:
+    text = TOML.replace('"https://api.example.com"', '"https://example.com/api"')
+    with pytest.raises(SettingsError, match=r"gateway.toml: public_url must be an origin"):
+        create_app(env(issuer), config_file(tmp_path, text))
+
+
+async def test_without_public_url_the_reported_host_must_be_allowed(
+    issuer: TestIssuer, key: DPoPKey, tmp_path: Path
+) -> None:
+    text = TOML.replace('public_url = "https://api.example.com"', 'allowed_hosts = ["shop.example"]')
+    app = create_app(env(issuer, "forwarded"), config_file(tmp_path, text))
+    token = issuer.token(key.jkt)
+    for host, status in (("shop.example", 200), ("evil.example", 400)):
+        url = f"https://{host}/api/x"
+        headers = {**dpop_headers(key, "GET", url, token), "X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/x",
+                   "X-Forwarded-Host": host, "X-Forwarded-Proto": "https"}  # fmt: skip
+        async with client_for(app) as http:
+            response = await http.get("/check", headers=headers)
+        assert response.status_code == status, (host, response.text)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..core.origin import ProxySettings
 from ..core.routes import RoutePolicy
@@ -113,6 +114,14 @@ def load_config(environ: Mapping[str, str] | None = None, path: str | Path | Non
             spell("trusted_proxies"),
             "is missing: the gateway believes the original request only from these addresses "
             "(a list of IP addresses or CIDR blocks, e.g. ['127.0.0.1', '::1'] when the gateway runs on this host)",
+        )
+    public_url = values.get("public_url")
+    if public_url is not None and urlsplit(public_url).path not in ("", "/"):
+        # The gateway reports the whole path (nginx's $request_uri), not the path below a mount.
+        raise SettingsError(
+            spell("public_url"),
+            f"must be an origin, scheme://host[:port] without a path, for the gateway (not {public_url!r}): "
+            "the original URI the gateway reports is the whole path",
         )
     verifier = build_verifier(values, spell=spell, asynchronous=True)
     routes = build_route_policy(values, spell=spell)
