@@ -34,19 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(BENCH)]
 
-from gateway_servers import (  # noqa: E402
-    API_ADDRESS,
-    GATEWAY_ADDRESS,
-    LISTEN_PORT,
-    SHIPPED,
-    caddy,
-    gateway,
-    gateway_config,
-    gateway_env,
-    nginx,
-    templated,
-    upstream,
-)
+from gateway_servers import caddy, caddyfile, gateway, gateway_config, gateway_env, nginx, nginx_conf, upstream  # noqa: E402
 from loadgen import LoadResult, run_python, run_wrk, wrk_available  # noqa: E402
 from servers import free_port  # noqa: E402
 
@@ -56,29 +44,14 @@ from dpop_middleware.testing import TestIssuer  # noqa: E402
 PATH = "/api/items"
 
 
-def _nginx_conf(gateway_port: int, api_port: int, port: int, *, auth: bool) -> str:
-    text = templated(
-        SHIPPED / "nginx.conf",
-        {GATEWAY_ADDRESS: f"127.0.0.1:{gateway_port}", API_ADDRESS: f"127.0.0.1:{api_port}",
-         f"listen 127.0.0.1:{LISTEN_PORT};": f"listen 127.0.0.1:{port};"},
-    )  # fmt: skip
-    if not auth:
+def _without_auth(kind: str, text: str) -> str:
+    """The shipped config without its auth subrequest: the ``none`` case."""
+    if kind == "nginx":
         assert "auth_request /_dpop_check;" in text
-        text = text.replace("auth_request /_dpop_check;", "")
-    return text
-
-
-def _caddyfile(gateway_port: int, api_port: int, port: int, *, auth: bool) -> str:
-    text = templated(
-        SHIPPED / "Caddyfile",
-        {f"forward_auth {GATEWAY_ADDRESS}": f"forward_auth 127.0.0.1:{gateway_port}",
-         f"reverse_proxy {API_ADDRESS}": f"reverse_proxy 127.0.0.1:{api_port}", f":{LISTEN_PORT} {{": f":{port} {{"},
-    )  # fmt: skip
-    if not auth:
-        start = text.index("\t\tforward_auth")
-        end = text.index("\t\t}\n", start) + len("\t\t}\n")
-        text = text[:start] + text[end:]
-    return text
+        return text.replace("auth_request /_dpop_check;", "")
+    start = text.index("\t\tforward_auth")
+    end = text.index("\t\t}\n", start) + len("\t\t}\n")
+    return text[:start] + text[end:]
 
 
 def _proofs(issuer: TestIssuer, keys: list[tuple[DPoPKey, str]], url: str, count: int, path: Path) -> Path:
@@ -127,19 +100,16 @@ def measure(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, A
 @contextlib.contextmanager
 def _front(kind: str, gateway_port: int, api_port: int, port: int, directory: Path, *, auth: bool) -> Iterator[int]:
     sub = directory / f"{kind}-{'dpop' if auth else 'none'}-{port}"
-    if kind == "nginx":
-        with nginx(_nginx_conf(gateway_port, api_port, port, auth=auth), port, sub):
-            yield port
-    else:
-        with caddy(_caddyfile(gateway_port, api_port, port, auth=auth), port, sub):
-            yield port
+    text = (nginx_conf if kind == "nginx" else caddyfile)(gateway_port, api_port, port)
+    with (nginx if kind == "nginx" else caddy)(text if auth else _without_auth(kind, text), port, sub):
+        yield port
 
 
-def _median(results: list[LoadResult]) -> dict[str, float]:
+def _median(results: list[LoadResult]) -> dict[str, Any]:
     by_rps = sorted(results, key=lambda r: r.rps)
     middle = by_rps[len(by_rps) // 2]
     return {"rps": middle.rps, "p50_ms": middle.p50_ms, "p99_ms": middle.p99_ms,
-            "p50_all": statistics.median(r.p50_ms for r in results), "generator": middle.generator}  # type: ignore[dict-item]  # fmt: skip
+            "p50_all": statistics.median(r.p50_ms for r in results), "generator": middle.generator}  # fmt: skip
 
 
 def table(figures: dict[str, dict[str, Any]]) -> str:

@@ -106,8 +106,9 @@ def gateway(config: Path, env: Mapping[str, str], directory: Path, name: str = "
         yield port
 
 
-def front_nginx(gateway_port: int, api_port: int, port: int, directory: Path) -> contextlib.AbstractContextManager[int]:
-    conf = templated(
+def nginx_conf(gateway_port: int, api_port: int, port: int) -> str:
+    """The shipped nginx.conf, for these ports."""
+    return templated(
         SHIPPED / "nginx.conf",
         {
             GATEWAY_ADDRESS: f"127.0.0.1:{gateway_port}",
@@ -115,11 +116,11 @@ def front_nginx(gateway_port: int, api_port: int, port: int, directory: Path) ->
             f"listen 127.0.0.1:{LISTEN_PORT};": f"listen 127.0.0.1:{port};",
         },
     )
-    return nginx(conf, port, directory / "front")
 
 
-def front_caddy(gateway_port: int, api_port: int, port: int, directory: Path) -> contextlib.AbstractContextManager[int]:
-    text = templated(
+def caddyfile(gateway_port: int, api_port: int, port: int) -> str:
+    """The shipped Caddyfile, for these ports."""
+    return templated(
         SHIPPED / "Caddyfile",
         {
             f"forward_auth {GATEWAY_ADDRESS}": f"forward_auth 127.0.0.1:{gateway_port}",
@@ -127,4 +128,11 @@ def front_caddy(gateway_port: int, api_port: int, port: int, directory: Path) ->
             f":{LISTEN_PORT} {{": f":{port} {{",
         },
     )
-    return caddy(text, port, directory / "caddy")
+
+
+def front_nginx(gateway_port: int, api_port: int, port: int, directory: Path) -> contextlib.AbstractContextManager[int]:
+    return nginx(nginx_conf(gateway_port, api_port, port), port, directory / "front")
+
+
+def front_caddy(gateway_port: int, api_port: int, port: int, directory: Path) -> contextlib.AbstractContextManager[int]:
+    return caddy(caddyfile(gateway_port, api_port, port), port, directory / "caddy")
