@@ -92,11 +92,8 @@ class GatewayApp:
         self.config = config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
         if scope["type"] != "http":
-            return  # websocket: never accepted; the server closes it
+            return  # nothing to start or stop (lifespan); a WebSocket is never accepted
         headers, rejection = await self._check(scope)
         if rejection is not None:
             await send_rejection(scope, receive, send, rejection)
@@ -157,13 +154,3 @@ class GatewayApp:
         if result.rejection is not None:
             return [], result.rejection
         return [*result.response_headers, *identity_headers(result.principal)], None
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

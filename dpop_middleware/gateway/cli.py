@@ -55,5 +55,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"dpop-middleware gateway: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False, lifespan="on")
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False, lifespan="off")
     return 0
