@@ -186,6 +186,19 @@ def test_route_policy_scopes_and_exempt_routes(stack: Stack, client: httpx.Clien
     assert "subject" not in seen(anonymous)
 
 
+def test_identity_headers_spelt_with_underscores_never_reach_the_api(stack: Stack, client: httpx.Client) -> None:
+    forged = {"X_DPoP_Subject": "mallory", "X_DPoP_Scopes": "admin"}
+    health = client.get(f"{stack.base}/health", headers=forged)
+    assert health.status_code == 200
+    assert "subject" not in seen(health) and "scopes" not in seen(health)
+    key = DPoPKey.generate()
+    url = f"{stack.base}/api/items"
+    accepted = client.get(url, headers={**dpop_headers(key, "GET", url, stack.issuer.token(key.jkt)), **forged})
+    assert accepted.status_code == 200
+    assert seen(accepted)["subject"] == "alice"
+    assert seen(accepted)["scopes"] == "read"
+
+
 def test_headers_naming_another_original_request_are_ignored_behind_the_gateway(
     stack: Stack, client: httpx.Client
 ) -> None:
