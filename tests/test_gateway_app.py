@@ -266,3 +266,14 @@ async def test_without_public_url_the_reported_host_must_be_allowed(
         async with client_for(app) as http:
             response = await http.get("/check", headers=headers)
         assert response.status_code == status, (host, response.text)
+
+
+async def test_a_cors_preflight_passes_untouched_as_in_every_adapter(nginx_app: object) -> None:
+    preflight = {"X-Original-Method": "OPTIONS", "X-Original-URI": "/api/x", "Origin": "https://app.example",
+                 "Access-Control-Request-Method": "POST"}  # fmt: skip
+    async with client_for(nginx_app) as http:
+        passed = await http.get("/check", headers=preflight)
+        assert passed.status_code == 200
+        assert passed.headers["x-dpop-subject"] == ""
+        del preflight["Access-Control-Request-Method"]  # a plain OPTIONS is checked like any request
+        assert (await http.get("/check", headers=preflight)).status_code == 401

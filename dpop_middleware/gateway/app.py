@@ -5,7 +5,8 @@ It never serves the API itself: the gateway asks, we verify the original request
 recorded in the replay store by :class:`~dpop_middleware.verifier.DPoPVerifier`) and answer:
 
 * ``200`` with :data:`IDENTITY_HEADERS` for the upstream (and ``DPoP-Nonce`` when a fresh nonce is
-  due); an exempt route, or an optional one without credentials, gets ``200`` without them;
+  due); an exempt route, a CORS preflight, or an optional route without credentials gets ``200``
+  with them empty;
 * the verifier's own rejection otherwise (400, 401, 403 or 503 with its challenge, ``DPoP-Nonce``
   and ``Retry-After``), rendered by :mod:`dpop_middleware.core.challenge`.
 
@@ -24,7 +25,7 @@ from ..core.binding import DPoPPrincipal
 from ..core.challenge import ErrorResponse
 from ..core.errors import InvalidRequestError
 from ..core.origin import rebuild_url
-from ..core.request import RequestInfo
+from ..core.request import RequestInfo, is_cors_preflight
 from ..core.target import client_paths
 from .config import GatewayConfig
 from .original import READ_HEADERS, OriginalRequestError, read_original
@@ -147,7 +148,8 @@ class GatewayApp:
             logger.info("dpop gateway: %s", exc)
             return [], verifier.refuse(error)
         route = config.routes.decide(decoded)
-        if route.exempt:
+        preflight = is_cors_preflight(original.method, ((_latin1(name), "") for name, _ in scope.get("headers") or ()))
+        if route.exempt or preflight:  # a preflight passes untouched, as in every adapter
             return identity_headers(None), None
         info = RequestInfo(original.method, f"{url}?{original.query}" if original.query else url, credentials)
         result = await verifier.aauthenticate(info, required=route.required, scopes=route.scopes)
