@@ -48,12 +48,7 @@ def identity(principal: DPoPPrincipal | None) -> dict[str, Any]:
     """The JSON body every driver's app answers with: the bound identity, or ``{"anonymous": true}``."""
     if principal is None:
         return {"anonymous": True}
-    return {
-        "scheme": principal.scheme,
-        "jkt": principal.jkt,
-        "sub": principal.subject,
-        "scopes": sorted(principal.scopes),
-    }
+    return {"scheme": principal.scheme, "jkt": principal.jkt, "sub": principal.subject, "scopes": sorted(principal.scopes)}
 
 
 @dataclass
@@ -112,11 +107,7 @@ def _other_key_signed(env: Env) -> Response:
 
 def _two_dpop(env: Env) -> Response:
     headers = env.good()
-    return env.send(
-        "GET",
-        "/protected",
-        [("Authorization", headers["Authorization"]), ("DPoP", headers["DPoP"]), ("DPoP", headers["DPoP"])],
-    )
+    return env.send("GET", "/protected", [("Authorization", headers["Authorization"]), ("DPoP", headers["DPoP"]), ("DPoP", headers["DPoP"])])
 
 
 def _has_no_store(resp: Response, env: Env) -> None:
@@ -177,7 +168,9 @@ CASES: list[Case] = [
         401,
         "invalid_token",
         options={"mode": "allow_bearer"},
-        check=lambda r, e: _assert_in('Bearer error="invalid_token"', r.header("www-authenticate")),
+        check=lambda r, e: (
+            _assert_in('Bearer error="invalid_token"', r.header("www-authenticate"))
+        ),
     ),
     Case(
         "unbound_bearer_allowed",

@@ -17,7 +17,6 @@ from dpop_middleware.testing import TestIssuer
 
 URL = "https://api.example.com/v1/items"
 
-
 def b64(data: bytes | str) -> str:
     raw = data.encode() if isinstance(data, str) else data
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
@@ -57,15 +56,11 @@ class Env:
         head.update(overrides)
         return {name: v for name, v in head.items() if v is not _DROP}
 
-    def proof(
-        self, token: str | None, *, key: DPoPKey | None = None, header: dict[str, Any] | None = None, **claims: Any
-    ) -> str:
+    def proof(self, token: str | None, *, key: DPoPKey | None = None, header: dict[str, Any] | None = None, **claims: Any) -> str:
         k = key or self.key
         return k.sign(header if header is not None else self.header(k), self.claims(token, **claims))
 
-    def request(
-        self, token: str | None, proof: str | None, *, method: str = "GET", url: str = URL, scheme: str = "DPoP"
-    ) -> RequestInfo:
+    def request(self, token: str | None, proof: str | None, *, method: str = "GET", url: str = URL, scheme: str = "DPoP") -> RequestInfo:
         headers: list[tuple[str, str]] = []
         if token is not None:
             headers.append(("Authorization", f"{scheme} {token}"))

@@ -99,9 +99,7 @@ def test_trusted_proxy_headers_rebuild_the_public_url(server_a: str, issuer: Tes
 
 
 @pytest.mark.parametrize("mount", ["fastapi", "backend-proxy"])
-def test_fastapi_dependency_and_auth_backend_honour_trusted_proxy(
-    server_a: str, issuer: TestIssuer, mount: str
-) -> None:
+def test_fastapi_dependency_and_auth_backend_honour_trusted_proxy(server_a: str, issuer: TestIssuer, mount: str) -> None:
     path = f"/{mount}/protected"
     assert get(server_a, path, f"https://api.example.com/prefix{path}", issuer, headers=PROXY).status_code == 200
 

@@ -30,10 +30,7 @@ def test_same_proof_to_every_worker_is_accepted_once(spec: AppSpec) -> None:
     accepted_total = 0
     rounds_on_every_worker = 0
     pids: set[str] = set()
-    with (
-        redis_process() as (redis_port, _),
-        app_server(spec, app_env(issuer, f"redis://127.0.0.1:{redis_port}/0")) as port,
-    ):
+    with redis_process() as (redis_port, _), app_server(spec, app_env(issuer, f"redis://127.0.0.1:{redis_port}/0")) as port:
         url = f"http://127.0.0.1:{port}/protected"
         for _ in range(ROUNDS):
             headers = dpop_headers(key, "GET", url, token)

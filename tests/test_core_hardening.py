@@ -87,9 +87,7 @@ def test_async_store_from_sync_verify_is_a_503_not_a_replay() -> None:
         env.verifier(replay_store=FakeReplayStore(asynchronous=True)).verify(env.request(token, env.proof(token)))
     assert caught.value.reason == "replay_store_misconfigured"
     # ...and through averify the same store works.
-    asyncio.run(
-        env.verifier(replay_store=FakeReplayStore(asynchronous=True)).averify(env.request(token, env.proof(token)))
-    )
+    asyncio.run(env.verifier(replay_store=FakeReplayStore(asynchronous=True)).averify(env.request(token, env.proof(token))))
 
 
 def test_validator_caps_the_verifier_token_cache() -> None:

@@ -18,9 +18,7 @@ def env() -> Env:
 def nonce_challenge(env: Env, policy: str, *, method: str = "GET", **claims: object) -> UseDPoPNonceError:
     token = env.token()
     with pytest.raises(UseDPoPNonceError) as caught:
-        env.verifier(nonce_policy=policy).verify(
-            env.request(token, env.proof(token, htm=method, **claims), method=method)
-        )
+        env.verifier(nonce_policy=policy).verify(env.request(token, env.proof(token, htm=method, **claims), method=method))
     return caught.value
 
 
@@ -113,9 +111,7 @@ def test_always_still_checks_iat(env: Env) -> None:
     nonce = NonceKeyring(KEYS, lifetime=120).issue(env.clock.now)
     token = env.token()
     with pytest.raises(InvalidDPoPProofError) as caught:
-        env.verifier(nonce_policy="always").verify(
-            env.request(token, env.proof(token, nonce=nonce, iat=env.clock.now - 3600))
-        )
+        env.verifier(nonce_policy="always").verify(env.request(token, env.proof(token, nonce=nonce, iat=env.clock.now - 3600)))
     assert caught.value.reason == "iat_too_old"
 
 

@@ -7,20 +7,11 @@ import pytest
 from dpop_middleware.core.origin import ProxySettings, rebuild_url
 from dpop_middleware.wsgi_environ import credential_headers_from_environ, forwarding_from_environ
 
-ALL_HEADERS = [
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-]
+ALL_HEADERS = ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix"]
 TRUSTED = ProxySettings.create(["10.0.0.0/8", "127.0.0.1"], trusted_headers=ALL_HEADERS)
 
 
-def url(
-    headers: dict[str, list[str]], peer: str | None = "10.0.0.5", settings: ProxySettings = TRUSTED, **kw: str
-) -> str:
+def url(headers: dict[str, list[str]], peer: str | None = "10.0.0.5", settings: ProxySettings = TRUSTED, **kw: str) -> str:
     base = {"scheme": "http", "host": "internal:8000", "root_path": "", "path": "/items"}
     base.update(kw)
     return rebuild_url(peer=peer, headers=headers, settings=settings, **base)  # type: ignore[arg-type]
@@ -31,11 +22,7 @@ def test_no_proxy_uses_request() -> None:
 
 
 def test_forwarded_headers_ignored_from_untrusted_peer() -> None:
-    headers = {
-        "x-forwarded-proto": ["https"],
-        "x-forwarded-host": ["evil.example"],
-        "forwarded": ["proto=https;host=evil.example"],
-    }
+    headers = {"x-forwarded-proto": ["https"], "x-forwarded-host": ["evil.example"], "forwarded": ["proto=https;host=evil.example"]}
     assert url(headers, peer="203.0.113.9") == "http://internal:8000/items"
     assert url(headers, settings=ProxySettings()) == "http://internal:8000/items"
 
@@ -61,11 +48,8 @@ def test_forwarded_preferred_and_rightmost_untrusted() -> None:
 
 def test_spoofed_leftmost_entry_is_not_trusted() -> None:
     # The client itself sent "X-Forwarded-Host: evil"; our edge proxy appended its view.
-    headers = {
-        "x-forwarded-for": ["6.6.6.6, 198.51.100.7"],
-        "x-forwarded-host": ["evil.example, api.example.com"],
-        "x-forwarded-proto": ["http, https"],
-    }
+    headers = {"x-forwarded-for": ["6.6.6.6, 198.51.100.7"], "x-forwarded-host": ["evil.example, api.example.com"],
+               "x-forwarded-proto": ["http, https"]}
     assert url(headers) == "https://api.example.com/items"
 
 
@@ -100,11 +84,8 @@ def test_hostile_host_header_makes_the_url_unusable(host: str) -> None:
 def test_only_configured_forwarding_headers_are_believed() -> None:
     """A proxy that sets only X-Forwarded-Proto passes the client's own X-Forwarded-Host/Forwarded through."""
     default = ProxySettings.create(["10.0.0.0/8"])
-    headers = {
-        "x-forwarded-proto": ["https"],
-        "x-forwarded-host": ["other-api.example"],
-        "forwarded": ["host=other-api.example;proto=http"],
-    }
+    headers = {"x-forwarded-proto": ["https"], "x-forwarded-host": ["other-api.example"],
+               "forwarded": ["host=other-api.example;proto=http"]}
     assert url(headers, settings=default) == "https://internal:8000/items"
     only_forwarded = ProxySettings.create(["10.0.0.0/8"], trusted_headers="forwarded")
     assert url(headers, settings=only_forwarded) == "http://other-api.example/items"
@@ -126,9 +107,7 @@ def test_forwarding_headers_are_collected_only_when_they_can_be_read() -> None:
     assert forwarding_from_environ(ENVIRON, TRUSTED) == {"x-forwarded-proto": ["https"], "forwarded": ["proto=https"]}
     # Nobody trusted, or a fixed public URL: rebuild_url would read none of them.
     assert forwarding_from_environ(ENVIRON, ProxySettings.create()) == {}
-    assert (
-        forwarding_from_environ(ENVIRON, ProxySettings.create(["10.0.0.0/8"], public_url="https://api.example")) == {}
-    )
+    assert forwarding_from_environ(ENVIRON, ProxySettings.create(["10.0.0.0/8"], public_url="https://api.example")) == {}
     assert TRUSTED.reads_forwarding_headers and not ProxySettings.create().reads_forwarding_headers
 
 

@@ -46,14 +46,8 @@ def test_arbitrary_header_values(authorization: str, proof: str) -> None:
 
 
 @SETTINGS
-@given(
-    st.dictionaries(
-        st.sampled_from(["typ", "alg", "jwk", "crit", "kid", "b64"]) | st.text(max_size=8), json_values, max_size=6
-    ),
-    st.dictionaries(
-        st.sampled_from(["jti", "htm", "htu", "iat", "ath", "nonce"]) | st.text(max_size=8), json_values, max_size=7
-    ),
-)
+@given(st.dictionaries(st.sampled_from(["typ", "alg", "jwk", "crit", "kid", "b64"]) | st.text(max_size=8), json_values, max_size=6),
+       st.dictionaries(st.sampled_from(["jti", "htm", "htu", "iat", "ath", "nonce"]) | st.text(max_size=8), json_values, max_size=7))
 def test_arbitrary_json_header_and_claims(header: dict[str, Any], claims: dict[str, Any]) -> None:
     # Signed with the real key: only the content is hostile.
     proof = ENV.key.sign(header, claims)

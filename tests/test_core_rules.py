@@ -50,7 +50,6 @@ def test_good_request_is_accepted(env: Env) -> None:
 
 # --- header (typ, alg, jwk, crit) -------------------------------------------------------------
 
-
 @pytest.mark.parametrize("typ", [DROP, "jwt", "JWT", "at+jwt", 7])
 def test_wrong_or_missing_typ(env: Env, typ: Any) -> None:
     token = env.token()
@@ -92,13 +91,7 @@ def test_oct_key_with_allowed_alg_rejected(env: Env) -> None:
 def test_asymmetric_alg_outside_allowlist(env: Env) -> None:
     key = DPoPKey.generate("ES384")
     token = env.token(key.jkt)
-    rejects(
-        env,
-        env.request(token, env.proof(token, key=key)),
-        InvalidDPoPProofError,
-        "alg_not_allowed",
-        algorithms=("ES256",),
-    )
+    rejects(env, env.request(token, env.proof(token, key=key)), InvalidDPoPProofError, "alg_not_allowed", algorithms=("ES256",))
 
 
 @pytest.mark.parametrize("alg", ["ES384", "RS256", "EdDSA"])
@@ -118,12 +111,7 @@ def test_jwk_alg_member_must_match(env: Env) -> None:
 def test_private_jwk_rejected(env: Env) -> None:
     token = env.token()
     jwk = dict(env.key.public_jwk, d=b64(b"\x01" * 32))
-    rejects(
-        env,
-        env.request(token, env.proof(token, header=env.header(jwk=jwk))),
-        InvalidDPoPProofError,
-        "jwk_private_or_symmetric",
-    )
+    rejects(env, env.request(token, env.proof(token, header=env.header(jwk=jwk))), InvalidDPoPProofError, "jwk_private_or_symmetric")
 
 
 def test_jwk_with_generate_member_rejected(env: Env) -> None:
@@ -147,20 +135,13 @@ def test_small_rsa_key_rejected(env: Env) -> None:
 def test_missing_or_non_object_jwk(env: Env) -> None:
     token = env.token()
     for jwk in (DROP, "a-string", ["list"]):
-        rejects(
-            env,
-            env.request(token, env.proof(token, header=env.header(jwk=jwk))),
-            InvalidDPoPProofError,
-            "jwk_not_object",
-        )
+        rejects(env, env.request(token, env.proof(token, header=env.header(jwk=jwk))), InvalidDPoPProofError, "jwk_not_object")
 
 
 def test_ec_point_not_on_curve(env: Env) -> None:
     token = env.token()
     jwk = dict(env.key.public_jwk, y=b64(b"\x01" * 32))
-    rejects(
-        env, env.request(token, env.proof(token, header=env.header(jwk=jwk))), InvalidDPoPProofError, "jwk_invalid_key"
-    )
+    rejects(env, env.request(token, env.proof(token, header=env.header(jwk=jwk))), InvalidDPoPProofError, "jwk_invalid_key")
 
 
 def test_crit_rejected(env: Env) -> None:
@@ -173,22 +154,14 @@ def test_json_serialization_rejected(env: Env) -> None:
     token = env.token()
     compact = env.proof(token, header={"alg": "ES256", "typ": "dpop+jwt"})
     head, payload, sig = compact.split(".")
-    general = json.dumps(
-        {"payload": payload, "protected": head, "header": {"jwk": env.key.public_jwk}, "signature": sig}
-    )
+    general = json.dumps({"payload": payload, "protected": head, "header": {"jwk": env.key.public_jwk}, "signature": sig})
     # Through the verifier the commas already make it "several proofs"; the proof parser refuses it too.
     rejects(env, env.request(token, general), InvalidRequestError, "multiple_dpop_headers")
     from dpop_middleware.core.proof import access_token_hash, verify_proof
 
     with pytest.raises(InvalidDPoPProofError) as caught:
-        verify_proof(
-            general,
-            method="GET",
-            url=URL,
-            token_hash=access_token_hash(token),
-            now=env.clock.now,
-            config=env.verifier().config,
-        )
+        verify_proof(general, method="GET", url=URL, token_hash=access_token_hash(token), now=env.clock.now,
+                     config=env.verifier().config)
     assert caught.value.reason == "not_compact_jws"
     flattened = b64(general)  # not three segments either
     rejects(env, env.request(token, flattened), InvalidDPoPProofError, "not_compact_jws")
@@ -208,12 +181,8 @@ def test_duplicate_json_members_in_header(env: Env) -> None:
 def test_malformed_encodings(env: Env, mangle: str) -> None:
     token = env.token()
     proof = env.proof(token)
-    bad = {
-        "padding": proof + "==",
-        "alphabet": proof.replace("-", "+", 1) if "-" in proof else "+" + proof,
-        "four_parts": proof + ".x",
-        "empty": "..",
-    }[mangle]
+    bad = {"padding": proof + "==", "alphabet": proof.replace("-", "+", 1) if "-" in proof else "+" + proof,
+           "four_parts": proof + ".x", "empty": ".."}[mangle]
     with pytest.raises(InvalidDPoPProofError):
         env.verifier().verify(env.request(token, bad))
 
@@ -235,7 +204,6 @@ def test_signed_by_another_key(env: Env) -> None:
 
 
 # --- claims -------------------------------------------------------------------------------------
-
 
 @pytest.mark.parametrize(
     ("claim", "value", "reason"),
@@ -336,7 +304,6 @@ def test_iat_window_edges(env: Env, offset: float, reason: str | None) -> None:
 
 # --- replay ---------------------------------------------------------------------------------------
 
-
 def test_replay_of_the_same_proof(env: Env) -> None:
     token = env.token()
     request = env.request(token, env.proof(token))
@@ -403,17 +370,10 @@ def test_store_exception_fails_closed(env: Env) -> None:
 
 def test_store_answer_must_be_true(env: Env) -> None:
     token = env.token()
-    rejects(
-        env,
-        env.request(token, env.proof(token)),
-        InvalidDPoPProofError,
-        "replayed",
-        replay_store=FakeReplayStore("odd"),
-    )
+    rejects(env, env.request(token, env.proof(token)), InvalidDPoPProofError, "replayed", replay_store=FakeReplayStore("odd"))
 
 
 # --- token binding and schemes -------------------------------------------------------------------
-
 
 def test_missing_ath_binding_mismatch(env: Env) -> None:
     token = env.token()
@@ -433,9 +393,7 @@ def test_unbound_token_with_dpop_scheme(env: Env) -> None:
 
 def test_bound_token_with_bearer_scheme(env: Env) -> None:
     token = env.token()
-    error = rejects(
-        env, env.request(token, None, scheme="Bearer"), InvalidTokenError, "bound_token_as_bearer", mode="allow_bearer"
-    )
+    error = rejects(env, env.request(token, None, scheme="Bearer"), InvalidTokenError, "bound_token_as_bearer", mode="allow_bearer")
     assert error.scheme == "Bearer"
     # In required mode, Bearer is not accepted at all.
     rejects(env, env.request(token, None, scheme="Bearer"), AuthenticationRequired, "bearer_not_accepted")
@@ -449,36 +407,24 @@ def test_unbound_bearer_in_allow_bearer_mode(env: Env) -> None:
 
 def test_both_schemes(env: Env) -> None:
     token = env.token()
-    rejects(
-        env,
-        env.request(token, env.proof(token), scheme="Bearer"),
-        InvalidRequestError,
-        "bearer_with_dpop_proof",
-        mode="allow_bearer",
-    )
+    rejects(env, env.request(token, env.proof(token), scheme="Bearer"), InvalidRequestError, "bearer_with_dpop_proof", mode="allow_bearer")
 
 
 def test_two_dpop_headers(env: Env) -> None:
     token = env.token()
-    request = RequestInfo(
-        "GET", URL, [("Authorization", f"DPoP {token}"), ("DPoP", env.proof(token)), ("dpop", env.proof(token))]
-    )
+    request = RequestInfo("GET", URL, [("Authorization", f"DPoP {token}"), ("DPoP", env.proof(token)), ("dpop", env.proof(token))])
     rejects(env, request, InvalidRequestError, "multiple_dpop_headers")
 
 
 def test_comma_joined_dpop_header(env: Env) -> None:
     token = env.token()
-    request = RequestInfo(
-        "GET", URL, [("Authorization", f"DPoP {token}"), ("DPoP", f"{env.proof(token)}, {env.proof(token)}")]
-    )
+    request = RequestInfo("GET", URL, [("Authorization", f"DPoP {token}"), ("DPoP", f"{env.proof(token)}, {env.proof(token)}")])
     rejects(env, request, InvalidRequestError, "multiple_dpop_headers")
 
 
 def test_two_authorization_headers(env: Env) -> None:
     token = env.token()
-    request = RequestInfo(
-        "GET", URL, [("Authorization", f"DPoP {token}"), ("Authorization", f"DPoP {token}"), ("DPoP", env.proof(token))]
-    )
+    request = RequestInfo("GET", URL, [("Authorization", f"DPoP {token}"), ("Authorization", f"DPoP {token}"), ("DPoP", env.proof(token))])
     rejects(env, request, InvalidRequestError, "multiple_authorization_headers")
 
 
@@ -494,12 +440,7 @@ def test_dpop_scheme_without_proof(env: Env) -> None:
 
 def test_no_credentials_and_other_schemes(env: Env) -> None:
     rejects(env, env.request(None, None), AuthenticationRequired, "missing_credentials")
-    rejects(
-        env,
-        RequestInfo("GET", URL, [("Authorization", "Basic dXNlcjpwYXNz")]),
-        AuthenticationRequired,
-        "unsupported_scheme",
-    )
+    rejects(env, RequestInfo("GET", URL, [("Authorization", "Basic dXNlcjpwYXNz")]), AuthenticationRequired, "unsupported_scheme")
 
 
 def test_malformed_token(env: Env) -> None:
@@ -516,16 +457,9 @@ def test_token_validator_errors(env: Env) -> None:
 
     with pytest.raises(TokenValidationUnavailable):
         env.verifier(token_validator=raises_value_error).verify(env.request(token, env.proof(token)))
-    rejects(
-        env, env.request(token, env.proof(token)), InvalidTokenError, "token_invalid", token_validator=lambda _t: None
-    )
-    rejects(
-        env,
-        env.request(token, env.proof(token)),
-        InvalidTokenError,
-        "cnf_malformed",
-        token_validator=lambda _t: {"cnf": "x"},
-    )
+    rejects(env, env.request(token, env.proof(token)), InvalidTokenError, "token_invalid", token_validator=lambda _t: None)
+    rejects(env, env.request(token, env.proof(token)), InvalidTokenError, "cnf_malformed",
+            token_validator=lambda _t: {"cnf": "x"})
 
 
 def test_expired_token(env: Env) -> None:

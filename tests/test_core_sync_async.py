@@ -45,18 +45,8 @@ CASES: list[tuple[str, Callable[[Env], RequestInfo], str, dict[str, Any]]] = [
     ("stolen_token", _stolen, "key_binding_mismatch", {}),
     ("unbound", _unbound, "token_not_bound", {}),
     ("missing", lambda e: e.request(None, None), "missing_credentials", {}),
-    (
-        "bearer_allowed",
-        lambda e: e.request(e.token(None), None, scheme="Bearer"),
-        "accepted:Bearer",
-        {"mode": "allow_bearer"},
-    ),
-    (
-        "bearer_bound",
-        lambda e: e.request(e.token(), None, scheme="Bearer"),
-        "bound_token_as_bearer",
-        {"mode": "allow_bearer"},
-    ),
+    ("bearer_allowed", lambda e: e.request(e.token(None), None, scheme="Bearer"), "accepted:Bearer", {"mode": "allow_bearer"}),
+    ("bearer_bound", lambda e: e.request(e.token(), None, scheme="Bearer"), "bound_token_as_bearer", {"mode": "allow_bearer"}),
     ("nonce", _good, "nonce_missing", {"nonce_policy": "always"}),
     ("old", _old, "iat_too_old", {}),
 ]
@@ -72,9 +62,7 @@ def _outcome(call: Callable[[], Any]) -> str:
 
 @pytest.mark.parametrize("flavour", ["sync", "async_validator_sync_store", "async_everything"])
 @pytest.mark.parametrize(("name", "build", "reason", "options"), CASES, ids=[c[0] for c in CASES])
-def test_table(
-    flavour: str, name: str, build: Callable[[Env], RequestInfo], reason: str, options: dict[str, Any]
-) -> None:
+def test_table(flavour: str, name: str, build: Callable[[Env], RequestInfo], reason: str, options: dict[str, Any]) -> None:
     env = make_env()
     if flavour == "sync":
         verifier = env.verifier(**options)

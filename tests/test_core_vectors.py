@@ -30,9 +30,7 @@ def test_rfc9449_proof_key_thumbprint() -> None:
 @pytest.mark.parametrize("name", ["token_request_proof", "refresh_request_proof"])
 def test_token_endpoint_proofs_verify(name: str) -> None:
     vec = VECTORS[name]
-    proof = verify_proof(
-        vec["jws"], method=vec["method"], url=vec["url"], token_hash=None, now=vec["iat"], config=CONFIG
-    )
+    proof = verify_proof(vec["jws"], method=vec["method"], url=vec["url"], token_hash=None, now=vec["iat"], config=CONFIG)
     assert proof.key.jkt == VECTORS["proof_jkt"]
     assert proof.htu == "https://server.example.com/token"
     assert dict(proof.key.public_jwk) == VECTORS["proof_public_jwk"]
@@ -48,28 +46,14 @@ def test_resource_request_proof_with_ath() -> None:
     assert proof.claims["ath"] == vec["ath"]
     # The same proof against another token fails on ath.
     with pytest.raises(InvalidDPoPProofError) as err:
-        verify_proof(
-            vec["jws"],
-            method="GET",
-            url=vec["url"],
-            token_hash=access_token_hash("other"),
-            now=vec["iat"],
-            config=CONFIG,
-        )
+        verify_proof(vec["jws"], method="GET", url=vec["url"], token_hash=access_token_hash("other"), now=vec["iat"], config=CONFIG)
     assert err.value.reason == "ath_mismatch"
 
 
 def test_rfc_proof_outside_its_window_is_rejected() -> None:
     vec = VECTORS["resource_request_proof"]
     with pytest.raises(InvalidDPoPProofError) as err:
-        verify_proof(
-            vec["jws"],
-            method="GET",
-            url=vec["url"],
-            token_hash=access_token_hash(vec["access_token"]),
-            now=vec["iat"] + 3600,
-            config=CONFIG,
-        )
+        verify_proof(vec["jws"], method="GET", url=vec["url"], token_hash=access_token_hash(vec["access_token"]), now=vec["iat"] + 3600, config=CONFIG)
     assert err.value.reason == "iat_too_old"
 
 

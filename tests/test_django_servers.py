@@ -76,10 +76,7 @@ def _argv(kind: str, port: int) -> list[str]:
 @pytest.fixture(
     scope="module",
     params=[
-        ("gunicorn", "trusted"),
-        ("gunicorn", "untrusted"),
-        ("uvicorn", "trusted"),
-        ("uvicorn", "untrusted"),
+        ("gunicorn", "trusted"), ("gunicorn", "untrusted"), ("uvicorn", "trusted"), ("uvicorn", "untrusted"),
         ("uvicorn", "default"),
     ],
     ids="-".join,

@@ -31,6 +31,7 @@ def issuer() -> TestIssuer:
     return TestIssuer(audience=BASE)
 
 
+
 def signed(issuer: TestIssuer, key: DPoPKey, path: str, method: str = "GET", scope: str = "read") -> dict[str, str]:
     return dpop_headers(key, method, BASE + path, issuer.token(key.jkt, scope=scope))
 

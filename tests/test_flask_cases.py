@@ -23,9 +23,7 @@ def make_app(verifier: DPoPVerifier, *, enforce_all: bool = False) -> Flask:
     def protected() -> dict[str, object]:
         return identity(current_dpop._get_current_object())
 
-    app.add_url_rule(
-        "/protected", "protected", protected if enforce_all else dpop.required(protected), methods=["GET", "POST"]
-    )
+    app.add_url_rule("/protected", "protected", protected if enforce_all else dpop.required(protected), methods=["GET", "POST"])
 
     @app.get("/optional")
     @dpop.optional

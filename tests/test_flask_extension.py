@@ -19,6 +19,8 @@ from dpop_middleware.testing import TestIssuer, dpop_headers
 BASE = "http://localhost"
 
 
+
+
 def config_for(issuer: TestIssuer, **extra: Any) -> dict[str, Any]:
     return {"DPOP_ISSUER": issuer.issuer, "DPOP_AUDIENCE": issuer.audience, "DPOP_JWKS": issuer.jwks, **extra}
 
@@ -41,9 +43,7 @@ def make_app(issuer: TestIssuer, dpop: DPoP | None = None, **config: Any) -> tup
     return app, dpop
 
 
-def good(
-    issuer: TestIssuer, key: DPoPKey, path: str, method: str = "GET", base: str = BASE, **kw: Any
-) -> dict[str, str]:
+def good(issuer: TestIssuer, key: DPoPKey, path: str, method: str = "GET", base: str = BASE, **kw: Any) -> dict[str, str]:
     return dpop_headers(key, method, base + path, issuer.token(key.jkt, **kw.pop("claims", {})), **kw)
 
 

@@ -25,6 +25,8 @@ from dpop_middleware.verifier import Outcome
 BASE = "http://localhost"
 
 
+
+
 def make_app(issuer: TestIssuer, **config: Any) -> tuple[Flask, DPoP]:
     app = Flask(__name__)
     app.config.update(DPOP_ISSUER=issuer.issuer, DPOP_AUDIENCE=issuer.audience, DPOP_JWKS=issuer.jwks, **config)
@@ -185,6 +187,7 @@ def test_dot_segments_cannot_shed_view_scopes(issuer: TestIssuer, key: DPoPKey) 
     resp = app.test_client().get(path, headers=signed(issuer, key, path))
     assert resp.status_code == 403
     assert 'error="insufficient_scope"' in resp.headers["WWW-Authenticate"]
+
 
 
 def test_a_view_scope_failure_is_one_outcome(issuer: TestIssuer, key: DPoPKey) -> None:

@@ -75,32 +75,16 @@ def _scoped(v: DPoPVerifier, w: World) -> Any:
 
 SCENARIOS = [
     Scenario("accepted", ("accepted", "ok", 200, "DPoP"), lambda v, w: v.authenticate(_req(w.good()))),
-    Scenario(
-        "anonymous",
-        ("anonymous", "missing_credentials", 200, None),
-        lambda v, w: v.authenticate(_req([]), required=False),
-    ),
-    Scenario(
-        "missing_credentials", ("rejected", "missing_credentials", 401, "DPoP"), lambda v, w: v.authenticate(_req([]))
-    ),
+    Scenario("anonymous", ("anonymous", "missing_credentials", 200, None), lambda v, w: v.authenticate(_req([]), required=False)),
+    Scenario("missing_credentials", ("rejected", "missing_credentials", 401, "DPoP"), lambda v, w: v.authenticate(_req([]))),
     Scenario("replayed", ("rejected", "replayed", 401, "DPoP"), _twice),
     Scenario(
         "key_binding_mismatch",
         ("rejected", "key_binding_mismatch", 401, "DPoP"),
-        lambda v, w: v.authenticate(
-            _req(list(dpop_headers(DPoPKey.generate(), "GET", TARGET, w.issuer.token(w.key.jkt)).items()))
-        ),
+        lambda v, w: v.authenticate(_req(list(dpop_headers(DPoPKey.generate(), "GET", TARGET, w.issuer.token(w.key.jkt)).items()))),
     ),
-    Scenario(
-        "htu_mismatch",
-        ("rejected", "htu_mismatch", 401, "DPoP"),
-        lambda v, w: v.authenticate(_req(w.good("https://api.test/other"))),
-    ),
-    Scenario(
-        "token_expired",
-        ("rejected", "token_expired", 401, "DPoP"),
-        lambda v, w: v.authenticate(_req(w.good(lifetime=-100))),
-    ),
+    Scenario("htu_mismatch", ("rejected", "htu_mismatch", 401, "DPoP"), lambda v, w: v.authenticate(_req(w.good("https://api.test/other")))),
+    Scenario("token_expired", ("rejected", "token_expired", 401, "DPoP"), lambda v, w: v.authenticate(_req(w.good(lifetime=-100)))),
     Scenario(
         "multiple_dpop_headers",
         ("rejected", "multiple_dpop_headers", 400, "DPoP"),
@@ -122,9 +106,7 @@ SCENARIOS = [
     Scenario(
         "report_only_bad_proof",
         ("reported", "key_binding_mismatch", 401, "DPoP"),
-        lambda v, w: v.authenticate(
-            _req(list(dpop_headers(DPoPKey.generate(), "GET", TARGET, w.issuer.token(w.key.jkt)).items()))
-        ),
+        lambda v, w: v.authenticate(_req(list(dpop_headers(DPoPKey.generate(), "GET", TARGET, w.issuer.token(w.key.jkt)).items()))),
         options={"mode": "report_only"},
     ),
     Scenario(
@@ -236,6 +218,7 @@ def test_each_reason_code_is_counted_and_logged(
         assert record.dpop_store_error == "ConnectionError"  # type: ignore[attr-defined]
     elif reason.startswith("replay_store"):  # the store's own line (or the verifier's) names the part
         assert [r for r in caplog.records if r is not record and getattr(r, "dpop_reason", "") == reason]
+
 
 
 def test_full_memory_store_refuses_with_503_and_says_why(caplog: pytest.LogCaptureFixture) -> None:

@@ -38,9 +38,7 @@ def _resource_side(env: Env, store: FakeReplayStore) -> Callable[[], Any]:
 
 def _token_side(env: Env, store: FakeReplayStore) -> Callable[[], Any]:
     verifier = TokenEndpointVerifier(TOKEN_URL, replay_store=store, clock=env.clock)
-    proof = env.key.sign(
-        env.header(), {"jti": secrets.token_urlsafe(12), "htm": "POST", "htu": TOKEN_URL, "iat": int(env.clock.now)}
-    )
+    proof = env.key.sign(env.header(), {"jti": secrets.token_urlsafe(12), "htm": "POST", "htu": TOKEN_URL, "iat": int(env.clock.now)})
     request = RequestInfo("POST", TOKEN_URL, [("DPoP", proof)])
     return lambda: (verifier.verification(request), verifier.authentication(request))
 
@@ -253,7 +251,9 @@ def test_require_principal_reports_a_report_only_failure_once(issuer: Any, layer
     middleware = (
         Middleware(DPoPMiddleware, verifier=verifier, allowed_hosts=["testserver"])
         if layer == "middleware"
-        else Middleware(DPoPAuthenticationMiddleware, backend=DPoPAuthBackend(verifier, allowed_hosts=["testserver"]))
+        else Middleware(
+            DPoPAuthenticationMiddleware, backend=DPoPAuthBackend(verifier, allowed_hosts=["testserver"])
+        )
     )
     app = Starlette(routes=[Route("/me", whoami)], middleware=[middleware])
     with TestClient(app) as client:

@@ -146,9 +146,7 @@ ADAPTERS: dict[str, Callable[[bytes, bytes, str | None], str]] = {
 
 @pytest.mark.parametrize("adapter", list(ADAPTERS))
 @pytest.mark.parametrize(("prefix", "below", "raw", "expected"), CASES, ids=IDS)
-def test_every_adapter_rebuilds_the_same_url(
-    prefix: bytes, below: bytes, raw: str | None, expected: str, adapter: str
-) -> None:
+def test_every_adapter_rebuilds_the_same_url(prefix: bytes, below: bytes, raw: str | None, expected: str, adapter: str) -> None:
     assert ADAPTERS[adapter](prefix, below, raw) == ORIGIN + expected
 
 

@@ -34,11 +34,7 @@ from dpop_middleware.testing import TestIssuer, dpop_headers
 
 BASE = "http://api.test"
 ORIGIN = "https://app.example"
-PREFLIGHT = {
-    "Origin": ORIGIN,
-    "Access-Control-Request-Method": "POST",
-    "Access-Control-Request-Headers": "authorization, dpop",
-}
+PREFLIGHT = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, dpop"}
 CORS = Middleware(
     CORSMiddleware, allow_origins=[ORIGIN], allow_methods=["GET", "POST"], allow_headers=["Authorization", "DPoP"]
 )
@@ -79,9 +75,7 @@ def fastapi_app(verifier: DPoPVerifier) -> FastAPI:
     def create(principal: DPoPPrincipal = Depends(dpop)) -> dict[str, Any]:
         return {"sub": principal.subject}
 
-    api.add_middleware(
-        CORSMiddleware, allow_origins=[ORIGIN], allow_methods=["POST"], allow_headers=["Authorization", "DPoP"]
-    )
+    api.add_middleware(CORSMiddleware, allow_origins=[ORIGIN], allow_methods=["POST"], allow_headers=["Authorization", "DPoP"])
     api.add_middleware(DPoPMiddleware, verifier=verifier)  # added last: outermost, outside CORS
     return api
 

@@ -135,7 +135,5 @@ def test_no_warning_when_the_host_is_pinned_or_in_debug(
 def test_no_warning_when_the_verifier_is_in_debug(issuer: TestIssuer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="dpop_middleware")
     DPoPBearer(DPoPVerifier(issuer.validator(), debug=True))
-    DPoPMiddleware(
-        app("fastapi", DPoPVerifier(issuer.validator())), verifier=DPoPVerifier(issuer.validator(), debug=True)
-    )
+    DPoPMiddleware(app("fastapi", DPoPVerifier(issuer.validator())), verifier=DPoPVerifier(issuer.validator(), debug=True))
     assert len(unpinned_warnings(caplog)) == 1  # the inner app's DPoPBearer only

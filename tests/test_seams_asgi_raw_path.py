@@ -111,12 +111,7 @@ def test_encoded_slash_below_a_mount(issuer: TestIssuer) -> None:
 def test_raw_path_with_encoded_slash_is_used_when_consistent(
     path: str, root_path: str, app_root_path: str | None, raw_path: bytes, url: str
 ) -> None:
-    assert (
-        request_info(
-            http_scope(path, raw_path=raw_path, root_path=root_path, app_root_path=app_root_path), NO_PROXIES
-        ).url
-        == url
-    )
+    assert request_info(http_scope(path, raw_path=raw_path, root_path=root_path, app_root_path=app_root_path), NO_PROXIES).url == url
 
 
 @pytest.mark.parametrize(

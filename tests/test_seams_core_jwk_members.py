@@ -97,9 +97,7 @@ def _jwks_with_odd_entry(issuer: TestIssuer, kid: str = "odd-key", **odd: Any) -
     [{"crv": ["P-256"]}, {"crv": {"a": 1}}, {"kty": ["EC"]}, {"x": {}}, {"alg": ["ES256"]}, {"key_ops": "verify"}],
     ids=["crv_list", "crv_object", "kty_list", "x_object", "alg_list", "key_ops_string"],
 )
-def test_static_jwks_skips_an_odd_entry_and_keeps_the_good_key(
-    odd: dict[str, Any], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_static_jwks_skips_an_odd_entry_and_keeps_the_good_key(odd: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     env = make_env()
     kid = "odd-" + next(iter(odd)) + "-" + type(next(iter(odd.values()))).__name__  # logged once per process
     jwks = _jwks_with_odd_entry(env.issuer, kid=kid, **odd)
@@ -107,9 +105,7 @@ def test_static_jwks_skips_an_odd_entry_and_keeps_the_good_key(
     keys = KeySet(jwks)
     assert [kid for kid, _, _ in keys.keys] == [env.issuer.kid]
     assert [skipped for skipped, _ in keys.skipped] == [kid]
-    validator = JWTAccessTokenValidator(
-        issuer=env.issuer.issuer, audience=env.issuer.audience, jwks=jwks, clock=env.clock
-    )
+    validator = JWTAccessTokenValidator(issuer=env.issuer.issuer, audience=env.issuer.audience, jwks=jwks, clock=env.clock)
     token = env.token()
     assert DPoPVerifier(validator, clock=env.clock).verify(env.request(token, env.proof(token))).is_dpop_bound
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and kid in r.getMessage()]

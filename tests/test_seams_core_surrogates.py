@@ -74,15 +74,8 @@ def test_token_endpoint_refuses_lone_surrogate_jti_with_400() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [
-        '{"a":"\\ud800"}',
-        '{"a":"\\uD800"}',
-        '{"a":"x\\uDFFFy"}',
-        '{"\\udc00":1}',
-        '{"a":[{"b":"\\udbff"}]}',
-        '{"a":"\\ud83d"}',
-        '{"a":"\\ude00\\ud83d"}',
-    ],
+    ['{"a":"\\ud800"}', '{"a":"\\uD800"}', '{"a":"x\\uDFFFy"}', '{"\\udc00":1}', '{"a":[{"b":"\\udbff"}]}',
+     '{"a":"\\ud83d"}', '{"a":"\\ude00\\ud83d"}'],
 )
 def test_parse_json_object_refuses_lone_surrogate_escapes(text: str) -> None:
     with pytest.raises(JOSEFormatError) as info:
@@ -108,14 +101,8 @@ def test_jwt_access_token_with_lone_surrogate_sub_is_malformed() -> None:
 
 @pytest.mark.parametrize(
     "claims",
-    [
-        {"sub": "\ud800"},
-        {"scope": "read \udfff"},
-        {"client_id": "c\udc00"},
-        {"other": {"deep": ["\ud800"]}},
-        {"\ud800": "key"},
-        {"scp": ["read", "\udbff"]},
-    ],
+    [{"sub": "\ud800"}, {"scope": "read \udfff"}, {"client_id": "c\udc00"}, {"other": {"deep": ["\ud800"]}},
+     {"\ud800": "key"}, {"scp": ["read", "\udbff"]}],
     ids=["sub", "scope", "client_id", "nested", "member_name", "scp_list"],
 )
 def test_claims_with_lone_surrogate_from_a_callable_validator_are_an_invalid_token(claims: dict[str, Any]) -> None:
@@ -140,9 +127,7 @@ def test_introspection_answer_with_lone_surrogate_is_an_invalid_token() -> None:
         audience="https://api.example.com", http_client=httpx.Client(transport=transport), clock=env.clock,
     )  # fmt: skip
     verifier = DPoPVerifier(validator, clock=env.clock)
-    proof = env.key.sign(
-        env.header(), {"jti": "j1", "htm": "GET", "htu": URL, "iat": int(env.clock.now), "ath": ath(token)}
-    )
+    proof = env.key.sign(env.header(), {"jti": "j1", "htm": "GET", "htu": URL, "iat": int(env.clock.now), "ath": ath(token)})
     result = verifier.authenticate(RequestInfo("GET", URL, [("Authorization", f"DPoP {token}"), ("DPoP", proof)]))
     assert result.rejection is not None and result.rejection.status == 401
     assert result.rejection.error.reason == "token_invalid_text"

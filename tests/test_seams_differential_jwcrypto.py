@@ -97,11 +97,7 @@ class Key:
             from cryptography.hazmat.primitives import serialization
 
             raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            return {
-                "kty": "OKP",
-                "crv": "Ed25519" if isinstance(key, ed25519.Ed25519PrivateKey) else "Ed448",
-                "x": b64(raw),
-            }
+            return {"kty": "OKP", "crv": "Ed25519" if isinstance(key, ed25519.Ed25519PrivateKey) else "Ed448", "x": b64(raw)}
         numbers = key.public_key().public_numbers()
         return {"kty": "RSA", "n": b64_int(numbers.n), "e": b64_int(numbers.e)}
 
@@ -112,22 +108,11 @@ class Key:
         if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
             from cryptography.hazmat.primitives import serialization
 
-            return {
-                "d": b64(
-                    key.private_bytes(
-                        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-                    )
-                )
-            }
+            return {"d": b64(key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                               serialization.NoEncryption()))}
         n = key.private_numbers()
-        return {
-            "d": b64_int(n.d),
-            "p": b64_int(n.p),
-            "q": b64_int(n.q),
-            "dp": b64_int(n.dmp1),
-            "dq": b64_int(n.dmq1),
-            "qi": b64_int(n.iqmp),
-        }
+        return {"d": b64_int(n.d), "p": b64_int(n.p), "q": b64_int(n.q), "dp": b64_int(n.dmp1),
+                "dq": b64_int(n.dmq1), "qi": b64_int(n.iqmp)}
 
 
 def raw_sign(key: PrivateKey, alg: str, data: bytes) -> bytes:
@@ -138,11 +123,7 @@ def raw_sign(key: PrivateKey, alg: str, data: bytes) -> bytes:
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
     if alg in ("EdDSA", "Ed25519", "Ed448"):
         return bytes(key.sign(data))
-    pad = (
-        padding.PSS(padding.MGF1(HASHES[alg[2:]]), HASHES[alg[2:]].digest_size)
-        if alg.startswith("PS")
-        else padding.PKCS1v15()
-    )
+    pad = padding.PSS(padding.MGF1(HASHES[alg[2:]]), HASHES[alg[2:]].digest_size) if alg.startswith("PS") else padding.PKCS1v15()
     return bytes(key.sign(data, pad, HASHES[alg[2:]]))
 
 
@@ -207,24 +188,12 @@ class Case:
 
 
 def claims(rng: random.Random, jti_extra: int = 0) -> dict[str, Any]:
-    return {
-        "jti": f"{rng.getrandbits(64):016x}" + "j" * jti_extra,
-        "htm": "GET",
-        "htu": URL,
-        "iat": NOW,
-        "ath": b64(TOKEN_HASH),
-    }
+    return {"jti": f"{rng.getrandbits(64):016x}" + "j" * jti_extra, "htm": "GET", "htu": URL, "iat": NOW,
+            "ath": b64(TOKEN_HASH)}
 
 
-def compact(
-    key: PrivateKey,
-    alg: str,
-    header_text: str,
-    payload_text: str,
-    *,
-    sign_alg: str | None = None,
-    encode: Callable[[bytes], str] = b64,
-) -> str:
+def compact(key: PrivateKey, alg: str, header_text: str, payload_text: str, *, sign_alg: str | None = None,
+            encode: Callable[[bytes], str] = b64) -> str:
     head, body = encode(header_text.encode()), encode(payload_text.encode())
     signature = raw_sign(key, sign_alg or alg, f"{head}.{body}".encode())
     return f"{head}.{body}.{b64(signature)}"
@@ -304,23 +273,15 @@ def cases_for(key: Key, rng: random.Random) -> Iterator[Case]:
         r, s = decode_dss_signature(der)
         size = (priv.curve.key_size + 7) // 8
         order = CURVE_ORDERS[key.name]
-        yield Case(
-            "high_s_ecdsa", f"{head_b64}.{body_b64}.{b64(r.to_bytes(size, 'big') + (order - s).to_bytes(size, 'big'))}"
-        )
+        yield Case("high_s_ecdsa", f"{head_b64}.{body_b64}.{b64(r.to_bytes(size, 'big') + (order - s).to_bytes(size, 'big'))}")
         other = {"ES256": "ES384", "ES384": "ES512", "ES512": "ES256"}[alg]
         # The key's own curve, the hash of another ES algorithm: only the curve is wrong.
         yield Case("es_alg_for_another_curve", signed(header(key, alg=other), sign_alg=other), rule="alg_fixes_curve")
         jwk = key.public_jwk()
-        yield Case(
-            "ec_coordinate_padded",
-            signed(header(key, jwk=dict(jwk, x=b64(b"\x00" + _unb64(jwk["x"]))))),
-            rule="ec_coordinate_length",
-        )
+        yield Case("ec_coordinate_padded", signed(header(key, jwk=dict(jwk, x=b64(b"\x00" + _unb64(jwk["x"]))))),
+                   rule="ec_coordinate_length")
         yield Case("kty_crv_mismatch_okp_curve", signed(header(key, jwk=dict(jwk, crv="Ed25519"))))
-        yield Case(
-            "kty_crv_mismatch_other_ec_curve",
-            signed(header(key, jwk=dict(jwk, crv="P-384" if key.name != "P-384" else "P-256"))),
-        )
+        yield Case("kty_crv_mismatch_other_ec_curve", signed(header(key, jwk=dict(jwk, crv="P-384" if key.name != "P-384" else "P-256"))))
         yield Case("ec_point_off_curve", signed(header(key, jwk=dict(jwk, y=b64(flip_bit(_unb64(jwk["y"]), rng))))))
         yield Case("kty_mismatch_rsa", signed(header(key, jwk=dict(jwk, kty="RSA"))))
         yield Case("kty_mismatch_okp", signed(header(key, jwk=dict(jwk, kty="OKP"))))
@@ -328,10 +289,7 @@ def cases_for(key: Key, rng: random.Random) -> Iterator[Case]:
     if kty == "OKP":
         jwk = key.public_jwk()
         yield Case("kty_crv_mismatch_ec_curve", signed(header(key, jwk=dict(jwk, crv="P-256"))))
-        yield Case(
-            "kty_crv_mismatch_other_okp_curve",
-            signed(header(key, jwk=dict(jwk, crv="Ed448" if jwk["crv"] == "Ed25519" else "Ed25519"))),
-        )
+        yield Case("kty_crv_mismatch_other_okp_curve", signed(header(key, jwk=dict(jwk, crv="Ed448" if jwk["crv"] == "Ed25519" else "Ed25519"))))
         yield Case("kty_mismatch_ec", signed(header(key, jwk=dict(jwk, kty="EC"))))
         yield Case("okp_x25519_curve", signed(header(key, jwk=dict(jwk, crv="X25519"))))
         if jwk["crv"] == "Ed448":
@@ -345,34 +303,21 @@ def cases_for(key: Key, rng: random.Random) -> Iterator[Case]:
         jwk = key.public_jwk()
         other = {"PS": "RS", "RS": "PS"}[alg[:2]] + alg[2:]
         yield Case("pss_and_pkcs1_swapped", signed(header(key, alg=other), sign_alg=alg))
-        yield Case(
-            "other_rsa_hash", signed(header(key, alg=alg[:2] + ("256" if alg[2:] != "256" else "384")), sign_alg=alg)
-        )
+        yield Case("other_rsa_hash", signed(header(key, alg=alg[:2] + ("256" if alg[2:] != "256" else "384")), sign_alg=alg))
         yield Case("valid_other_rsa_alg", compact(priv, other, dumps(header(key, alg=other)), body))
         small = Key("RSA-1536", RSA_SMALL, alg)
         yield Case("rsa_below_2048", compact(RSA_SMALL, alg, dumps(header(small)), body), rule="rsa_below_2048")
-        yield Case(
-            "leading_zero_n",
-            signed(header(key, jwk=dict(jwk, n=b64(b"\x00" + _unb64(jwk["n"]))))),
-            rule="minimal_rsa_integers",
-        )
-        yield Case(
-            "leading_zero_e",
-            signed(header(key, jwk=dict(jwk, e=b64(b"\x00" + _unb64(jwk["e"]))))),
-            rule="minimal_rsa_integers",
-        )
+        yield Case("leading_zero_n", signed(header(key, jwk=dict(jwk, n=b64(b"\x00" + _unb64(jwk["n"]))))),
+                   rule="minimal_rsa_integers")
+        yield Case("leading_zero_e", signed(header(key, jwk=dict(jwk, e=b64(b"\x00" + _unb64(jwk["e"]))))),
+                   rule="minimal_rsa_integers")
         costly = Key("RSA-2048-big-e", RSA_BIG_E, alg)
-        yield Case(
-            "rsa_exponent_above_32_bits", compact(RSA_BIG_E, alg, dumps(header(costly)), body), rule="rsa_cost_cap"
-        )
+        yield Case("rsa_exponent_above_32_bits", compact(RSA_BIG_E, alg, dumps(header(costly)), body), rule="rsa_cost_cap")
         yield Case("kty_mismatch_ec", signed(header(key, jwk=dict(jwk, kty="EC", crv="P-256"))))
         yield Case("wrong_kty_for_alg", signed(header(key, alg="ES256"), sign_alg=alg))
     # -- the jwk's own members --
-    yield Case(
-        "jwk_private_members",
-        signed(header(key, jwk={**key.public_jwk(), **key.private_members()})),
-        rule="private_members",
-    )
+    yield Case("jwk_private_members", signed(header(key, jwk={**key.public_jwk(), **key.private_members()})),
+               rule="private_members")
     yield Case("jwk_extra_members", signed(header(key, jwk=dict(key.public_jwk(), kid="k1", ext=True, x5t="abc"))))
     yield Case("jwk_use_sig", signed(header(key, jwk=dict(key.public_jwk(), use="sig"))))
     yield Case("jwk_use_enc", signed(header(key, jwk=dict(key.public_jwk(), use="enc"))))
@@ -380,15 +325,10 @@ def cases_for(key: Key, rng: random.Random) -> Iterator[Case]:
     yield Case("jwk_key_ops_sign_only", signed(header(key, jwk=dict(key.public_jwk(), key_ops=["sign"]))))
     yield Case("jwk_alg_same", signed(header(key, jwk=dict(key.public_jwk(), alg=alg))))
     other_alg = "ES384" if alg != "ES384" else "ES256"
-    yield Case(
-        "jwk_alg_differs", signed(header(key, jwk=dict(key.public_jwk(), alg=other_alg))), rule="jwk_alg_differs"
-    )
+    yield Case("jwk_alg_differs", signed(header(key, jwk=dict(key.public_jwk(), alg=other_alg))), rule="jwk_alg_differs")
     yield Case("jwk_missing", signed({"typ": "dpop+jwt", "alg": alg}))
-    yield Case(
-        "jwk_symmetric_member_k",
-        signed(header(key, jwk=dict(key.public_jwk(), k=b64(b"secret")))),
-        rule="private_members",
-    )
+    yield Case("jwk_symmetric_member_k", signed(header(key, jwk=dict(key.public_jwk(), k=b64(b"secret")))),
+               rule="private_members")
     # -- encodings --
     for index, segment in ((0, "header"), (1, "payload"), (2, "signature")):
         respelled = _respelled(key, valid, index, noncanonical, rng)
@@ -403,24 +343,16 @@ def cases_for(key: Key, rng: random.Random) -> Iterator[Case]:
     first = "HS256" if alg != "HS256" else "none"
     yield Case("duplicate_header_member_conflict", signed(f'{{"alg":"{first}",' + text[1:]), rule="duplicate_members")
     jwk_text = dumps(key.public_jwk())
-    yield Case(
-        "duplicate_jwk_member",
-        signed(text.replace(jwk_text, jwk_text[:-1] + f',"kty":"{key.public_jwk()["kty"]}"}}')),
-        rule="duplicate_members",
-    )
+    yield Case("duplicate_jwk_member", signed(text.replace(jwk_text, jwk_text[:-1] + f',"kty":"{key.public_jwk()["kty"]}"}}')),
+               rule="duplicate_members")
     yield Case("header_crit_b64", signed(header(key, crit=["b64"], b64=True)), rule="crit_refused")
     yield Case("header_crit_unknown", signed(header(key, crit=["urn:example:unknown"], **{"urn:example:unknown": 1})))
     yield Case("header_crit_empty", signed(header(key, crit=[])), rule="crit_refused")
     yield Case("header_b64_false_without_crit", signed(header(key, b64=False)), rule="b64_without_crit")
     yield Case("header_whitespace", signed(json.dumps(header(key), indent=1)))
-    yield Case(
-        "header_ignored_members",
-        signed(header(key, kid="k", jku="https://evil.example/jwks", x5u="https://evil.example/x")),
-    )
+    yield Case("header_ignored_members", signed(header(key, kid="k", jku="https://evil.example/jwks", x5u="https://evil.example/x")))
     yield Case("header_not_object", signed(dumps([header(key)])))
-    yield Case(
-        "payload_not_object", compact(priv, alg, dumps(header(key)), dumps([claims(rng)])), rule="payload_json_object"
-    )
+    yield Case("payload_not_object", compact(priv, alg, dumps(header(key)), dumps([claims(rng)])), rule="payload_json_object")
     flattened = json.dumps({"protected": head_b64, "payload": body_b64, "signature": sig_b64})
     yield Case("json_serialization", flattened, rule="compact_only")
 
@@ -438,9 +370,7 @@ def _hs256(key: Key, body: str) -> str:
     return f"{head}.{payload}.{b64(hmac.new(secret, f'{head}.{payload}'.encode(), hashlib.sha256).digest())}"
 
 
-def _respelled(
-    key: Key, valid: str, index: int, respell: Callable[[str], str | None], rng: random.Random
-) -> str | None:
+def _respelled(key: Key, valid: str, index: int, respell: Callable[[str], str | None], rng: random.Random) -> str | None:
     """``valid`` with segment ``index`` re-spelled (and signed again over a re-spelled signing input)."""
     parts = valid.split(".")
     if index == 2:
@@ -499,16 +429,12 @@ def judge(case: Case) -> list[str]:
         decided, copy_reason = ours(case.proof, copied)
         expected = theirs(case.proof, copied.algorithms)[0] and not case.copy_refuses
         if decided != expected:
-            found.append(
-                f"{case.name}: under dataclasses.replace(config, {', '.join(case.copy_with)}=<stricter>) we "
-                f"{'accept' if decided else 'refuse'} ({copy_reason}), the copy's policy "
-                f"{'accepts' if expected else 'refuses'}"
-            )
+            found.append(f"{case.name}: under dataclasses.replace(config, {', '.join(case.copy_with)}=<stricter>) we "
+                         f"{'accept' if decided else 'refuse'} ({copy_reason}), the copy's policy "
+                         f"{'accepts' if expected else 'refuses'}")
     if case.rule in STRICTER and accepted:
-        found.append(
-            f"{case.name}: documented stricter rule {case.rule!r} does not hold: we accept "
-            f"(jwcrypto {'accepts' if oracle else 'refuses: ' + why})"
-        )
+        found.append(f"{case.name}: documented stricter rule {case.rule!r} does not hold: we accept "
+                     f"(jwcrypto {'accepts' if oracle else 'refuses: ' + why})")
     elif accepted != oracle:
         if accepted and case.rule not in LOOSER:
             found.append(f"{case.name}: we accept, jwcrypto refuses ({why}); no LOOSER rule covers it")
@@ -534,7 +460,7 @@ CASES = all_cases()
 
 def test_every_rule_is_exercised_and_every_case_named() -> None:
     names = {case.rule for _, case in CASES} - {None}
-    assert names == set(STRICTER) | set(LOOSER), names ^ (set(STRICTER) | set(LOOSER))
+    assert names == set(STRICTER) | set(LOOSER), (names ^ (set(STRICTER) | set(LOOSER)))
     assert len(CASES) > 600
 
 
@@ -555,9 +481,7 @@ def test_decisions_agree_with_jwcrypto(key_name: str) -> None:
 # -- hypothesis: one character of a valid proof replaced, inserted or removed ------------------------
 
 EDIT_KEYS = [k for k in KEYS if k.name in ("P-256", "Ed25519", "Ed448", "RSA-2048-PS256")]
-EDIT_PROOFS = [
-    compact(k.private, k.alg, dumps(header(k)), dumps(claims(random.Random(i)))) for i, k in enumerate(EDIT_KEYS)
-]
+EDIT_PROOFS = [compact(k.private, k.alg, dumps(header(k)), dumps(claims(random.Random(i)))) for i, k in enumerate(EDIT_KEYS)]
 
 
 def lenient(segment: str) -> bytes | None:

@@ -192,9 +192,7 @@ def test_checks_turn_a_hostile_project_setting_into_an_error(extra: dict[str, An
     assert any(isinstance(m, Error) for m in messages)
 
 
-@pytest.mark.parametrize(
-    "value", [None, "x", 3, {"DEFAULT_AUTHENTICATION_CLASSES": "x"}, {"DEFAULT_AUTHENTICATION_CLASSES": [1]}]
-)
+@pytest.mark.parametrize("value", [None, "x", 3, {"DEFAULT_AUTHENTICATION_CLASSES": "x"}, {"DEFAULT_AUTHENTICATION_CLASSES": [1]}])
 def test_checks_never_crash_on_a_hostile_rest_framework_setting(value: Any) -> None:
     with django_settings(JWT, REST_FRAMEWORK=value, **URLS):
         messages = check_dpop_settings()

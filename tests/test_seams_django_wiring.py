@@ -46,9 +46,7 @@ def test_access_token_in_query_alone_is_challenged(path: str, caplog: pytest.Log
     assert resp.status_code == 401
     assert resp["WWW-Authenticate"].startswith("DPoP ")
     assert b"toy-user" not in resp.content
-    assert [getattr(r, "dpop_reason", None) for r in caplog.records if r.name == "dpop_middleware"] == [
-        "token_in_query"
-    ]
+    assert [getattr(r, "dpop_reason", None) for r in caplog.records if r.name == "dpop_middleware"] == ["token_in_query"]
 
 
 @pytest.mark.parametrize("path", ["/undecorated", "/drf/toy-bearer"])
@@ -58,9 +56,7 @@ def test_access_token_in_query_and_header_is_a_400(path: str, caplog: pytest.Log
         resp = Client().get(f"{path}?access_token=x", **signed(path))
     assert resp.status_code == 400
     assert resp.json()["error"] == "invalid_request"
-    assert [getattr(r, "dpop_reason", None) for r in caplog.records if r.name == "dpop_middleware"] == [
-        "multiple_token_locations"
-    ]
+    assert [getattr(r, "dpop_reason", None) for r in caplog.records if r.name == "dpop_middleware"] == ["multiple_token_locations"]
 
 
 def test_a_query_without_a_token_does_not_change_htu() -> None:

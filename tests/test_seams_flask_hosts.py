@@ -20,6 +20,8 @@ from dpop_middleware.testing import TestIssuer, dpop_headers
 WARNING_NAMES = "DPOP_PUBLIC_URL or DPOP_ALLOWED_HOSTS"
 
 
+
+
 def make_app(issuer: TestIssuer, **config: Any) -> Flask:
     app = Flask(__name__)
     app.config.update(DPOP_ISSUER=issuer.issuer, DPOP_AUDIENCE=issuer.audience, DPOP_JWKS=issuer.jwks, **config)

@@ -24,6 +24,8 @@ from dpop_middleware.testing import TestIssuer, dpop_headers
 BASE = "http://localhost"
 
 
+
+
 def app_with(issuer: TestIssuer | None, **config: Any) -> Flask:
     app = Flask(__name__)
     if issuer is not None:

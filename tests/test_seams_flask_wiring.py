@@ -25,6 +25,8 @@ BASE = "http://localhost"
 PREFLIGHT = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
 
 
+
+
 def configured(issuer: TestIssuer, **extra: Any) -> Flask:
     app = Flask(__name__)
     app.config.update(DPOP_ISSUER=issuer.issuer, DPOP_AUDIENCE=issuer.audience, DPOP_JWKS=issuer.jwks, **extra)

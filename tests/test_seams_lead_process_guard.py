@@ -78,9 +78,8 @@ def _logging_worker(registry: str, start: multiprocessing.synchronize.Barrier, r
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
     logging.getLogger("dpop_middleware").addHandler(handler)
-    store = MemoryReplayStore(
-        guard=ProcessGuard(registry=Path(registry), recheck_seconds=0.0), setting="DPOP['REPLAY_STORE']"
-    )
+    store = MemoryReplayStore(guard=ProcessGuard(registry=Path(registry), recheck_seconds=0.0),
+                              setting="DPOP['REPLAY_STORE']")
     start.wait()
     with contextlib.suppress(ReplayStoreUnavailable):
         store.add_if_absent(b"k0", 60)  # registers

@@ -144,15 +144,8 @@ def test_build_names_every_missing_key(issuer):
 
 
 def test_build_from_issuer_audience_jwks(issuer):
-    values = read(
-        {
-            "issuer": issuer.issuer,
-            "audience": issuer.audience,
-            "jwks": issuer.jwks,
-            "max_age": "30",
-            "nonce_keyring": {"k1": "0123456789abcdef0123"},
-        }
-    )
+    values = read({"issuer": issuer.issuer, "audience": issuer.audience, "jwks": issuer.jwks, "max_age": "30",
+                   "nonce_keyring": {"k1": "0123456789abcdef0123"}})
     verifier = build_verifier(values, spell=django_spell, load=_load)
     assert isinstance(verifier, DPoPVerifier)
     assert verifier.config.max_age == 30.0
@@ -163,9 +156,8 @@ def test_build_from_issuer_audience_jwks(issuer):
 
 
 def test_build_allow_per_process_store_reaches_the_store(issuer):
-    values = read(
-        {"issuer": issuer.issuer, "audience": issuer.audience, "jwks": issuer.jwks, "allow_per_process_store": "true"}
-    )
+    values = read({"issuer": issuer.issuer, "audience": issuer.audience, "jwks": issuer.jwks,
+                   "allow_per_process_store": "true"})
     store = build_verifier(values, spell=django_spell, load=_load).replay_store
     assert store._guard is None  # the guard is switched off on purpose
 
@@ -202,15 +194,9 @@ def test_build_dotted_path_that_cannot_be_imported_is_named(issuer):
 
 def test_build_replay_store_choices(issuer):
     base = {"issuer": issuer.issuer, "audience": issuer.audience, "jwks": issuer.jwks}
-    with pytest.raises(
-        SettingsError, match=r"must be one of 'memory', 'django-cache', a redis://.* URL, a store object"
-    ):
-        build_verifier(
-            read({**base, "replay_store": "redis"}),
-            spell=django_spell,
-            load=_load,
-            stores={"django-cache": MemoryReplayStore},
-        )
+    with pytest.raises(SettingsError, match=r"must be one of 'memory', 'django-cache', a redis://.* URL, a store object"):
+        build_verifier(read({**base, "replay_store": "redis"}), spell=django_spell, load=_load,
+                       stores={"django-cache": MemoryReplayStore})
     with pytest.raises(SettingsError, match=r"must be a replay store"):
         build_verifier(read({**base, "replay_store": object()}), spell=django_spell, load=_load)
     custom = MemoryReplayStore(allow_multiple_processes=True)
@@ -236,12 +222,8 @@ def test_jwks_url_gets_a_hint():
 def test_adapter_store_settings_clash_with_a_ready_verifier(issuer):
     verifier = DPoPVerifier(issuer.validator())
     with pytest.raises(SettingsError, match=r"DPOP\['REPLAY_CACHE_ALIAS'\] would be ignored"):
-        build_verifier(
-            read({"verifier": verifier, "replay_cache_alias": "x"}),
-            spell=django_spell,
-            load=_load,
-            store_names=("replay_cache_alias",),
-        )
+        build_verifier(read({"verifier": verifier, "replay_cache_alias": "x"}), spell=django_spell, load=_load,
+                       store_names=("replay_cache_alias",))
 
 
 @pytest.mark.parametrize("secret", [16, 16.0, None, ["x" * 16], True])
@@ -255,14 +237,8 @@ def test_a_nonce_secret_that_is_not_text_or_bytes_is_refused(secret):
 
 @pytest.mark.parametrize("name", ["token_validator", "verifier", "on_outcome"])
 def test_a_url_given_as_an_import_path_is_named_but_never_echoed(issuer, name):
-    values = read(
-        {
-            "issuer": issuer.issuer,
-            "audience": issuer.audience,
-            "jwks": issuer.jwks,
-            name: "redis://:S3cretPass@redis.example.com:6379/0",
-        }
-    )
+    values = read({"issuer": issuer.issuer, "audience": issuer.audience, "jwks": issuer.jwks,
+                   name: "redis://:S3cretPass@redis.example.com:6379/0"})
     if name in ("token_validator", "verifier"):
         values = {k: v for k, v in values.items() if k not in ("issuer", "audience", "jwks")}
     with pytest.raises(SettingsError) as info:

@@ -61,20 +61,8 @@ ADAPTERS: dict[str, Callable[[], Driver]] = {
 # The token endpoint and the static-JWKS checks have no adapter: the core test covers them.
 SURFACES = [s for s in RULES if s not in ("token_endpoint", "jwks_static")]
 # Through the adapters, one value per JSON type (the core test runs every value of ODD).
-ADAPTER_KINDS = (
-    "list",
-    "object",
-    "int",
-    "float",
-    "true",
-    "null",
-    "empty_string",
-    "lone_surrogate",
-    "surrogate_in_text",
-    "int40",
-    "huge_string",
-    "absent",
-)
+ADAPTER_KINDS = ("list", "object", "int", "float", "true", "null", "empty_string", "lone_surrogate",
+                 "surrogate_in_text", "int40", "huge_string", "absent")
 assert set(ADAPTER_KINDS) <= set(KINDS)
 
 
@@ -174,9 +162,7 @@ def test_unmutated_requests_pass_everywhere(harness_factory: Callable[[str], Har
 
 @pytest.mark.parametrize("surface", SURFACES)
 @pytest.mark.parametrize("adapter", list(ADAPTERS))
-def test_every_member_with_every_json_type(
-    adapter: str, surface: str, harness_factory: Callable[[str], Harness]
-) -> None:
+def test_every_member_with_every_json_type(adapter: str, surface: str, harness_factory: Callable[[str], Harness]) -> None:
     harness = harness_factory(adapter)
     found: list[str] = []
     for m in mutations([surface]):
@@ -185,24 +171,19 @@ def test_every_member_with_every_json_type(
     assert not found, f"{adapter}:\n" + "\n".join(found)
 
 
-HYPOTHESIS = settings(
-    max_examples=25,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+HYPOTHESIS = settings(max_examples=25, deadline=None, database=None, derandomize=True,
+                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 @pytest.mark.parametrize("adapter", list(ADAPTERS))
 @HYPOTHESIS
 @given(data=st.data())
-def test_random_json_through_the_adapter(
-    adapter: str, data: st.DataObject, harness_factory: Callable[[str], Harness]
-) -> None:
+def test_random_json_through_the_adapter(adapter: str, data: st.DataObject,
+                                         harness_factory: Callable[[str], Harness]) -> None:
     harness = harness_factory(adapter)
     surface = data.draw(st.sampled_from(SURFACES), label="surface")
     path = data.draw(st.sampled_from(list(RULES[surface])), label="member")
     value: Any = data.draw(json_values, label="value")
     found = problems(harness, random_mutation(surface, path, value))
     assert not found, "\n".join(found) + f"\nvalue: {value!r}"
+

@@ -56,9 +56,7 @@ PACKAGE = Path(dpop_middleware.__file__).parent
 # Reason codes are string literals handed to an exception (or NonceCheck) constructor, to the
 # helpers that build one, or assigned to a ``reason``; f-string placeholders become wildcards.
 _REASON_SOURCES = (
-    re.compile(
-        r'(?:Error|Unavailable|Required|Rejected|_bad|_unavailable|NonceCheck)\(\s*(?:[\w.]+,\s*)?f?"([a-z0-9_{}]+)"'
-    ),
+    re.compile(r'(?:Error|Unavailable|Required|Rejected|_bad|_unavailable|NonceCheck)\(\s*(?:[\w.]+,\s*)?f?"([a-z0-9_{}]+)"'),
     re.compile(r'reason\s*=\s*"([a-z0-9_]+)"'),
     re.compile(r'json_object\(\s*\w+,\s*"([a-z0-9_]+)"'),
 )
@@ -81,17 +79,8 @@ def documented_reasons() -> re.Pattern[str]:
 
 def test_reason_list_is_read_from_the_source() -> None:
     pattern = documented_reasons()
-    for code in (
-        "bad_signature",
-        "jwk_unsupported_curve",
-        "token_wrong_audience",
-        "introspection_malformed",
-        "jwks_malformed",
-        "nonce_missing",
-        "iat_too_old",
-        "bad_base64url",
-        "token_exp_invalid",
-    ):
+    for code in ("bad_signature", "jwk_unsupported_curve", "token_wrong_audience", "introspection_malformed",
+                 "jwks_malformed", "nonce_missing", "iat_too_old", "bad_base64url", "token_exp_invalid"):
         assert pattern.fullmatch(code), code
     assert not pattern.fullmatch("token_validator_error")
 
@@ -127,11 +116,7 @@ PRESENT = ALL - {"absent"}
 NOT_STR = frozenset(k for k, v in ODD.items() if v is not ABSENT and not isinstance(v, str))
 BAD_TEXT = frozenset({"lone_surrogate", "surrogate_in_text"})
 # Not a NumericDate (null aside: an optional time claim may be null).
-NOT_NUMBER = frozenset(
-    k
-    for k, v in ODD.items()
-    if v is not ABSENT and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
-)
+NOT_NUMBER = frozenset(k for k, v in ODD.items() if v is not ABSENT and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))))
 PAST = frozenset({"int", "zero", "negative", "float", "neg_int40"})
 NONE: frozenset[str] = frozenset()
 
@@ -139,118 +124,35 @@ REJECT, EITHER, ACCEPT = "reject", "either", "accept"
 
 #: member path -> the kinds that must be rejected (other kinds: either), per surface.
 RULES: dict[str, dict[tuple[str, ...], frozenset[str]]] = {
-    "proof_header": {
-        ("typ",): ALL,
-        ("alg",): ALL,
-        ("jwk",): ALL,
-        ("crit",): PRESENT,
-        ("kid",): NONE,
-        ("x-extra",): NONE,
-    },
-    "jwk_EC": {
-        ("kty",): ALL,
-        ("crv",): ALL,
-        ("x",): ALL,
-        ("y",): ALL,
-        ("use",): PRESENT,
-        ("key_ops",): PRESENT,
-        ("alg",): PRESENT,
-        ("d",): PRESENT,
-        ("n",): NONE,
-        ("e",): NONE,
-        ("kid",): NONE,
-        ("ext",): NONE,
-        ("x5c",): NONE,
-    },
-    "jwk_OKP": {
-        ("kty",): ALL,
-        ("crv",): ALL,
-        ("x",): ALL,
-        ("use",): PRESENT,
-        ("key_ops",): PRESENT,
-        ("alg",): PRESENT,
-        ("d",): PRESENT,
-        ("y",): NONE,
-        ("kid",): NONE,
-    },
-    "jwk_RSA": {
-        ("kty",): ALL,
-        ("n",): ALL,
-        ("e",): ALL,
-        ("use",): PRESENT,
-        ("key_ops",): PRESENT,
-        ("alg",): PRESENT,
-        ("d",): PRESENT,
-        ("crv",): NONE,
-        ("x",): NONE,
-        ("kid",): NONE,
-    },
-    "payload": {
-        ("jti",): ALL,
-        ("htm",): ALL,
-        ("htu",): ALL,
-        ("iat",): ALL,
-        ("ath",): ALL,
-        ("nonce",): NONE,
-        ("x-extra",): NONE,
-    },
+    "proof_header": {("typ",): ALL, ("alg",): ALL, ("jwk",): ALL, ("crit",): PRESENT, ("kid",): NONE, ("x-extra",): NONE},
+    "jwk_EC": {("kty",): ALL, ("crv",): ALL, ("x",): ALL, ("y",): ALL, ("use",): PRESENT, ("key_ops",): PRESENT,
+               ("alg",): PRESENT, ("d",): PRESENT, ("n",): NONE, ("e",): NONE, ("kid",): NONE, ("ext",): NONE,
+               ("x5c",): NONE},
+    "jwk_OKP": {("kty",): ALL, ("crv",): ALL, ("x",): ALL, ("use",): PRESENT, ("key_ops",): PRESENT, ("alg",): PRESENT,
+                ("d",): PRESENT, ("y",): NONE, ("kid",): NONE},
+    "jwk_RSA": {("kty",): ALL, ("n",): ALL, ("e",): ALL, ("use",): PRESENT, ("key_ops",): PRESENT, ("alg",): PRESENT,
+                ("d",): PRESENT, ("crv",): NONE, ("x",): NONE, ("kid",): NONE},
+    "payload": {("jti",): ALL, ("htm",): ALL, ("htu",): ALL, ("iat",): ALL, ("ath",): ALL, ("nonce",): NONE,
+                ("x-extra",): NONE},
     "payload_nonce": {("nonce",): ALL},
     "token_endpoint": {("jti",): ALL, ("htm",): ALL, ("htu",): ALL, ("iat",): ALL, ("ath",): NONE, ("x-extra",): NONE},
-    "token_header": {
-        ("alg",): ALL,
-        ("typ",): ALL,
-        ("kid",): PRESENT - {"null"},
-        ("crit",): PRESENT,
-        ("x-extra",): NONE,
-    },
-    "token_claims": {
-        ("iss",): ALL,
-        ("aud",): ALL,
-        ("exp",): ALL - {"int40"},
-        ("nbf",): NOT_NUMBER | {"int40"},
-        ("iat",): NOT_NUMBER | {"int40"},
-        ("sub",): BAD_TEXT,
-        ("scope",): NOT_STR | BAD_TEXT,
-        ("client_id",): BAD_TEXT,
-        ("cnf",): ALL,
-        ("cnf", "jkt"): ALL,
-        ("jti",): NONE,
-        ("x-extra",): NONE,
-    },
-    "introspection": {
-        ("active",): ALL - {"true"},
-        ("token_type",): (NOT_STR - {"null"}) | BAD_TEXT,
-        ("exp",): NOT_NUMBER | PAST,
-        ("nbf",): NOT_NUMBER | {"int40"},
-        ("iat",): NOT_NUMBER | {"int40"},
-        ("iss",): PRESENT,
-        ("aud",): ALL,
-        ("cnf",): ALL,
-        ("cnf", "jkt"): ALL,
-        ("scope",): NOT_STR | BAD_TEXT,
-        ("client_id",): NOT_STR | BAD_TEXT,
-        ("sub",): NOT_STR | BAD_TEXT,
-        ("username",): NOT_STR | BAD_TEXT,
-        ("x-extra",): NONE,
-    },
+    "token_header": {("alg",): ALL, ("typ",): ALL, ("kid",): PRESENT - {"null"}, ("crit",): PRESENT, ("x-extra",): NONE},
+    "token_claims": {("iss",): ALL, ("aud",): ALL, ("exp",): ALL - {"int40"}, ("nbf",): NOT_NUMBER | {"int40"},
+                     ("iat",): NOT_NUMBER | {"int40"}, ("sub",): BAD_TEXT, ("scope",): NOT_STR | BAD_TEXT,
+                     ("client_id",): BAD_TEXT, ("cnf",): ALL, ("cnf", "jkt"): ALL, ("jti",): NONE, ("x-extra",): NONE},
+    "introspection": {("active",): ALL - {"true"}, ("token_type",): (NOT_STR - {"null"}) | BAD_TEXT,
+                      ("exp",): NOT_NUMBER | PAST, ("nbf",): NOT_NUMBER | {"int40"}, ("iat",): NOT_NUMBER | {"int40"},
+                      ("iss",): PRESENT, ("aud",): ALL, ("cnf",): ALL, ("cnf", "jkt"): ALL,
+                      ("scope",): NOT_STR | BAD_TEXT, ("client_id",): NOT_STR | BAD_TEXT, ("sub",): NOT_STR | BAD_TEXT,
+                      ("username",): NOT_STR | BAD_TEXT, ("x-extra",): NONE},
 }
 # JWKS: the rule is for a token signed by the key of the odd entry; a token signed by the good key
 # beside it must pass whatever the odd entry holds (one odd key must not take the others down).
 # An entry ``alg`` that is not a string is ignored today (the key then serves every algorithm of its
 # type), so only string values that name no algorithm must make the odd key's token fail.
-_ENTRY_RULES = {
-    (): ALL,
-    ("kty",): ALL,
-    ("crv",): ALL,
-    ("x",): ALL,
-    ("y",): ALL,
-    ("kid",): ALL,
-    ("use",): PRESENT,
-    ("key_ops",): PRESENT,
-    ("d",): PRESENT,
-    ("alg",): BAD_TEXT | {"empty_string", "long_string", "huge_string"},
-    ("x-extra",): NONE,
-}
+_ENTRY_RULES = {(): ALL, ("kty",): ALL, ("crv",): ALL, ("x",): ALL, ("y",): ALL, ("kid",): ALL, ("use",): PRESENT,
+                ("key_ops",): PRESENT, ("d",): PRESENT, ("alg",): BAD_TEXT | {"empty_string", "long_string", "huge_string"},
+                ("x-extra",): NONE}
 RULES["jwks_static"] = _ENTRY_RULES
 RULES["jwks_remote"] = _ENTRY_RULES
 RULES["jwks_document"] = {("keys",): ALL, (): PRESENT}
@@ -268,20 +170,8 @@ BASELINE_MEMBERS = {
     "token_endpoint": {"jti", "htm", "htu", "iat"},
     "token_header": {"alg", "typ", "kid"},
     "token_claims": {"iss", "aud", "exp", "nbf", "iat", "sub", "scope", "client_id", "cnf", "jti"},
-    "introspection": {
-        "active",
-        "token_type",
-        "exp",
-        "nbf",
-        "iat",
-        "iss",
-        "aud",
-        "cnf",
-        "scope",
-        "client_id",
-        "sub",
-        "username",
-    },
+    "introspection": {"active", "token_type", "exp", "nbf", "iat", "iss", "aud", "cnf", "scope", "client_id", "sub",
+                      "username"},
     "jwks_static": {"", "kty", "crv", "x", "y", "kid", "use", "alg"},
     "jwks_remote": {"", "kty", "crv", "x", "y", "kid", "use", "alg"},
     "jwks_document": {"keys"},
@@ -417,12 +307,7 @@ class World:
         return int(self.clock())
 
     def proof_claims(self, token: str | None, htm: str = "GET", htu: str | None = None) -> dict[str, Any]:
-        claims: dict[str, Any] = {
-            "jti": secrets.token_urlsafe(12),
-            "htm": htm,
-            "htu": htu or self.url,
-            "iat": self.now(),
-        }
+        claims: dict[str, Any] = {"jti": secrets.token_urlsafe(12), "htm": htm, "htu": htu or self.url, "iat": self.now()}
         if token is not None:
             claims["ath"] = b64(hashlib.sha256(token.encode()).digest())
         return claims
@@ -433,36 +318,16 @@ class World:
     def token_parts(self, jkt: str) -> tuple[dict[str, Any], dict[str, Any]]:
         now = self.now()
         header = {"alg": self.issuer.signing_key.alg, "typ": "at+jwt", "kid": self.issuer.kid}
-        body = {
-            "iss": self.issuer.issuer,
-            "aud": self.issuer.audience,
-            "sub": "alice",
-            "client_id": "app",
-            "iat": now,
-            "nbf": now - 10,
-            "exp": now + 600,
-            "jti": secrets.token_urlsafe(8),
-            "scope": "read",
-            "cnf": {"jkt": jkt},
-        }
+        body = {"iss": self.issuer.issuer, "aud": self.issuer.audience, "sub": "alice", "client_id": "app",
+                "iat": now, "nbf": now - 10, "exp": now + 600, "jti": secrets.token_urlsafe(8), "scope": "read",
+                "cnf": {"jkt": jkt}}
         return header, body
 
     def answer(self, jkt: str) -> dict[str, Any]:
         now = self.now()
-        return {
-            "active": True,
-            "token_type": "DPoP",
-            "exp": now + 600,
-            "nbf": now - 10,
-            "iat": now,
-            "iss": self.issuer.issuer,
-            "aud": self.issuer.audience,
-            "cnf": {"jkt": jkt},
-            "scope": "read",
-            "client_id": "app",
-            "sub": "alice",
-            "username": "alice",
-        }
+        return {"active": True, "token_type": "DPoP", "exp": now + 600, "nbf": now - 10, "iat": now,
+                "iss": self.issuer.issuer, "aud": self.issuer.audience, "cnf": {"jkt": jkt}, "scope": "read",
+                "client_id": "app", "sub": "alice", "username": "alice"}
 
     def dpop(self, token: str, key: DPoPKey) -> list[tuple[str, str]]:
         proof = key.sign(self.proof_header(key), self.proof_claims(token))
@@ -501,9 +366,7 @@ class World:
             else:
                 claims = mutate(claims, m.path, value)
             proof = client.sign(header, claims)
-            return [
-                Check("proof", m.expect, route, "GET", self.url, [("Authorization", f"DPoP {token}"), ("DPoP", proof)])
-            ]
+            return [Check("proof", m.expect, route, "GET", self.url, [("Authorization", f"DPoP {token}"), ("DPoP", proof)])]
         if s in TOKEN_SURFACES:
             header, body = self.token_parts(client.jkt)
             if s == "token_header":
@@ -515,19 +378,10 @@ class World:
         if s == "introspection":
             token = "op_" + secrets.token_urlsafe(16)
             self.answers[token] = mutate(self.answer(client.jkt), m.path, value)
-            return [
-                Check(
-                    "introspected",
-                    m.expect,
-                    "introspection",
-                    "GET",
-                    self.url,
-                    self.dpop(token, client),
-                    direct=lambda: self.introspection.validate(token),
-                    # the validator may leave a mismatch (cnf.jkt, say) to the verifier
-                    direct_expect=EITHER,
-                )
-            ]
+            return [Check("introspected", m.expect, "introspection", "GET", self.url, self.dpop(token, client),
+                          direct=lambda: self.introspection.validate(token),
+                          # the validator may leave a mismatch (cnf.jkt, say) to the verifier
+                          direct_expect=EITHER)]
         return self._jwks_checks(m, client)
 
     def _jwks_checks(self, m: Mutation, client: DPoPKey) -> list[Check]:
@@ -541,11 +395,9 @@ class World:
         odd_token = self.jwks_token(ODD_JWKS_KEY, "odd", client)
         good_expect = REJECT if m.surface == "jwks_document" else ACCEPT
         if m.surface == "jwks_static":
-
             def static(token: str) -> Callable[[], object]:
-                return lambda: JWTAccessTokenValidator(
-                    issuer=self.issuer.issuer, audience=self.issuer.audience, jwks=document, clock=self.clock
-                ).validate(token)
+                return lambda: JWTAccessTokenValidator(issuer=self.issuer.issuer, audience=self.issuer.audience,
+                                                       jwks=document, clock=self.clock).validate(token)
 
             def keyset() -> object:
                 kids = [kid for kid, _, _ in KeySet(document).keys]
@@ -553,35 +405,19 @@ class World:
                     raise KeyLost(f"KeySet kept {kids}")
                 return kids
 
-            return [
-                Check("keyset", ACCEPT, "direct", "GET", self.url, [], direct=keyset),
-                Check("good_key", ACCEPT, "direct", "GET", self.url, [], direct=static(good_token)),
-                Check("odd_key", m.expect, "direct", "GET", self.url, [], direct=static(odd_token)),
-            ]
+            return [Check("keyset", ACCEPT, "direct", "GET", self.url, [], direct=keyset),
+                    Check("good_key", ACCEPT, "direct", "GET", self.url, [], direct=static(good_token)),
+                    Check("odd_key", m.expect, "direct", "GET", self.url, [], direct=static(odd_token))]
         body = json.dumps(document).encode()
         transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
-        validator = RemoteJWKSValidator(
-            issuer=self.issuer.issuer,
-            audience=self.issuer.audience,
-            jwks_uri=JWKS_URL,
-            clock=self.clock,
-            http_client=httpx.Client(transport=transport),
-            async_http_client=httpx.AsyncClient(transport=transport),
-        )
+        validator = RemoteJWKSValidator(issuer=self.issuer.issuer, audience=self.issuer.audience, jwks_uri=JWKS_URL,
+                                        clock=self.clock, http_client=httpx.Client(transport=transport),
+                                        async_http_client=httpx.AsyncClient(transport=transport))
         checks = []
         for label, token, expect in (("good_key", good_token, good_expect), ("odd_key", odd_token, m.expect)):
             self.jwks.routes[token] = validator
-            checks.append(
-                Check(
-                    label,
-                    expect,
-                    "jwks",
-                    "GET",
-                    self.url,
-                    self.dpop(token, client),
-                    direct=lambda token=token: validator.validate(token),
-                )
-            )
+            checks.append(Check(label, expect, "jwks", "GET", self.url, self.dpop(token, client),
+                                direct=lambda token=token: validator.validate(token)))
         return checks
 
 
@@ -674,12 +510,7 @@ def test_every_member_with_every_json_type(mutation: Mutation) -> None:
 
 _text = st.text(st.characters() | st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"]), max_size=12)
 json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.integers(10**30, 10**50)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | _text,
+    st.none() | st.booleans() | st.integers() | st.integers(10**30, 10**50) | st.floats(allow_nan=False, allow_infinity=False) | _text,
     lambda children: st.lists(children, max_size=3) | st.dictionaries(_text, children, max_size=3),
     max_leaves=8,
 )
@@ -699,9 +530,7 @@ MUST_BE_TEXT = {
     "jwks_remote": {("kty",), ("crv",), ("x",), ("y",)},
     "jwks_document": set(),
 }
-HYPOTHESIS = settings(
-    max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None
-)
+HYPOTHESIS = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None)
 
 
 def random_mutation(surface: str, path: tuple[str, ...], value: Any) -> Mutation:

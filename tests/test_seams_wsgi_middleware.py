@@ -18,6 +18,8 @@ WARNING_NAMES = "public_url= or allowed_hosts="
 PREFLIGHT = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
 
 
+
+
 def middleware(issuer: TestIssuer, *, debug: bool = False, **options: Any) -> DPoPWSGIMiddleware:
     return DPoPWSGIMiddleware(bare_app, DPoPVerifier(issuer.validator(), debug=debug), **options)
 

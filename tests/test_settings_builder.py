@@ -108,9 +108,7 @@ INTROSPECTION = {
 def test_introspection_with_a_client_secret() -> None:
     verifier = build({**INTROSPECTION, "introspection_client_secret": "s3cret-s3cret"})
     assert isinstance(verifier.token_validator, IntrospectionValidator)
-    post = build(
-        {**INTROSPECTION, "introspection_client_secret": "x" * 12, "introspection_auth_method": "client_secret_post"}
-    )
+    post = build({**INTROSPECTION, "introspection_client_secret": "x" * 12, "introspection_auth_method": "client_secret_post"})
     assert isinstance(post.token_validator.client_auth, ClientSecretPost)
 
 
@@ -143,17 +141,13 @@ def test_introspection_mistakes_are_named(raw: dict[str, Any], message: str) -> 
 def test_a_private_key_that_does_not_parse_is_never_echoed() -> None:
     with pytest.raises(SettingsError) as info:
         build({**INTROSPECTION, "introspection_private_key": "-----BEGIN PRIVATE KEY-----\nS3cretMaterial\n"})
-    assert "S3cretMaterial" not in str(info.value) and "DPOP_INTROSPECTION_PRIVATE_KEY must be a private key" in str(
-        info.value
-    )
+    assert "S3cretMaterial" not in str(info.value) and "DPOP_INTROSPECTION_PRIVATE_KEY must be a private key" in str(info.value)
 
 
 # -- replay stores ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "url", ["redis://127.0.0.1:6399/0", "rediss://:pw@cache.example.com:6380/1", "unix:///run/redis.sock"]
-)
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6399/0", "rediss://:pw@cache.example.com:6380/1", "unix:///run/redis.sock"])
 def test_redis_urls_build_the_client_for_the_app_kind(url: str) -> None:
     values = {"replay_store": url}
     assert isinstance(build_replay_store(values, spell=flask_spell), RedisReplayStore)

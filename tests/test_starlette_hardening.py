@@ -34,6 +34,7 @@ def issuer() -> TestIssuer:
     return TestIssuer(audience=BASE)
 
 
+
 async def admin(request: Request) -> Response:
     principal = get_principal(request)
     return JSONResponse({"admin": True, "scopes": sorted(principal.scopes) if principal else None})

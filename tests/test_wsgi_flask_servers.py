@@ -49,18 +49,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     issuer = TestIssuer(audience="https://api.test")
     port = free_port()
     argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-w",
-        "1",
-        "-k",
-        "sync",
-        "-b",
-        f"127.0.0.1:{port}",
-        "--forwarded-allow-ips",
-        "192.0.2.1",
-        f"{request.param}:application",
+        sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
+        "--forwarded-allow-ips", "192.0.2.1", f"{request.param}:application",
     ]
     env = {"SCRIPT_NAME": "/api", **issuer_env(issuer)}
     with running(argv, port, env=env), httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -196,9 +186,8 @@ def test_hostile_host_header_is_400_with_challenge(server: Server, host: bytes) 
 
 def test_host_header_decides_the_authority(server: Server) -> None:
     # Without a trusted proxy, the Host header is the authority the client used.
-    resp = server.get(
-        "/api/protected", proof_url="http://api.example:8080/api/protected", extra={"Host": "api.example:8080"}
-    )
+    resp = server.get("/api/protected", proof_url="http://api.example:8080/api/protected",
+                      extra={"Host": "api.example:8080"})
     assert resp.status_code == 200
 
 
@@ -244,9 +233,7 @@ def test_multi_hop_chain_uses_rightmost_untrusted_hop(server: Server) -> None:
     }
     assert server.get("/api/protected", "https://evil.example/api/protected", forged).status_code == 401
     assert server.get("/api/protected", PUBLIC + "/api/protected", forged).status_code == 200
-    chain = {
-        "Forwarded": "for=198.51.100.7;host=evil.example;proto=https, for=203.0.113.9;host=public.example;proto=https"
-    }
+    chain = {"Forwarded": 'for=198.51.100.7;host=evil.example;proto=https, for=203.0.113.9;host=public.example;proto=https'}
     assert server.get("/api/protected", "https://evil.example/api/protected", chain).status_code == 401
     assert server.get("/api/protected", PUBLIC + "/api/protected", chain).status_code == 200
 

@@ -23,6 +23,8 @@ from dpop_middleware.wsgi import DPoPWSGIMiddleware, authenticate_environ, princ
 BASE = "http://localhost"
 
 
+
+
 def routed(issuer: TestIssuer, **options: Any) -> Client:
     app = Flask(__name__)
 

@@ -19,6 +19,8 @@ from dpop_middleware.wsgi import DPoPWSGIMiddleware, error_status_line
 BASE = "http://localhost"
 
 
+
+
 def client(issuer: TestIssuer, app: Any = bare_app, **options: Any) -> Client:
     verifier_options = options.pop("verifier_options", {})
     return Client(DPoPWSGIMiddleware(app, DPoPVerifier(issuer.validator(), **verifier_options), **options))

@@ -20,7 +20,6 @@ ENV_AUDIENCE = "DPOP_TEST_AUDIENCE"
 ENV_STORE = "DPOP_TEST_STORE"
 ENV_TIMEOUT = "DPOP_TEST_STORE_TIMEOUT"
 
-
 def app_env(issuer: TestIssuer, store: str, timeout: float = 0.3) -> dict[str, str]:
     """The environment a test passes to a server process running one of these apps."""
     return {

@@ -145,9 +145,7 @@ def _pinned(port: int, workers: int, per_worker: int) -> list[http.client.HTTPCo
             conn.close()
 
 
-def fire_to_every_worker(
-    port: int, path: str, headers: Mapping[str, str], workers: int, per_worker: int
-) -> list[Reply]:
+def fire_to_every_worker(port: int, path: str, headers: Mapping[str, str], workers: int, per_worker: int) -> list[Reply]:
     """Send the same request ``workers * per_worker`` times at the same instant, to every worker.
 
     With keep-alive (uvicorn) each worker is sent ``per_worker`` copies on connections it owns.
@@ -252,9 +250,7 @@ class Load:
         while time.monotonic() < deadline:
             if self.errors:
                 raise self.errors[0]
-            got = [
-                r for r in self.snapshot() if r.started >= since and (predicate == "any" or str(r.status) == predicate)
-            ]
+            got = [r for r in self.snapshot() if r.started >= since and (predicate == "any" or str(r.status) == predicate)]
             if len(got) >= count:
                 return
             time.sleep(0.02)
