@@ -19,6 +19,10 @@ Variable               Meaning (default)
 ``PORT``               the port to listen on (each sample has its own default); ``HOST``: 127.0.0.1
 =====================  ================================================================================
 
+The gateway (``dpop-middleware gateway``, ``docs/gateway.md``) reads the same variables through the
+library's own :func:`dpop_middleware.settings.environ_settings`, which every ``DPOP_<SETTING>`` name
+goes through, plus a TOML file for its route policy.
+
 The sample issuer reads the same variables for itself: ``DPOP_ISSUER`` is then its own identifier,
 ``DPOP_AUDIENCE`` the audience it puts in tokens and ``DPOP_NONCE`` its token endpoint's policy.
 """
