@@ -16,12 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["CLUSTER_FORM", "SENTINEL_FORM", "URL_SCHEMES", "RedisURL", "parse_redis_url"]
+__all__ = ["CLUSTER_FORM", "SENTINEL_FORM", "URL_SCHEMES", "RedisURL", "RedisURLError", "parse_redis_url"]
 
 SENTINEL_FORM = "redis+sentinel://[user:password@]host:port[,host:port]/service_name[/db]"
 CLUSTER_FORM = "redis+cluster://[user:password@]host:port[,host:port]"
 #: Every scheme a replay store URL may have.
 URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+
+
+class RedisURLError(ValueError):
+    """A malformed replay store URL; the message names the expected form, never the URL."""
 
 
 @dataclass(frozen=True)
@@ -44,23 +48,23 @@ def _nodes(netloc: str, form: str) -> tuple[tuple[str, int], ...]:
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
         if not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"each node must be host:port; expected {form}")
+            raise RedisURLError(f"each node must be host:port; expected {form}")
         nodes.append((host, int(port_text)))
     return tuple(nodes)
 
 
 def parse_redis_url(url: str) -> RedisURL:
-    """Parse ``url``; ``ValueError`` (naming the expected form, not the URL) if it is malformed."""
+    """Parse ``url``; :class:`RedisURLError` (naming the expected form, not the URL) if it is malformed."""
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in URL_SCHEMES:
-        raise ValueError(f"the scheme must be one of {', '.join(s + '://' for s in URL_SCHEMES)}")
+        raise RedisURLError(f"the scheme must be one of {', '.join(s + '://' for s in URL_SCHEMES)}")
     if scheme in ("redis", "rediss", "unix"):
         return RedisURL("direct", url)
     form = SENTINEL_FORM if scheme == "redis+sentinel" else CLUSTER_FORM
     parts = urlsplit("x://" + rest)
     if parts.query or parts.fragment:
-        raise ValueError(f"takes no query options (pass a client instance for those); expected {form}")
+        raise RedisURLError(f"takes no query options (pass a client instance for those); expected {form}")
     credentials, at, hosts = parts.netloc.rpartition("@")
     username = password = None
     if at:
@@ -70,9 +74,9 @@ def parse_redis_url(url: str) -> RedisURL:
     path = [unquote(p) for p in parts.path.split("/")[1:]]
     if scheme == "redis+cluster":
         if any(path):
-            raise ValueError(f"takes no path (a cluster has database 0 only); expected {form}")
+            raise RedisURLError(f"takes no path (a cluster has database 0 only); expected {form}")
         return RedisURL("cluster", url, nodes, username=username, password=password)
     if not path or not path[0] or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
-        raise ValueError(f"needs the master's service name, then optionally a database number; expected {form}")
+        raise RedisURLError(f"needs the master's service name, then optionally a database number; expected {form}")
     db = int(path[1]) if len(path) == 2 else 0
     return RedisURL("sentinel", url, nodes, service=path[0], db=db, username=username, password=password)
