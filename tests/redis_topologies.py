@@ -100,8 +100,8 @@ def sentinel_group(directory: Path) -> Iterator[SentinelGroup]:
             node_dir = directory / f"node-{port}"
             node_dir.mkdir()
             processes[port] = stack.enter_context(running(_server_argv(port, node_dir, *extra), port))
-        with redis.Redis(port=master, socket_timeout=2) as raw:
-            _until(lambda: raw.info("replication")["connected_slaves"] == 1, "replica connected")
+        with redis.Redis(port=replica, socket_timeout=2) as raw:  # synced, not just connected
+            _until(lambda: raw.info("replication").get("master_link_status") == "up", "replica in sync")
         for port in sentinels:
             conf = directory / f"sentinel-{port}.conf"
             conf.write_text(
