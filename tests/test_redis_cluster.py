@@ -174,7 +174,10 @@ def test_sample_workers_on_the_cluster_accept_a_raced_proof_exactly_once(
         for _ in range(ROUNDS):
             proof = key.proof("GET", f"{base}/api/me", access_token=token["access_token"])
             statuses = race(f"{base}/api/me", {"Authorization": f"DPoP {token['access_token']}", "DPoP": proof})
-            assert sorted(statuses) == [200] + [401] * (THREADS - 1), (statuses, log.read_text(errors="replace")[-2000:])
+            assert sorted(statuses) == [200] + [401] * (THREADS - 1), (
+                statuses,
+                log.read_text(errors="replace")[-2000:],
+            )
     finally:
         os.killpg(process.pid, 15)
         process.wait(10)

@@ -233,7 +233,9 @@ def _fake_redis(*replies: bytes, pause: float = 0.0, then_close: bool = False) -
 )
 def test_a_reply_that_is_no_set_nx_answer_fails_closed(replies: list[bytes], then_close: bool, error: str) -> None:
     with _fake_redis(*replies, then_close=then_close) as port:
-        store = RedisReplayStore(f"redis://127.0.0.1:{port}/0", timeout=0.3, protocol=2, lib_name=None, lib_version=None)
+        store = RedisReplayStore(
+            f"redis://127.0.0.1:{port}/0", timeout=0.3, protocol=2, lib_name=None, lib_version=None
+        )
         with pytest.raises(ReplayStoreUnavailable) as info:
             store.add_if_absent(_key(), 30)
         assert info.value.diagnostics["store_error"] == error

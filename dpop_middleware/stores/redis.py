@@ -193,7 +193,7 @@ class RedisReplayStore(_RedisStore):
             self.client = _sentinel(redis.sentinel.Sentinel, target, self._options, Retry(NoBackoff(), 0))
         else:
             self._options.setdefault("retry", Retry(NoBackoff(), 0))
-            nodes = [redis.cluster.ClusterNode(host, port) for host, port in target.nodes]
+            nodes = [redis.cluster.ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
             self.client = redis.cluster.RedisCluster(
                 startup_nodes=nodes, username=target.username, password=target.password, **self._options
             )
