@@ -90,10 +90,10 @@ class SentinelGroup:
 
 
 @contextlib.contextmanager
-def sentinel_group(directory: Path) -> Iterator[SentinelGroup]:
-    """A master, one replica and three sentinels (quorum 2), tuned to fail over within about a second."""
+def sentinel_group(directory: Path, sentinels: int = 3) -> Iterator[SentinelGroup]:
+    """A master, one replica and ``sentinels`` sentinels (quorum 2), tuned to fail over within about a second."""
     master, replica = free_port(), free_port()
-    sentinels = [free_port() for _ in range(3)]
+    sentinel_ports = [free_port() for _ in range(sentinels)]
     processes: dict[int, subprocess.Popen[bytes]] = {}
     with contextlib.ExitStack() as stack:
         for port, extra in ((master, ()), (replica, ("--replicaof", "127.0.0.1", str(master)))):
@@ -102,7 +102,7 @@ def sentinel_group(directory: Path) -> Iterator[SentinelGroup]:
             processes[port] = stack.enter_context(running(_server_argv(port, node_dir, *extra), port))
         with redis.Redis(port=replica, socket_timeout=2) as raw:  # synced, not just connected
             _until(lambda: raw.info("replication").get("master_link_status") == "up", "replica in sync")
-        for port in sentinels:
+        for port in sentinel_ports:
             conf = directory / f"sentinel-{port}.conf"
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
@@ -112,10 +112,13 @@ def sentinel_group(directory: Path) -> Iterator[SentinelGroup]:
                 "sentinel parallel-syncs dpop 1\n"
             )
             processes[port] = stack.enter_context(running(["redis-server", str(conf), "--sentinel"], port))
-        for port in sentinels:  # each sentinel knows the replica and the two other sentinels
+        for port in sentinel_ports:  # each sentinel knows the replica and the two other sentinels
             with redis.Redis(port=port, socket_timeout=2) as sentinel:
                 _until(
-                    lambda s=sentinel: len(s.sentinel_slaves("dpop")) == 1 and len(s.sentinel_sentinels("dpop")) == 2,
+                    lambda s=sentinel: (
+                        len(s.sentinel_slaves("dpop")) == 1
+                        and len(s.sentinel_sentinels("dpop")) == len(sentinel_ports) - 1
+                    ),
                     "sentinels ready",
                 )
-        yield SentinelGroup(master, replica, sentinels, processes)
+        yield SentinelGroup(master, replica, sentinel_ports, processes)
