@@ -3,6 +3,7 @@ the capacity table in ``docs/operations.md``.
 
     python bench/redis_capacity.py                   # memory per entry (a few seconds)
     python bench/redis_capacity.py --benchmark       # plus a short redis-benchmark run (~10 s)
+    python bench/redis_capacity.py --wait            # plus the cost of wait_replicas=1 (master + replica)
 
 Starts a throw-away ``redis-server`` on a free loopback port, writes entries through
 :class:`~dpop_middleware.stores.redis.RedisReplayStore` exactly as the verifier does (default
@@ -19,6 +20,8 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import redis  # noqa: E402
 from concurrency_apps.support import redis_process  # noqa: E402
+from redis_topologies import sentinel_group  # noqa: E402
 
 from dpop_middleware.stores.redis import DEFAULT_PREFIX, RedisReplayStore  # noqa: E402
 
@@ -65,12 +69,34 @@ def measure(entries: int, benchmark: bool) -> dict[str, object]:
     return figures
 
 
+def wait_cost(requests: int = 3000) -> dict[str, object]:
+    """Wall time per ``add_if_absent`` without and with ``wait_replicas=1``, one master and one replica."""
+    figures: dict[str, object] = {"wait_requests": requests}
+    with tempfile.TemporaryDirectory() as tmp, sentinel_group(Path(tmp), sentinels=0) as pair:
+        url = f"redis://127.0.0.1:{pair.master}/0"
+        for label, options in (("no_wait", {}), ("wait_replicas_1", {"wait_replicas": 1, "wait_timeout_ms": 100})):
+            store = RedisReplayStore(url, timeout=2, **options)  # type: ignore[arg-type]
+            store.add_if_absent(os.urandom(16), 300)  # connect first
+            started = time.perf_counter()
+            cpu = time.process_time()
+            for _ in range(requests):
+                store.add_if_absent(os.urandom(16), 300)
+            figures[f"{label}_wall_us_per_request"] = round((time.perf_counter() - started) / requests * 1e6, 1)
+            figures[f"{label}_client_cpu_us_per_request"] = round((time.process_time() - cpu) / requests * 1e6, 1)
+            store.close()
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--benchmark", action="store_true", help="also run a short redis-benchmark of SET")
+    parser.add_argument("--wait", action="store_true", help="also time wait_replicas=1 against a master and a replica")
     args = parser.parse_args()
-    print(json.dumps(measure(args.entries, args.benchmark), indent=2))
+    figures = measure(args.entries, args.benchmark)
+    if args.wait:
+        figures.update(wait_cost())
+    print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
