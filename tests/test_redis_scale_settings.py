@@ -107,6 +107,13 @@ def test_samples_accept_sentinel_and_cluster_urls_and_refuse_others() -> None:
     assert "pw" not in str(info.value)
 
 
+def test_a_client_of_the_wrong_kind_is_refused_at_construction() -> None:
+    with pytest.raises(TypeError, match="AsyncRedisReplayStore"):
+        RedisReplayStore(redis.asyncio.Redis(port=1, socket_timeout=0.5))
+    with pytest.raises(TypeError, match="redis.asyncio client"):
+        AsyncRedisReplayStore(redis.Redis(port=1, socket_timeout=0.5))
+
+
 def test_wait_options_are_checked() -> None:
     with pytest.raises(ValueError, match="wait_replicas"):
         RedisReplayStore("redis://127.0.0.1:1/0", wait_replicas=-1)

@@ -354,3 +354,35 @@ async def test_async_verifier_with_redis_store(url: str) -> None:
     results = await asyncio.gather(*(verifier.aauthenticate(request) for _ in range(5)))
     assert sum(r.rejection is None for r in results) == 1
     assert {r.rejection.error.reason for r in results if r.rejection is not None} == {"replayed"}
+
+
+def test_a_forked_child_gets_its_own_connection_and_the_parent_keeps_its(url: str, raw: redis.Redis) -> None:
+    """gunicorn --preload: a store used before the fork must not share its socket with the child."""
+    store = RedisReplayStore(url)
+    seen = _key()
+    assert store.add_if_absent(seen, 30) is True
+    parent_connection = store._local.client.connection
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        code = 1
+        try:
+            fresh = store.add_if_absent(_key(), 30) is True
+            replay = store.add_if_absent(seen, 30) is False
+            own = store._local.client.connection is not parent_connection
+            code = 0 if (fresh and replay and own) else 2
+        finally:
+            os.write(write_end, bytes([code]))
+            os._exit(0)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 1) == b"\x00"
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    # The parent's connection is still in step: answers go to the right process.
+    key = _key()
+    assert store.add_if_absent(key, 30) is True
+    assert store.add_if_absent(key, 30) is False
+    assert store._local.client.connection is parent_connection
+    store.close()

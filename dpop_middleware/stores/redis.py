@@ -122,6 +122,10 @@ def _check_wait(wait_replicas: int, wait_timeout_ms: int) -> None:
         raise ValueError("wait_timeout_ms must be a positive whole number of milliseconds")
 
 
+def _is_asyncio_client(client: object) -> bool:
+    return type(client).__module__.startswith("redis.asyncio")
+
+
 def _is_cluster(client: object) -> bool:
     return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
 
@@ -181,6 +185,8 @@ class RedisReplayStore(_RedisStore):
     """
 
     def __init__(self, client: Any, **options: Any) -> None:
+        if _is_asyncio_client(client):
+            raise TypeError("RedisReplayStore needs a synchronous redis-py client; use AsyncRedisReplayStore")
         super().__init__(client, **options)
         self._local = threading.local()
         target = self._target
@@ -261,6 +267,8 @@ class AsyncRedisReplayStore(_RedisStore):
     """
 
     def __init__(self, client: Any, **options: Any) -> None:
+        if not isinstance(client, str) and not _is_asyncio_client(client):
+            raise TypeError("AsyncRedisReplayStore needs a redis.asyncio client; use RedisReplayStore")
         super().__init__(client, **options)
         self.client: Any = client if self._target is None else None
         self._loop: asyncio.AbstractEventLoop | None = None
