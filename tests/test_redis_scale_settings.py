@@ -110,7 +110,7 @@ def test_samples_accept_sentinel_and_cluster_urls_and_refuse_others() -> None:
 def test_a_client_of_the_wrong_kind_is_refused_at_construction() -> None:
     with pytest.raises(TypeError, match="AsyncRedisReplayStore"):
         RedisReplayStore(redis.asyncio.Redis(port=1, socket_timeout=0.5))
-    with pytest.raises(TypeError, match="redis.asyncio client"):
+    with pytest.raises(TypeError, match=r"redis\.asyncio client"):
         AsyncRedisReplayStore(redis.Redis(port=1, socket_timeout=0.5))
 
 
