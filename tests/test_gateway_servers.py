@@ -137,7 +137,7 @@ def test_a_nonce_challenge_is_answered_through_the_gateway_and_a_post_body_reach
 
 def test_a_fresh_nonce_handed_out_with_a_200(stack: Stack, client: httpx.Client) -> None:
     # A nonce of the previous time step is still good, and the gateway hands out the current one.
-    keyring = NonceKeyring({"env": NONCE_SECRET})
+    keyring = NonceKeyring.from_secrets([NONCE_SECRET])  # as the gateway builds it from DPOP_NONCE_SECRET
     old = keyring.issue(time.time() - keyring.step_seconds)
     key = DPoPKey.generate()
     url = f"{stack.base}/api/items"
