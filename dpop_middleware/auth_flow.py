@@ -9,10 +9,10 @@ and :class:`dpop_middleware.httpx2_auth.DPoPAuth` only bind it to their library'
 
 from __future__ import annotations
 
-from collections.abc import Generator, MutableMapping
+from collections.abc import AsyncGenerator, Generator, MutableMapping
 from typing import Generic, Protocol, TypeVar
 
-from .client import DPoPKey, NonceCache, nonce_to_retry, proof_headers
+from .client import DPoPKey, NonceCache, ProofKey, nonce_to_retry, proof_headers
 
 __all__ = ["DPoPAuthFlow"]
 
@@ -38,10 +38,19 @@ class _Response(Protocol):
     def headers(self) -> _Headers: ...
     @property
     def content(self) -> bytes: ...
+    async def aread(self) -> bytes: ...
 
 
 RequestT = TypeVar("RequestT", bound=_Request)
 ResponseT = TypeVar("ResponseT", bound=_Response)
+
+
+def _advance(flow: Generator[RequestT, ResponseT, None], response: ResponseT | None) -> RequestT | None:
+    """One step of a sync auth flow (the next request to send, ``None`` when done), for any thread."""
+    try:
+        return next(flow) if response is None else flow.send(response)
+    except StopIteration:
+        return None
 
 
 class DPoPAuthFlow(Generic[RequestT, ResponseT]):
@@ -56,7 +65,7 @@ class DPoPAuthFlow(Generic[RequestT, ResponseT]):
     _response_not_read: type[Exception] = Exception
     requires_response_body: bool
 
-    def __init__(self, key: DPoPKey, token: str | None = None, *, nonces: NonceCache | None = None) -> None:
+    def __init__(self, key: ProofKey, token: str | None = None, *, nonces: NonceCache | None = None) -> None:
         self.key = key
         self.token = token
         self.nonces = nonces if nonces is not None else NonceCache()
@@ -82,6 +91,23 @@ class DPoPAuthFlow(Generic[RequestT, ResponseT]):
             self._sign(request, retry)  # a new proof: a new jti, the new nonce
             response = yield request
             self._observe(url, response)
+
+    async def async_auth_flow(self, request: RequestT) -> AsyncGenerator[RequestT, ResponseT]:
+        """:meth:`auth_flow` for async clients: the same steps, but a key that signs elsewhere
+        (a PKCS#11 token, a signer process) signs in a worker thread, so the event loop never waits
+        on it; an in-memory :class:`~dpop_middleware.client.DPoPKey` signs in place (microseconds)."""
+        # anyio: a dependency of httpx and httpx2 alike (worker threads on asyncio and trio); imported
+        # here so that this module needs neither.
+        import anyio.to_thread
+
+        flow = self.auth_flow(request)
+        offload = not isinstance(self.key, DPoPKey)
+        step = await anyio.to_thread.run_sync(_advance, flow, None) if offload else _advance(flow, None)
+        while step is not None:
+            response = yield step
+            if self.requires_response_body:
+                await response.aread()
+            step = await anyio.to_thread.run_sync(_advance, flow, response) if offload else _advance(flow, response)
 
     def _sign(self, request: RequestT, nonce: str | None) -> None:
         request.headers.update(proof_headers(self.key, request.method, str(request.url), self.token, nonce=nonce))

@@ -2,7 +2,7 @@
 
 ::
 
-    key = DPoPKey.generate()
+    key = DPoPKey.generate()                                  # or PKCS11Key, SignerKey (docs: key custody)
     nonces = NonceCache()                                     # share it between the two plugins
     token = fetch_token("https://as.example/token", key, client_id="app", client_secret=secret,
                         scope="read", nonces=nonces)
@@ -36,7 +36,7 @@ except ModuleNotFoundError as exc:  # name the extra to install
     missing_extra(exc, "httpx", "the httpx plugin needs httpx", "httpx")
 
 from .auth_flow import DPoPAuthFlow
-from .client import DPoPKey, NonceCache, TokenResponse, parse_token_response
+from .client import NonceCache, ProofKey, TokenResponse, parse_token_response
 from .discovery import Discovery
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class TokenRequestOptions(TypedDict, total=False):
     nonces: NonceCache | None
 
 
-def _token_request(key: DPoPKey, options: TokenRequestOptions) -> dict[str, Any]:
+def _token_request(key: ProofKey, options: TokenRequestOptions) -> dict[str, Any]:
     unknown = options.keys() - TokenRequestOptions.__annotations__.keys()
     if unknown:  # what an explicit signature would refuse, so a misspelt option is never ignored
         raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
@@ -97,7 +97,7 @@ def _token_request(key: DPoPKey, options: TokenRequestOptions) -> dict[str, Any]
 
 def fetch_token(
     token_endpoint: str,
-    key: DPoPKey,
+    key: ProofKey,
     *,
     client: httpx.Client | None = None,
     timeout: float = 10.0,
@@ -121,7 +121,7 @@ def fetch_token(
 
 async def afetch_token(
     token_endpoint: str,
-    key: DPoPKey,
+    key: ProofKey,
     *,
     client: httpx.AsyncClient | None = None,
     timeout: float = 10.0,

@@ -50,8 +50,13 @@ Spell = Callable[[str], str]
 
 #: How this API may authenticate itself at the introspection endpoint (``introspection_auth_method``).
 INTROSPECTION_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
-#: URL schemes of ``replay_store`` that name a Redis server.
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: URL schemes of ``replay_store`` that name a Redis server (``stores.redis_urls.URL_SCHEMES``,
+#: repeated here so that the settings load without redis-py).
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+_REDIS_FORMS = (
+    "redis://[user:password@]host:port[/db], rediss://... (TLS), unix:///path/to.sock[?db=N], "
+    "redis+sentinel://host:port[,host:port]/service_name[/db] or redis+cluster://host:port[,host:port]"
+)
 
 
 class SettingsError(ValueError):
@@ -259,20 +264,30 @@ def _jwks(value: object) -> Mapping[str, Any]:
     return value
 
 
+_KEYRING_FORMS = (
+    "a NonceKeyring, a list of secrets of 16+ bytes (the first signs, all verify), the same as "
+    "comma-separated text, or a dict {key id: secret of 16+ bytes}"
+)
+
+
 def _nonce_keyring(value: object) -> NonceKeyring:
     if isinstance(value, NonceKeyring):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
         try:
             value = json.loads(value)
         except ValueError:
-            value = None
-    if isinstance(value, Mapping) and value:
-        try:
+            raise _Invalid(f"{_KEYRING_FORMS}; this text is not JSON") from None
+    elif isinstance(value, str):  # DPOP_NONCE_SECRET="new-secret,old-secret"
+        value = [part.strip() for part in value.split(",")]
+    try:
+        if isinstance(value, Mapping) and value:
             return NonceKeyring(value)
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise _Invalid(f"a NonceKeyring or a dict {{key id: secret of 16+ bytes}} ({exc})") from None
-    raise _Invalid("a NonceKeyring or a dict {key id: secret of 16+ bytes}")
+        if isinstance(value, (list, tuple)) and value:
+            return NonceKeyring.from_secrets(value)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise _Invalid(f"{_KEYRING_FORMS} ({exc})") from None
+    raise _Invalid(_KEYRING_FORMS)
 
 
 def _private_key(value: object) -> Any:
@@ -651,7 +666,8 @@ def build_replay_store(
     asynchronous: bool = False,
 ) -> Any:
     """The replay store ``values["replay_store"]`` names: ``"memory"`` (the default), a Redis URL
-    (``redis://``, ``rediss://``, ``unix://``; the asyncio client when ``asynchronous``), a name in
+    (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``; the asyncio
+    client when ``asynchronous``), a name in
     ``stores``, a store object or a dotted path to one."""
     stores = stores or {}
     choice = values.get("replay_store", "memory")
@@ -662,23 +678,35 @@ def build_replay_store(
     if isinstance(choice, str) and choice in stores:
         return stores[choice]()
     if isinstance(choice, str) and choice.partition("://")[0].lower() in REDIS_SCHEMES and "://" in choice:
+        from .stores.redis_urls import RedisURLError  # no redis-py needed
+
         try:  # builds the client; connects on first use
             from .stores.redis import AsyncRedisReplayStore, RedisReplayStore
 
             return AsyncRedisReplayStore(choice) if asynchronous else RedisReplayStore(choice)
-        except (ImportError, ValueError) as exc:  # the URL may hold a password: never echoed
+        except ImportError as exc:
+            raise SettingsError(spell("replay_store"), f"is a Redis URL that cannot be used ({exc})") from None
+        except ValueError as exc:  # the URL may hold a password: never echoed, only what was wrong
+            why = str(exc) if isinstance(exc, RedisURLError) else type(exc).__name__
             raise SettingsError(
-                spell("replay_store"), f"is a Redis URL that cannot be used ({type(exc).__name__})"
+                spell("replay_store"), f"is a Redis URL that cannot be used ({why}); expected {_REDIS_FORMS}"
             ) from None
     if isinstance(choice, str) and "." not in choice:
         names = ", ".join(repr(n) for n in ("memory", *stores))
         raise SettingsError(
             spell("replay_store"),
-            f"must be one of {names}, a redis://, rediss:// or unix:// URL, a store object or a dotted path, "
-            f"not {_shown(choice) if '://' not in choice else 'this URL'}",
+            f"must be one of {names}, a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL, "
+            f"a store object or a dotted path, not {_shown(choice) if '://' not in choice else 'this URL'} "
+            f"(Redis URLs: {_REDIS_FORMS})",
         )
     store = _loaded(values, "replay_store", load or import_string, spell)
     store = store() if isinstance(store, type) else store
+    if type(store).__module__.startswith("redis.") and callable(getattr(store, "set", None)):
+        # A redis-py client (Redis, RedisCluster, a Sentinel's master_for, asyncio twins): its store.
+        from .stores.redis import AsyncRedisReplayStore, RedisReplayStore
+
+        asyncio_client = type(store).__module__.startswith("redis.asyncio")
+        return AsyncRedisReplayStore(store) if asyncio_client else RedisReplayStore(store)
     if not callable(getattr(store, "add_if_absent", None)):
         raise SettingsError(spell("replay_store"), "must be a replay store (an object with add_if_absent(key, ttl))")
     return store
@@ -752,7 +780,8 @@ def environ_settings(environ: Mapping[str, str], *, accepted: Collection[str]) -
     """The ``DPOP_*`` variables of ``environ`` among ``accepted`` names, checked by :func:`read_settings`.
 
     Each setting is ``DPOP_<NAME>`` (``DPOP_MAX_AGE``, ``DPOP_JWKS_URI``...); ``DPOP_NONCE`` is
-    the nonce policy and ``DPOP_NONCE_SECRET`` one shared secret for the nonce keyring. Empty
+    the nonce policy and ``DPOP_NONCE_SECRET`` the nonce keyring's shared secrets, comma-separated
+    (the first signs, all verify: rotate without downtime). Empty
     variables count as unset; other ``DPOP_*`` variables are not read (a shell holds many).
     """
     raw: dict[str, Any] = {}
@@ -761,5 +790,5 @@ def environ_settings(environ: Mapping[str, str], *, accepted: Collection[str]) -
             continue
         name = ENVIRON_ALIASES.get(variable, variable[5:].lower())
         if name in accepted:
-            raw[name] = {"env": value.strip()} if variable == "DPOP_NONCE_SECRET" else value
+            raw[name] = value
     return read_settings(raw, spell=environ_spell, accepted=accepted)

@@ -10,14 +10,21 @@ Variable               Meaning (default)
 ``DPOP_PUBLIC_URL``    the API's public base URL when it runs behind a proxy (unset: the Host header)
 ``DPOP_NONCE``         nonce policy: ``off``, ``always``, ``unsafe_methods`` or ``heal_iat`` (``off``)
 ``DPOP_NONCE_SECRET``  shared secret (16+ bytes) signing nonces, so that several instances accept each
-                       other's nonces (unset: a random per-process key)
-``DPOP_REPLAY_STORE``  ``memory`` (one process) or a ``redis://`` / ``rediss://`` URL (``memory``)
+                       other's nonces; several, comma-separated, to rotate: the first signs, all verify
+                       (unset: a random per-process key)
+``DPOP_REPLAY_STORE``  ``memory`` (one process) or a Redis URL: ``redis://``, ``rediss://``, ``unix://``,
+                       ``redis+sentinel://h:p[,h:p]/service[/db]``, ``redis+cluster://h:p[,h:p]``
+                       (``memory``)
 ``DPOP_RESOURCE_METADATA``  serve RFC 9728 metadata at ``/.well-known/oauth-protected-resource`` and
                        name it in 401 challenges (``true``; ``false`` turns it off)
 ``DPOP_RESOURCE``      this API's resource identifier in that metadata (``DPOP_PUBLIC_URL``, else
                        ``http://127.0.0.1:<PORT>``)
 ``PORT``               the port to listen on (each sample has its own default); ``HOST``: 127.0.0.1
 =====================  ================================================================================
+
+The gateway (``dpop-middleware gateway``, ``docs/gateway.md``) reads the same variables through the
+library's own :func:`dpop_middleware.settings.environ_settings`, which every ``DPOP_<SETTING>`` name
+goes through, plus a TOML file for its route policy.
 
 The sample issuer reads the same variables for itself: ``DPOP_ISSUER`` is then its own identifier,
 ``DPOP_AUDIENCE`` the audience it puts in tokens and ``DPOP_NONCE`` its token endpoint's policy.
@@ -32,7 +39,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dpop_middleware import DPoPPrincipal, DPoPVerifier, NoncePolicy
-from dpop_middleware.settings import BUILDER_NAMES, CONFIG_NAMES, build_replay_store, environ_spell, read_settings
+from dpop_middleware.settings import (
+    BUILDER_NAMES,
+    CONFIG_NAMES,
+    REDIS_SCHEMES,
+    build_replay_store,
+    environ_spell,
+    read_settings,
+)
 from dpop_middleware.settings import build_verifier as settings_builder
 
 __all__ = [
@@ -98,11 +112,13 @@ class SampleSettings:
             choices = ", ".join(p.value for p in NoncePolicy)
             raise ValueError(f"DPOP_NONCE must be one of {choices}, not {nonce!r}") from None
         store = _text(env, "DPOP_REPLAY_STORE") or "memory"
-        if store != "memory" and urlsplit(store).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"DPOP_REPLAY_STORE must be 'memory' or a redis:// URL, not {store!r}")
+        if store != "memory" and store.partition("://")[0].lower() not in REDIS_SCHEMES:
+            # The URL is not echoed: it may hold a password. The builder checks the rest of its form.
+            forms = ", ".join(f"{scheme}://" for scheme in REDIS_SCHEMES)
+            raise ValueError(f"DPOP_REPLAY_STORE must be 'memory' or a Redis URL ({forms})")
         secret = _text(env, "DPOP_NONCE_SECRET")
-        if secret is not None and len(secret.encode()) < 16:
-            raise ValueError("DPOP_NONCE_SECRET must be at least 16 bytes")
+        if secret is not None and any(len(part.strip().encode()) < 16 for part in secret.split(",")):
+            raise ValueError("DPOP_NONCE_SECRET must be secrets of at least 16 bytes each, comma-separated")
         switch = (_text(env, "DPOP_RESOURCE_METADATA") or "true").lower()
         if switch not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
             raise ValueError(f"DPOP_RESOURCE_METADATA must be true or false, not {switch!r}")
@@ -144,7 +160,7 @@ def dpop_values(settings: SampleSettings, *, validator: Any = None) -> dict[str,
         if settings.jwks_uri is not None:
             values["jwks_uri"] = settings.jwks_uri
     if settings.nonce_secret is not None:
-        values["nonce_keyring"] = {"sample": settings.nonce_secret}
+        values["nonce_keyring"] = settings.nonce_secret  # "new,old": the builder's keyring, first signs
     if settings.resource_metadata:
         values.update(
             resource_metadata=True,

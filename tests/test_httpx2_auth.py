@@ -39,6 +39,8 @@ def test_each_library_gets_its_own_auth_class_with_one_shared_flow() -> None:
     assert issubclass(httpx_auth.DPoPAuth, httpx.Auth) and not issubclass(httpx_auth.DPoPAuth, httpx2.Auth)
     # The flow is inherited, not copied: one auth_flow for both libraries.
     assert httpx2_auth.DPoPAuth.auth_flow is DPoPAuthFlow.auth_flow is httpx_auth.DPoPAuth.auth_flow
+    # So is the async flow that signs with an out-of-process key (PKCS#11, signer) off the event loop.
+    assert httpx2_auth.DPoPAuth.async_auth_flow is DPoPAuthFlow.async_auth_flow is httpx_auth.DPoPAuth.async_auth_flow
     # httpx2 refuses the other library's Auth: why the binding exists.
     with pytest.raises(TypeError):
         httpx2.Client(auth=httpx_auth.DPoPAuth(DPoPKey.generate(), "tok"))  # type: ignore[arg-type]

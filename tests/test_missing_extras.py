@@ -61,6 +61,7 @@ CASES = [
     ("dpop_middleware.stores.redis", "redis", "redis"),
     ("dpop_middleware.requests_auth", "requests", "requests"),
     ("dpop_middleware.httpx_auth", "httpx", "httpx"),
+    ("dpop_middleware.pkcs11_key", "pkcs11", "pkcs11"),
     ("dpop_middleware.httpx2_auth", "httpx2", "mcp"),
 ]
 
@@ -90,6 +91,7 @@ def test_the_framework_independent_modules_import_without_any_framework() -> Non
     frameworks = (
         "django", "rest_framework", "flask", "werkzeug", "starlette", "fastapi", "redis", "httpx", "httpx2", "requests"
     )  # fmt: skip
-    modules = ("dpop_middleware", "dpop_middleware.wsgi", "dpop_middleware.asgi", "dpop_middleware.client")
-    for module in (*modules, "dpop_middleware.auth_flow"):
+    frameworks = (*frameworks, "pkcs11")
+    modules = ("dpop_middleware.client", "dpop_middleware.signer", "dpop_middleware.redaction", "dpop_middleware.auth_flow")
+    for module in ("dpop_middleware", "dpop_middleware.wsgi", "dpop_middleware.asgi", *modules):
         assert import_without(module, *frameworks) is None, module

@@ -9,7 +9,10 @@ older one, so a client that keeps the latest ``DPoP-Nonce`` never meets a ``use_
 round trip after its first.
 
 Rotate keys by adding a new key first in the keyring (it signs), keeping the old one (it still
-verifies) until its nonces have expired, then dropping it.
+verifies) until its nonces have expired, then dropping it. Across instances, without downtime: first
+give every instance the new secret *second* (all verify it, none signs with it yet), then swap it to
+the front everywhere, then drop the old one after a nonce lifetime. :meth:`NonceKeyring.from_secrets`
+names each key after its secret, so every instance agrees on the ids whatever the order.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import hmac
 import re
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .jose import b64url_encode
@@ -91,6 +94,24 @@ class NonceKeyring:
         self.generated = keys.keys() == {"auto"}
         self._lock = threading.Lock()
         self._current: tuple[int, str] = (-1, "")
+
+    @classmethod
+    def from_secrets(cls, secrets_: Sequence[str | bytes], *, lifetime: float = 300.0) -> NonceKeyring:
+        """A keyring of ``secrets_``, the first signing and all verifying.
+
+        Each key id is derived from its secret (a hash, never the secret), so instances holding the
+        same secrets in another order, or only some of them, still agree on which key made a nonce.
+        """
+        if isinstance(secrets_, (str, bytes)) or not secrets_:
+            raise ValueError("give a non-empty list of secrets")
+        keys: dict[str, bytes | str] = {}
+        for secret in secrets_:
+            if not isinstance(secret, (str, bytes)):
+                raise ValueError("nonce keys must be str or bytes secrets")
+            raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+            digest = hashlib.sha256(b"dpop-nonce-key-id|" + raw).digest()
+            keys.setdefault("k" + b64url_encode(digest[:9]), secret)
+        return cls(keys, lifetime=lifetime)
 
     def _mac(self, kid: str, step: int) -> str:
         digest = hmac.new(self._keys[kid], f"dpop-nonce|{kid}|{step}".encode(), hashlib.sha256).digest()

@@ -1,9 +1,9 @@
 """Replay stores on Redis (or Valkey), shared by every worker and host: sync and asyncio.
 
-Each request costs exactly one command, ``SET <prefix><key> 1 NX PX <ttl_ms>``: the check and the
-write are one atomic step on the server, so two workers racing with the same proof cannot both
-win (a ``GET`` then ``SET`` would let both through). Keys expire by themselves; nothing else is
-ever sent.
+Each request costs exactly one command, ``SET <prefix><key> 1 NX PX <ttl_ms>``, sent with
+redis-py's public API (``set(name, 1, nx=True, px=ttl_ms)``): the check and the write are one atomic
+step on the server, so two workers racing with the same proof cannot both win (a ``GET`` then
+``SET`` would let both through). Keys expire by themselves; nothing else is ever sent.
 
 Fail closed: any Redis error, refused connection or timeout raises
 :class:`~dpop_middleware.ReplayStoreUnavailable`, which the verifier answers with 503 and
@@ -11,33 +11,35 @@ Fail closed: any Redis error, refused connection or timeout raises
 build, so a stalled Redis costs a request at most ``connect_timeout + timeout`` seconds, not the
 library's default minute of backed-off retries.
 
-Both stores let redis-py connect and authenticate (URL forms, TLS, credentials, database), then
-write the command to that connection's socket and read its one-line answer themselves; the extra
-therefore pins the redis-py majors the tests run against. Install with
-``pip install 'dpop-middleware[redis]'``::
+The client is any redis-py client: ``redis.Redis``, ``redis.RedisCluster``, a Sentinel's
+``master_for(...)``, or their ``redis.asyncio`` twins; or a URL (see
+:mod:`dpop_middleware.stores.redis_urls` for the Sentinel and Cluster forms). redis-py uses
+``hiredis`` to parse replies when it is installed. Install with ``pip install 'dpop-middleware[redis]'``::
 
-    store = RedisReplayStore("redis://redis.internal:6379/0")            # WSGI / sync code
-    astore = AsyncRedisReplayStore("rediss://:secret@redis.internal/0")  # ASGI / asyncio code
+    store = RedisReplayStore("redis://redis.internal:6379/0")                 # WSGI / sync code
+    astore = AsyncRedisReplayStore("redis+sentinel://s1:26379,s2:26379/api")  # ASGI / asyncio code
     verifier = DPoPVerifier(validator, replay_store=store)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
-import socket
 import threading
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 try:
     import redis
     import redis.asyncio
+    import redis.asyncio.cluster
     import redis.asyncio.retry
+    import redis.asyncio.sentinel
+    import redis.cluster
+    import redis.sentinel
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, ResponseError
     from redis.retry import Retry
 except ModuleNotFoundError as exc:  # name the extra to install
     from ..extras import missing_extra
@@ -45,8 +47,7 @@ except ModuleNotFoundError as exc:  # name the extra to install
     missing_extra(exc, "redis", "the Redis replay stores need redis-py", "redis")
 
 from ..core.errors import ReplayStoreUnavailable
-from .redis_pipeline import RedisPipeline
-from .redis_replies import MAX_REPLY, set_nx_outcome, unexpected_reply
+from .redis_urls import RedisURL, parse_redis_url
 
 __all__ = ["DEFAULT_PREFIX", "AsyncRedisReplayStore", "RedisReplayStore"]
 
@@ -68,25 +69,28 @@ def _ttl_ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-def _set_nx_command(name: bytes, ttl_ms: int) -> bytes:
-    """``SET <name> 1 NX PX <ttl_ms>`` in the Redis protocol (RESP arrays of bulk strings).
-
-    Encoded here rather than by redis-py's ``pack_command``, whose general-purpose argument
-    handling was a measurable share of a request's CPU in a server; bulk strings carry their length, so
-    any key bytes are safe. A test pins the bytes to ``pack_command``'s.
-    """
-    ttl = b"%d" % ttl_ms
-    return b"*6\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$1\r\n1\r\n$2\r\nNX\r\n$2\r\nPX\r\n$%d\r\n%b\r\n" % (
-        len(name),
-        name,
-        len(ttl),
-        ttl,
-    )
-
-
 def _unavailable(exc: BaseException) -> ReplayStoreUnavailable:
-    # Only the class name goes to the logs: redis-py messages can carry host names and URLs.
-    return ReplayStoreUnavailable(diagnostics={"store_error": type(exc).__name__})
+    # Only the class name (and a Redis error's code) goes to the logs: redis-py messages can carry
+    # host names and URLs.
+    if isinstance(exc, ResponseError):  # Redis refused (out of memory, read-only replica...)
+        # A plain ResponseError's text starts with Redis's code ("OOM command not allowed..."): keep
+        # the code only. Subclasses (OutOfMemoryError, ReadOnlyError) name it themselves.
+        code = str(exc).split(" ", 1)[0][:32] if type(exc) is ResponseError else type(exc).__name__
+        return ReplayStoreUnavailable(diagnostics={"store_error": "ResponseError", "redis_error": code})
+    diagnostics = {"store_error": type(exc).__name__}
+    return ReplayStoreUnavailable(diagnostics=diagnostics)
+
+
+def _set_nx_outcome(reply: object) -> bool:
+    # redis-py answers SET with True (written) or None (NX: already there); anything else is no
+    # answer to our command, so fail closed rather than guess.
+    if reply is True or reply is None:
+        return reply is True
+    raise ReplayStoreUnavailable(diagnostics={"store_error": "unexpected_reply"})
+
+
+def _not_acknowledged() -> ReplayStoreUnavailable:
+    return ReplayStoreUnavailable(diagnostics={"store_error": "replica_not_acknowledged"})
 
 
 def _url_options(connect_timeout: float | None, timeout: float | None, options: dict[str, Any]) -> dict[str, Any]:
@@ -111,204 +115,212 @@ def _warn_unbounded(client: Any) -> None:
         )
 
 
-def _check_client_args(connect_timeout: float | None, timeout: float | None, options: dict[str, Any]) -> None:
-    if connect_timeout is not None or timeout is not None or options:
-        raise TypeError("timeouts and client options apply to a URL; configure your own client directly")
+def _check_wait(wait_replicas: int, wait_timeout_ms: int) -> None:
+    if not isinstance(wait_replicas, int) or wait_replicas < 0:
+        raise ValueError("wait_replicas must be a whole number, 0 (off) or more")
+    if wait_replicas and (not isinstance(wait_timeout_ms, int) or wait_timeout_ms <= 0):
+        raise ValueError("wait_timeout_ms must be a positive whole number of milliseconds")
 
 
-ClientT = TypeVar("ClientT", redis.Redis, redis.asyncio.Redis)
+def _is_asyncio_client(client: object) -> bool:
+    return type(client).__module__.startswith("redis.asyncio")
 
 
-class _RedisStore(Generic[ClientT]):
-    """What both stores share: the key prefix, and a client built from a URL (ours) or passed in (yours)."""
+def _is_cluster(client: object) -> bool:
+    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
+
+
+class _RedisStore:
+    """What both stores share: the key prefix, the ``WAIT`` option and the URL or client given."""
 
     def __init__(
         self,
-        client: ClientT | str,
+        client: Any,
         *,
         prefix: bytes | str = DEFAULT_PREFIX,
         connect_timeout: float | None = None,
         timeout: float | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
         **client_options: Any,
     ) -> None:
         self.prefix = _as_bytes(prefix)
+        _check_wait(wait_replicas, wait_timeout_ms)
+        self.wait_replicas, self.wait_timeout_ms = wait_replicas, wait_timeout_ms
+        self._target: RedisURL | None = None
+        self._options: dict[str, Any] = {}
         if isinstance(client, str):
-            self.client: ClientT = self._client_from_url(client, _url_options(connect_timeout, timeout, client_options))
+            self._target = parse_redis_url(client)
+            self._options = _url_options(connect_timeout, timeout, client_options)
             self._owns_client = True
         else:
-            _check_client_args(connect_timeout, timeout, client_options)
+            if connect_timeout is not None or timeout is not None or client_options:
+                raise TypeError("timeouts and client options apply to a URL; configure your own client directly")
             _warn_unbounded(client)
-            self.client = client
             self._owns_client = False
-        self._start()
-
-    @staticmethod
-    def _client_from_url(url: str, options: dict[str, Any]) -> ClientT:
-        """The client for ``url``, redis-py's own retries off (a stalled Redis must fail fast)."""
-        raise NotImplementedError
-
-    def _start(self) -> None:
-        """Set up the connection state of the kind of store."""
-        raise NotImplementedError
+        if wait_replicas and (_is_cluster(client) or (self._target is not None and self._target.kind == "cluster")):
+            # WAIT must reach the shard that took the write; a cluster client cannot promise that.
+            raise ValueError("wait_replicas is not supported with Redis Cluster; use a Sentinel or direct client")
 
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return f"{type(self).__name__}(prefix={self.prefix!r})"
 
 
-class RedisReplayStore(_RedisStore[redis.Redis]):
-    """A :class:`~dpop_middleware.ReplayStore` on a synchronous ``redis.Redis`` client.
+class RedisReplayStore(_RedisStore):
+    """A :class:`~dpop_middleware.ReplayStore` on a synchronous redis-py client.
 
-    ``client`` is a URL (``redis://``, ``rediss://`` for TLS, ``unix://`` for a socket; credentials
-    and database as redis-py reads them) or a ``redis.Redis`` you already have (its timeouts are
+    ``client`` is a URL (``redis://``, ``rediss://`` for TLS, ``unix://`` for a socket,
+    ``redis+sentinel://`` or ``redis+cluster://``) or a client you already have: ``redis.Redis``,
+    ``redis.RedisCluster`` or a ``Sentinel(...).master_for(...)`` (its timeouts and retries are
     then yours to set). ``prefix`` namespaces the keys so several apps can share one database.
     ``connect_timeout`` and ``timeout`` (seconds) bound each call for a client built from a URL;
-    further keywords go to ``redis.Redis.from_url`` (e.g. ``max_connections``, ``ssl_ca_certs``).
+    further keywords go to the redis-py client (e.g. ``ssl_ca_certs``).
 
-    Safe for threads and for forked workers: each thread keeps one connection of its own, taken
-    from the client's pool (so it carries the pool's TLS, credentials, database and timeouts) and
-    renewed after a ``fork`` or an error. The command is written to and its one-line answer read
-    from that connection's socket directly: the pool's per-command checkout and redis-py's reply
-    parser cost more CPU per request than the rest of the store (``docs/performance-notes.md``).
+    ``wait_replicas`` > 0 follows each write with ``WAIT wait_replicas wait_timeout_ms`` in the same
+    round trip: a request is accepted only once that many replicas hold its entry, and answered 503
+    when they do not acknowledge in time (``docs/operations.md``: the failover window).
+
+    For a ``redis://`` URL each thread keeps one connection of its own (a single-connection client
+    on the shared pool, renewed after a ``fork``), so no request pays for a pool checkout.
     """
 
-    @staticmethod
-    def _client_from_url(url: str, options: dict[str, Any]) -> redis.Redis:
-        options.setdefault("retry", Retry(NoBackoff(), 0))
-        return redis.Redis.from_url(url, **options)
-
-    def _start(self) -> None:
+    def __init__(self, client: Any, **options: Any) -> None:
+        if _is_asyncio_client(client):
+            raise TypeError("RedisReplayStore needs a synchronous redis-py client; use AsyncRedisReplayStore")
+        super().__init__(client, **options)
         self._local = threading.local()
+        target = self._target
+        if target is None:
+            self.client: Any = client
+        elif target.kind == "direct":
+            self._options.setdefault("retry", Retry(NoBackoff(), 0))
+            self.client = redis.Redis.from_url(target.url, **self._options)
+        elif target.kind == "sentinel":
+            self.client = _sentinel(redis.sentinel.Sentinel, target, self._options, Retry(NoBackoff(), 0))
+        else:
+            self._options.setdefault("retry", Retry(NoBackoff(), 0))
+            nodes = [redis.cluster.ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
+            self.client = redis.cluster.RedisCluster(
+                startup_nodes=nodes, username=target.username, password=target.password, **self._options
+            )
+        self._per_thread = target is not None and target.kind == "direct"
 
-    def _socket(self) -> socket.socket:
+    def _thread_client(self) -> Any:
+        if not self._per_thread:
+            return self.client
         local = self._local
-        sock: socket.socket | None = getattr(local, "sock", None)
-        if sock is None or local.pid != os.getpid():
-            pool = self.client.connection_pool
-            connection = pool.get_connection()  # connected, handshake done (AUTH, SELECT, HELLO)
-            sock = getattr(connection, "_sock", None)
-            if not isinstance(sock, socket.socket):  # TLS sockets are socket.socket too
-                pool.release(connection)
-                # A redis-py whose connections keep their socket elsewhere: refuse rather than guess.
-                raise ReplayStoreUnavailable(diagnostics={"store_error": "unsupported_redis_client"})
-            local.connection, local.sock, local.pid = connection, sock, os.getpid()
-        return sock
-
-    def _discard(self) -> None:
-        # After an error the connection's state is unknown: close it and give it back.
-        local = self._local
-        connection = getattr(local, "connection", None)
-        local.connection = local.sock = None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.disconnect()
-                self.client.connection_pool.release(connection)
+        client = getattr(local, "client", None)
+        if client is None or local.pid != os.getpid():
+            # A fork child must not share its parent's socket: it gets its own connection.
+            client = redis.Redis(connection_pool=self.client.connection_pool, single_connection_client=True)
+            local.client, local.pid = client, os.getpid()
+        return client
 
     def add_if_absent(self, key: bytes, ttl: float) -> bool:
         """One ``SET NX PX``: ``True`` if ``key`` was new, ``False`` if it is already recorded."""
-        command = _set_nx_command(self.prefix + key, _ttl_ms(ttl))
+        name, ttl_ms = self.prefix + key, _ttl_ms(ttl)
         try:
-            sock = self._socket()
-            sock.sendall(command)
-            reply = chunk = sock.recv(MAX_REPLY)
-            # One line is the whole answer; it comes in one segment but may, rarely, be split.
-            while chunk and not reply.endswith(b"\r\n") and len(reply) <= MAX_REPLY:
-                chunk = sock.recv(MAX_REPLY)
-                reply += chunk
-        except ReplayStoreUnavailable:
-            raise
+            if not self.wait_replicas:
+                return _set_nx_outcome(self._thread_client().set(name, b"1", nx=True, px=ttl_ms))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(name, b"1", nx=True, px=ttl_ms)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            written, acknowledged = pipe.execute()
         except (RedisError, OSError) as exc:  # socket timeouts are OSErrors (TimeoutError)
-            self._discard()
             raise _unavailable(exc) from exc
-        if not chunk:  # closed by Redis (or in the middle of its answer)
-            self._discard()
-            raise _unavailable(ConnectionError("redis closed the connection"))
-        outcome = set_nx_outcome(reply[:-2]) if reply.find(b"\r\n") == len(reply) - 2 else None
-        if isinstance(outcome, bool):
-            return outcome
-        if outcome is None:  # more than one line, or none: the connection is out of step
-            self._discard()
-            raise unexpected_reply()
-        raise outcome  # Redis refused the write; the connection is still in step
+        if not _set_nx_outcome(written):
+            return False
+        if not isinstance(acknowledged, int) or acknowledged < self.wait_replicas:
+            raise _not_acknowledged()
+        return True
 
     def close(self) -> None:
-        """Close the connection pool if this store created it (a client you passed stays yours)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            self._local.connection = self._local.sock = None
-            self.client.connection_pool.release(connection)
+        """Close this thread's connection, and the client if this store created it."""
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            self._local.client = None
+            client.close()
         if self._owns_client:
             self.client.close()
 
 
-class AsyncRedisReplayStore(_RedisStore[redis.asyncio.Redis]):
+def _sentinel(factory: Any, target: RedisURL, options: dict[str, Any], retry: Any) -> Any:
+    """The master client of a Sentinel URL: sentinels and master share the timeouts; retries off."""
+    timeouts = {k: v for k, v in options.items() if k in ("socket_timeout", "socket_connect_timeout")}
+    sentinel = factory(list(target.nodes), sentinel_kwargs=dict(timeouts), **options)
+    return sentinel.master_for(
+        target.service, db=target.db, username=target.username, password=target.password, retry=retry
+    )
+
+
+class AsyncRedisReplayStore(_RedisStore):
     """An :class:`~dpop_middleware.AsyncReplayStore` on ``redis.asyncio``: the same contract.
 
-    Arguments are those of :class:`RedisReplayStore`; a client passed in must be a
-    ``redis.asyncio.Redis``. Use the store from one event loop (asyncio connections belong to the
-    loop that made them): build it in the ASGI app factory or at import time of the app module.
+    Arguments are those of :class:`RedisReplayStore`; a client passed in must be one of the
+    ``redis.asyncio`` clients (``Redis``, ``RedisCluster``, ``Sentinel(...).master_for(...)``).
+    asyncio connections belong to the loop that made them: a client passed in must be used from
+    one loop; for a URL the store builds one client per event loop, on first use in that loop.
 
-    All requests of a loop share one pipelined connection (see
-    :mod:`dpop_middleware.stores.redis_pipeline`), made by the client's pool so that it carries
-    its TLS, credentials and database; the commands of one loop iteration leave in one write. The
-    client's ``socket_timeout`` bounds each command (``timeout`` for a client built from a URL);
-    if Redis has not answered by then, every command waiting on the connection fails with 503 and
-    the next request reconnects.
+    For a ``redis://`` URL that client is a single-connection client: all requests of a loop share
+    one connection, each waiting for the previous reply (a Redis round trip is tens of
+    microseconds, far below a request's own CPU time).
     """
 
-    @staticmethod
-    def _client_from_url(url: str, options: dict[str, Any]) -> redis.asyncio.Redis:
-        options.setdefault("retry", redis.asyncio.retry.Retry(NoBackoff(), 0))
-        return redis.asyncio.Redis.from_url(url, **options)
+    def __init__(self, client: Any, **options: Any) -> None:
+        if not isinstance(client, str) and not _is_asyncio_client(client):
+            raise TypeError("AsyncRedisReplayStore needs a redis.asyncio client; use RedisReplayStore")
+        super().__init__(client, **options)
+        self.client: Any = client if self._target is None else None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _start(self) -> None:
-        timeout_setting = self.client.connection_pool.connection_kwargs.get("socket_timeout")
-        self._timeout: float | None = float(timeout_setting) if timeout_setting else None
-        self._pipeline: RedisPipeline | None = None
-        self._opening: asyncio.Task[RedisPipeline] | None = None
+    def _build(self) -> Any:
+        target = self._target
+        assert target is not None
+        options = dict(self._options)
+        retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
+        if target.kind == "direct":
+            options.setdefault("retry", retry)
+            options.setdefault("single_connection_client", True)
+            return redis.asyncio.Redis.from_url(target.url, **options)
+        if target.kind == "sentinel":
+            return _sentinel(redis.asyncio.sentinel.Sentinel, target, options, retry)
+        options.setdefault("retry", retry)
+        nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.nodes]
+        return redis.asyncio.cluster.RedisCluster(
+            startup_nodes=nodes, username=target.username, password=target.password, **options
+        )
+
+    def _loop_client(self) -> Any:
+        if self._target is None:
+            return self.client
+        loop = asyncio.get_running_loop()
+        if self.client is None or self._loop is not loop:
+            # The client of an earlier loop is left to the garbage collector: its connections
+            # cannot be closed from this loop.
+            self.client, self._loop = self._build(), loop
+        return self.client
 
     async def add_if_absent(self, key: bytes, ttl: float) -> bool:
         """One ``SET NX PX``: ``True`` if ``key`` was new, ``False`` if it is already recorded."""
-        command = _set_nx_command(self.prefix + key, _ttl_ms(ttl))
-        pipeline = self._pipeline
+        name, ttl_ms = self.prefix + key, _ttl_ms(ttl)
         try:
-            if pipeline is None or pipeline.closed or pipeline.loop is not asyncio.get_running_loop():
-                pipeline = await self._open()
-            return await pipeline.send(command)
-        except ReplayStoreUnavailable:
-            raise
+            client = self._loop_client()
+            if not self.wait_replicas:
+                return _set_nx_outcome(await client.set(name, b"1", nx=True, px=ttl_ms))
+            pipe = client.pipeline(transaction=False)
+            pipe.set(name, b"1", nx=True, px=ttl_ms)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            written, acknowledged = await pipe.execute()
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             raise _unavailable(exc) from exc
-
-    async def _open(self) -> RedisPipeline:
-        # The first request to find no connection starts one; those arriving meanwhile wait for it.
-        loop = asyncio.get_running_loop()
-        opening = self._opening
-        if opening is None or opening.get_loop() is not loop:
-            opening = self._opening = loop.create_task(self._connect())
-            # Retrieved here, so that a failure every waiter gave up on is not logged as unhandled.
-            opening.add_done_callback(lambda task: task.cancelled() or task.exception())
-        # Shielded: a request that is cancelled while waiting must not cancel everyone's connect.
-        return await asyncio.shield(opening)
-
-    async def _connect(self) -> RedisPipeline:
-        try:
-            # redis-py bounds the connect and the handshake with the client's own timeouts.
-            connection = self.client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-            try:
-                await connection.connect()
-                self._pipeline = RedisPipeline.take_over(connection, self._timeout)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await connection.disconnect(nowait=True)
-                raise
-            return self._pipeline
-        finally:
-            self._opening = None
+        if not _set_nx_outcome(written):
+            return False
+        if not isinstance(acknowledged, int) or acknowledged < self.wait_replicas:
+            raise _not_acknowledged()
+        return True
 
     async def aclose(self) -> None:
-        """Close this store's connection, and the client's pool if this store created it."""
-        pipeline, self._pipeline = self._pipeline, None
-        if pipeline is not None:
-            pipeline.close()
-        if self._owns_client:
-            await self.client.aclose()
+        """Close the client if this store created it (a client you passed stays yours)."""
+        client, self.client = self.client, None if self._owns_client else self.client
+        if self._owns_client and client is not None:
+            await client.aclose()
