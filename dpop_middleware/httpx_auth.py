@@ -24,7 +24,7 @@ may demand a nonce.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
@@ -35,9 +35,8 @@ except ModuleNotFoundError as exc:  # name the extra to install
 
     missing_extra(exc, "httpx", "the httpx plugin needs httpx", "httpx")
 
-import anyio.to_thread  # httpx's own dependency: worker threads on asyncio and trio alike
-
-from .client import DPoPKey, NonceCache, ProofKey, TokenResponse, nonce_to_retry, parse_token_response, proof_headers
+from .auth_flow import DPoPAuthFlow
+from .client import NonceCache, ProofKey, TokenResponse, parse_token_response
 from .discovery import Discovery
 
 if TYPE_CHECKING:
@@ -46,83 +45,15 @@ if TYPE_CHECKING:
 __all__ = ["DPoPAuth", "TokenRequestOptions", "adiscover", "afetch_token", "discover", "fetch_token"]
 
 
-def _advance(
-    flow: Generator[httpx.Request, httpx.Response, None], response: httpx.Response | None
-) -> httpx.Request | None:
-    """One step of a sync auth flow (the next request to send, ``None`` when done), for any thread."""
-    try:
-        return next(flow) if response is None else flow.send(response)
-    except StopIteration:
-        return None
-
-
-class DPoPAuth(httpx.Auth):
+class DPoPAuth(DPoPAuthFlow[httpx.Request, httpx.Response], httpx.Auth):
     """httpx authentication with DPoP: proofs, ``Authorization: DPoP``, one nonce retry.
 
     ``token`` may be changed later (``auth.token = new``) when it is refreshed. ``nonces`` is the
-    per-origin nonce memory (a new one by default).
+    per-origin nonce memory (a new one by default). The flow is :class:`~dpop_middleware.auth_flow.DPoPAuthFlow`,
+    shared with :class:`dpop_middleware.httpx2_auth.DPoPAuth` (for ``httpx2`` clients, e.g. the ``mcp`` SDK's).
     """
 
-    def __init__(self, key: ProofKey, token: str | None = None, *, nonces: NonceCache | None = None) -> None:
-        self.key = key
-        self.token = token
-        self.nonces = nonces if nonces is not None else NonceCache()
-
-    @property
-    def token(self) -> str | None:
-        """The access token sent (``None``: token requests, signed without ``ath``)."""
-        return self._token
-
-    @token.setter
-    def token(self, value: str | None) -> None:
-        self._token = value
-        # A token endpoint's nonce challenge is in the JSON body: read bodies only in that mode.
-        self.requires_response_body = value is None
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Sign, send, and retry once on a nonce challenge; written once for sync and async clients."""
-        url = str(request.url)
-        self._sign(request, self.nonces.get(url))
-        response = yield request
-        retry = self._observe(url, response)
-        if retry is not None:
-            self._sign(request, retry)  # a new proof: a new jti, the new nonce
-            response = yield request
-            self._observe(url, response)
-
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """:meth:`auth_flow` for ``httpx.AsyncClient``: the same steps, but a key that signs elsewhere
-        (a PKCS#11 token, a signer process) signs in a worker thread, so the event loop never waits
-        on it; an in-memory :class:`~dpop_middleware.client.DPoPKey` signs in place (microseconds)."""
-        flow = self.auth_flow(request)
-        offload = not isinstance(self.key, DPoPKey)
-        step: httpx.Request | None = (
-            await anyio.to_thread.run_sync(_advance, flow, None) if offload else _advance(flow, None)
-        )
-        while step is not None:
-            response = yield step
-            if self.requires_response_body:
-                await response.aread()
-            step = await anyio.to_thread.run_sync(_advance, flow, response) if offload else _advance(flow, response)
-
-    def _sign(self, request: httpx.Request, nonce: str | None) -> None:
-        request.headers.update(proof_headers(self.key, request.method, str(request.url), self.token, nonce=nonce))
-
-    def _observe(self, url: str, response: httpx.Response) -> str | None:
-        header = response.headers.get("dpop-nonce")
-        if header is not None:
-            self.nonces.remember(url, header)
-        body: bytes | None = None
-        if response.status_code == 400 and self.token is None:
-            # Only a token endpoint says use_dpop_nonce with a 400 (§8); a resource server uses 401.
-            try:
-                body = response.content
-            except httpx.ResponseNotRead:  # the token was cleared after the request went out
-                body = None
-        return nonce_to_retry(response.status_code, response.headers.get_list("www-authenticate"), header, body)
-
-    def __repr__(self) -> str:
-        return f"DPoPAuth(key={self.key!r}, token={'set' if self.token else None})"
+    _response_not_read = httpx.ResponseNotRead
 
 
 class TokenRequestOptions(TypedDict, total=False):

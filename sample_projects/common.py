@@ -61,7 +61,7 @@ __all__ = [
     "token_endpoint_options",
 ]
 
-DEFAULT_PORTS = {"issuer": 9000, "django_api": 8001, "flask_api": 8002, "fastapi_api": 8003}
+DEFAULT_PORTS = {"issuer": 9000, "django_api": 8001, "flask_api": 8002, "fastapi_api": 8003, "mcp_server": 8004}
 DEFAULT_ISSUER = f"http://127.0.0.1:{DEFAULT_PORTS['issuer']}"
 DEFAULT_AUDIENCE = "dpop-sample-api"
 

@@ -62,6 +62,7 @@ CASES = [
     ("dpop_middleware.requests_auth", "requests", "requests"),
     ("dpop_middleware.httpx_auth", "httpx", "httpx"),
     ("dpop_middleware.pkcs11_key", "pkcs11", "pkcs11"),
+    ("dpop_middleware.httpx2_auth", "httpx2", "mcp"),
 ]
 
 
@@ -87,8 +88,10 @@ def test_a_module_the_framework_needs_keeps_its_own_error() -> None:
 
 def test_the_framework_independent_modules_import_without_any_framework() -> None:
     # The core, the verifier, the WSGI/ASGI adapters and the client need only the required dependencies.
-    frameworks = ("django", "rest_framework", "flask", "werkzeug", "starlette", "fastapi", "redis", "httpx", "requests")
+    frameworks = (
+        "django", "rest_framework", "flask", "werkzeug", "starlette", "fastapi", "redis", "httpx", "httpx2", "requests"
+    )  # fmt: skip
     frameworks = (*frameworks, "pkcs11")
-    modules = ("dpop_middleware.client", "dpop_middleware.signer", "dpop_middleware.redaction")
+    modules = ("dpop_middleware.client", "dpop_middleware.signer", "dpop_middleware.redaction", "dpop_middleware.auth_flow")
     for module in ("dpop_middleware", "dpop_middleware.wsgi", "dpop_middleware.asgi", *modules):
         assert import_without(module, *frameworks) is None, module

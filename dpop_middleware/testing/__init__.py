@@ -12,6 +12,7 @@ so that every request is signed, nonce challenges included. The pytest plugin
 from __future__ import annotations
 
 import functools
+import importlib
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -105,14 +106,15 @@ _METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
 
 def _client_kind(client: Any) -> str:
-    """``httpx`` (Starlette's TestClient), ``django`` (django.test.Client, DRF's APIClient) or ``werkzeug`` (Flask)."""
-    try:
-        import httpx
-
-        if isinstance(client, httpx.Client):
-            return "httpx"
-    except ImportError:  # pragma: no cover - httpx is optional
-        pass
+    """``httpx`` or ``httpx2`` (Starlette's TestClient: built on httpx2 when it is installed, e.g. by
+    the ``mcp`` SDK), ``django`` (django.test.Client, DRF's APIClient) or ``werkzeug`` (Flask)."""
+    for library in ("httpx", "httpx2"):
+        try:
+            module = importlib.import_module(library)
+        except ImportError:  # both are optional
+            continue
+        if isinstance(client, module.Client):
+            return library
     if hasattr(client, "generic") and type(client).__module__.startswith(("django", "rest_framework")):
         return "django"
     if hasattr(client, "open") and hasattr(client, "application"):
@@ -168,10 +170,10 @@ class DPoPTestClient:
     def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
         """Send ``method path`` through the wrapped client, signed; the wrapped client's response."""
         method = method.upper()
-        if self.kind == "httpx":
-            from ..httpx_auth import DPoPAuth
-
-            auth = DPoPAuth(self.key, self.token, nonces=self.nonces)
+        if self.kind in ("httpx", "httpx2"):
+            # The same DPoP flow, bound to the client's own library (httpx2 refuses an httpx.Auth).
+            plugin = importlib.import_module(f"dpop_middleware.{self.kind}_auth")
+            auth = plugin.DPoPAuth(self.key, self.token, nonces=self.nonces)
             return self.client.request(method, path, *args, auth=auth, **kwargs)
         url = self._url(path, kwargs)
         response = self._send(method, path, url, None, args=args, kwargs=kwargs)

@@ -28,6 +28,25 @@ from .app import create_app, issuer_settings
 
 __all__ = ["InProcessIssuer"]
 
+#: Framing the test client already undid (its ``content`` is decoded): not passed on.
+_FRAMING = {"content-encoding", "content-length", "transfer-encoding"}
+
+
+class _TestClientTransport(httpx.BaseTransport):
+    """A synchronous ``httpx`` transport over Starlette's TestClient, so that the validator gets
+    the ``httpx.Client`` it takes. (Starlette builds its TestClient on httpx2 when httpx2 is
+    installed, e.g. by the ``mcp`` SDK; a TestClient is then no ``httpx.Client``.)"""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        answer = self.client.request(
+            request.method, str(request.url), headers=list(request.headers.multi_items()), content=request.read()
+        )
+        headers = [(name, value) for name, value in answer.headers.multi_items() if name.lower() not in _FRAMING]
+        return httpx.Response(answer.status_code, headers=headers, content=answer.content, request=request)
+
 
 class InProcessIssuer:
     """The sample issuer app with clients wired to it. ``settings`` default: ``http://127.0.0.1:9000``."""
@@ -73,6 +92,6 @@ class InProcessIssuer:
             issuer=api_settings.issuer,
             audience=api_settings.audience,
             jwks_uri=api_settings.jwks_uri,
-            http_client=self.http,
+            http_client=httpx.Client(transport=_TestClientTransport(self.http)),
             async_http_client=async_client,
         )
