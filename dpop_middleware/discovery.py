@@ -20,11 +20,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from .core.htu import HTUError, normalize_htu
 from .core.resource_metadata import metadata_url
 from .tokens._discovery import well_known_urls
-from .tokens._http import Flow, HTTPRequest, HTTPResponse, check_endpoint_url
+from .tokens._http import Flow, HTTPRequest, HTTPResponse, check_endpoint_url, is_loopback
 
 __all__ = ["Discovery", "DiscoveryError", "challenge_metadata_url", "discovery_flow"]
 
@@ -81,13 +82,24 @@ def challenge_metadata_url(www_authenticate: Iterable[str]) -> str | None:
     return found.pop() if found else None
 
 
-def _secure(url: object, what: str, allow_insecure_http: bool) -> str:
+def _secure(url: object, what: str, allow_insecure_http: bool, *, resource: str | None = None) -> str:
+    """``url`` if discovery may fetch it. A URL named by a document (``resource`` given: the resource
+    discovery started from) must not lead somewhere the resource could not: plain ``http`` only
+    after a plain-``http`` resource, and a loopback host only after a loopback resource, so a remote
+    API cannot turn the client against services on its own machine."""
     if not isinstance(url, str):
         raise DiscoveryError("bad_metadata", f"{what} must be a URL string")
     try:
-        return check_endpoint_url(url, allow_insecure_http=allow_insecure_http)
+        checked = check_endpoint_url(url, allow_insecure_http=allow_insecure_http)
     except ValueError as exc:
         raise DiscoveryError("insecure_url", f"{what}: {exc}") from None
+    if resource is not None and not allow_insecure_http:
+        start, target = urlsplit(resource), urlsplit(checked)
+        if target.scheme == "http" and start.scheme != "http":
+            raise DiscoveryError("insecure_url", f"{what}: plain http named by an https resource")
+        if is_loopback(target.hostname or "") and not is_loopback(start.hostname or ""):
+            raise DiscoveryError("insecure_url", f"{what}: a loopback host named by a remote resource")
+    return checked
 
 
 def _document(response: HTTPResponse, what: str) -> dict[str, Any]:
@@ -120,6 +132,12 @@ def _strings(document: Mapping[str, Any], name: str, *, required: bool = False) 
     return value
 
 
+def _trusted(issuers: Iterable[str]) -> frozenset[str]:
+    if isinstance(issuers, str) or not all(isinstance(issuer, str) for issuer in issuers):
+        raise TypeError("trusted_issuers must be a list of issuer identifiers, not a string")
+    return frozenset(issuers)
+
+
 def _check_resource_metadata(document: Mapping[str, Any], resource: str) -> None:
     """RFC 9728 §2 types and §3.3: the document is about ``resource``, or it is not used at all."""
     named = document.get("resource")
@@ -134,15 +152,30 @@ def _check_resource_metadata(document: Mapping[str, Any], resource: str) -> None
             raise DiscoveryError("bad_metadata", f"{name} must be a boolean")
 
 
-def discovery_flow(resource: str, *, allow_insecure_http: bool = False) -> Flow[Discovery]:
-    """The steps of discovery from ``resource`` (an https URL; http only on loopback or when allowed)."""
+def discovery_flow(
+    resource: str, *, allow_insecure_http: bool = False, trusted_issuers: Iterable[str] | None = None
+) -> Flow[Discovery]:
+    """The steps of discovery from ``resource`` (an https URL; http only on loopback or when allowed).
+
+    ``trusted_issuers``: the authorization servers this client may use. The resource's metadata
+    chooses among them (the first it lists that is trusted); one it names outside them is refused
+    (``untrusted_issuer``), since a client that sends its credentials wherever a resource points can
+    be mixed up by a hostile resource. ``None`` lets the resource choose (RFC 9728 §7.3: then
+    :attr:`Discovery.issuer` is only as trustworthy as the resource).
+    """
+    trusted = None if trusted_issuers is None else _trusted(trusted_issuers)
     resource = _secure(resource, "the resource URL", allow_insecure_http)
     probe = yield HTTPRequest("GET", resource, _ACCEPT_JSON)
     named = challenge_metadata_url([probe.headers.get("www-authenticate", "")]) if probe.status == 401 else None
-    where = _secure(named or metadata_url(resource), "resource_metadata", allow_insecure_http)
+    where = _secure(named or metadata_url(resource), "resource_metadata", allow_insecure_http, resource=resource)
     document = _document((yield HTTPRequest("GET", where, _ACCEPT_JSON)), "the resource metadata")
     _check_resource_metadata(document, resource)
-    issuer = _secure(_strings(document, "authorization_servers", required=True)[0], "the issuer", allow_insecure_http)
+    servers = _strings(document, "authorization_servers", required=True)
+    if trusted is not None:
+        servers = [server for server in servers if server in trusted]
+        if not servers:
+            raise DiscoveryError("untrusted_issuer", "the resource names no authorization server this client trusts")
+    issuer = _secure(servers[0], "the issuer", allow_insecure_http, resource=resource)
     for url in well_known_urls(issuer):
         try:
             server = _document((yield HTTPRequest("GET", url, _ACCEPT_JSON)), "the authorization server metadata")
@@ -153,6 +186,6 @@ def discovery_flow(resource: str, *, allow_insecure_http: bool = False) -> Flow[
         if server.get("issuer") != issuer:  # RFC 8414 §3.3: never use another issuer's metadata
             raise DiscoveryError("issuer_mismatch", f"the authorization server metadata is not for {issuer!r}")
         if "token_endpoint" in server:
-            _secure(server["token_endpoint"], "token_endpoint", allow_insecure_http)
+            _secure(server["token_endpoint"], "token_endpoint", allow_insecure_http, resource=resource)
         return Discovery(resource, where, MappingProxyType(document), issuer, MappingProxyType(server))
     raise DiscoveryError("metadata_unavailable", f"no RFC 8414 or OpenID metadata found for {issuer!r}")

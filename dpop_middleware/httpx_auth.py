@@ -24,7 +24,7 @@ may demand a nonce.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
@@ -155,12 +155,19 @@ def _discovery_failed(exc: Exception) -> Exception:
 
 
 def discover(
-    resource: str, *, client: httpx.Client | None = None, timeout: float = 5.0, allow_insecure_http: bool = False
+    resource: str,
+    *,
+    client: httpx.Client | None = None,
+    timeout: float = 5.0,
+    allow_insecure_http: bool = False,
+    trusted_issuers: Iterable[str] | None = None,
 ) -> Discovery:
     """Find ``resource``'s authorization server (RFC 9728, then RFC 8414) with ``client`` (default: a
     fresh one that follows no redirects). Raises :class:`~dpop_middleware.discovery.DiscoveryError`.
 
     ``allow_insecure_http``: accept plain ``http`` off loopback (never in production).
+    ``trusted_issuers``: the authorization servers this client may be sent to; give them whenever
+    the client holds credentials (see :func:`~dpop_middleware.discovery.discovery_flow`).
     """
     from .core.errors import TokenValidationUnavailable
     from .discovery import discovery_flow
@@ -168,7 +175,9 @@ def discover(
 
     http = SyncHTTP(_discovery_http(timeout), client)
     try:
-        return run_sync(discovery_flow(resource, allow_insecure_http=allow_insecure_http), http)
+        return run_sync(
+            discovery_flow(resource, allow_insecure_http=allow_insecure_http, trusted_issuers=trusted_issuers), http
+        )
     except TokenValidationUnavailable as exc:
         raise _discovery_failed(exc) from None
     finally:
@@ -176,7 +185,12 @@ def discover(
 
 
 async def adiscover(
-    resource: str, *, client: httpx.AsyncClient | None = None, timeout: float = 5.0, allow_insecure_http: bool = False
+    resource: str,
+    *,
+    client: httpx.AsyncClient | None = None,
+    timeout: float = 5.0,
+    allow_insecure_http: bool = False,
+    trusted_issuers: Iterable[str] | None = None,
 ) -> Discovery:
     """:func:`discover` with an ``httpx.AsyncClient``."""
     from .core.errors import TokenValidationUnavailable
@@ -185,7 +199,9 @@ async def adiscover(
 
     http = AsyncHTTP(_discovery_http(timeout), client)
     try:
-        return await run_async(discovery_flow(resource, allow_insecure_http=allow_insecure_http), http)
+        return await run_async(
+            discovery_flow(resource, allow_insecure_http=allow_insecure_http, trusted_issuers=trusted_issuers), http
+        )
     except TokenValidationUnavailable as exc:
         raise _discovery_failed(exc) from None
     finally:

@@ -18,6 +18,7 @@ proof for the first URL (and is refused): point the client at the final URL.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 try:
@@ -117,14 +118,19 @@ def _send(session: requests.Session, request: HTTPRequest, timeout: float) -> HT
 
 
 def discover(
-    resource: str, *, session: requests.Session | None = None, timeout: float = 5.0, allow_insecure_http: bool = False
+    resource: str,
+    *,
+    session: requests.Session | None = None,
+    timeout: float = 5.0,
+    allow_insecure_http: bool = False,
+    trusted_issuers: Iterable[str] | None = None,
 ) -> Discovery:
     """Find ``resource``'s authorization server (RFC 9728, then RFC 8414) with ``session`` (default: a
     fresh one). Raises :class:`~dpop_middleware.discovery.DiscoveryError`; see
     :func:`dpop_middleware.httpx_auth.discover`."""
     own = session is None
     http = requests.Session() if session is None else session
-    flow = discovery_flow(resource, allow_insecure_http=allow_insecure_http)
+    flow = discovery_flow(resource, allow_insecure_http=allow_insecure_http, trusted_issuers=trusted_issuers)
     try:
         request = next(flow)
         while True:

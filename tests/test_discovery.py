@@ -206,3 +206,111 @@ def test_redirects_are_not_followed(server: ScriptedServer, driver: str) -> None
     with pytest.raises(DiscoveryError) as caught:
         DRIVERS[driver](url)
     assert caught.value.reason == "metadata_unavailable"
+
+
+# -- a remote resource may not lead the client anywhere it could not go itself (sans-IO, no network) --
+
+def _drive(flow: object, answers: dict[str, tuple[int, dict[str, str], object]]) -> tuple[Discovery, list[str]]:
+    """Run ``discovery_flow`` answering each URL from ``answers`` (404 for any other); the URLs asked."""
+    from dpop_middleware.tokens._http import HTTPResponse
+
+    asked: list[str] = []
+    gen = flow  # a generator: send each answer back
+    response = None
+    try:
+        while True:
+            request = gen.send(response)  # type: ignore[attr-defined]
+            asked.append(request.url)
+            status, headers, body = answers.get(request.url, (404, {}, {}))
+            response = HTTPResponse(status, headers, json.dumps(body).encode())
+    except StopIteration as done:
+        return done.value, asked
+
+
+REMOTE = "https://api.example/data"
+
+
+def _remote_api(metadata_url: str, servers: list[str]) -> dict[str, tuple[int, dict[str, str], object]]:
+    return {
+        REMOTE: (401, {"www-authenticate": f'DPoP algs="ES256", resource_metadata="{metadata_url}"'}, {}),
+        metadata_url: (200, {}, {"resource": REMOTE, "authorization_servers": servers}),
+        **{
+            f"{urlsplit_base(s)}/.well-known/oauth-authorization-server{urlsplit_path(s)}":
+                (200, {}, {"issuer": s, "token_endpoint": f"{s}/token"})
+            for s in servers
+        },
+    }  # fmt: skip
+
+
+def urlsplit_base(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def urlsplit_path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path.rstrip("/")
+
+
+@pytest.mark.parametrize("target", [
+    "http://127.0.0.1:6379/admin",            # plain http on the client's own machine
+    "https://127.0.0.1:8443/metadata",        # a loopback host named by a remote resource
+    "http://localhost/.well-known/x",
+])  # fmt: skip
+def test_a_remote_resource_cannot_point_the_client_at_its_own_machine(target: str) -> None:
+    from dpop_middleware.discovery import discovery_flow
+
+    with pytest.raises(DiscoveryError) as caught:
+        _drive(discovery_flow(REMOTE), _remote_api(target, ["https://as.example"]))
+    assert caught.value.reason == "insecure_url"
+
+
+def test_a_remote_resource_cannot_name_a_loopback_issuer() -> None:
+    from dpop_middleware.discovery import discovery_flow
+
+    metadata = "https://api.example/.well-known/oauth-protected-resource/data"
+    with pytest.raises(DiscoveryError) as caught:
+        _drive(discovery_flow(REMOTE), _remote_api(metadata, ["http://127.0.0.1:9000"]))
+    assert caught.value.reason == "insecure_url"
+
+
+def test_trusted_issuers_refuse_an_authorization_server_the_client_does_not_trust() -> None:
+    from dpop_middleware.discovery import discovery_flow
+
+    metadata = "https://api.example/.well-known/oauth-protected-resource/data"
+    answers = _remote_api(metadata, ["https://attacker-as.example"])
+    found, _ = _drive(discovery_flow(REMOTE), answers)
+    assert found.issuer == "https://attacker-as.example"  # without a list, the resource chooses
+    with pytest.raises(DiscoveryError) as caught:
+        _drive(discovery_flow(REMOTE, trusted_issuers=["https://as.example"]), answers)
+    assert caught.value.reason == "untrusted_issuer"
+
+
+def test_trusted_issuers_pick_the_first_trusted_server_the_resource_lists() -> None:
+    from dpop_middleware.discovery import discovery_flow
+
+    metadata = "https://api.example/.well-known/oauth-protected-resource/data"
+    answers = _remote_api(metadata, ["https://attacker-as.example", "https://as.example"])
+    found, asked = _drive(discovery_flow(REMOTE, trusted_issuers=["https://as.example"]), answers)
+    assert found.issuer == "https://as.example"
+    assert not any("attacker" in url for url in asked)
+
+
+def test_trusted_issuers_must_be_a_list_not_a_string() -> None:
+    from dpop_middleware.discovery import discovery_flow
+
+    with pytest.raises(TypeError, match="trusted_issuers"):
+        next(discovery_flow(REMOTE, trusted_issuers="https://as.example"))
+
+
+@pytest.mark.parametrize("driver", ["httpx", "requests"])
+def test_trusted_issuers_through_the_client_helpers(server: ScriptedServer, driver: str) -> None:
+    url = api_and_issuer(server)
+    discover = httpx_discover if driver == "httpx" else requests_discover
+    assert discover(url, trusted_issuers=[f"{server.base}/as"]).issuer == f"{server.base}/as"
+    with pytest.raises(DiscoveryError) as caught:
+        discover(url, trusted_issuers=["https://as.example"])
+    assert caught.value.reason == "untrusted_issuer"

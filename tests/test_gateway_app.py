@@ -164,7 +164,8 @@ async def test_exempt_routes_pass_with_empty_identity_headers(nginx_app: object)
 
 async def test_forwarded_style_reads_x_forwarded_headers_only(issuer: TestIssuer, key: DPoPKey, tmp_path: Path) -> None:
     app = create_app(
-        env(issuer, "forwarded"), config_file(tmp_path, TOML.replace('public_url = "https://api.example.com"\n', ""))
+        env(issuer, "forwarded"),
+        config_file(tmp_path, TOML.replace('public_url = "https://api.example.com"', 'allowed_hosts = ["shop.example"]')),
     )
     token = issuer.token(key.jkt)
     headers = {**dpop_headers(key, "PATCH", "https://shop.example/api/x", token), "X-Forwarded-Method": "PATCH",
@@ -268,12 +269,31 @@ async def test_without_public_url_the_reported_host_must_be_allowed(
         assert response.status_code == status, (host, response.text)
 
 
-async def test_a_cors_preflight_passes_untouched_as_in_every_adapter(nginx_app: object) -> None:
-    preflight = {"X-Original-Method": "OPTIONS", "X-Original-URI": "/api/x", "Origin": "https://app.example",
-                 "Access-Control-Request-Method": "POST"}  # fmt: skip
+PREFLIGHT = {"X-Original-Method": "OPTIONS", "X-Original-URI": "/admin/x", "Origin": "https://app.example",
+             "Access-Control-Request-Method": "POST"}  # fmt: skip
+
+
+async def test_a_cors_preflight_is_verified_like_any_request_by_default(nginx_app: object) -> None:
+    # Behind a gateway the upstream knows nothing of DPoP: an OPTIONS it might serve is not let through.
     async with client_for(nginx_app) as http:
-        passed = await http.get("/check", headers=preflight)
+        assert (await http.get("/check", headers=PREFLIGHT)).status_code == 401
+
+
+async def test_pass_cors_preflight_lets_preflights_through_and_only_them(issuer: TestIssuer, tmp_path: Path) -> None:
+    app = create_app(env(issuer), config_file(tmp_path, "pass_cors_preflight = true\n" + TOML))
+    async with client_for(app) as http:
+        passed = await http.get("/check", headers=PREFLIGHT)
         assert passed.status_code == 200
         assert passed.headers["x-dpop-subject"] == ""
-        del preflight["Access-Control-Request-Method"]  # a plain OPTIONS is checked like any request
-        assert (await http.get("/check", headers=preflight)).status_code == 401
+        plain = {k: v for k, v in PREFLIGHT.items() if k != "Access-Control-Request-Method"}
+        assert (await http.get("/check", headers=plain)).status_code == 401  # a plain OPTIONS is checked
+
+
+def test_pass_cors_preflight_must_be_a_boolean(issuer: TestIssuer, tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"gateway.toml: pass_cors_preflight must be true or false"):
+        create_app(env(issuer), config_file(tmp_path, 'pass_cors_preflight = "yes"\n' + TOML))
+
+
+def test_an_unpinned_host_is_refused_at_start_up(issuer: TestIssuer, tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"PUBLIC_URL or DPOP_ALLOWED_HOSTS must be set"):
+        create_app(env(issuer), config_file(tmp_path, TOML.replace('public_url = "https://api.example.com"\n', "")))

@@ -148,8 +148,10 @@ class GatewayApp:
             logger.info("dpop gateway: %s", exc)
             return [], verifier.refuse(error)
         route = config.routes.decide(decoded)
-        preflight = is_cors_preflight(original.method, ((_latin1(name), "") for name, _ in scope.get("headers") or ()))
-        if route.exempt or preflight:  # a preflight passes untouched, as in every adapter
+        preflight = config.pass_cors_preflight and is_cors_preflight(
+            original.method, ((_latin1(name), "") for name, _ in scope.get("headers") or ())
+        )
+        if route.exempt or preflight:  # a preflight passes only when the operator says the upstream expects it
             return identity_headers(None), None
         info = RequestInfo(original.method, f"{url}?{original.query}" if original.query else url, credentials)
         result = await verifier.aauthenticate(info, required=route.required, scopes=route.scopes)

@@ -45,6 +45,8 @@ _PROXY_NAMES = frozenset({"trusted_proxies", "public_url", "allowed_hosts"})
 #: The library settings the gateway reads, from the environment or the file.
 SETTING_NAMES = (CONFIG_NAMES | BUILDER_NAMES | ROUTE_NAMES | _PROXY_NAMES) - {"verifier"}
 _STYLE_KEY = "gateway"
+#: File-only: let CORS preflights through unverified (off: the upstream may not treat OPTIONS as anonymous).
+_PREFLIGHT_KEY = "pass_cors_preflight"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class GatewayConfig:
     routes: RoutePolicy
     proxy: ProxySettings
     style: GatewayStyle
+    #: A CORS preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is
+    #: answered 200 without verification. Off by default: behind a gateway the upstream knows nothing
+    #: of DPoP and might serve ``OPTIONS`` as if it were authenticated.
+    pass_cors_preflight: bool = False
 
 
 def _file_spell(path: Path) -> Any:
@@ -99,7 +105,9 @@ def load_config(environ: Mapping[str, str] | None = None, path: str | Path | Non
     from_env = environ_settings(env, accepted=SETTING_NAMES)
     file_spell = _file_spell(file_path) if file_path is not None else environ_spell
     from_file = read_settings(
-        {k: v for k, v in raw.items() if k != _STYLE_KEY}, spell=file_spell, accepted=SETTING_NAMES
+        {k: v for k, v in raw.items() if k not in (_STYLE_KEY, _PREFLIGHT_KEY)},
+        spell=file_spell,
+        accepted=SETTING_NAMES,
     )
     both = sorted(set(from_env) & set(from_file))
     if both:
@@ -133,5 +141,16 @@ def load_config(environ: Mapping[str, str] | None = None, path: str | Path | Non
         )
     except ValueError as exc:  # the table checked each value; what is left is a combination
         raise SettingsError(spell("trusted_proxies"), f"cannot be used: {exc}") from None
-    proxy.warn_if_host_unchecked(debug=False, names=f"{spell('public_url')} or {spell('allowed_hosts')}")
-    return GatewayConfig(verifier, routes, proxy, style)
+    if public_url is None and not values.get("allowed_hosts"):
+        # nginx and Caddy forward the client's own Host: unpinned, a proof made for one virtual host
+        # would be accepted on another. A warning would not fail closed.
+        raise SettingsError(
+            spell("public_url"),
+            f"or {spell('allowed_hosts')} must be set: the gateway reports the Host the client sent, so the "
+            "host a proof is checked against must be pinned (public_url) or listed (allowed_hosts)",
+        )
+    preflight = raw.get(_PREFLIGHT_KEY, False)
+    if not isinstance(preflight, bool):
+        where = file_path.name if file_path is not None else ""
+        raise SettingsError(f"{where}: {_PREFLIGHT_KEY}", f"must be true or false, not {preflight!r}")
+    return GatewayConfig(verifier, routes, proxy, style, preflight)

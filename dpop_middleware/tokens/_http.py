@@ -127,12 +127,13 @@ def check_endpoint_url(url: str, *, allow_insecure_http: bool) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"not an absolute http(s) URL: {url!r}")
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
         raise ValueError(f"refusing plain-http endpoint {url!r}; use https (or allow_insecure_http=True)")
     return url
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an IP literal) is this machine."""
     if host.lower() in _LOOPBACK_NAMES:
         return True
     try:
