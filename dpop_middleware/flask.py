@@ -221,8 +221,9 @@ def _proxy_settings(app: Flask, values: Mapping[str, Any]) -> ProxySettings:
     if allowed is None:
         allowed = _trusted_hosts(app, values)
     return ProxySettings.create(
-        values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers"), allowed
-    )
+        values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers"), allowed,
+        client_cert_header=values.get("client_cert_header"), client_cert_format=values.get("client_cert_format"),
+    )  # fmt: skip
 
 
 def _routes(app: Flask, values: dict[str, Any]) -> RoutePolicy:

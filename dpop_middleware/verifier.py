@@ -147,6 +147,7 @@ class DPoPVerifier:
         token_cache_size: int | None = None,
         token_cache_max_ttl: float | None = None,
         debug: bool | None = None,
+        certificate_bound_tokens: bool | None = None,
     ) -> None:
         self.config = policy_config(
             config,
@@ -163,6 +164,7 @@ class DPoPVerifier:
             token_cache_size=token_cache_size,
             token_cache_max_ttl=token_cache_max_ttl,
             debug=debug,
+            certificate_bound_tokens=certificate_bound_tokens,
         )
         self._validation = _validator_call(token_validator)
         self.token_validator = token_validator
@@ -178,6 +180,9 @@ class DPoPVerifier:
         self._token_cache = TokenCache(self.config.token_cache_size, max_ttl)
         self._on_outcome = on_outcome
         self.algs = self.config.algorithms
+        #: Whether RFC 8705 certificate-bound tokens are accepted (what RFC 9728 metadata announces as
+        #: ``tls_client_certificate_bound_access_tokens``).
+        self.certificate_bound_tokens = self.config.certificate_bound_tokens
         if self.config.nonce_keyring.generated and self.config.nonce_policy.value != "off":
             logger.warning(
                 "dpop nonces use a random per-process key: instances will reject each other's nonces. "
@@ -215,7 +220,11 @@ class DPoPVerifier:
                 raise _as_dpop_error(exc, credentials.scheme) from None
             facts = token_facts(_checked_claims(claims, credentials.scheme))
             self._token_cache.put(token_hash, facts, now)
-        principal = bind_token(credentials.scheme, facts, proof)
+        config = self.config
+        principal = bind_token(
+            credentials.scheme, facts, proof, request.client_cert,
+            certificate_bound_tokens=config.certificate_bound_tokens, bearer_allowed=config.bearer_allowed,
+        )  # fmt: skip
         if proof is not None:  # last: only a request that passed all else writes the store
             try:
                 added = yield replay_call(self.replay_store, proof)
@@ -264,7 +273,7 @@ class DPoPVerifier:
         ``debug`` overrides the configured one (an adapter that follows its framework's debug flag).
         """
         return render_error(
-            error, self.algs, self.config.bearer_allowed, debug=self.config.debug if debug is None else debug
+            error, self.algs, self.config.bearer_challenged, debug=self.config.debug if debug is None else debug
         )
 
     def reject(self, error: DPoPError, request: RequestInfo | None = None) -> AuthResult:
@@ -308,7 +317,7 @@ class DPoPVerifier:
 
     def _succeeded(self, principal: DPoPPrincipal, request: RequestInfo) -> AuthResult:
         outcome: OutcomeName = "accepted"
-        if principal.scheme == "Bearer" and self.config.mode is Mode.REPORT_ONLY:
+        if principal.scheme == "Bearer" and principal.x5t_s256 is None and self.config.mode is Mode.REPORT_ONLY:
             # Worth knowing before switching to ``required``: this client still uses Bearer.
             logger.info(
                 "dpop report_only: request would be rejected: bearer_token_used",

@@ -45,6 +45,9 @@ class VerifierConfig:
     #: Rejections say what was expected and received (htu, htm, iat offset). Development only:
     #: the details help a caller probe the deployment, so production responses never carry them.
     debug: bool = False
+    #: Accept RFC 8705 certificate-bound tokens (``cnf`` ``x5t#S256``), also over ``Bearer``, when
+    #: the request presents the matching client certificate. Off: such a token is always refused.
+    certificate_bound_tokens: bool = False
 
     def __post_init__(self) -> None:
         unknown = [alg for alg in self.algorithms if alg not in ALGORITHMS]
@@ -71,6 +74,11 @@ class VerifierConfig:
     @property
     def bearer_allowed(self) -> bool:
         return self.mode is not Mode.REQUIRED
+
+    @property
+    def bearer_challenged(self) -> bool:
+        """Whether challenges offer ``Bearer``: unbound tokens allowed, or certificate-bound ones (RFC 8705 §3)."""
+        return self.bearer_allowed or self.certificate_bound_tokens
 
 
 def policy_config(config: VerifierConfig | None, **options: Any) -> VerifierConfig:

@@ -149,8 +149,9 @@ def build_state(cfg: Mapping[str, Any]) -> DPoPState:
     try:
         values = read_settings(_canonical(cfg), spell=spell, accepted=ACCEPTED)
         proxy = ProxySettings.create(
-            values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers")
-        )
+            values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers"),
+            client_cert_header=values.get("client_cert_header"), client_cert_format=values.get("client_cert_format"),
+        )  # fmt: skip
         verifier = _build_verifier(values)
         routes = build_route_policy(values, spell=spell, legacy=True)
         drf_user = _load(values["drf_user"]) if isinstance(values.get("drf_user"), str) else values.get("drf_user")
