@@ -278,7 +278,10 @@ class DPoP:
             app.config.setdefault(key, value)
         values = _read_config(app)  # ``None`` means "not set", so a config template may list every key
         built = _verifier(app, values, verifier or self._verifier)
-        proxy_settings = _proxy_settings(app, values)
+        try:
+            proxy_settings = _proxy_settings(app, values)
+        except ValueError as exc:  # combinations the table cannot see (the client certificate's header)
+            raise SettingsError("DPOP_CLIENT_CERT_HEADER", f"cannot be used: {exc}", name="client_cert_header") from None
         proxy_settings.warn_if_host_unchecked(
             debug=bool(values.get("debug", app.debug)), names="DPOP_PUBLIC_URL or DPOP_ALLOWED_HOSTS"
         )
