@@ -15,6 +15,11 @@ Variable               Meaning (default)
 ``PORT``               the port to listen on (each sample has its own default); ``HOST``: 127.0.0.1
 =====================  ================================================================================
 
+Behind a proxy that terminates mutual TLS (``sample_projects/mtls``, docs/mtls.md), also
+``DPOP_CERTIFICATE_BOUND_TOKENS`` (accept RFC 8705 certificate-bound tokens), ``DPOP_TRUSTED_PROXIES``
+(the proxy's address), ``DPOP_CLIENT_CERT_HEADER`` and ``DPOP_CLIENT_CERT_FORMAT`` (where and how it
+passes the client certificate): the library's own settings, read by its settings reader.
+
 The sample issuer reads the same variables for itself: ``DPOP_ISSUER`` is then its own identifier,
 ``DPOP_AUDIENCE`` the audience it puts in tokens and ``DPOP_NONCE`` its token endpoint's policy.
 """
@@ -23,12 +28,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from dpop_middleware import DPoPPrincipal, DPoPVerifier, NoncePolicy
-from dpop_middleware.settings import BUILDER_NAMES, CONFIG_NAMES, build_replay_store, environ_spell, read_settings
+from dpop_middleware.settings import (
+    BUILDER_NAMES,
+    CONFIG_NAMES,
+    build_replay_store,
+    environ_settings,
+    environ_spell,
+    read_settings,
+)
 from dpop_middleware.settings import build_verifier as settings_builder
 
 __all__ = [
@@ -39,6 +51,7 @@ __all__ = [
     "build_verifier",
     "dpop_values",
     "identity",
+    "proxy_values",
     "replay_store",
     "token_endpoint_options",
 ]
@@ -46,6 +59,8 @@ __all__ = [
 DEFAULT_PORTS = {"issuer": 9000, "django_api": 8001, "flask_api": 8002, "fastapi_api": 8003}
 DEFAULT_ISSUER = f"http://127.0.0.1:{DEFAULT_PORTS['issuer']}"
 DEFAULT_AUDIENCE = "dpop-sample-api"
+#: The settings of a sample behind a proxy that terminates mutual TLS.
+MTLS_NAMES = frozenset({"certificate_bound_tokens", "trusted_proxies", "client_cert_header", "client_cert_format"})
 
 
 def _text(environ: Mapping[str, str], name: str) -> str | None:
@@ -75,6 +90,8 @@ class SampleSettings:
     replay_store: str = "memory"
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORTS["issuer"]
+    #: The mutual-TLS settings (:data:`MTLS_NAMES`) given, checked by the library's settings reader.
+    mtls: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, default_port: int) -> SampleSettings:
@@ -109,6 +126,7 @@ class SampleSettings:
             replay_store=store,
             host=_text(env, "HOST") or "127.0.0.1",
             port=port,
+            mtls=environ_settings(env, accepted=MTLS_NAMES),
         )
 
 
@@ -129,7 +147,14 @@ def dpop_values(settings: SampleSettings, *, validator: Any = None) -> dict[str,
             values["jwks_uri"] = settings.jwks_uri
     if settings.nonce_secret is not None:
         values["nonce_keyring"] = {"sample": settings.nonce_secret}
+    if "certificate_bound_tokens" in settings.mtls:
+        values["certificate_bound_tokens"] = settings.mtls["certificate_bound_tokens"]
     return values
+
+
+def proxy_values(settings: SampleSettings) -> dict[str, Any]:
+    """The adapter's options for the mutual-TLS proxy in front (``trusted_proxies``, ``client_cert_*``)."""
+    return {name: value for name, value in settings.mtls.items() if name != "certificate_bound_tokens"}
 
 
 def build_verifier(settings: SampleSettings, *, validator: Any = None, asynchronous: bool) -> DPoPVerifier:
@@ -159,10 +184,13 @@ def token_endpoint_options(settings: SampleSettings) -> dict[str, Any]:
 
 def identity(principal: DPoPPrincipal) -> dict[str, Any]:
     """What ``GET /api/me`` returns: who the token names, and the key it is bound to."""
-    return {
+    body = {
         "sub": principal.subject,
         "client_id": principal.client_id,
         "jkt": principal.jkt,
         "scopes": sorted(principal.scopes),
         "scheme": principal.scheme,
     }
+    if principal.x5t_s256 is not None:  # a certificate-bound token (RFC 8705): which certificate
+        body["x5t#S256"] = principal.x5t_s256
+    return body
