@@ -209,13 +209,16 @@ async def token(request: Request) -> Response:
             return await state.demo_login.exchange(state, request, public_form)
     client = _authenticate_client(state, request)
     x5t = None
-    if client is None:
-        client, x5t = await _tls_client(state, request)
+    form: dict[str, str] | None = None
+    if client is None and state.proxy.client_cert_header is not None:
+        form = await read_form(request)  # tls_client_auth: the client_id is in the form
+        client, x5t = _tls_client(state, request, form)
     if client is None:
         return oauth_error(
             401, "invalid_client", "Client authentication failed", {"WWW-Authenticate": 'Basic realm="token"'}
         )
-    form = await read_form(request)
+    if form is None:
+        form = await read_form(request)
     if form is None:
         return oauth_error(400, "invalid_request", "Expected an application/x-www-form-urlencoded body")
     grant_type = form.get("grant_type")
@@ -253,14 +256,13 @@ async def token(request: Request) -> Response:
     return JSONResponse(body, headers={**NO_STORE, **headers})
 
 
-async def _tls_client(state: IssuerState, request: Request) -> tuple[Client | None, str | None]:
+def _tls_client(state: IssuerState, request: Request, form: dict[str, str] | None) -> tuple[Client | None, str | None]:
     """RFC 8705 §2.1 ``tls_client_auth``: the client named by ``client_id`` in the form, if the client
     certificate (from the trusted mutual-TLS proxy) carries its registered subject DN; and the
     certificate's ``x5t#S256``, which binds the token (§3.1)."""
     cert = request_info(request.scope, state.proxy).client_cert
     if cert is None:
         return None, None
-    form = await read_form(request)
     client_id = form.get("client_id") if form is not None else None
     client = state.clients.get(client_id) if isinstance(client_id, str) else None
     if client is None or client.tls_client_auth_subject_dn is None:
