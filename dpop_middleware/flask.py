@@ -41,6 +41,7 @@ except ModuleNotFoundError as exc:  # name the extra to install
 
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
+from .core.client_cert import client_cert_settings_problem
 from .core.origin import ProxySettings
 from .core.routes import Route, RoutePolicy, scope_names
 from .route_settings import build_route_policy
@@ -281,7 +282,12 @@ class DPoP:
         try:
             proxy_settings = _proxy_settings(app, values)
         except ValueError as exc:  # combinations the table cannot see (the client certificate's header)
-            raise SettingsError("DPOP_CLIENT_CERT_HEADER", f"cannot be used: {exc}", name="client_cert_header") from None
+            raise SettingsError(
+                "DPOP_CLIENT_CERT_HEADER", f"cannot be used: {exc}", name="client_cert_header"
+            ) from None
+        problem = client_cert_settings_problem(built.config.certificate_bound_tokens, proxy_settings.client_cert_header)
+        if problem is not None:
+            raise SettingsError("DPOP_CLIENT_CERT_HEADER", f"cannot be used: {problem}", name="client_cert_header")
         proxy_settings.warn_if_host_unchecked(
             debug=bool(values.get("debug", app.debug)), names="DPOP_PUBLIC_URL or DPOP_ALLOWED_HOSTS"
         )

@@ -31,6 +31,7 @@ from .errors import InvalidTokenError
 
 __all__ = [
     "CLIENT_CERT_FORMATS",
+    "client_cert_settings_problem",
     "MAX_CLIENT_CERT_BYTES",
     "ClientCertificate",
     "certificate_thumbprint",
@@ -116,6 +117,20 @@ class ClientCertificate:
             return certificate_thumbprint(self.der())
         except UnicodeDecodeError:  # a %-escape that is not UTF-8
             raise _malformed() from None
+
+
+def client_cert_settings_problem(certificate_bound_tokens: bool, client_cert_header: str | None) -> str | None:
+    """What is wrong with this combination at start-up, in words (``None``: nothing).
+
+    A certificate header without certificate-bound tokens is a half-made configuration: the operator
+    believes certificates are checked, yet every certificate-bound token is refused.
+    """
+    if client_cert_header is not None and not certificate_bound_tokens:
+        return (
+            "client_cert_header is set but certificate_bound_tokens is off: no token would ever be checked "
+            "against the certificate; turn certificate_bound_tokens on, or remove client_cert_header"
+        )
+    return None
 
 
 def thumbprints_match(expected: str, presented: str) -> bool:

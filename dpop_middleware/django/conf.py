@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from ..core.client_cert import client_cert_settings_problem
 from ..core.origin import ProxySettings
 from ..core.routes import MODES, Route, RoutePolicy
 from ..route_settings import build_route_policy
@@ -163,6 +164,9 @@ def build_state(cfg: Mapping[str, Any]) -> DPoPState:
         raise ImproperlyConfigured(f"{spell('drf_user')}: cannot import {values.get('drf_user')!r}: {exc}") from exc
     except ValueError as exc:  # ProxySettings: combinations the table cannot see
         raise ImproperlyConfigured(f"DPOP: {exc}") from exc
+    problem = client_cert_settings_problem(verifier.config.certificate_bound_tokens, proxy.client_cert_header)
+    if problem is not None:
+        raise ImproperlyConfigured(f"{spell('client_cert_header')}: {problem}")
     if drf_user is not None and not callable(drf_user):
         raise ImproperlyConfigured(f"{spell('drf_user')} must be callable, not {type(drf_user).__name__}")
     allowed = bool(values.get("allow_per_process_store", False))
