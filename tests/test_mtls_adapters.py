@@ -70,7 +70,7 @@ def flask_app(**config: Any) -> Flask:
 def test_flask_start_up_errors_name_the_key() -> None:
     with pytest.raises(SettingsError, match="DPOP_CLIENT_CERT_HEADER"):
         DPoP(flask_app(DPOP_TRUSTED_PROXIES=PROXY, DPOP_CLIENT_CERT_HEADER="Client-Cert"))
-    with pytest.raises(SettingsError, match="DPOP_CLIENT_CERT_HEADER.*trusted_proxies"):
+    with pytest.raises(SettingsError, match=r"DPOP_CLIENT_CERT_HEADER.*trusted_proxies"):
         DPoP(flask_app(DPOP_CERTIFICATE_BOUND_TOKENS=True, DPOP_CLIENT_CERT_HEADER="Client-Cert"))
     with pytest.raises(SettingsError, match="DPOP_CERTIFICATE_BOUND_TOKENS must be a boolean"):
         DPoP(flask_app(DPOP_CERTIFICATE_BOUND_TOKENS="maybe"))

@@ -193,3 +193,29 @@ def test_dpop_bound_and_certificate_bound_tokens_side_by_side(story: Story, cert
         # Its Bearer downgrade stays refused, certificate or not.
         assert _me(story, api, dpop_token, "mtls-client").status_code == 401
     assert _me(story, api, cert_token, "mtls-client").status_code == 200
+
+
+@pytest.mark.parametrize("api", [name for name, _ in APIS])
+def test_hybrid_token_needs_both_proof_and_certificate_with_the_client_helpers(story: Story, api: str) -> None:
+    """fetch_token over an httpx client presenting the certificate: the token is bound to the proof key
+    and the certificate; DPoPAuth (httpx) and the requests DPoPAuth then need both."""
+    import requests
+
+    from dpop_middleware.requests_auth import DPoPAuth as RequestsDPoPAuth
+
+    key = DPoPKey.generate("ES256")
+    with httpx.Client(verify=story.tls("mtls-client"), timeout=10) as http:
+        issued = fetch_token(f"{story.public['issuer']}/token", key, client=http, client_id="mtls-client")
+        both = http.get(f"{story.public[api]}/api/me", auth=DPoPAuth(key, issued.access_token))
+    assert both.status_code == 200, both.text
+    mine = story.clients["mtls-client"]
+    assert both.json()["jkt"] == key.jkt and both.json()["x5t#S256"] == mine[0].x5t
+    with httpx.Client(verify=story.tls(), auth=DPoPAuth(key, issued.access_token), timeout=10) as http:
+        assert http.get(f"{story.public[api]}/api/me").status_code == 401  # the proof alone is not enough
+    url, auth, ca = f"{story.public[api]}/api/me", RequestsDPoPAuth(key, issued.access_token), str(story.ca_path)
+    with requests.Session() as session:
+        # verify= per request: a REQUESTS_CA_BUNDLE in the environment would override session.verify.
+        ok = session.get(url, auth=auth, verify=ca, cert=(str(mine[1]), str(mine[2])), timeout=10)
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["x5t#S256"] == mine[0].x5t
+        assert session.get(url, auth=auth, verify=ca, timeout=10).status_code == 401
