@@ -213,3 +213,15 @@ def test_client_cert_settings_fail_at_start_up(options: dict[str, Any], message:
     trusted = options.pop("trusted_proxies", None)
     with pytest.raises(ValueError, match=message):
         ProxySettings.create(trusted, **options)
+
+
+def test_report_only_counts_a_certificate_bound_bearer_request_as_accepted(env: Env) -> None:
+    outcomes: list[Any] = []
+    verifier = env.verifier(mode="report_only", on_outcome=outcomes.append)
+    token = env.issuer.token(None, cnf={"x5t#S256": ALICE.x5t})
+    plain = env.request(token, None, scheme="Bearer")
+    result = verifier.authenticate(RequestInfo(plain.method, plain.url, plain.headers, header_cert()))
+    assert result.outcome == "accepted" and result.principal is not None
+    assert [o.outcome for o in outcomes] == ["accepted"]
+    unbound = env.request(env.issuer.token(None), None, scheme="Bearer")
+    assert verifier.authenticate(RequestInfo(unbound.method, unbound.url, unbound.headers, header_cert())).outcome == "reported"

@@ -140,6 +140,10 @@ def test_issuer_refuses_tls_client_auth_with_another_certificate(story: Story) -
             f"{story.public['issuer']}/token", data={"grant_type": "client_credentials", "client_id": "mtls-client"}
         )
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+    with httpx.Client(verify=story.tls(), timeout=10) as http:
+        meta = http.get(f"{story.public['issuer']}/.well-known/oauth-authorization-server").json()
+    assert "tls_client_auth" in meta["token_endpoint_auth_methods_supported"]
+    assert meta["tls_client_certificate_bound_access_tokens"] is True
 
 
 @pytest.mark.parametrize("api", [name for name, _ in APIS])

@@ -128,11 +128,13 @@ class IssuerState:
             "grant_types_supported": ["client_credentials"],
             # RFC 8414 requires the member; this server has no authorization endpoint, hence none.
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "tls_client_auth"],
-            "tls_client_certificate_bound_access_tokens": True,
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             "scopes_supported": scopes,
             "dpop_signing_alg_values_supported": list(self.token_endpoint.config.algorithms),
         }
+        if self.proxy.client_cert_header is not None:  # behind a mutual-TLS proxy (RFC 8705 §2.1, §3.3)
+            meta["token_endpoint_auth_methods_supported"].append("tls_client_auth")
+            meta["tls_client_certificate_bound_access_tokens"] = True
         if self.demo_login is not None:
             self.demo_login.extend_metadata(meta)
         return meta
