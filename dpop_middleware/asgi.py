@@ -29,6 +29,7 @@ from .core.client_cert import presented_certificate
 from .core.errors import InvalidRequestError
 from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
 from .core.request import RequestInfo, is_cors_answer, is_cors_preflight
+from .core.resource_metadata import MetadataAnswer, PublishedMetadata
 from .core.target import client_paths
 from .verifier import AuthResult, DPoPVerifier
 
@@ -48,7 +49,9 @@ __all__ = [
     "preflight_send",
     "request_info",
     "route_path",
+    "send_metadata",
     "send_rejection",
+    "serve_metadata",
     "with_response_headers",
 ]
 
@@ -123,6 +126,26 @@ def route_path(scope: Scope) -> str:
     except UnicodeError:  # a path that cannot be percent-encoded: request_info refuses it later (400)
         below = _split_mount(scope.get("root_path"), scope.get("path"), scope.get("app_root_path", _ABSENT))[1]
         return "/" + below.lstrip("/")
+
+
+def full_path(scope: Scope) -> str:
+    """The decoded path from the host on, mount prefix included: where a well-known URL is matched."""
+    root, below = _split_mount(scope.get("root_path"), scope.get("path"), scope.get("app_root_path", _ABSENT))
+    return root + "/" + below.lstrip("/")
+
+
+async def send_metadata(send: Send, answer: MetadataAnswer) -> None:
+    """Send the core's answer for the RFC 9728 document (200 or 405) as is."""
+    await send({"type": "http.response.start", "status": answer.status, "headers": _encode(answer.headers)})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def serve_metadata(published: PublishedMetadata | None, scope: Scope, send: Send) -> bool:
+    """Answer an ``http`` request for the metadata document; ``False`` (nothing sent) for any other."""
+    if published is None or scope.get("type") != "http" or not published.serves(full_path(scope)):
+        return False
+    await send_metadata(send, published.answer(str(scope.get("method") or "GET")))
+    return True
 
 
 def _host(scope: Scope, hosts: list[str]) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import NoReturn
 
-__all__ = ["missing_extra"]
+__all__ = ["missing_extra", "require_extra"]
 
 
 def missing_extra(exc: ModuleNotFoundError, module: str, needs: str, extra: str) -> NoReturn:
@@ -16,3 +17,11 @@ def missing_extra(exc: ModuleNotFoundError, module: str, needs: str, extra: str)
     if exc.name != module:
         raise exc
     raise ImportError(f"{needs}: pip install 'dpop-middleware[{extra}]'") from exc
+
+
+def require_extra(module: str, needs: str, extra: str) -> None:
+    """Import ``module`` first, so that its absence is reported by :func:`missing_extra`."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing_extra(exc, module, needs, extra)

@@ -43,6 +43,7 @@ from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.client_cert import client_cert_settings_problem
 from .core.origin import ProxySettings
+from .core.resource_metadata import PublishedMetadata
 from .core.routes import Route, RoutePolicy, scope_names
 from .route_settings import build_route_policy
 from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
@@ -92,6 +93,7 @@ class _AppState:
     verifier: DPoPVerifier
     proxy_settings: ProxySettings
     routes: RoutePolicy
+    metadata: PublishedMetadata | None = None  # RFC 9728, served by the hook before any check
 
 
 # -- the guard: a decorated view never runs for a request our hook did not check ------------------
@@ -194,6 +196,8 @@ def _verifier(app: Flask, values: Mapping[str, Any], given: DPoPVerifier | None)
     if "verifier" not in verifier_values and "debug" not in verifier_values and app.debug:
         # Flask's debug mode (FLASK_DEBUG / --debug) explains rejections; DPOP_DEBUG overrides it.
         verifier_values["debug"] = True
+    if "public_url" in values and "verifier" not in verifier_values:
+        verifier_values["public_url"] = values["public_url"]  # the metadata's default resource
     return build_verifier(verifier_values, spell=_spell, load=import_string)
 
 
@@ -292,7 +296,9 @@ class DPoP:
             debug=bool(values.get("debug", app.debug)), names="DPOP_PUBLIC_URL or DPOP_ALLOWED_HOSTS"
         )
         first_time = EXTENSION_KEY not in app.extensions
-        app.extensions[EXTENSION_KEY] = _AppState(built, proxy_settings, _routes(app, values))
+        routes = _routes(app, values)
+        metadata = built.published_metadata(routes.path_scopes)
+        app.extensions[EXTENSION_KEY] = _AppState(built, proxy_settings, routes, metadata)
         if first_time:  # calling init_app again reconfigures; it must not verify each request twice
             app.before_request(_before_request)
 
@@ -389,6 +395,10 @@ def _before_request() -> Response | None:
     request_g.dpop = None
     setattr(request_g, _CHECKED_ATTR, True)
     state = _state(app)
+    if state.metadata is not None and state.metadata.serves(req.script_root + req.path):
+        # HEAD: werkzeug drops the body itself and keeps the length of the GET answer.
+        answer = state.metadata.answer("GET" if req.method == "HEAD" else req.method)
+        return app.response_class(answer.body, status=answer.status, headers=list(answer.headers))
     policy = _policy(state, app, req)
     if policy.exempt:
         return None

@@ -51,8 +51,19 @@ def run_sync(flow: Flow[T]) -> T:
     try:
         call = next(flow)
         while True:
-            answer, error = _attempt_sync(call)
-            call = flow.send(answer) if error is None else flow.throw(error)
+            port, _, args = call
+            try:
+                if port is None:
+                    raise AsyncPortInSyncCall("this port is asyncio-only")
+                answer = port(*args)
+                # A memory store's bool needs no awaitable check (the hot path).
+                if answer.__class__ is not bool and inspect.isawaitable(answer):
+                    _close(answer)
+                    raise AsyncPortInSyncCall("this port returned an awaitable to a synchronous caller")
+            except Exception as exc:  # noqa: BLE001 - the flow decides what a port failure means
+                call = flow.throw(exc)
+                continue
+            call = flow.send(answer)
     except StopIteration as done:
         result: T = done.value
         return result
@@ -77,21 +88,11 @@ async def run_async(flow: Flow[T]) -> T:
         return result
 
 
-def _attempt_sync(call: PortCall) -> tuple[Any, Exception | None]:
-    """The port's answer, or the exception it raised (or an awaitable it cannot await), for the flow."""
-    port = call[0]
-    if port is None:
-        return None, AsyncPortInSyncCall("this port is asyncio-only")
-    try:
-        answer = port(*call[2])
-    except Exception as exc:  # noqa: BLE001 - the flow decides what a port failure means
-        return None, exc
-    if answer.__class__ is not bool and inspect.isawaitable(answer):
-        close = getattr(answer, "close", None)
-        if callable(close):  # a coroutine nobody will await: close it rather than leak a warning
-            close()
-        return None, AsyncPortInSyncCall("this port returned an awaitable to a synchronous caller")
-    return answer, None
+def _close(awaitable: object) -> None:
+    """Close a coroutine nobody will await, rather than leak a "never awaited" warning."""
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()
 
 
 def replay_call(store: Any, proof: VerifiedProof) -> PortCall:

@@ -36,11 +36,12 @@ except ModuleNotFoundError as exc:  # name the extra to install
     missing_extra(exc, "httpx", "the httpx plugin needs httpx", "httpx")
 
 from .client import DPoPKey, NonceCache, TokenResponse, nonce_to_retry, parse_token_response, proof_headers
+from .discovery import Discovery
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
-__all__ = ["DPoPAuth", "TokenRequestOptions", "afetch_token", "fetch_token"]
+__all__ = ["DPoPAuth", "TokenRequestOptions", "adiscover", "afetch_token", "discover", "fetch_token"]
 
 
 class DPoPAuth(httpx.Auth):
@@ -176,3 +177,58 @@ async def afetch_token(
         async with httpx.AsyncClient() as own:
             response = await own.post(token_endpoint, timeout=timeout, **params)
     return parse_token_response(response.status_code, response.content)
+
+
+def _discovery_http(timeout: float) -> Any:
+    from .discovery import MAX_DOCUMENT_BYTES
+    from .tokens._http import HTTPSettings
+
+    return HTTPSettings(timeout=timeout, max_body_bytes=MAX_DOCUMENT_BYTES, user_agent="dpop-middleware discovery")
+
+
+def _discovery_failed(exc: Exception) -> Exception:
+    """The transport's failure (our 503 type on the server side) as the client's :class:`DiscoveryError`."""
+    from .discovery import DiscoveryError
+
+    reason = getattr(exc, "reason", "")
+    if reason.endswith("too_large"):
+        return DiscoveryError("metadata_too_large", "a discovery response was larger than the cap")
+    return DiscoveryError("unreachable", f"a discovery request failed ({reason})")
+
+
+def discover(
+    resource: str, *, client: httpx.Client | None = None, timeout: float = 5.0, allow_insecure_http: bool = False
+) -> Discovery:
+    """Find ``resource``'s authorization server (RFC 9728, then RFC 8414) with ``client`` (default: a
+    fresh one that follows no redirects). Raises :class:`~dpop_middleware.discovery.DiscoveryError`.
+
+    ``allow_insecure_http``: accept plain ``http`` off loopback (never in production).
+    """
+    from .core.errors import TokenValidationUnavailable
+    from .discovery import discovery_flow
+    from .tokens._http import SyncHTTP, run_sync
+
+    http = SyncHTTP(_discovery_http(timeout), client)
+    try:
+        return run_sync(discovery_flow(resource, allow_insecure_http=allow_insecure_http), http)
+    except TokenValidationUnavailable as exc:
+        raise _discovery_failed(exc) from None
+    finally:
+        http.close()
+
+
+async def adiscover(
+    resource: str, *, client: httpx.AsyncClient | None = None, timeout: float = 5.0, allow_insecure_http: bool = False
+) -> Discovery:
+    """:func:`discover` with an ``httpx.AsyncClient``."""
+    from .core.errors import TokenValidationUnavailable
+    from .discovery import discovery_flow
+    from .tokens._http import AsyncHTTP, run_async
+
+    http = AsyncHTTP(_discovery_http(timeout), client)
+    try:
+        return await run_async(discovery_flow(resource, allow_insecure_http=allow_insecure_http), http)
+    except TokenValidationUnavailable as exc:
+        raise _discovery_failed(exc) from None
+    finally:
+        await http.aclose()

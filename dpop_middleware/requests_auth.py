@@ -30,8 +30,10 @@ except ModuleNotFoundError as exc:  # name the extra to install
     missing_extra(exc, "requests", "the requests plugin needs requests", "requests")
 
 from .client import DPoPKey, NonceCache, nonce_to_retry, proof_headers
+from .discovery import MAX_DOCUMENT_BYTES, Discovery, DiscoveryError, discovery_flow
+from .tokens._http import HTTPRequest, HTTPResponse
 
-__all__ = ["DPoPAuth"]
+__all__ = ["DPoPAuth", "discover"]
 
 
 def _replayable(request: requests.PreparedRequest) -> bool:
@@ -91,3 +93,46 @@ class DPoPAuth(AuthBase):
 
     def __repr__(self) -> str:
         return f"DPoPAuth(key={self.key!r}, token={'set' if self.token else None})"
+
+
+def _send(session: requests.Session, request: HTTPRequest, timeout: float) -> HTTPResponse:
+    """One discovery request: no redirects, the body read within :data:`MAX_DOCUMENT_BYTES`."""
+    try:
+        with session.request(
+            request.method, request.url, headers=dict(request.headers), timeout=timeout, stream=True,
+            allow_redirects=False,
+        ) as response:  # fmt: skip
+            body = b""
+            for chunk in response.iter_content(8192):
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise DiscoveryError(
+                        "metadata_too_large", f"{request.url} sent more than {MAX_DOCUMENT_BYTES} bytes"
+                    )
+            # requests joins repeated fields with ", ", as the challenge parser expects.
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            return HTTPResponse(response.status_code, headers, body)
+    except requests.RequestException as exc:
+        raise DiscoveryError("unreachable", f"a discovery request failed ({type(exc).__name__})") from None
+
+
+def discover(
+    resource: str, *, session: requests.Session | None = None, timeout: float = 5.0, allow_insecure_http: bool = False
+) -> Discovery:
+    """Find ``resource``'s authorization server (RFC 9728, then RFC 8414) with ``session`` (default: a
+    fresh one). Raises :class:`~dpop_middleware.discovery.DiscoveryError`; see
+    :func:`dpop_middleware.httpx_auth.discover`."""
+    own = session is None
+    http = requests.Session() if session is None else session
+    flow = discovery_flow(resource, allow_insecure_http=allow_insecure_http)
+    try:
+        request = next(flow)
+        while True:
+            request = flow.send(_send(http, request, timeout))
+    except StopIteration as stop:
+        result: Discovery = stop.value
+        return result
+    finally:
+        flow.close()
+        if own:
+            http.close()

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .core.client_cert import CLIENT_CERT_FORMATS
-from .core.config import Mode, VerifierConfig
+from .core.config import PROFILES, Mode, VerifierConfig
 from .core.keys import ALGORITHMS
 from .core.nonce import NonceKeyring, NoncePolicy
 from .core.origin import FORWARDING_HEADERS
+from .core.resource_metadata import ResourceMetadata, check_resource_url
 from .core.routes import MODES, scope_names
 from .stores.memory import MemoryReplayStore
 from .tokens.jwt import JWTAccessTokenValidator
@@ -294,6 +295,35 @@ def _private_key(value: object) -> Any:
     raise invalid
 
 
+def _resource_url(value: object) -> str:
+    try:
+        return check_resource_url(value.strip() if isinstance(value, str) else value, "it")
+    except ValueError:
+        raise _Invalid(
+            "an absolute https URL without query or fragment (http only on a loopback host), "
+            "e.g. 'https://api.example.com'"
+        ) from None
+
+
+def _resource_urls(value: object) -> tuple[str, ...]:
+    items = _strings(value, "https URLs")
+    for item in items:
+        _resource_url(item)
+    return items
+
+
+def _json_members(value: object) -> dict[str, Any]:
+    """A dict of extra metadata members (or its JSON text), e.g. ``{"resource_name": "Notes API"}``."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, Mapping) or not all(isinstance(name, str) for name in value):
+        raise _Invalid("a dict of metadata members such as {'resource_name': 'Notes API'}, or its JSON text")
+    return dict(value)
+
+
 def _anything(value: object) -> object:
     return value
 
@@ -339,6 +369,7 @@ _TABLE = (
     Setting("token_cache_max_ttl", _number(0), "longest a validated token is cached, in seconds"),
     Setting("debug", _boolean, "rejections say what was expected and received (development only)"),
     Setting("certificate_bound_tokens", _boolean, "accept RFC 8705 certificate-bound tokens (cnf x5t#S256)"),
+    Setting("profile", lambda v: _one_of(v, PROFILES), "a preset of rules: 'fapi2' (docs/fapi2.md)"),
     # what the verifier is built from
     Setting("verifier", _object_or_path, "a ready DPoPVerifier (then no other verifier setting)"),
     Setting("token_validator", _object_or_path, "any token validator, or a dotted path to one"),
@@ -358,6 +389,12 @@ _TABLE = (
     Setting("replay_store", _object_or_path, "'memory', a store object or a dotted path"),
     Setting("allow_per_process_store", _boolean, "let the in-memory store serve under several workers"),
     Setting("on_outcome", _object_or_path, "metrics hook called with each Outcome"),
+    # RFC 9728 protected resource metadata (docs/resource-metadata.md)
+    Setting("resource_metadata", _boolean, "serve /.well-known/oauth-protected-resource and name it in challenges"),
+    Setting("resource", _resource_url, "this API's resource identifier (default: public_url)"),
+    Setting("authorization_servers", _resource_urls, "issuers named in the metadata (default: issuer)"),
+    Setting("resource_metadata_fields", _json_members, "extra metadata members (resource_name, ...)"),
+    Setting("resource_metadata_signing_key", _private_key, "private key signing signed_metadata", secret=True),
     # the request's URL and routes
     Setting("trusted_proxies", _networks, "proxies whose forwarding headers count"),
     Setting("trusted_headers", _choices(FORWARDING_HEADERS, "forwarding header names", fold_case=True), ""),
@@ -403,8 +440,18 @@ VALIDATOR_NAMES = frozenset(
         "introspection_private_key",
     }
 )
+#: The names of the RFC 9728 metadata (:func:`resource_metadata`).
+METADATA_NAMES = frozenset(
+    {
+        "resource_metadata",
+        "resource",
+        "authorization_servers",
+        "resource_metadata_fields",
+        "resource_metadata_signing_key",
+    }
+)
 #: The names :func:`build_verifier` reads besides the config's.
-BUILDER_NAMES = VALIDATOR_NAMES | {"verifier", "replay_store", "allow_per_process_store", "on_outcome"}
+BUILDER_NAMES = VALIDATOR_NAMES | METADATA_NAMES | {"verifier", "replay_store", "allow_per_process_store", "on_outcome"}
 #: The route-policy names (:class:`~dpop_middleware.core.routes.RoutePolicy`), the same in every adapter.
 ROUTE_NAMES = frozenset(
     {
@@ -560,6 +607,50 @@ def _introspection_validator(values: Mapping[str, Any], spell: Spell) -> Any:
         ) from None
 
 
+def resource_metadata(values: Mapping[str, Any], *, spell: Spell) -> ResourceMetadata | None:
+    """The RFC 9728 metadata ``values`` describe, or ``None`` when ``resource_metadata`` is not on.
+
+    ``resource`` defaults to ``public_url``, ``authorization_servers`` to ``[issuer]``; the other
+    metadata settings without the switch are an error (they would be silently ignored).
+    """
+    if not values.get("resource_metadata", False):
+        stray = sorted(spell(n) for n in METADATA_NAMES - {"resource_metadata"} if n in values)
+        if stray:
+            raise SettingsError(stray[0], f"is only read with {spell('resource_metadata')} = True, which is not set")
+        return None
+    resource = values.get("resource", values.get("public_url"))
+    if resource is None:
+        raise SettingsError(
+            spell("resource"),
+            f"is missing: {spell('resource_metadata')} needs this API's resource identifier, an https URL "
+            f"(or set {spell('public_url')})",
+            name="resource",
+        )
+    resource_key = "resource" if "resource" in values else "public_url"
+    servers_key = "authorization_servers" if "authorization_servers" in values else "issuer"
+    servers = values.get("authorization_servers")
+    if servers is None:
+        servers = (values["issuer"],) if "issuer" in values else ()
+    checked: list[str] = []
+    for key, urls in ((resource_key, (resource,)), (servers_key, tuple(servers))):
+        for url in urls:
+            try:
+                checked.append(_resource_url(url))
+            except _Invalid as exc:
+                raise SettingsError(
+                    spell(key), f"must be {exc.expected} to be named in the metadata", name=key
+                ) from None
+    try:
+        return ResourceMetadata(
+            resource=checked[0],
+            authorization_servers=tuple(checked[1:]),
+            fields=values.get("resource_metadata_fields", {}),
+            signing_key=values.get("resource_metadata_signing_key"),
+        )
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(spell("resource_metadata_fields"), f"cannot be used: {exc}") from None
+
+
 def build_replay_store(
     values: Mapping[str, Any],
     *,
@@ -652,7 +743,8 @@ def build_verifier(
     on_outcome = _loaded(values, "on_outcome", load, spell) if "on_outcome" in values else None
     if on_outcome is not None and not callable(on_outcome):
         raise SettingsError(spell("on_outcome"), f"must be callable, not {type(on_outcome).__name__}")
-    return DPoPVerifier(validator, replay_store=store, config=config, on_outcome=on_outcome)
+    metadata = resource_metadata(values, spell=spell)
+    return DPoPVerifier(validator, replay_store=store, config=config, on_outcome=on_outcome, resource_metadata=metadata)
 
 
 #: Environment variables the samples (and the gateway) have always read, besides ``DPOP_<SETTING>``.

@@ -21,6 +21,7 @@ try:
     from starlette.middleware.authentication import AuthenticationMiddleware
     from starlette.requests import HTTPConnection, Request
     from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
     from starlette.websockets import WebSocket
 except ModuleNotFoundError as exc:  # name the extra to install
     from .extras import missing_extra
@@ -44,7 +45,9 @@ from .asgi import (
     is_preflight,
     preflight_send,
     route_path,
+    send_metadata,
     send_rejection,
+    serve_metadata,
     with_response_headers,
 )
 from .core.binding import DPoPPrincipal
@@ -54,6 +57,7 @@ from .core.errors import AuthenticationRequired
 from .core.fields import fold_fields
 from .core.origin import ProxySettings
 from .core.request import RequestInfo
+from .core.resource_metadata import PublishedMetadata
 from .core.routes import RoutePolicy, scope_names
 from .verifier import AuthResult, DPoPVerifier
 
@@ -72,6 +76,7 @@ __all__ = [
     "dpop_error_handler",
     "error_response",
     "get_principal",
+    "metadata_route",
     "require_principal",
     "requires_scopes",
 ]
@@ -173,10 +178,14 @@ class DPoPMiddleware:
         self.app = app
         self._policy = _Policy.create("DPoPMiddleware", debug, options)
         self.verifier = configured(verifier, "DPoPMiddleware(verifier=...)", self._policy.proxies, debug)
+        # RFC 9728: served here, before any DPoP check, when the verifier has resource_metadata.
+        self._metadata = self.verifier.published_metadata(self._policy.rules.path_scopes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
+            return
+        if self._metadata is not None and await serve_metadata(self._metadata, scope, send):
             return
         result = await _authenticate(self.verifier, self._policy, scope)
         if result is None:
@@ -186,6 +195,34 @@ class DPoPMiddleware:
             await send_rejection(scope, receive, send, result.rejection)
         else:
             await self.app(scope, receive, with_response_headers(send, result.response_headers))
+
+
+def metadata_route(verifier: DPoPVerifier, *, path_scopes: Any = ()) -> Route:
+    """A route serving the verifier's RFC 9728 document, for apps that protect routes with
+    :class:`~dpop_middleware.fastapi.DPoPBearer` or the auth backend rather than :class:`DPoPMiddleware`
+    (which serves it itself): ``app.router.routes.append(metadata_route(verifier))``.
+
+    ``path_scopes``: ``{path: scopes}`` whose scopes make ``scopes_supported`` (when the metadata
+    names none). ``ValueError`` when the verifier has no ``resource_metadata``.
+    """
+    checked = checked_verifier(verifier, "metadata_route(verifier)")
+    rules = RoutePolicy.create(path_scopes=path_scopes or None)
+    published = checked.published_metadata(rules.path_scopes)
+    if published is None:
+        raise ValueError("metadata_route: the verifier has no resource_metadata=ResourceMetadata(...)")
+
+    return Route(published.path, _MetadataApp(published), include_in_schema=False)
+
+
+class _MetadataApp:
+    """The ASGI app of :func:`metadata_route` (a class: Starlette treats a plain function as a request
+    handler, an object as an ASGI app that sees every method, so 405 stays the core's answer)."""
+
+    def __init__(self, published: PublishedMetadata) -> None:
+        self.published = published
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_metadata(send, self.published.answer(str(scope.get("method") or "GET")))
 
 
 def get_principal(conn: HTTPConnection) -> DPoPPrincipal | None:

@@ -6,6 +6,7 @@ The steps are written once, as flows (:mod:`dpop_middleware.flow`); ``verify``/`
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import time
@@ -23,10 +24,13 @@ from .core.errors import (
     ServiceUnavailableError,
     TokenValidationUnavailable,
 )
+from .core.frozen import positional_constructor
 from .core.htu import HTUError, normalize_htu
 from .core.nonce import NonceKeyring, NoncePolicy, nonce_headers
 from .core.proof import access_token_hash, verify_proof
 from .core.request import RequestInfo, extract_credentials
+from .core.resource_metadata import PublishedMetadata, ResourceMetadata, publish
+from .core.step_up import StepUp, require_authentication
 from .flow import Flow, PortCall, check_fresh, port_failure, replay_call, run_async, run_sync, store_failure
 from .ports import AsyncReplayStore, AsyncTokenValidator, ReplayStore, TokenValidator
 from .stores.memory import MemoryReplayStore
@@ -71,6 +75,9 @@ class AuthResult:
     rejection: ErrorResponse | None = None
     response_headers: tuple[Header, ...] = ()
     outcome: OutcomeName = "accepted"
+
+
+_new_result = positional_constructor(AuthResult)  # an accepted request's, on the hot path
 
 
 def _validator_call(validator: Any) -> Callable[[str], PortCall]:
@@ -148,6 +155,8 @@ class DPoPVerifier:
         token_cache_max_ttl: float | None = None,
         debug: bool | None = None,
         certificate_bound_tokens: bool | None = None,
+        profile: str | None = None,
+        resource_metadata: ResourceMetadata | None = None,
     ) -> None:
         self.config = policy_config(
             config,
@@ -165,7 +174,13 @@ class DPoPVerifier:
             token_cache_max_ttl=token_cache_max_ttl,
             debug=debug,
             certificate_bound_tokens=certificate_bound_tokens,
+            profile=profile,
         )
+        if resource_metadata is not None and not isinstance(resource_metadata, ResourceMetadata):
+            raise TypeError(f"resource_metadata must be a ResourceMetadata, not {type(resource_metadata).__name__}")
+        #: This API's RFC 9728 metadata (``None``: not served); 401 challenges then name its URL.
+        self.resource_metadata = resource_metadata
+        self._resource_metadata_url = resource_metadata.url if resource_metadata is not None else None
         self._validation = _validator_call(token_validator)
         self.token_validator = token_validator
         if replay_store is None:
@@ -273,8 +288,25 @@ class DPoPVerifier:
         ``debug`` overrides the configured one (an adapter that follows its framework's debug flag).
         """
         return render_error(
-            error, self.algs, self.config.bearer_challenged, debug=self.config.debug if debug is None else debug
-        )
+            error, self.algs, self.config.bearer_challenged, debug=self.config.debug if debug is None else debug,
+            resource_metadata=self._resource_metadata_url,
+        )  # fmt: skip
+
+    def published_metadata(self, path_scopes: Iterable[tuple[str, tuple[str, ...]]] = ()) -> PublishedMetadata | None:
+        """The RFC 9728 document adapters serve (``None`` when no ``resource_metadata`` is configured).
+
+        Built from this verifier's algorithms and mode and the route policy's ``path_scopes``
+        (``RoutePolicy.path_scopes``): adapters call it once, at start-up.
+        """
+        metadata = self.resource_metadata
+        if metadata is None:
+            return None
+        if self.config.certificate_bound_tokens and not metadata.tls_client_certificate_bound_access_tokens:
+            # What the verifier accepts is what the document says (RFC 8705 §3, RFC 9728 §2).
+            metadata = dataclasses.replace(metadata, tls_client_certificate_bound_access_tokens=True)
+        return publish(
+            metadata, algorithms=self.algs, dpop_required=not self.config.bearer_challenged, path_scopes=path_scopes,
+        )  # fmt: skip
 
     def reject(self, error: DPoPError, request: RequestInfo | None = None) -> AuthResult:
         """Log, count and render a rejection an adapter found itself (e.g. an unusable URL).
@@ -299,6 +331,21 @@ class DPoPVerifier:
         """
         try:
             require_scopes(principal, scopes)
+        except DPoPError as exc:
+            return self._failed(exc, request, required=True)
+        return AuthResult(principal)
+
+    def step_up(
+        self, principal: DPoPPrincipal | None, step_up: StepUp, request: RequestInfo | None = None
+    ) -> AuthResult:
+        """Check a verified principal against a route's RFC 9470 demand (``acr_values``, ``max_age``).
+
+        Like :meth:`authorize`: ``accepted`` when the token's ``acr``/``auth_time`` meet it, else
+        the 401 ``insufficient_user_authentication`` whose challenge repeats the demand (or, in
+        ``report_only``, only a report).
+        """
+        try:
+            require_authentication(principal, step_up, self._clock())
         except DPoPError as exc:
             return self._failed(exc, request, required=True)
         return AuthResult(principal)
@@ -332,7 +379,7 @@ class DPoPVerifier:
             outcome = "reported"
         else:
             self._emit("accepted", "ok", 200, principal.scheme)
-        return AuthResult(principal, None, nonce_headers(principal.next_nonce), outcome)
+        return _new_result(principal, None, nonce_headers(principal.next_nonce), outcome)
 
     def _emit(self, outcome: str, reason: str, status: int, scheme: str | None) -> None:
         if self._on_outcome is not None:

@@ -18,6 +18,7 @@ from .core.challenge import ErrorResponse
 from .core.errors import InvalidRequestError
 from .core.origin import ProxySettings
 from .core.request import RequestInfo, is_cors_answer
+from .core.resource_metadata import PublishedMetadata
 from .core.target import client_paths
 from .verifier import AuthResult, DPoPVerifier
 from .wsgi_environ import environ_request, is_cors_preflight_environ, raw_target_path
@@ -34,6 +35,7 @@ __all__ = [
     "error_status_line",
     "principal_from_environ",
     "request_info_from_environ",
+    "serve_metadata_environ",
     "wsgi_rejection",
 ]
 
@@ -132,6 +134,20 @@ def wsgi_rejection(rejection: ErrorResponse, start_response: StartResponse) -> l
     return [rejection.body]
 
 
+def serve_metadata_environ(
+    published: PublishedMetadata | None, environ: Mapping[str, Any], start_response: StartResponse
+) -> list[bytes] | None:
+    """The answer to a request for the RFC 9728 document (matched on ``SCRIPT_NAME + PATH_INFO``,
+    the path from the host on); ``None`` (nothing started) for any other request."""
+    if published is None:
+        return None
+    if not published.serves(str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))):
+        return None
+    answer = published.answer(str(environ.get("REQUEST_METHOD", "GET")))
+    start_response(error_status_line(answer.status), list(answer.headers))
+    return [answer.body]
+
+
 class DPoPWSGIMiddleware:
     """WSGI middleware that admits only requests the :class:`DPoPVerifier` accepts.
 
@@ -160,8 +176,14 @@ class DPoPWSGIMiddleware:
         self.verifier = verifier
         self.proxy_settings, self.rules = build_options("DPoPWSGIMiddleware", options)
         self.proxy_settings.warn_if_host_unchecked(debug=verifier.config.debug, names="public_url= or allowed_hosts=")
+        # RFC 9728: served here, before any DPoP check, when the verifier has resource_metadata.
+        self.metadata = verifier.published_metadata(self.rules.path_scopes)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.metadata is not None:
+            served = serve_metadata_environ(self.metadata, environ, start_response)
+            if served is not None:
+                return served
         # The literal decoded path, as the app routes it: the policy also weighs its normalized form.
         route = self.rules.decide(str(environ.get("PATH_INFO", "")) or "/")
         if route.exempt:

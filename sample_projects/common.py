@@ -12,6 +12,10 @@ Variable               Meaning (default)
 ``DPOP_NONCE_SECRET``  shared secret (16+ bytes) signing nonces, so that several instances accept each
                        other's nonces (unset: a random per-process key)
 ``DPOP_REPLAY_STORE``  ``memory`` (one process) or a ``redis://`` / ``rediss://`` URL (``memory``)
+``DPOP_RESOURCE_METADATA``  serve RFC 9728 metadata at ``/.well-known/oauth-protected-resource`` and
+                       name it in 401 challenges (``true``; ``false`` turns it off)
+``DPOP_RESOURCE``      this API's resource identifier in that metadata (``DPOP_PUBLIC_URL``, else
+                       ``http://127.0.0.1:<PORT>``)
 ``PORT``               the port to listen on (each sample has its own default); ``HOST``: 127.0.0.1
 =====================  ================================================================================
 
@@ -92,6 +96,13 @@ class SampleSettings:
     port: int = DEFAULT_PORTS["issuer"]
     #: The mutual-TLS settings (:data:`MTLS_NAMES`) given, checked by the library's settings reader.
     mtls: Mapping[str, Any] = field(default_factory=dict)
+    resource_metadata: bool = True
+    resource: str | None = None
+
+    @property
+    def resource_identifier(self) -> str:
+        """This API's RFC 9728 resource identifier: ``DPOP_RESOURCE``, else the public URL, else loopback."""
+        return self.resource or self.public_url or f"http://127.0.0.1:{self.port}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, default_port: int) -> SampleSettings:
@@ -109,6 +120,9 @@ class SampleSettings:
         secret = _text(env, "DPOP_NONCE_SECRET")
         if secret is not None and len(secret.encode()) < 16:
             raise ValueError("DPOP_NONCE_SECRET must be at least 16 bytes")
+        switch = (_text(env, "DPOP_RESOURCE_METADATA") or "true").lower()
+        if switch not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            raise ValueError(f"DPOP_RESOURCE_METADATA must be true or false, not {switch!r}")
         port_text = _text(env, "PORT")
         try:
             port = int(port_text) if port_text is not None else default_port
@@ -127,6 +141,8 @@ class SampleSettings:
             host=_text(env, "HOST") or "127.0.0.1",
             port=port,
             mtls=environ_settings(env, accepted=MTLS_NAMES),
+            resource_metadata=switch in ("true", "1", "yes", "on"),
+            resource=_absolute_url("DPOP_RESOURCE", _text(env, "DPOP_RESOURCE")),
         )
 
 
@@ -149,6 +165,13 @@ def dpop_values(settings: SampleSettings, *, validator: Any = None) -> dict[str,
         values["nonce_keyring"] = {"sample": settings.nonce_secret}
     if "certificate_bound_tokens" in settings.mtls:
         values["certificate_bound_tokens"] = settings.mtls["certificate_bound_tokens"]
+    if settings.resource_metadata:
+        values.update(
+            resource_metadata=True,
+            resource=settings.resource_identifier,
+            authorization_servers=[settings.issuer],
+            resource_metadata_fields={"resource_name": "dpop-middleware sample API"},
+        )
     return values
 
 

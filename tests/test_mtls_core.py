@@ -225,3 +225,16 @@ def test_report_only_counts_a_certificate_bound_bearer_request_as_accepted(env: 
     assert [o.outcome for o in outcomes] == ["accepted"]
     unbound = env.request(env.issuer.token(None), None, scheme="Bearer")
     assert verifier.authenticate(RequestInfo(unbound.method, unbound.url, unbound.headers, header_cert())).outcome == "reported"
+
+
+def test_rfc9728_metadata_announces_what_the_verifier_accepts(env: Env) -> None:
+    from dpop_middleware.core.resource_metadata import ResourceMetadata
+
+    metadata = ResourceMetadata(resource="https://api.example.com")
+    on = env.verifier(resource_metadata=metadata).published_metadata()
+    assert on is not None
+    assert on.document["tls_client_certificate_bound_access_tokens"] is True
+    assert on.document["dpop_bound_access_tokens_required"] is False  # certificate-bound tokens go without DPoP
+    off = make_env().verifier(resource_metadata=metadata).published_metadata()
+    assert off is not None and off.document["tls_client_certificate_bound_access_tokens"] is False
+    assert off.document["dpop_bound_access_tokens_required"] is True

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .client_cert import ClientCertificate, thumbprints_match
 from .errors import AuthenticationRequired, InsufficientScopeError, InvalidTokenError
+from .frozen import positional_constructor
 from .proof import VerifiedProof
 
 __all__ = ["DPoPPrincipal", "TokenFacts", "bind_token", "parse_scopes", "require_scopes", "token_facts"]
@@ -65,6 +66,10 @@ class DPoPPrincipal:
 
     def has_scopes(self, scopes: Iterable[str]) -> bool:
         return self.scopes.issuperset(scopes)
+
+
+#: ``DPoPPrincipal(...)`` with every field, positionally: the hot path's (:mod:`.frozen`).
+_new_principal = positional_constructor(DPoPPrincipal)
 
 
 def parse_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -197,10 +202,9 @@ def bind_token(
                 raise InvalidTokenError(
                     "bound_token_as_bearer", "Sender-constrained token presented as Bearer", scheme=scheme
                 )
-            x5t = _certificate_thumbprint(facts, cert, scheme)
             return DPoPPrincipal(
                 scheme=scheme, claims=facts.claims, subject=facts.subject, client_id=facts.client_id,
-                scopes=facts.scopes, x5t_s256=x5t,
+                scopes=facts.scopes, x5t_s256=_certificate_thumbprint(facts, cert, scheme),
             )  # fmt: skip
         if not bearer_allowed:
             # Let through only because a certificate was presented (core.request): unbound stays refused.
@@ -218,13 +222,12 @@ def bind_token(
     # compare_digest takes ASCII str as is; a non-ASCII cnf.jkt cannot be a thumbprint anyway.
     if not (facts.jkt.isascii() and hmac.compare_digest(facts.jkt, key.jkt)):
         raise InvalidTokenError("key_binding_mismatch", "Invalid DPoP key binding")
-    principal = DPoPPrincipal(  # positional, in field order: the hot path
+    # Both bindings: both must hold.
+    bound_cert = _certificate_thumbprint(facts, cert, scheme) if facts.x5t_s256 is not None else None
+    return _new_principal(  # every field, in field order
         scheme, facts.claims, key.jkt, key.public_jwk, facts.subject, facts.client_id, facts.scopes,
-        proof.jti, proof.iat, proof.htm, proof.htu, proof.next_nonce,
+        proof.jti, proof.iat, proof.htm, proof.htu, proof.next_nonce, bound_cert,
     )  # fmt: skip
-    if facts.x5t_s256 is not None:  # both bindings: both must hold
-        principal = replace(principal, x5t_s256=_certificate_thumbprint(facts, cert, scheme))
-    return principal
 
 
 def require_scopes(principal: DPoPPrincipal | None, scopes: Iterable[str]) -> None:

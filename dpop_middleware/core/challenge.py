@@ -10,7 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .errors import DPoPError, InsufficientScopeError, ServiceUnavailableError, UseDPoPNonceError
+from .errors import (
+    DPoPError,
+    InsufficientScopeError,
+    InsufficientUserAuthenticationError,
+    ServiceUnavailableError,
+    UseDPoPNonceError,
+)
 from .nonce import nonce_headers
 
 __all__ = ["ErrorResponse", "quote_param", "render_error"]
@@ -66,7 +72,12 @@ def _debug_details(error: DPoPError) -> str:
 
 
 def render_error(
-    error: DPoPError, algs: tuple[str, ...], bearer_allowed: bool, *, debug: bool = False
+    error: DPoPError,
+    algs: tuple[str, ...],
+    bearer_allowed: bool,
+    *,
+    debug: bool = False,
+    resource_metadata: str | None = None,
 ) -> ErrorResponse:
     """Render ``error`` as the RFC 9449 / RFC 6750 response.
 
@@ -75,6 +86,8 @@ def render_error(
     * ``use_dpop_nonce`` carries exactly one ``DPoP-Nonce`` header.
     * 503 carries ``Retry-After`` and no challenge: the client did nothing wrong.
     * Every error response is ``Cache-Control: no-store``.
+    * ``resource_metadata``: the URL of this API's RFC 9728 metadata, named on every challenge (§5.1)
+      so that a client can find the authorization server from nothing but the 401.
     * ``debug``: the JSON body also says what was expected and received (``dpop_debug`` and a longer
       ``error_description``); the challenge header stays as in production.
     """
@@ -88,11 +101,18 @@ def render_error(
             error_params.append(("error_description", error.description))
         if isinstance(error, InsufficientScopeError):
             error_params.append(("scope", " ".join(error.scopes)))
+        if isinstance(error, InsufficientUserAuthenticationError):  # RFC 9470 §3
+            if error.acr_values:
+                error_params.append(("acr_values", " ".join(error.acr_values)))
+            if error.max_age is not None:
+                error_params.append(("max_age", str(error.max_age)))
         on_bearer = bearer_allowed and error.scheme == "Bearer"
-        dpop_params = ([] if on_bearer else error_params) + [("algs", " ".join(algs))]
+        metadata_params = [("resource_metadata", resource_metadata)] if resource_metadata else []
+        dpop_params = ([] if on_bearer else error_params) + [("algs", " ".join(algs))] + metadata_params
         headers.append(("WWW-Authenticate", _challenge("DPoP", dpop_params)))
         if bearer_allowed:
-            headers.append(("WWW-Authenticate", _challenge("Bearer", error_params if on_bearer else [])))
+            bearer_params = (error_params if on_bearer else []) + metadata_params
+            headers.append(("WWW-Authenticate", _challenge("Bearer", bearer_params)))
         if isinstance(error, UseDPoPNonceError):
             headers.extend(nonce_headers(error.nonce))
     headers.append(("Cache-Control", "no-store"))

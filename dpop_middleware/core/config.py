@@ -10,7 +10,15 @@ from typing import Any
 from .keys import ALGORITHMS, DEFAULT_ALGORITHMS
 from .nonce import NonceKeyring, NoncePolicy
 
-__all__ = ["Mode", "VerifierConfig", "policy_config"]
+__all__ = ["FAPI2_ALGORITHMS", "PROFILES", "Mode", "VerifierConfig", "policy_config"]
+
+#: The profiles ``profile=`` names: each is a set of settings applied in one step (docs/fapi2.md).
+PROFILES = ("fapi2",)
+#: FAPI 2.0 Security Profile §5.4.1 item 1.2: "PS256, ES256, or EdDSA (using the Ed25519 subtype)".
+FAPI2_ALGORITHMS: tuple[str, ...] = ("PS256", "ES256", "EdDSA")
+#: FAPI 2.0 Security Profile §5.3.2.1 item 13 (and Note 4): JWTs up to 10 s in the future are
+#: accepted, more than 60 s refused; a proof's future leeway is ``clock_skew``.
+FAPI2_CLOCK_SKEW = (10.0, 60.0)
 
 
 class Mode(str, enum.Enum):
@@ -48,8 +56,17 @@ class VerifierConfig:
     #: Accept RFC 8705 certificate-bound tokens (``cnf`` ``x5t#S256``), also over ``Bearer``, when
     #: the request presents the matching client certificate. Off: such a token is always refused.
     certificate_bound_tokens: bool = False
+    #: ``"fapi2"``: the FAPI 2.0 Security Profile's resource-server rules (docs/fapi2.md): its
+    #: algorithms unless ``algorithms`` is given (then a subset of them), Ed25519 keys only for
+    #: EdDSA, mode ``required``, ``clock_skew`` between 10 and 60 s. A contradicting option is a
+    #: ``ValueError`` naming both.
+    profile: str | None = None
 
     def __post_init__(self) -> None:
+        if self.profile is not None and self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {list(PROFILES)} or None, not {self.profile!r}")
+        if self.profile == "fapi2" and self.algorithms is DEFAULT_ALGORITHMS:  # not given: the profile's
+            object.__setattr__(self, "algorithms", FAPI2_ALGORITHMS)
         unknown = [alg for alg in self.algorithms if alg not in ALGORITHMS]
         if unknown or not self.algorithms:
             raise ValueError(f"unsupported DPoP algorithms {unknown!r}; choose from {sorted(ALGORITHMS)}")
@@ -65,6 +82,34 @@ class VerifierConfig:
         object.__setattr__(self, "algorithms", tuple(self.algorithms))  # part of the proof-header memo's key
         object.__setattr__(self, "mode", Mode(self.mode))
         object.__setattr__(self, "nonce_policy", NoncePolicy(self.nonce_policy))
+        if self.profile == "fapi2":
+            self._check_fapi2()
+
+    def _check_fapi2(self) -> None:
+        """Refuse any option that contradicts the FAPI 2.0 resource-server rules, naming both."""
+        outside = [alg for alg in self.algorithms if alg not in FAPI2_ALGORITHMS]
+        if outside:
+            raise ValueError(
+                f"algorithms {outside!r} contradict profile='fapi2', which allows only {list(FAPI2_ALGORITHMS)} "
+                "(FAPI 2.0 Security Profile §5.4.1 item 1.2)"
+            )
+        if self.mode is not Mode.REQUIRED:
+            raise ValueError(
+                f"mode={self.mode.value!r} contradicts profile='fapi2', which accepts sender-constrained tokens "
+                "only, always enforced: mode must be 'required' (FAPI 2.0 Security Profile §5.3.4 item 5)"
+            )
+        low, high = FAPI2_CLOCK_SKEW
+        if not low <= self.clock_skew <= high:
+            raise ValueError(
+                f"clock_skew={self.clock_skew:g} contradicts profile='fapi2', which needs proofs up to {low:g} s in "
+                f"the future accepted and none over {high:g} s: clock_skew must be in [{low:g}, {high:g}] "
+                "(FAPI 2.0 Security Profile §5.3.2.1 item 13)"
+            )
+
+    @property
+    def eddsa_curves(self) -> tuple[str, ...]:
+        """The curves an ``EdDSA`` proof key may use: Ed25519 only under ``profile='fapi2'``."""
+        return ("Ed25519",) if self.profile == "fapi2" else ("Ed25519", "Ed448")
 
     @property
     def replay_ttl(self) -> float:

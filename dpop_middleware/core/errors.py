@@ -12,6 +12,7 @@ attacker input, tokens, proofs or keys) and ``diagnostics`` meant for logs only:
     ├── InvalidTokenError          401  invalid_token        token bad, expired, unbound or bound to another key
     ├── UseDPoPNonceError          401  use_dpop_nonce       a (fresh) server nonce is required; carries it
     ├── InsufficientScopeError     403  insufficient_scope   the token lacks a scope the route needs
+    ├── InsufficientUserAuthenticationError  401  insufficient_user_authentication  step-up (RFC 9470)
     └── ServiceUnavailableError    503  (no challenge)       our own infrastructure failed: never accept
         ├── ReplayStoreUnavailable      replay store down, slow or full
         └── TokenValidationUnavailable  JWKS / introspection endpoint unreachable
@@ -28,6 +29,7 @@ __all__ = [
     "AuthenticationRequired",
     "DPoPError",
     "InsufficientScopeError",
+    "InsufficientUserAuthenticationError",
     "InvalidDPoPProofError",
     "InvalidRequestError",
     "InvalidTokenError",
@@ -125,6 +127,23 @@ class InsufficientScopeError(DPoPError):
     def __init__(self, scopes: tuple[str, ...], reason: str | None = None, **kwargs: Any) -> None:
         super().__init__(reason, **kwargs)
         self.scopes = scopes
+
+
+class InsufficientUserAuthenticationError(DPoPError):
+    """401 ``insufficient_user_authentication`` (RFC 9470 §3): the user must authenticate again,
+    with one of ``acr_values`` and/or no longer ago than ``max_age`` seconds (both go on the challenge)."""
+
+    status = 401
+    error = "insufficient_user_authentication"
+    default_reason = "insufficient_user_authentication"
+    default_description = "A different authentication level is required"
+
+    def __init__(
+        self, acr_values: tuple[str, ...] = (), max_age: int | None = None, reason: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(reason, **kwargs)
+        self.acr_values = acr_values
+        self.max_age = max_age
 
 
 class ServiceUnavailableError(DPoPError):

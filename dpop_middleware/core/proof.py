@@ -60,7 +60,12 @@ class _HeaderRejected(Exception):
 
 
 @functools.lru_cache(maxsize=4096)
-def _checked_header(header_b64: str, algorithms: tuple[str, ...], min_rsa_bits: int) -> tuple[AlgSpec, PublicKey]:
+def _checked_header(
+    header_b64: str,
+    algorithms: tuple[str, ...],
+    min_rsa_bits: int,
+    eddsa_curves: tuple[str, ...] = ("Ed25519", "Ed448"),
+) -> tuple[AlgSpec, PublicKey]:
     """Decode and check a proof's protected header: its algorithm spec and imported key.
 
     Memoized: a client signs every proof with the same key, so its header segment is byte-for-byte
@@ -83,6 +88,8 @@ def _checked_header(header_b64: str, algorithms: tuple[str, ...], min_rsa_bits: 
     try:
         key = import_public_jwk(jwk, min_rsa_bits=min_rsa_bits)
         check_alg_key(spec, key)
+        if spec.kind == "eddsa" and key.crv not in eddsa_curves:
+            raise JWKError("curve_not_allowed")
         if isinstance(jwk, dict) and "alg" in jwk and jwk["alg"] != alg:
             raise JWKError("alg_key_mismatch")
     except JWKError as exc:
@@ -108,7 +115,7 @@ def verify_proof(
         raise _bad("proof_too_large", "DPoP proof too large")
     try:
         header_b64, payload_b64, signature_b64 = split_compact(proof)
-        spec, key = _checked_header(header_b64, config.algorithms, config.min_rsa_bits)
+        spec, key = _checked_header(header_b64, config.algorithms, config.min_rsa_bits, config.eddsa_curves)
         claims = parse_json_object(b64url_decode(payload_b64), allow_duplicates=True)
         signature = b64url_decode(signature_b64)
     except _HeaderRejected as exc:

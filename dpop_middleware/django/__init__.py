@@ -5,12 +5,9 @@ Configured by one dict, ``settings.DPOP``, validated when the app is ready; view
 setting, the decorators, DRF, proxies and ``htu``, CSRF and the checks, is ``docs/django.md``.
 """
 
-try:
-    import django as _django  # imported only to name the extra when Django is missing
-except ModuleNotFoundError as exc:  # name the extra to install
-    from ..extras import missing_extra
+from ..extras import require_extra
 
-    missing_extra(exc, "django", "the Django adapter needs Django (and [drf] Django REST framework)", "django")
+require_extra("django", "the Django adapter needs Django (and [drf] Django REST framework)", "django")
 
 from . import checks as _checks  # registers the system checks
 from .cache_store import DjangoCacheReplayStore
@@ -27,4 +24,4 @@ __all__ = [
     "get_verifier",
 ]
 
-del _checks, _django
+del _checks

@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 
 from ..core.client_cert import client_cert_settings_problem
 from ..core.origin import ProxySettings
+from ..core.resource_metadata import PublishedMetadata
 from ..core.routes import MODES, Route, RoutePolicy
 from ..route_settings import build_route_policy
 from ..settings import (
@@ -78,6 +79,7 @@ class DPoPState:
     replay_store_kind: str  # "memory", "django-cache" or "custom" (for the system checks)
     drf_user: Callable[[Any], Any] | None
     per_process_allowed: bool = False  # DPOP['ALLOW_PER_PROCESS_STORE']
+    metadata: PublishedMetadata | None = None  # DPOP['RESOURCE_METADATA']: the RFC 9728 document
 
     def policy_for_path(self, path: str) -> Route:
         """The route policy's decision for ``path`` (``request.path_info``): see :class:`RoutePolicy`."""
@@ -170,7 +172,8 @@ def build_state(cfg: Mapping[str, Any]) -> DPoPState:
     if drf_user is not None and not callable(drf_user):
         raise ImproperlyConfigured(f"{spell('drf_user')} must be callable, not {type(drf_user).__name__}")
     allowed = bool(values.get("allow_per_process_store", False))
-    return DPoPState(verifier, proxy, routes, _store_kind(verifier), drf_user, allowed)
+    metadata = verifier.published_metadata(routes.path_scopes)
+    return DPoPState(verifier, proxy, routes, _store_kind(verifier), drf_user, allowed, metadata)
 
 
 _lock = threading.Lock()

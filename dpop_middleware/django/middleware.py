@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 
 from ..core.challenge import ErrorResponse
 from ..core.errors import InvalidRequestError
+from ..core.resource_metadata import WELL_KNOWN_PATH
 from ..flow import Flow, run_async, run_sync
 from ..verifier import AuthResult
 from ..wsgi_environ import is_cors_preflight_environ
@@ -72,6 +73,23 @@ def mark_verified(request: HttpRequest, result: AuthResult, scopes: tuple[str, .
             setattr(request, CSRF_SKIP, True)
 
 
+def metadata_response(request: HttpRequest) -> HttpResponse | None:
+    """The RFC 9728 document (``DPOP['RESOURCE_METADATA']``) when ``request`` asks for it, before any
+    URL resolution or DPoP check; ``None`` for every other request. ``request.path`` is matched: the
+    path from the host on, script prefix included."""
+    # The path first: one string test per request, the settings only for the well-known URL.
+    if not request.path.startswith(WELL_KNOWN_PATH) or not raw_settings():
+        return None
+    metadata = get_state().metadata
+    if metadata is None or not metadata.serves(request.path):
+        return None
+    answer = metadata.answer(request.method or "GET")
+    response = HttpResponse(answer.body, status=answer.status)
+    for name, value in answer.headers:
+        response[name] = value
+    return response
+
+
 def bad_host_rejection(state: DPoPState) -> ErrorResponse:
     """The answer to a Host Django refuses (``DisallowedHost``), for the middleware and DRF alike.
 
@@ -116,12 +134,18 @@ class DPoPMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         setattr(request, PRINCIPAL, None)
+        metadata = metadata_response(request)
+        if metadata is not None:
+            return metadata
         response = self.get_response(request)
         self._finish(request, response)
         return response
 
     async def __acall__(self, request: HttpRequest) -> Any:
         setattr(request, PRINCIPAL, None)
+        metadata = metadata_response(request)
+        if metadata is not None:
+            return metadata
         response = await self.get_response(request)
         self._finish(request, response)
         return response

@@ -30,7 +30,7 @@ from starlette.websockets import WebSocket
 
 from dpop_middleware import DPoPPrincipal
 from dpop_middleware.fastapi import DPoPBearer, DPoPHTTPException, dpop_exception_handler
-from dpop_middleware.starlette import DPoPMiddleware, get_principal
+from dpop_middleware.starlette import DPoPMiddleware, get_principal, metadata_route
 
 from ..common import SampleSettings, build_verifier, identity, proxy_values
 
@@ -136,6 +136,9 @@ def create_app(
         websocket_session(echo), verifier=verifier, public_url=settings.public_url, allowed_hosts=hosts, **proxies
     )
     app.router.routes.append(WebSocketRoute("/ws", ws_app))
+    if verifier.resource_metadata is not None:
+        # RFC 9728: the DPoPBearer routes are checked one by one, so the document is a route of its own.
+        app.router.routes.append(metadata_route(verifier, path_scopes={"/api/notes": "notes:write"}))
     if cors_origins:
         # Added last = outermost: preflights are answered before any authentication runs, and the
         # CORS headers go on every response, so the page can read a 401 and its DPoP-Nonce.
