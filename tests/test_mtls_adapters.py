@@ -137,3 +137,23 @@ def test_wsgi_reads_the_servers_own_peer_certificate() -> None:
     assert ok.status_code == 200 and ok.get_data() == ALICE.x5t.encode()
     other = {**env, "SSL_CLIENT_CERT": MALLORY.pem}
     assert client.get("/me", headers={"Authorization": f"Bearer {TOKEN}"}, environ_base=other).status_code == 401
+
+
+@pytest.mark.parametrize("who", ["alice", "mallory"])
+def test_drf_judges_a_bearer_request_with_a_certificate_itself(who: str) -> None:
+    """Even where Bearer belongs to a later class (``bearer_elsewhere``), a certificate-bound token
+    with a certificate is DPoPAuthentication's to judge: accepted with its certificate, else refused."""
+    from django.test import Client
+    from django_app.harness import django_settings
+
+    dpop = {
+        "ISSUER": ISSUER.issuer, "AUDIENCE": ISSUER.audience, "JWKS": ISSUER.jwks, "CERTIFICATE_BOUND_TOKENS": True,
+        "TRUSTED_PROXIES": ["127.0.0.1"], "CLIENT_CERT_HEADER": "Client-Cert",
+    }  # fmt: skip
+    cert = {"alice": ALICE, "mallory": MALLORY}[who]
+    with django_settings(dpop, middleware=False, ROOT_URLCONF="django_app.seams_urls"):
+        response = Client().get(
+            "/drf/toy-bearer-opt-in", HTTP_AUTHORIZATION=f"Bearer {TOKEN}", HTTP_CLIENT_CERT=cert.client_cert_header
+        )
+    assert b"toy-user" not in response.content
+    assert response.status_code == (200 if who == "alice" else 401), response.content
