@@ -99,6 +99,8 @@ def test_starlette_and_fastapi_refuse_a_half_configuration_at_construction() -> 
         DPoPBearer(verifier(), trusted_proxies=PROXY, client_cert_header="Client-Cert")
     with pytest.raises(ValueError, match="trusted_proxies"):
         DPoPBearer(verifier(certificate_bound_tokens=True), client_cert_header="Client-Cert")
+    with pytest.raises(ValueError, match="certificate_bound_tokens"):
+        DPoPWSGIMiddleware(lambda e, s: [], verifier(), trusted_proxies=PROXY, client_cert_header="Client-Cert")
 
 
 @pytest.mark.parametrize("peer", [PROXY, "192.0.2.9"])
