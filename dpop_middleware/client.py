@@ -10,6 +10,11 @@ request (:meth:`DPoPKey.private_pem`, :meth:`DPoPKey.private_jwk`)::
     key.public_jwk_dict()                            # {"kty": ..., ..., "alg": ...}: safe to publish
     key.proof("GET", "https://api.example/me", access_token=token, nonce=server_nonce)
 
+Where the private key lives is the key's business: the proof is built by :func:`build_proof` from
+any :class:`JWSSigner` (public JWK, thumbprint, ``sign_bytes``), and the HTTP plugins take any
+:class:`ProofKey`. :class:`DPoPKey` is both; so are ``pkcs11_key.PKCS11Key`` (a key inside a
+PKCS#11 token) and, as a ``ProofKey``, ``signer.SignerKey`` (a key in another process).
+
 The HTTP client integrations (:mod:`dpop_middleware.httpx_auth`, :mod:`dpop_middleware.requests_auth`)
 share :class:`NonceCache` (the latest ``DPoP-Nonce`` per origin) and :func:`nonce_to_retry` (is this
 response a nonce challenge worth one retry?), both defined here without any HTTP library.
@@ -26,7 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -38,14 +43,19 @@ from .core.keys import ALGORITHMS, jwk_thumbprint
 
 __all__ = [
     "DPoPKey",
+    "JWSSigner",
+    "ProofKey",
+    "build_proof",
     "NonceCache",
     "TokenRequestError",
     "TokenResponse",
     "nonce_to_retry",
     "origin_of",
     "parse_token_response",
+    "proof_claims",
     "proof_headers",
     "sign_compact",
+    "token_hash",
 ]
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -71,27 +81,112 @@ def public_jwk_of(key: PrivateKey) -> dict[str, str]:
     return {"kty": "RSA", "n": _int_b64(rsa_numbers.n), "e": _int_b64(rsa_numbers.e)}
 
 
-def sign_compact(key: PrivateKey, alg: str, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
-    """Sign ``claims`` as a compact JWS with ``header`` (which should name ``alg``)."""
+def _signature(key: PrivateKey, alg: str, signing_input: bytes) -> bytes:
     spec = ALGORITHMS[alg]
-    head = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
-    body = b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{head}.{body}".encode("ascii")
     if spec.kind == "ecdsa" and isinstance(key, ec.EllipticCurvePrivateKey) and spec.hash is not None:
         r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(spec.hash)))
-        signature = r.to_bytes(spec.ecdsa_size, "big") + s.to_bytes(spec.ecdsa_size, "big")
-    elif spec.kind == "eddsa" and isinstance(key, ed25519.Ed25519PrivateKey):
-        signature = key.sign(signing_input)
-    elif isinstance(key, rsa.RSAPrivateKey) and spec.hash is not None:
+        return r.to_bytes(spec.ecdsa_size, "big") + s.to_bytes(spec.ecdsa_size, "big")
+    if spec.kind == "eddsa" and isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(signing_input)
+    if isinstance(key, rsa.RSAPrivateKey) and spec.hash is not None:
         pad: padding.AsymmetricPadding = (
             padding.PSS(mgf=padding.MGF1(spec.hash), salt_length=spec.hash.digest_size)
             if spec.kind == "pss"
             else padding.PKCS1v15()
         )
-        signature = key.sign(signing_input, pad, spec.hash)
-    else:
-        raise ValueError(f"key does not fit algorithm {alg}")
-    return f"{head}.{body}.{b64url_encode(signature)}"
+        return key.sign(signing_input, pad, spec.hash)
+    raise ValueError(f"key does not fit algorithm {alg}")
+
+
+def _signing_input(header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+    head = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+    body = b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{head}.{body}"
+
+
+def sign_compact(key: PrivateKey, alg: str, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+    """Sign ``claims`` as a compact JWS with ``header`` (which should name ``alg``)."""
+    signing_input = _signing_input(header, claims)
+    return f"{signing_input}.{b64url_encode(_signature(key, alg, signing_input.encode('ascii')))}"
+
+
+@runtime_checkable
+class JWSSigner(Protocol):
+    """A key that signs, wherever its private half lives (memory, a PKCS#11 token, ...).
+
+    :func:`build_proof` needs nothing more: the public JWK for the proof's header, and
+    ``sign_bytes`` returning the JWS signature of ``alg`` (ECDSA as raw ``r||s``, RFC 7518 §3.4).
+    """
+
+    alg: str
+    jkt: str
+    public_jwk: dict[str, str]
+
+    def sign_bytes(self, signing_input: bytes) -> bytes:
+        """The JWS signature (not base64url-encoded) of ``signing_input``."""
+        ...
+
+
+@runtime_checkable
+class ProofKey(Protocol):
+    """What the httpx and requests plugins need of a key: its thumbprint and a fresh proof per request.
+
+    :class:`DPoPKey`, :class:`~dpop_middleware.pkcs11_key.PKCS11Key` and
+    :class:`~dpop_middleware.signer.SignerKey` all satisfy it.
+    """
+
+    alg: str
+    jkt: str
+
+    def proof(self, method: str, url: str, *, access_token: str | None = None, nonce: str | None = None) -> str:
+        """A fresh DPoP proof for one request."""
+        ...
+
+
+def proof_claims(
+    method: str,
+    url: str,
+    *,
+    access_token: str | None = None,
+    ath: str | None = None,
+    nonce: str | None = None,
+    iat: float | None = None,
+    jti: str | None = None,
+) -> dict[str, Any]:
+    """The claims of a proof (§4.2): a fresh ``jti``, ``iat`` now, ``htu`` without query and fragment."""
+    htu = url.split("#", 1)[0].split("?", 1)[0]
+    claims: dict[str, Any] = {
+        "jti": jti or secrets.token_urlsafe(16),
+        "htm": method,
+        "htu": htu,
+        "iat": int(time.time() if iat is None else iat),
+    }
+    if access_token is not None:
+        ath = token_hash(access_token)
+    if ath is not None:
+        claims["ath"] = ath
+    if nonce is not None:
+        claims["nonce"] = nonce
+    return claims
+
+
+def token_hash(access_token: str) -> str:
+    """``ath``: base64url of the SHA-256 of the access token (§4.2)."""
+    return b64url_encode(hashlib.sha256(access_token.encode("ascii")).digest())
+
+
+def build_proof(
+    signer: JWSSigner,
+    claims: Mapping[str, Any],
+    extra_header: Mapping[str, Any] | None = None,
+) -> str:
+    """A compact ``dpop+jwt`` with ``signer``'s public JWK in the header, signed by ``signer``."""
+    header: dict[str, Any] = {"typ": "dpop+jwt", "alg": signer.alg, "jwk": signer.public_jwk}
+    if extra_header:
+        header.update(extra_header)
+    signing_input = _signing_input(header, claims)
+    signature = signer.sign_bytes(signing_input.encode("ascii"))
+    return f"{signing_input}.{b64url_encode(signature)}"
 
 
 class DPoPKey:
@@ -191,23 +286,14 @@ class DPoPKey:
         extra_header: Mapping[str, Any] | None = None,
     ) -> str:
         """A fresh proof for one request. Query and fragment are stripped from ``htu`` (§4.2)."""
-        htu = url.split("#", 1)[0].split("?", 1)[0]
-        claims: dict[str, Any] = {
-            "jti": jti or secrets.token_urlsafe(16),
-            "htm": method,
-            "htu": htu,
-            "iat": int(time.time() if iat is None else iat),
-        }
-        if access_token is not None:
-            claims["ath"] = b64url_encode(hashlib.sha256(access_token.encode("ascii")).digest())
-        if nonce is not None:
-            claims["nonce"] = nonce
+        claims = proof_claims(method, url, access_token=access_token, nonce=nonce, iat=iat, jti=jti)
         if extra_claims:
             claims.update(extra_claims)
-        header: dict[str, Any] = {"typ": "dpop+jwt", "alg": self.alg, "jwk": self.public_jwk}
-        if extra_header:
-            header.update(extra_header)
-        return sign_compact(self._key, self.alg, header, claims)
+        return build_proof(self, claims, extra_header)
+
+    def sign_bytes(self, signing_input: bytes) -> bytes:
+        """The JWS signature of ``signing_input`` (:class:`JWSSigner`)."""
+        return _signature(self._key, self.alg, signing_input)
 
     def sign(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
         """Sign arbitrary ``header``/``claims`` with this key (tests, authorization servers)."""
@@ -237,7 +323,7 @@ def default_alg(key: PrivateKey) -> str:
 
 
 def proof_headers(
-    key: DPoPKey, method: str, url: str, token: str | None = None, *, nonce: str | None = None
+    key: ProofKey, method: str, url: str, token: str | None = None, *, nonce: str | None = None
 ) -> dict[str, str]:
     """The headers of one request: ``DPoP`` (a fresh proof) and, with a token, ``Authorization: DPoP``.
 

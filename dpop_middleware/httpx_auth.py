@@ -2,7 +2,7 @@
 
 ::
 
-    key = DPoPKey.generate()
+    key = DPoPKey.generate()                                  # or PKCS11Key, SignerKey (docs: key custody)
     nonces = NonceCache()                                     # share it between the two plugins
     token = fetch_token("https://as.example/token", key, client_id="app", client_secret=secret,
                         scope="read", nonces=nonces)
@@ -24,7 +24,7 @@ may demand a nonce.
 from __future__ import annotations
 
 import base64
-from collections.abc import Generator, Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
@@ -35,13 +35,25 @@ except ModuleNotFoundError as exc:  # name the extra to install
 
     missing_extra(exc, "httpx", "the httpx plugin needs httpx", "httpx")
 
-from .client import DPoPKey, NonceCache, TokenResponse, nonce_to_retry, parse_token_response, proof_headers
+import anyio.to_thread  # httpx's own dependency: worker threads on asyncio and trio alike
+
+from .client import DPoPKey, NonceCache, ProofKey, TokenResponse, nonce_to_retry, parse_token_response, proof_headers
 from .discovery import Discovery
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = ["DPoPAuth", "TokenRequestOptions", "adiscover", "afetch_token", "discover", "fetch_token"]
+
+
+def _advance(
+    flow: Generator[httpx.Request, httpx.Response, None], response: httpx.Response | None
+) -> httpx.Request | None:
+    """One step of a sync auth flow (the next request to send, ``None`` when done), for any thread."""
+    try:
+        return next(flow) if response is None else flow.send(response)
+    except StopIteration:
+        return None
 
 
 class DPoPAuth(httpx.Auth):
@@ -51,7 +63,7 @@ class DPoPAuth(httpx.Auth):
     per-origin nonce memory (a new one by default).
     """
 
-    def __init__(self, key: DPoPKey, token: str | None = None, *, nonces: NonceCache | None = None) -> None:
+    def __init__(self, key: ProofKey, token: str | None = None, *, nonces: NonceCache | None = None) -> None:
         self.key = key
         self.token = token
         self.nonces = nonces if nonces is not None else NonceCache()
@@ -77,6 +89,21 @@ class DPoPAuth(httpx.Auth):
             self._sign(request, retry)  # a new proof: a new jti, the new nonce
             response = yield request
             self._observe(url, response)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """:meth:`auth_flow` for ``httpx.AsyncClient``: the same steps, but a key that signs elsewhere
+        (a PKCS#11 token, a signer process) signs in a worker thread, so the event loop never waits
+        on it; an in-memory :class:`~dpop_middleware.client.DPoPKey` signs in place (microseconds)."""
+        flow = self.auth_flow(request)
+        offload = not isinstance(self.key, DPoPKey)
+        step: httpx.Request | None = (
+            await anyio.to_thread.run_sync(_advance, flow, None) if offload else _advance(flow, None)
+        )
+        while step is not None:
+            response = yield step
+            if self.requires_response_body:
+                await response.aread()
+            step = await anyio.to_thread.run_sync(_advance, flow, response) if offload else _advance(flow, response)
 
     def _sign(self, request: httpx.Request, nonce: str | None) -> None:
         request.headers.update(proof_headers(self.key, request.method, str(request.url), self.token, nonce=nonce))
@@ -115,7 +142,7 @@ class TokenRequestOptions(TypedDict, total=False):
     nonces: NonceCache | None
 
 
-def _token_request(key: DPoPKey, options: TokenRequestOptions) -> dict[str, Any]:
+def _token_request(key: ProofKey, options: TokenRequestOptions) -> dict[str, Any]:
     unknown = options.keys() - TokenRequestOptions.__annotations__.keys()
     if unknown:  # what an explicit signature would refuse, so a misspelt option is never ignored
         raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
@@ -139,7 +166,7 @@ def _token_request(key: DPoPKey, options: TokenRequestOptions) -> dict[str, Any]
 
 def fetch_token(
     token_endpoint: str,
-    key: DPoPKey,
+    key: ProofKey,
     *,
     client: httpx.Client | None = None,
     timeout: float = 10.0,
@@ -163,7 +190,7 @@ def fetch_token(
 
 async def afetch_token(
     token_endpoint: str,
-    key: DPoPKey,
+    key: ProofKey,
     *,
     client: httpx.AsyncClient | None = None,
     timeout: float = 10.0,

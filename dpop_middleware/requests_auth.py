@@ -29,7 +29,7 @@ except ModuleNotFoundError as exc:  # name the extra to install
 
     missing_extra(exc, "requests", "the requests plugin needs requests", "requests")
 
-from .client import DPoPKey, NonceCache, nonce_to_retry, proof_headers
+from .client import NonceCache, ProofKey, nonce_to_retry, proof_headers
 from .discovery import MAX_DOCUMENT_BYTES, Discovery, DiscoveryError, discovery_flow
 from .tokens._http import HTTPRequest, HTTPResponse
 
@@ -43,7 +43,7 @@ def _replayable(request: requests.PreparedRequest) -> bool:
 class DPoPAuth(AuthBase):
     """requests authentication with DPoP; ``token=None`` signs token requests (no ``ath``)."""
 
-    def __init__(self, key: DPoPKey, token: str | None = None, *, nonces: NonceCache | None = None) -> None:
+    def __init__(self, key: ProofKey, token: str | None = None, *, nonces: NonceCache | None = None) -> None:
         self.key = key
         self.token = token
         self.nonces = nonces if nonces is not None else NonceCache()

@@ -24,6 +24,10 @@ Behind a proxy that terminates mutual TLS (``sample_projects/mtls``, docs/mtls.m
 (the proxy's address), ``DPOP_CLIENT_CERT_HEADER`` and ``DPOP_CLIENT_CERT_FORMAT`` (where and how it
 passes the client certificate): the library's own settings, read by its settings reader.
 
+The gateway (``dpop-middleware gateway``, ``docs/gateway.md``) reads the same variables through the
+library's own :func:`dpop_middleware.settings.environ_settings`, which every ``DPOP_<SETTING>`` name
+goes through, plus a TOML file for its route policy.
+
 The sample issuer reads the same variables for itself: ``DPOP_ISSUER`` is then its own identifier,
 ``DPOP_AUDIENCE`` the audience it puts in tokens and ``DPOP_NONCE`` its token endpoint's policy.
 """

@@ -61,6 +61,7 @@ CASES = [
     ("dpop_middleware.stores.redis", "redis", "redis"),
     ("dpop_middleware.requests_auth", "requests", "requests"),
     ("dpop_middleware.httpx_auth", "httpx", "httpx"),
+    ("dpop_middleware.pkcs11_key", "pkcs11", "pkcs11"),
 ]
 
 
@@ -87,5 +88,7 @@ def test_a_module_the_framework_needs_keeps_its_own_error() -> None:
 def test_the_framework_independent_modules_import_without_any_framework() -> None:
     # The core, the verifier, the WSGI/ASGI adapters and the client need only the required dependencies.
     frameworks = ("django", "rest_framework", "flask", "werkzeug", "starlette", "fastapi", "redis", "httpx", "requests")
-    for module in ("dpop_middleware", "dpop_middleware.wsgi", "dpop_middleware.asgi", "dpop_middleware.client"):
+    frameworks = (*frameworks, "pkcs11")
+    modules = ("dpop_middleware.client", "dpop_middleware.signer", "dpop_middleware.redaction")
+    for module in ("dpop_middleware", "dpop_middleware.wsgi", "dpop_middleware.asgi", *modules):
         assert import_without(module, *frameworks) is None, module

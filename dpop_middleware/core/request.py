@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .client_cert import ClientCertificate
 from .config import Mode, VerifierConfig
 from .errors import AuthenticationRequired, InvalidDPoPProofError, InvalidRequestError, InvalidTokenError
+from .redact import redact_headers
 
 __all__ = [
     "Credentials",
@@ -83,14 +84,18 @@ class RequestInfo:
         """All values of header ``name`` (lower-case), in order."""
         return [value for key, value in self.headers if key.lower() == name]
 
+    def __repr__(self) -> str:
+        # A request's repr may end up in a trace: the token and the proof must not.
+        return f"RequestInfo(method={self.method!r}, url={self.url!r}, headers={redact_headers(self.headers)!r})"
+
 
 @dataclass(slots=True)  # internal, per request: not frozen, whose init is slower (docs/performance.md)
 class Credentials:
     """The token and proof a request presents."""
 
     scheme: str  # "DPoP" or "Bearer"
-    token: str
-    proof: str | None
+    token: str = field(repr=False)  # credentials stay out of reprs (and so out of traces)
+    proof: str | None = field(repr=False)
 
 
 def authorization_scheme(request: RequestInfo) -> str | None:
