@@ -3,6 +3,7 @@ certificate taken from a trusted proxy's header only (Django, Flask, Starlette, 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -159,3 +160,14 @@ def test_drf_judges_a_bearer_request_with_a_certificate_itself(who: str) -> None
         )
     assert b"toy-user" not in response.content
     assert response.status_code == (200 if who == "alice" else 401), response.content
+
+
+def test_gateway_refuses_certificate_bound_tokens_at_start_up() -> None:
+    from dpop_middleware.gateway.config import load_config
+
+    env = {
+        "DPOP_ISSUER": ISSUER.issuer, "DPOP_AUDIENCE": ISSUER.audience, "DPOP_JWKS": json.dumps(ISSUER.jwks),
+        "DPOP_TRUSTED_PROXIES": "127.0.0.1", "DPOP_CERTIFICATE_BOUND_TOKENS": "true", "DPOP_GATEWAY": "nginx",
+    }  # fmt: skip
+    with pytest.raises(SettingsError, match="DPOP_CERTIFICATE_BOUND_TOKENS is not supported by the gateway"):
+        load_config(env)
