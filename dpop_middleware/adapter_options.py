@@ -26,6 +26,8 @@ class ProxyOptions(TypedDict, total=False):
     public_url: str | None
     trusted_headers: Iterable[str] | str | None
     allowed_hosts: Iterable[str] | str | None
+    client_cert_header: str | None
+    client_cert_format: str | None
 
 
 class RouteOptions(TypedDict, total=False):
@@ -55,7 +57,8 @@ def proxy_settings(owner: str, options: Mapping[str, Any]) -> ProxySettings:
     _refuse_unknown(owner, options, _PROXY_NAMES)
     return ProxySettings.create(
         options.get("trusted_proxies"), options.get("public_url"), options.get("trusted_headers"),
-        options.get("allowed_hosts"),
+        options.get("allowed_hosts"), client_cert_header=options.get("client_cert_header"),
+        client_cert_format=options.get("client_cert_format"),
     )  # fmt: skip
 
 

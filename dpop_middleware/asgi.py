@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from .core.challenge import ErrorResponse
+from .core.client_cert import presented_certificate
 from .core.errors import InvalidRequestError
 from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
 from .core.request import RequestInfo, is_cors_answer, is_cors_preflight
@@ -182,11 +183,15 @@ def request_info(scope: Scope, settings: ProxySettings, *, method: str | None = 
     forwarded: dict[str, list[str]] = {}
     trusting = settings.reads_forwarding_headers
     roles = _HEADER_ROLES
+    cert_header = settings.client_cert_header.encode("latin-1") if settings.client_cert_header else None
+    certs: list[str] = []
     for raw_name, raw_value in scope.get("headers") or ():
         # ASGI names should be lower-case bytes already; lower() keeps us right when they are not.
         name = raw_name.lower() if raw_name.__class__ is bytes else bytes(raw_name).lower()
         role = roles.get(name)
         if role is None:
+            if name == cert_header:
+                certs.append(bytes(raw_value).decode("latin-1"))
             continue
         if role == _CREDENTIAL:
             pairs.append((name.decode("latin-1"), bytes(raw_value).decode("latin-1")))
@@ -196,12 +201,20 @@ def request_info(scope: Scope, settings: ProxySettings, *, method: str | None = 
             forwarded.setdefault(name.decode("latin-1"), []).append(bytes(raw_value).decode("latin-1"))
     _, root_path, path = _scope_paths(scope)
     client = scope.get("client")
+    peer = str(client[0]) if client else None
+    cert = None
+    tls = (scope.get("extensions") or {}).get("tls")
+    if certs or tls:
+        cert = presented_certificate(
+            header_values=certs, peer_trusted=settings.is_trusted(peer), header_encoding=settings.client_cert_format,
+            server_cert=_tls_client_cert(tls),
+        )  # fmt: skip
     url = rebuild_url(
         scheme=str(scope.get("scheme") or ("ws" if scope.get("type") == "websocket" else "http")),
         host=_host(scope, hosts),
         root_path=root_path,
         path=path,
-        peer=str(client[0]) if client else None,
+        peer=peer,
         headers=forwarded,
         settings=settings,
     )
@@ -209,7 +222,15 @@ def request_info(scope: Scope, settings: ProxySettings, *, method: str | None = 
     if query:
         # Kept so that the core can refuse an access token sent in the query string.
         url = f"{url}?{query}"
-    return RequestInfo(method or str(scope.get("method") or "GET"), url, pairs)
+    return RequestInfo(method or str(scope.get("method") or "GET"), url, pairs, cert)
+
+
+def _tls_client_cert(tls: object) -> str | None:
+    """The client's certificate (PEM) from the ASGI ``tls`` extension: the first of ``client_cert_chain``."""
+    chain = tls.get("client_cert_chain") if isinstance(tls, dict) else None
+    if isinstance(chain, (list, tuple)) and chain and isinstance(chain[0], str):
+        return chain[0]
+    return None
 
 
 def checked_verifier(verifier: object, owner: str) -> DPoPVerifier:

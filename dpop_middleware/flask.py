@@ -41,6 +41,7 @@ except ModuleNotFoundError as exc:  # name the extra to install
 
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
+from .core.client_cert import client_cert_settings_problem
 from .core.origin import ProxySettings
 from .core.resource_metadata import PublishedMetadata
 from .core.routes import Route, RoutePolicy, scope_names
@@ -225,8 +226,9 @@ def _proxy_settings(app: Flask, values: Mapping[str, Any]) -> ProxySettings:
     if allowed is None:
         allowed = _trusted_hosts(app, values)
     return ProxySettings.create(
-        values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers"), allowed
-    )
+        values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers"), allowed,
+        client_cert_header=values.get("client_cert_header"), client_cert_format=values.get("client_cert_format"),
+    )  # fmt: skip
 
 
 def _routes(app: Flask, values: dict[str, Any]) -> RoutePolicy:
@@ -281,7 +283,15 @@ class DPoP:
             app.config.setdefault(key, value)
         values = _read_config(app)  # ``None`` means "not set", so a config template may list every key
         built = _verifier(app, values, verifier or self._verifier)
-        proxy_settings = _proxy_settings(app, values)
+        try:
+            proxy_settings = _proxy_settings(app, values)
+        except ValueError as exc:  # combinations the table cannot see (the client certificate's header)
+            raise SettingsError(
+                "DPOP_CLIENT_CERT_HEADER", f"cannot be used: {exc}", name="client_cert_header"
+            ) from None
+        problem = client_cert_settings_problem(built.config.certificate_bound_tokens, proxy_settings.client_cert_header)
+        if problem is not None:
+            raise SettingsError("DPOP_CLIENT_CERT_HEADER", f"cannot be used: {problem}", name="client_cert_header")
         proxy_settings.warn_if_host_unchecked(
             debug=bool(values.get("debug", app.debug)), names="DPOP_PUBLIC_URL or DPOP_ALLOWED_HOSTS"
         )

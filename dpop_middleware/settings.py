@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .core.client_cert import CLIENT_CERT_FORMATS
 from .core.config import PROFILES, Mode, VerifierConfig
 from .core.keys import ALGORITHMS
 from .core.nonce import NonceKeyring, NoncePolicy
@@ -382,6 +383,7 @@ _TABLE = (
     Setting("token_cache_size", _integer(0), "validated tokens kept in memory"),
     Setting("token_cache_max_ttl", _number(0), "longest a validated token is cached, in seconds"),
     Setting("debug", _boolean, "rejections say what was expected and received (development only)"),
+    Setting("certificate_bound_tokens", _boolean, "accept RFC 8705 certificate-bound tokens (cnf x5t#S256)"),
     Setting("profile", lambda v: _one_of(v, PROFILES), "a preset of rules: 'fapi2' (docs/fapi2.md)"),
     # what the verifier is built from
     Setting("verifier", _object_or_path, "a ready DPoPVerifier (then no other verifier setting)"),
@@ -413,6 +415,10 @@ _TABLE = (
     Setting("trusted_headers", _choices(FORWARDING_HEADERS, "forwarding header names", fold_case=True), ""),
     Setting("public_url", _url, "the public base URL, overriding Host and forwarded headers"),
     Setting("allowed_hosts", lambda v: _strings(v, "host names"), "hosts this API answers for"),
+    Setting("client_cert_header", _text, "header in which a trusted proxy passes the client certificate"),
+    Setting(
+        "client_cert_format", lambda v: _one_of(v, CLIENT_CERT_FORMATS), "rfc9440 (Client-Cert) or nginx (escaped PEM)"
+    ),
     # route policy (dpop_middleware.route_settings), the same in every adapter
     Setting("default", lambda v: _one_of(v, MODES), "mode of a route no decorator or rule names"),
     Setting("required_paths", _paths, "path prefixes that require DPoP"),
@@ -475,7 +481,10 @@ ROUTE_NAMES = frozenset(
     }
 )
 #: Names every adapter accepts for the request's URL and route policy.
-ADAPTER_NAMES = frozenset({"trusted_proxies", "trusted_headers", "public_url", "allowed_hosts"}) | ROUTE_NAMES
+_URL_NAMES = {"trusted_proxies", "trusted_headers", "public_url", "allowed_hosts"}
+#: The client certificate (RFC 8705): which header a trusted proxy passes it in, and how encoded.
+CLIENT_CERT_NAMES = frozenset({"client_cert_header", "client_cert_format"})
+ADAPTER_NAMES = frozenset(_URL_NAMES) | CLIENT_CERT_NAMES | ROUTE_NAMES
 
 
 def read_settings(raw: Mapping[str, Any], *, spell: Spell, accepted: Collection[str]) -> dict[str, Any]:

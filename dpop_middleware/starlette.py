@@ -52,6 +52,7 @@ from .asgi import (
 )
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
+from .core.client_cert import client_cert_settings_problem
 from .core.errors import AuthenticationRequired
 from .core.fields import fold_fields
 from .core.origin import ProxySettings
@@ -106,6 +107,9 @@ def configured(verifier: object, owner: str, proxies: ProxySettings, debug: bool
     """
     checked = checked_verifier(verifier, owner)
     name = owner.partition("(")[0]
+    problem = client_cert_settings_problem(checked.config.certificate_bound_tokens, proxies.client_cert_header)
+    if problem is not None:
+        raise ValueError(f"{name}: {problem} (DPoPVerifier(certificate_bound_tokens=True))")
     proxies.warn_if_host_unchecked(
         debug=checked.config.debug if debug is None else debug,
         names=f"{name}(public_url=...) or {name}(allowed_hosts=[...]) (or Starlette's TrustedHostMiddleware in front)",

@@ -6,6 +6,7 @@ The steps are written once, as flows (:mod:`dpop_middleware.flow`); ``verify``/`
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import time
@@ -153,6 +154,7 @@ class DPoPVerifier:
         token_cache_size: int | None = None,
         token_cache_max_ttl: float | None = None,
         debug: bool | None = None,
+        certificate_bound_tokens: bool | None = None,
         profile: str | None = None,
         resource_metadata: ResourceMetadata | None = None,
     ) -> None:
@@ -171,6 +173,7 @@ class DPoPVerifier:
             token_cache_size=token_cache_size,
             token_cache_max_ttl=token_cache_max_ttl,
             debug=debug,
+            certificate_bound_tokens=certificate_bound_tokens,
             profile=profile,
         )
         if resource_metadata is not None and not isinstance(resource_metadata, ResourceMetadata):
@@ -192,6 +195,9 @@ class DPoPVerifier:
         self._token_cache = TokenCache(self.config.token_cache_size, max_ttl)
         self._on_outcome = on_outcome
         self.algs = self.config.algorithms
+        #: Whether RFC 8705 certificate-bound tokens are accepted (what RFC 9728 metadata announces as
+        #: ``tls_client_certificate_bound_access_tokens``).
+        self.certificate_bound_tokens = self.config.certificate_bound_tokens
         if self.config.nonce_keyring.generated and self.config.nonce_policy.value != "off":
             logger.warning(
                 "dpop nonces use a random per-process key: instances will reject each other's nonces. "
@@ -229,7 +235,11 @@ class DPoPVerifier:
                 raise _as_dpop_error(exc, credentials.scheme) from None
             facts = token_facts(_checked_claims(claims, credentials.scheme))
             self._token_cache.put(token_hash, facts, now)
-        principal = bind_token(credentials.scheme, facts, proof)
+        config = self.config
+        principal = bind_token(
+            credentials.scheme, facts, proof, request.client_cert,
+            certificate_bound_tokens=config.certificate_bound_tokens, bearer_allowed=config.bearer_allowed,
+        )  # fmt: skip
         if proof is not None:  # last: only a request that passed all else writes the store
             try:
                 added = yield replay_call(self.replay_store, proof)
@@ -278,7 +288,7 @@ class DPoPVerifier:
         ``debug`` overrides the configured one (an adapter that follows its framework's debug flag).
         """
         return render_error(
-            error, self.algs, self.config.bearer_allowed, debug=self.config.debug if debug is None else debug,
+            error, self.algs, self.config.bearer_challenged, debug=self.config.debug if debug is None else debug,
             resource_metadata=self._resource_metadata_url,
         )  # fmt: skip
 
@@ -288,11 +298,14 @@ class DPoPVerifier:
         Built from this verifier's algorithms and mode and the route policy's ``path_scopes``
         (``RoutePolicy.path_scopes``): adapters call it once, at start-up.
         """
-        if self.resource_metadata is None:
+        metadata = self.resource_metadata
+        if metadata is None:
             return None
+        if self.config.certificate_bound_tokens and not metadata.tls_client_certificate_bound_access_tokens:
+            # What the verifier accepts is what the document says (RFC 8705 §3, RFC 9728 §2).
+            metadata = dataclasses.replace(metadata, tls_client_certificate_bound_access_tokens=True)
         return publish(
-            self.resource_metadata, algorithms=self.algs, dpop_required=not self.config.bearer_allowed,
-            path_scopes=path_scopes,
+            metadata, algorithms=self.algs, dpop_required=not self.config.bearer_challenged, path_scopes=path_scopes,
         )  # fmt: skip
 
     def reject(self, error: DPoPError, request: RequestInfo | None = None) -> AuthResult:
@@ -351,7 +364,7 @@ class DPoPVerifier:
 
     def _succeeded(self, principal: DPoPPrincipal, request: RequestInfo) -> AuthResult:
         outcome: OutcomeName = "accepted"
-        if principal.scheme == "Bearer" and self.config.mode is Mode.REPORT_ONLY:
+        if principal.scheme == "Bearer" and principal.x5t_s256 is None and self.config.mode is Mode.REPORT_ONLY:
             # Worth knowing before switching to ``required``: this client still uses Bearer.
             logger.info(
                 "dpop report_only: request would be rejected: bearer_token_used",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .adapter_options import build_options
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
+from .core.client_cert import client_cert_settings_problem
 from .core.errors import InvalidRequestError
 from .core.origin import ProxySettings
 from .core.request import RequestInfo, is_cors_answer
@@ -176,6 +177,11 @@ class DPoPWSGIMiddleware:
         self.verifier = verifier
         self.proxy_settings, self.rules = build_options("DPoPWSGIMiddleware", options)
         self.proxy_settings.warn_if_host_unchecked(debug=verifier.config.debug, names="public_url= or allowed_hosts=")
+        problem = client_cert_settings_problem(
+            verifier.config.certificate_bound_tokens, self.proxy_settings.client_cert_header
+        )
+        if problem is not None:
+            raise ValueError(f"DPoPWSGIMiddleware: {problem} (DPoPVerifier(certificate_bound_tokens=True))")
         # RFC 9728: served here, before any DPoP check, when the verifier has resource_metadata.
         self.metadata = verifier.published_metadata(self.rules.path_scopes)
 

@@ -6,13 +6,16 @@ Shared by the WSGI, Flask and Django adapters: the core knows requests as
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
+from .core.client_cert import ClientCertificate, presented_certificate
 from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
 from .core.request import RequestInfo, is_cors_preflight
 
 __all__ = [
+    "client_cert_from_environ",
     "credential_headers_from_environ",
     "forwarding_from_environ",
     "environ_request",
@@ -79,16 +82,51 @@ def environ_request(
     forwarding headers, and keeps the query string (the core refuses tokens sent there). Headers:
     the two the core reads, which the server has already comma-joined when repeated.
     """
+    peer = environ.get("REMOTE_ADDR")
     url = rebuild_url(
         scheme=scheme,
         host=host,
         root_path=root_path,
         path=path,
-        peer=environ.get("REMOTE_ADDR"),
+        peer=peer,
         headers=forwarding_from_environ(environ, settings),
         settings=settings,
     )
     query = environ.get("QUERY_STRING")
     if query:
         url = f"{url}?{query}"
-    return RequestInfo(method, url, credential_headers_from_environ(environ))
+    cert = client_cert_from_environ(environ, settings)
+    return RequestInfo(method, url, credential_headers_from_environ(environ), cert)
+
+
+def _server_client_cert(environ: Mapping[str, Any]) -> str | bytes | None:
+    """The TLS peer certificate the WSGI server exposes: ``SSL_CLIENT_CERT`` (PEM; Apache mod_ssl with
+    mod_wsgi), else the DER from gunicorn's TLS socket (``gunicorn.socket``, an ``ssl.SSLSocket``)."""
+    pem = environ.get("SSL_CLIENT_CERT")
+    if isinstance(pem, str) and pem.strip():
+        return pem
+    sock = environ.get("gunicorn.socket")
+    if isinstance(sock, ssl.SSLSocket):
+        try:
+            der = sock.getpeercert(binary_form=True)
+        except (ValueError, OSError):  # not connected any more, handshake not done
+            return None
+        return der or None
+    return None
+
+
+def client_cert_from_environ(environ: Mapping[str, Any], settings: ProxySettings) -> ClientCertificate | None:
+    """The client certificate the request presents (:func:`~dpop_middleware.core.client_cert.presented_certificate`)."""
+    header = None
+    if settings.client_cert_header is not None:
+        header = environ.get("HTTP_" + settings.client_cert_header.upper().replace("-", "_"))
+    server = _server_client_cert(environ)
+    if header is None and server is None:
+        return None
+    peer = environ.get("REMOTE_ADDR")
+    return presented_certificate(
+        header_values=[header] if isinstance(header, str) else [],
+        peer_trusted=settings.is_trusted(peer if isinstance(peer, str) else None),
+        header_encoding=settings.client_cert_format,
+        server_cert=server,
+    )

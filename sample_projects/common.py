@@ -22,6 +22,11 @@ Variable               Meaning (default)
 ``PORT``               the port to listen on (each sample has its own default); ``HOST``: 127.0.0.1
 =====================  ================================================================================
 
+Behind a proxy that terminates mutual TLS (``sample_projects/mtls``, docs/mtls.md), also
+``DPOP_CERTIFICATE_BOUND_TOKENS`` (accept RFC 8705 certificate-bound tokens), ``DPOP_TRUSTED_PROXIES``
+(the proxy's address), ``DPOP_CLIENT_CERT_HEADER`` and ``DPOP_CLIENT_CERT_FORMAT`` (where and how it
+passes the client certificate): the library's own settings, read by its settings reader.
+
 The gateway (``dpop-middleware gateway``, ``docs/gateway.md``) reads the same variables through the
 library's own :func:`dpop_middleware.settings.environ_settings`, which every ``DPOP_<SETTING>`` name
 goes through, plus a TOML file for its route policy.
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +49,7 @@ from dpop_middleware.settings import (
     CONFIG_NAMES,
     REDIS_SCHEMES,
     build_replay_store,
+    environ_settings,
     environ_spell,
     read_settings,
 )
@@ -57,6 +63,7 @@ __all__ = [
     "build_verifier",
     "dpop_values",
     "identity",
+    "proxy_values",
     "replay_store",
     "token_endpoint_options",
 ]
@@ -64,6 +71,8 @@ __all__ = [
 DEFAULT_PORTS = {"issuer": 9000, "django_api": 8001, "flask_api": 8002, "fastapi_api": 8003, "mcp_server": 8004}
 DEFAULT_ISSUER = f"http://127.0.0.1:{DEFAULT_PORTS['issuer']}"
 DEFAULT_AUDIENCE = "dpop-sample-api"
+#: The settings of a sample behind a proxy that terminates mutual TLS.
+MTLS_NAMES = frozenset({"certificate_bound_tokens", "trusted_proxies", "client_cert_header", "client_cert_format"})
 
 
 def _text(environ: Mapping[str, str], name: str) -> str | None:
@@ -93,6 +102,8 @@ class SampleSettings:
     replay_store: str = "memory"
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORTS["issuer"]
+    #: The mutual-TLS settings (:data:`MTLS_NAMES`) given, checked by the library's settings reader.
+    mtls: Mapping[str, Any] = field(default_factory=dict)
     resource_metadata: bool = True
     resource: str | None = None
 
@@ -139,6 +150,7 @@ class SampleSettings:
             replay_store=store,
             host=_text(env, "HOST") or "127.0.0.1",
             port=port,
+            mtls=environ_settings(env, accepted=MTLS_NAMES),
             resource_metadata=switch in ("true", "1", "yes", "on"),
             resource=_absolute_url("DPOP_RESOURCE", _text(env, "DPOP_RESOURCE")),
         )
@@ -161,6 +173,8 @@ def dpop_values(settings: SampleSettings, *, validator: Any = None) -> dict[str,
             values["jwks_uri"] = settings.jwks_uri
     if settings.nonce_secret is not None:
         values["nonce_keyring"] = settings.nonce_secret  # "new,old": the builder's keyring, first signs
+    if "certificate_bound_tokens" in settings.mtls:
+        values["certificate_bound_tokens"] = settings.mtls["certificate_bound_tokens"]
     if settings.resource_metadata:
         values.update(
             resource_metadata=True,
@@ -169,6 +183,11 @@ def dpop_values(settings: SampleSettings, *, validator: Any = None) -> dict[str,
             resource_metadata_fields={"resource_name": "dpop-middleware sample API"},
         )
     return values
+
+
+def proxy_values(settings: SampleSettings) -> dict[str, Any]:
+    """The adapter's options for the mutual-TLS proxy in front (``trusted_proxies``, ``client_cert_*``)."""
+    return {name: value for name, value in settings.mtls.items() if name != "certificate_bound_tokens"}
 
 
 def build_verifier(settings: SampleSettings, *, validator: Any = None, asynchronous: bool) -> DPoPVerifier:
@@ -198,10 +217,13 @@ def token_endpoint_options(settings: SampleSettings) -> dict[str, Any]:
 
 def identity(principal: DPoPPrincipal) -> dict[str, Any]:
     """What ``GET /api/me`` returns: who the token names, and the key it is bound to."""
-    return {
+    body = {
         "sub": principal.subject,
         "client_id": principal.client_id,
         "jkt": principal.jkt,
         "scopes": sorted(principal.scopes),
         "scheme": principal.scheme,
     }
+    if principal.x5t_s256 is not None:  # a certificate-bound token (RFC 8705): which certificate
+        body["x5t#S256"] = principal.x5t_s256
+    return body

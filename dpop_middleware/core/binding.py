@@ -1,4 +1,19 @@
-"""Token binding (RFC 9449 §6, §7.1) and the identity it yields, pure."""
+"""Token binding (RFC 9449 §6, §7.1; RFC 8705 §3) and the identity it yields, pure.
+
+The token's ``cnf`` decides what the request must prove, never the request:
+
+=====================  ===========================================  ==============================
+``cnf`` holds           ``DPoP`` scheme (with a proof)               ``Bearer`` scheme
+=====================  ===========================================  ==============================
+nothing                 refused (``token_not_bound``)                accepted when the mode allows
+``jkt``                 the proof's key                              refused (``bound_token_as_bearer``)
+``x5t#S256``            refused (``token_not_bound``)                the client certificate
+both                    the proof's key **and** the certificate      refused (``bound_token_as_bearer``)
+=====================  ===========================================  ==============================
+
+``x5t#S256`` counts only with ``certificate_bound_tokens`` on; otherwise such a token is refused
+(``cert_binding_not_enabled``), whatever else it carries: a binding we do not check is never ignored.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InsufficientScopeError, InvalidTokenError
+from .client_cert import ClientCertificate, thumbprints_match
+from .errors import AuthenticationRequired, InsufficientScopeError, InvalidTokenError
 from .frozen import positional_constructor
 from .proof import VerifiedProof
 
@@ -35,11 +51,18 @@ class DPoPPrincipal:
     htm: str | None = None
     htu: str | None = None
     next_nonce: str | None = field(default=None, repr=False)
+    #: The client certificate's ``x5t#S256`` when the token is certificate-bound (RFC 8705 §3).
+    x5t_s256: str | None = None
 
     @property
     def is_dpop_bound(self) -> bool:
         """True when the request proved possession of the key the token is bound to."""
         return self.jkt is not None
+
+    @property
+    def is_certificate_bound(self) -> bool:
+        """True when the request presented the client certificate the token is bound to."""
+        return self.x5t_s256 is not None
 
     def has_scopes(self, scopes: Iterable[str]) -> bool:
         return self.scopes.issuperset(scopes)
@@ -81,6 +104,7 @@ class TokenFacts:
     cnf_present: bool
     cnf_malformed: bool
     jkt: str | None
+    x5t_s256: str | None = None
 
 
 def _has_lone_surrogate(claims: Mapping[str, Any]) -> bool:
@@ -121,31 +145,70 @@ def token_facts(claims: Mapping[str, Any]) -> TokenFacts:
         raise InvalidTokenError("token_invalid_text", "Access token claims are not valid text")
     cnf = claims.get("cnf")
     jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+    x5t = cnf.get("x5t#S256") if isinstance(cnf, Mapping) else None
     return TokenFacts(
         claims=claims,
         subject=_text(claims, "sub"),
         client_id=_text(claims, "client_id", "azp"),
         scopes=parse_scopes(claims),
         cnf_present=cnf is not None,
-        cnf_malformed=cnf is not None and not isinstance(cnf, Mapping),
+        # A member of the wrong type is a malformed binding, never "no binding".
+        cnf_malformed=(cnf is not None and not isinstance(cnf, Mapping))
+        or (jkt is not None and not isinstance(jkt, str))
+        or (x5t is not None and not isinstance(x5t, str)),
         jkt=jkt if isinstance(jkt, str) else None,
+        x5t_s256=x5t if isinstance(x5t, str) else None,
     )
 
 
-def bind_token(scheme: str, facts: TokenFacts, proof: VerifiedProof | None) -> DPoPPrincipal:
-    """Check that the token's binding fits how it was presented, and build the principal.
+def _certificate_thumbprint(facts: TokenFacts, cert: ClientCertificate | None, scheme: str) -> str:
+    """The presented certificate's thumbprint, when it is the one ``cnf.x5t#S256`` names (RFC 8705 §3)."""
+    assert facts.x5t_s256 is not None
+    if cert is None:
+        raise InvalidTokenError("client_cert_missing", "Certificate-bound token without its certificate", scheme=scheme)
+    try:
+        presented = cert.thumbprint()
+    except InvalidTokenError as exc:
+        exc.scheme = scheme
+        raise
+    if not thumbprints_match(facts.x5t_s256, presented):
+        raise InvalidTokenError("client_cert_mismatch", "Invalid certificate binding", scheme=scheme)
+    return presented
 
-    * DPoP scheme: the token must carry ``cnf.jkt`` equal to the proof key's thumbprint.
-    * Bearer scheme: the token must carry no ``cnf`` at all: a bound token used as Bearer is a
-      downgrade (a stolen token without its key) and is refused.
+
+def bind_token(
+    scheme: str,
+    facts: TokenFacts,
+    proof: VerifiedProof | None,
+    cert: ClientCertificate | None = None,
+    *,
+    certificate_bound_tokens: bool = False,
+    bearer_allowed: bool = True,
+) -> DPoPPrincipal:
+    """Check that the token's binding fits how it was presented (the table above); build the principal.
+
+    ``cert``: the client certificate the request presents; ``certificate_bound_tokens``: whether
+    ``cnf.x5t#S256`` is accepted at all; ``bearer_allowed``: whether the mode admits unbound Bearer tokens.
     """
     if facts.cnf_malformed:
         raise InvalidTokenError("cnf_malformed", "Malformed token confirmation claim", scheme=scheme)
+    if facts.x5t_s256 is not None and not certificate_bound_tokens:
+        raise InvalidTokenError(
+            "cert_binding_not_enabled", "Certificate-bound tokens are not accepted here", scheme=scheme
+        )
     if scheme == "Bearer" or proof is None:
         if facts.cnf_present:
-            raise InvalidTokenError(
-                "bound_token_as_bearer", "Sender-constrained token presented as Bearer", scheme=scheme
-            )
+            if facts.jkt is not None or facts.x5t_s256 is None:
+                raise InvalidTokenError(
+                    "bound_token_as_bearer", "Sender-constrained token presented as Bearer", scheme=scheme
+                )
+            return DPoPPrincipal(
+                scheme=scheme, claims=facts.claims, subject=facts.subject, client_id=facts.client_id,
+                scopes=facts.scopes, x5t_s256=_certificate_thumbprint(facts, cert, scheme),
+            )  # fmt: skip
+        if not bearer_allowed:
+            # Let through only because a certificate was presented (core.request): unbound stays refused.
+            raise AuthenticationRequired("bearer_not_accepted", "This resource requires DPoP-bound tokens")
         return DPoPPrincipal(
             scheme=scheme,
             claims=facts.claims,
@@ -159,9 +222,11 @@ def bind_token(scheme: str, facts: TokenFacts, proof: VerifiedProof | None) -> D
     # compare_digest takes ASCII str as is; a non-ASCII cnf.jkt cannot be a thumbprint anyway.
     if not (facts.jkt.isascii() and hmac.compare_digest(facts.jkt, key.jkt)):
         raise InvalidTokenError("key_binding_mismatch", "Invalid DPoP key binding")
+    # Both bindings: both must hold.
+    bound_cert = _certificate_thumbprint(facts, cert, scheme) if facts.x5t_s256 is not None else None
     return _new_principal(  # every field, in field order
         scheme, facts.claims, key.jkt, key.public_jwk, facts.subject, facts.client_id, facts.scopes,
-        proof.jti, proof.iat, proof.htm, proof.htu, proof.next_nonce,
+        proof.jti, proof.iat, proof.htm, proof.htu, proof.next_nonce, bound_cert,
     )  # fmt: skip
 
 

@@ -53,6 +53,9 @@ class VerifierConfig:
     #: Rejections say what was expected and received (htu, htm, iat offset). Development only:
     #: the details help a caller probe the deployment, so production responses never carry them.
     debug: bool = False
+    #: Accept RFC 8705 certificate-bound tokens (``cnf`` ``x5t#S256``), also over ``Bearer``, when
+    #: the request presents the matching client certificate. Off: such a token is always refused.
+    certificate_bound_tokens: bool = False
     #: ``"fapi2"``: the FAPI 2.0 Security Profile's resource-server rules (docs/fapi2.md): its
     #: algorithms unless ``algorithms`` is given (then a subset of them), Ed25519 keys only for
     #: EdDSA, mode ``required``, ``clock_skew`` between 10 and 60 s. A contradicting option is a
@@ -116,6 +119,11 @@ class VerifierConfig:
     @property
     def bearer_allowed(self) -> bool:
         return self.mode is not Mode.REQUIRED
+
+    @property
+    def bearer_challenged(self) -> bool:
+        """Whether challenges offer ``Bearer``: unbound tokens allowed, or certificate-bound ones (RFC 8705 §3)."""
+        return self.bearer_allowed or self.certificate_bound_tokens
 
 
 def policy_config(config: VerifierConfig | None, **options: Any) -> VerifierConfig:

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .client_cert import CLIENT_CERT_FORMATS
 from .fields import list_elements
 from .htu import PATH_SAFE
 
@@ -68,6 +69,10 @@ class ProxySettings:
     trusted_headers: frozenset[str] = DEFAULT_TRUSTED_HEADERS
     #: Lower-case host patterns (Django's ``ALLOWED_HOSTS`` syntax); ``None``: any Host is believed.
     allowed_hosts: tuple[str, ...] | None = None
+    #: Lower-case name of the header in which a trusted proxy passes the client certificate
+    #: (:mod:`.client_cert`), and its encoding; ``None``: no such header is read.
+    client_cert_header: str | None = None
+    client_cert_format: str = "rfc9440"
 
     @classmethod
     def create(
@@ -76,6 +81,9 @@ class ProxySettings:
         public_url: str | None = None,
         trusted_headers: Iterable[str] | str | None = None,
         allowed_hosts: Iterable[str] | str | None = None,
+        *,
+        client_cert_header: str | None = None,
+        client_cert_format: str | None = None,
     ) -> ProxySettings:
         """``trusted_proxies``: addresses or CIDR blocks (``"10.0.0.0/8"``, ``"127.0.0.1"``).
 
@@ -87,7 +95,20 @@ class ProxySettings:
         ``allowed_hosts``: the hosts this API answers for, as Django's ``ALLOWED_HOSTS``:
         ``"api.example.com"``, ``".example.com"`` (the domain and its subdomains), ``"*"`` (any),
         or ``"host:port"`` to pin the port too. Matched against the host the URL is rebuilt with.
+
+        ``client_cert_header``: the header in which a trusted proxy passes the client certificate
+        (RFC 9440 ``Client-Cert``), believed only from ``trusted_proxies``; ``client_cert_format``:
+        ``"rfc9440"`` (default) or ``"nginx"`` (``$ssl_client_escaped_cert``, URL-escaped PEM).
         """
+        cert_format = (client_cert_format or "rfc9440").strip().lower()
+        if cert_format not in CLIENT_CERT_FORMATS:
+            choices = list(CLIENT_CERT_FORMATS)
+            raise ValueError(f"client_cert_format must be one of {choices}, not {client_cert_format!r}")
+        cert_header = client_cert_header.strip().lower() if client_cert_header is not None else None
+        if cert_header is not None and (not re.fullmatch(r"[a-z0-9!#$%&'*+.^_`|~-]+", cert_header)):
+            raise ValueError(f"client_cert_header must be a header name, not {client_cert_header!r}")
+        if cert_header in ("authorization", "dpop", "host", *FORWARDING_HEADERS):
+            raise ValueError(f"client_cert_header cannot be {client_cert_header!r}, a header read for another purpose")
         if isinstance(trusted_headers, str):
             trusted_headers = trusted_headers.replace(",", " ").split()
         headers = DEFAULT_TRUSTED_HEADERS if trusted_headers is None else frozenset(h.lower() for h in trusted_headers)
@@ -101,7 +122,12 @@ class ProxySettings:
             public_url = public_url.rstrip("/")
             if not public_url.startswith(("http://", "https://")):
                 raise ValueError("public_url must be an absolute http(s) URL")
-        return cls(networks, public_url, headers, _host_patterns(allowed_hosts))
+        if cert_header is not None and not networks:
+            raise ValueError(
+                "client_cert_header is believed only from trusted_proxies, which is empty: set trusted_proxies "
+                "to the proxy that terminates mutual TLS"
+            )
+        return cls(networks, public_url, headers, _host_patterns(allowed_hosts), cert_header, cert_format)
 
     def host_allowed(self, host: str) -> bool:
         """Whether ``host`` (``name`` or ``name:port``) matches ``allowed_hosts`` (always, when unset)."""

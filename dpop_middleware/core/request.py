@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .client_cert import ClientCertificate
 from .config import Mode, VerifierConfig
 from .errors import AuthenticationRequired, InvalidDPoPProofError, InvalidRequestError, InvalidTokenError
 from .redact import redact_headers
@@ -70,12 +71,14 @@ class RequestInfo:
 
     ``url`` is the absolute URL as the *client* used it (adapters rebuild it, proxies included);
     ``headers`` keeps repeated fields apart as separate ``(name, value)`` pairs; names are matched
-    case-insensitively.
+    case-insensitively. ``client_cert``: the client certificate the request presents, as the adapter
+    found it (:func:`~dpop_middleware.core.client_cert.presented_certificate`), or ``None``.
     """
 
     method: str
     url: str
     headers: Sequence[tuple[str, str]]
+    client_cert: ClientCertificate | None = None
 
     def header_values(self, name: str) -> list[str]:
         """All values of header ``name`` (lower-case), in order."""
@@ -149,7 +152,9 @@ def extract_credentials(request: RequestInfo, config: VerifierConfig) -> Credent
             raise InvalidRequestError(
                 "bearer_with_dpop_proof", "A DPoP proof must go with the DPoP scheme, not Bearer", scheme="Bearer"
             )
-        if config.mode is Mode.REQUIRED:
+        # A certificate-bound token is sent as Bearer (RFC 8705 §3): with a certificate presented, the
+        # token's cnf decides after validation (core.binding); otherwise Bearer is refused here, unread.
+        if config.mode is Mode.REQUIRED and not (config.certificate_bound_tokens and request.client_cert is not None):
             raise AuthenticationRequired("bearer_not_accepted", "This resource requires DPoP-bound tokens")
     else:
         raise AuthenticationRequired("unsupported_scheme", "Unsupported authorization scheme")

@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from ..core.client_cert import client_cert_settings_problem
 from ..core.origin import ProxySettings
 from ..core.resource_metadata import PublishedMetadata
 from ..core.routes import MODES, Route, RoutePolicy
@@ -151,8 +152,9 @@ def build_state(cfg: Mapping[str, Any]) -> DPoPState:
     try:
         values = read_settings(_canonical(cfg), spell=spell, accepted=ACCEPTED)
         proxy = ProxySettings.create(
-            values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers")
-        )
+            values.get("trusted_proxies"), values.get("public_url"), values.get("trusted_headers"),
+            client_cert_header=values.get("client_cert_header"), client_cert_format=values.get("client_cert_format"),
+        )  # fmt: skip
         verifier = _build_verifier(values)
         routes = build_route_policy(values, spell=spell, legacy=True)
         drf_user = _load(values["drf_user"]) if isinstance(values.get("drf_user"), str) else values.get("drf_user")
@@ -164,6 +166,9 @@ def build_state(cfg: Mapping[str, Any]) -> DPoPState:
         raise ImproperlyConfigured(f"{spell('drf_user')}: cannot import {values.get('drf_user')!r}: {exc}") from exc
     except ValueError as exc:  # ProxySettings: combinations the table cannot see
         raise ImproperlyConfigured(f"DPOP: {exc}") from exc
+    problem = client_cert_settings_problem(verifier.config.certificate_bound_tokens, proxy.client_cert_header)
+    if problem is not None:
+        raise ImproperlyConfigured(f"{spell('client_cert_header')}: {problem}")
     if drf_user is not None and not callable(drf_user):
         raise ImproperlyConfigured(f"{spell('drf_user')} must be callable, not {type(drf_user).__name__}")
     allowed = bool(values.get("allow_per_process_store", False))

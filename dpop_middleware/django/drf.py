@@ -111,7 +111,8 @@ def _ours(info: RequestInfo, config: VerifierConfig, bearer_elsewhere: bool) -> 
     if scheme == "bearer":
         # In ``required`` mode a Bearer token may be a DPoP-bound token stripped of its proof: we
         # refuse it rather than let a later Bearer class accept it, unless the project said so.
-        return config.bearer_allowed or not bearer_elsewhere
+        certificate = config.certificate_bound_tokens and info.client_cert is not None  # RFC 8705 tokens are Bearer
+        return config.bearer_allowed or certificate or not bearer_elsewhere
     if scheme:
         return scheme == "dpop"  # Basic, Token...: another class's
     try:  # no Authorization header: the core decides whether the query carries a token

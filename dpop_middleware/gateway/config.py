@@ -123,6 +123,13 @@ def load_config(environ: Mapping[str, str] | None = None, path: str | Path | Non
             "is missing: the gateway believes the original request only from these addresses "
             "(a list of IP addresses or CIDR blocks, e.g. ['127.0.0.1', '::1'] when the gateway runs on this host)",
         )
+    if values.get("certificate_bound_tokens"):
+        # The subrequest carries no client certificate: every such token would be refused.
+        raise SettingsError(
+            spell("certificate_bound_tokens"),
+            "is not supported by the gateway yet (it receives no client certificate); "
+            "put the library in the app behind the mutual-TLS proxy instead (docs/mtls.md)",
+        )
     public_url = values.get("public_url")
     if public_url is not None and urlsplit(public_url).path not in ("", "/"):
         # The gateway reports the whole path (nginx's $request_uri), not the path below a mount.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..common import SampleSettings, dpop_values, replay_store
+from ..common import SampleSettings, dpop_values, proxy_values, replay_store
 
 __all__ = ["dpop_setting"]
 
@@ -23,4 +23,5 @@ def dpop_setting(settings: SampleSettings, *, validator: Any = None) -> dict[str
         "PUBLIC_URL": settings.public_url,
         # Secure by default: every view needs DPoP unless marked @dpop_exempt (the health check).
         "DEFAULT": "required",
+        **{name.upper(): value for name, value in proxy_values(settings).items()},
     }

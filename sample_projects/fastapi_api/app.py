@@ -32,7 +32,7 @@ from dpop_middleware import DPoPPrincipal
 from dpop_middleware.fastapi import DPoPBearer, DPoPHTTPException, dpop_exception_handler
 from dpop_middleware.starlette import DPoPMiddleware, get_principal, metadata_route
 
-from ..common import SampleSettings, build_verifier, identity
+from ..common import SampleSettings, build_verifier, identity, proxy_values
 
 __all__ = ["allowed_hosts_from_env", "cors_origins_from_env", "create_app"]
 
@@ -97,7 +97,8 @@ def create_app(
     # A pinned host: a proof captured on another API that accepts the same tokens, replayed here with
     # that API's Host, is refused (400) instead of matching the URL rebuilt from it.
     hosts = list(allowed_hosts)
-    dpop = DPoPBearer(verifier, public_url=settings.public_url, allowed_hosts=hosts)
+    proxies = proxy_values(settings)  # the mutual-TLS proxy in front, if any (docs/mtls.md)
+    dpop = DPoPBearer(verifier, public_url=settings.public_url, allowed_hosts=hosts, **proxies)
 
     app = FastAPI(title="dpop-middleware FastAPI sample")
     # Send the core's rejections verbatim (each WWW-Authenticate field apart, the core's JSON body).
@@ -132,7 +133,7 @@ def create_app(
 
     # A plain Starlette route whose ASGI app is the DPoP middleware around the session: only /ws goes through it.
     ws_app = DPoPMiddleware(
-        websocket_session(echo), verifier=verifier, public_url=settings.public_url, allowed_hosts=hosts
+        websocket_session(echo), verifier=verifier, public_url=settings.public_url, allowed_hosts=hosts, **proxies
     )
     app.router.routes.append(WebSocketRoute("/ws", ws_app))
     if verifier.resource_metadata is not None:

@@ -16,7 +16,7 @@ from flask.typing import ResponseReturnValue
 
 from dpop_middleware.flask import DPoP
 
-from ..common import SampleSettings, dpop_values, identity, replay_store
+from ..common import SampleSettings, dpop_values, identity, proxy_values, replay_store
 
 __all__ = ["create_app"]
 
@@ -32,6 +32,7 @@ def create_app(settings: SampleSettings | None = None, *, validator: Any = None)
     app.config.update(
         DPOP_REPLAY_STORE=replay_store(settings),  # its messages then name the environment variable
         DPOP_PUBLIC_URL=settings.public_url,
+        **{f"DPOP_{name.upper()}": value for name, value in proxy_values(settings).items()},
     )
     dpop = DPoP(app)
     notes: list[dict[str, Any]] = []

@@ -6,6 +6,12 @@ Endpoints:
   ``client_secret_basic``; the request must carry a DPoP proof (RFC 9449 §5), checked by
   :class:`dpop_middleware.authorization_server.TokenEndpointVerifier`. The answer is an RFC 9068
   JWT (``typ: at+jwt``) whose ``cnf.jkt`` is the proof key's thumbprint, with ``token_type: DPoP``.
+* Mutual TLS (RFC 8705), behind a proxy that terminates it (``DPOP_TRUSTED_PROXIES``,
+  ``DPOP_CLIENT_CERT_HEADER``, ``DPOP_CLIENT_CERT_FORMAT``, as the APIs read them): a client
+  registered for ``tls_client_auth`` (:data:`DEMO_CLIENTS`' ``mtls-client``) authenticates with its
+  certificate (subject DN) and ``client_id`` in the form; its token's ``cnf`` gets the certificate's
+  ``x5t#S256`` (RFC 8705 §3.1), plus ``jkt`` when it also sends a DPoP proof (``token_type`` is
+  then ``DPoP``, otherwise ``Bearer``).
 * ``GET /jwks``: the public signing key(s).
 * ``GET /.well-known/oauth-authorization-server``: RFC 8414 metadata, including
   ``dpop_signing_alg_values_supported``; resource servers find ``jwks_uri`` here.
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
+from cryptography import x509
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,6 +46,7 @@ from starlette.routing import BaseRoute, Route
 from dpop_middleware.asgi import request_info
 from dpop_middleware.authorization_server import TokenEndpointVerifier
 from dpop_middleware.client import DPoPKey
+from dpop_middleware.core.errors import DPoPError
 from dpop_middleware.core.origin import ProxySettings
 
 from ..common import SampleSettings, token_endpoint_options
@@ -59,6 +67,8 @@ class Client:
     scopes: frozenset[str]
     default_scopes: frozenset[str]
     audiences: tuple[str, ...] = ()  # RFC 8707 resources it may ask for (besides the default audience)
+    #: RFC 8705 §2.1.2 ``tls_client_auth``: the certificate subject DN (RFC 4514) that authenticates it.
+    tls_client_auth_subject_dn: str | None = None
 
 
 #: The clients this issuer knows. Secrets in code are for the demo only: load them from a vault.
@@ -70,6 +80,13 @@ DEMO_CLIENTS: tuple[Client, ...] = (
         default_scopes=frozenset({"notes:read"}),
     ),
     Client("reader", "reader-secret", scopes=frozenset({"notes:read"}), default_scopes=frozenset({"notes:read"})),
+    Client(
+        "mtls-client",
+        secrets.token_urlsafe(32),  # never told: this client authenticates with its certificate only
+        scopes=frozenset({"notes:read", "notes:write"}),
+        default_scopes=frozenset({"notes:read"}),
+        tls_client_auth_subject_dn="CN=mtls-client",
+    ),
 )
 
 
@@ -85,6 +102,8 @@ class IssuerState:
     token_lifetime: int = 300
     clock: Callable[[], float] = time.time
     demo_login: DemoLogin | None = None  # DEMO ONLY: the public browser client (off by default)
+    #: How client certificates reach the token endpoint (a trusted mutual-TLS proxy's header).
+    proxy: ProxySettings = field(default_factory=ProxySettings)
     kid: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -113,17 +132,32 @@ class IssuerState:
             "scopes_supported": scopes,
             "dpop_signing_alg_values_supported": list(self.token_endpoint.config.algorithms),
         }
+        if self.proxy.client_cert_header is not None:  # behind a mutual-TLS proxy (RFC 8705 §2.1, §3.3)
+            meta["token_endpoint_auth_methods_supported"].append("tls_client_auth")
+            meta["tls_client_certificate_bound_access_tokens"] = True
         if self.demo_login is not None:
             self.demo_login.extend_metadata(meta)
         return meta
 
-    def access_token(self, client: Client, scopes: Iterable[str], audience: str, jkt: str) -> str:
-        """An RFC 9068 access token for ``client``, bound to the DPoP key ``jkt`` (RFC 9449 §6.1)."""
+    def access_token(
+        self, client: Client, scopes: Iterable[str], audience: str, jkt: str | None, x5t: str | None = None
+    ) -> str:
+        """An RFC 9068 access token for ``client``, bound to the DPoP key ``jkt`` (RFC 9449 §6.1) and/or
+        the client certificate ``x5t`` (RFC 8705 §3.1)."""
         # RFC 9068 §2.2: a client acting for itself is the subject.
-        return self.issue(client.client_id, client.client_id, scopes, audience, jkt)
+        return self.issue(client.client_id, client.client_id, scopes, audience, jkt, x5t)
 
-    def issue(self, subject: str, client_id: str, scopes: Iterable[str], audience: str, jkt: str) -> str:
-        """An RFC 9068 access token for ``subject`` obtained by ``client_id``, bound to the key ``jkt``."""
+    def issue(
+        self,
+        subject: str,
+        client_id: str,
+        scopes: Iterable[str],
+        audience: str,
+        jkt: str | None,
+        x5t: str | None = None,
+    ) -> str:
+        """An RFC 9068 access token for ``subject`` obtained by ``client_id``, bound to ``jkt`` and/or ``x5t``."""
+        cnf = {name: value for name, value in (("jkt", jkt), ("x5t#S256", x5t)) if value is not None}
         now = int(self.clock())
         claims = {
             "iss": self.issuer,
@@ -134,7 +168,7 @@ class IssuerState:
             "exp": now + self.token_lifetime,
             "jti": secrets.token_urlsafe(16),
             "scope": " ".join(sorted(scopes)),
-            "cnf": {"jkt": jkt},
+            "cnf": cnf,
         }
         header = {"typ": "at+jwt", "alg": self.signing_key.alg, "kid": self.kid}
         return self.signing_key.sign(header, claims)
@@ -176,11 +210,17 @@ async def token(request: Request) -> Response:
         if public_form is not None and public_form.get("grant_type") == "authorization_code":
             return await state.demo_login.exchange(state, request, public_form)
     client = _authenticate_client(state, request)
+    x5t = None
+    form: dict[str, str] | None = None
+    if client is None and state.proxy.client_cert_header is not None:
+        form = await read_form(request)  # tls_client_auth: the client_id is in the form
+        client, x5t = _tls_client(state, request, form)
     if client is None:
         return oauth_error(
             401, "invalid_client", "Client authentication failed", {"WWW-Authenticate": 'Basic realm="token"'}
         )
-    form = await read_form(request)
+    if form is None:
+        form = await read_form(request)
     if form is None:
         return oauth_error(400, "invalid_request", "Expected an application/x-www-form-urlencoded body")
     grant_type = form.get("grant_type")
@@ -197,19 +237,47 @@ async def token(request: Request) -> Response:
         return oauth_error(400, "invalid_target", "Unknown resource for this client")
 
     # The proof comes last: a request refused for other reasons must not use up the client's proof.
-    info = request_info(request.scope, _DIRECT)
-    result = await state.token_endpoint.aauthenticate(info)
-    if result.rejection is not None:
-        return send_rejection(result.rejection)
-    if result.jkt is None:  # pragma: no cover - require_dpop=True never yields an unbound result
-        return oauth_error(400, "invalid_dpop_proof", "DPoP proof missing")
+    headers: dict[str, str] = {}
+    jkt = None
+    if x5t is None or "dpop" in request.headers:  # a certificate-bound token may go without a proof
+        info = request_info(request.scope, _DIRECT)
+        result = await state.token_endpoint.aauthenticate(info)
+        if result.rejection is not None:
+            return send_rejection(result.rejection)
+        if result.jkt is None:  # pragma: no cover - require_dpop=True never yields an unbound result
+            return oauth_error(400, "invalid_dpop_proof", "DPoP proof missing")
+        jkt = result.jkt
+        headers = dict(result.response_headers)
     body = {
-        "access_token": state.access_token(client, scopes, audience, result.jkt),
-        "token_type": "DPoP",  # RFC 9449 §5.1: tells the client the token is bound
+        "access_token": state.access_token(client, scopes, audience, jkt, x5t),
+        # RFC 9449 §5.1: DPoP tells the client the token is key-bound; a certificate-bound one is Bearer.
+        "token_type": "DPoP" if jkt is not None else "Bearer",
         "expires_in": state.token_lifetime,
         "scope": " ".join(sorted(scopes)),
     }
-    return JSONResponse(body, headers={**NO_STORE, **dict(result.response_headers)})
+    return JSONResponse(body, headers={**NO_STORE, **headers})
+
+
+def _tls_client(state: IssuerState, request: Request, form: dict[str, str] | None) -> tuple[Client | None, str | None]:
+    """RFC 8705 §2.1 ``tls_client_auth``: the client named by ``client_id`` in the form, if the client
+    certificate (from the trusted mutual-TLS proxy) carries its registered subject DN; and the
+    certificate's ``x5t#S256``, which binds the token (§3.1)."""
+    cert = request_info(request.scope, state.proxy).client_cert
+    if cert is None:
+        return None, None
+    client_id = form.get("client_id") if form is not None else None
+    client = state.clients.get(client_id) if isinstance(client_id, str) else None
+    if client is None or client.tls_client_auth_subject_dn is None:
+        return None, None
+    try:
+        der = cert.der()
+        subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+        x5t = cert.thumbprint()
+    except (DPoPError, ValueError):
+        return None, None
+    if not hmac.compare_digest(subject.encode(), client.tls_client_auth_subject_dn.encode()):
+        return None, None
+    return client, x5t
 
 
 # htu is compared with the advertised token endpoint (endpoint_url), so no proxy header matters here.
@@ -278,6 +346,11 @@ def create_app(
         ),
         token_lifetime=lifetime,
         demo_login=login,
+        proxy=ProxySettings.create(
+            settings.mtls.get("trusted_proxies"),
+            client_cert_header=settings.mtls.get("client_cert_header"),
+            client_cert_format=settings.mtls.get("client_cert_format"),
+        ),
     )
     routes: list[BaseRoute] = [
         Route("/token", token, methods=["POST"]),
