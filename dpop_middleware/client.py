@@ -189,7 +189,22 @@ def build_proof(
     return f"{signing_input}.{b64url_encode(signature)}"
 
 
-class DPoPKey:
+class PublicJWKMixin:
+    """``public_jwk_dict`` for every key class that has ``alg`` and ``public_jwk``."""
+
+    __slots__ = ()
+    alg: str
+    public_jwk: dict[str, str]
+
+    def public_jwk_dict(self, *, include_alg: bool = True) -> dict[str, str]:
+        """The public JWK (a fresh dict: safe to publish, e.g. for registration), with ``alg`` by default."""
+        jwk = dict(self.public_jwk)
+        if include_alg:
+            jwk["alg"] = self.alg
+        return jwk
+
+
+class DPoPKey(PublicJWKMixin):
     """A client's DPoP key pair and the proofs it signs.
 
     >>> key = DPoPKey.generate("ES256")
@@ -251,13 +266,6 @@ class DPoPKey:
         if not isinstance(chosen, str):
             raise ValueError("alg must be a string")
         return cls(key, chosen)
-
-    def public_jwk_dict(self, *, include_alg: bool = True) -> dict[str, str]:
-        """The public JWK (a fresh dict: safe to publish, e.g. for registration), with ``alg`` by default."""
-        jwk = dict(self.public_jwk)
-        if include_alg:
-            jwk["alg"] = self.alg
-        return jwk
 
     def private_pem(self) -> bytes:
         """Export the private key as unencrypted PKCS#8 PEM: only on explicit request."""

@@ -31,7 +31,7 @@ except ModuleNotFoundError as exc:  # name the extra to install
 
     missing_extra(exc, "pkcs11", "PKCS11Key needs python-pkcs11", "pkcs11")
 
-from .client import build_proof, proof_claims
+from .client import PublicJWKMixin, build_proof, proof_claims
 from .core.jose import b64url_encode
 from .core.keys import jwk_thumbprint
 
@@ -70,7 +70,7 @@ def _public_jwk(alg: str, ec_point: bytes) -> dict[str, str]:
     return {"kty": "EC", "crv": "P-256", "x": b64url_encode(point[1:33]), "y": b64url_encode(point[33:])}
 
 
-class PKCS11Key:
+class PKCS11Key(PublicJWKMixin):
     """A DPoP key inside a PKCS#11 token: satisfies :class:`~dpop_middleware.client.JWSSigner`.
 
     Holds one logged-in session; signing is serialized by a lock because a PKCS#11 session does
@@ -173,13 +173,6 @@ class PKCS11Key:
     def proof(self, method: str, url: str, *, access_token: str | None = None, nonce: str | None = None) -> str:
         """A fresh proof for one request, signed by the token."""
         return build_proof(self, proof_claims(method, url, access_token=access_token, nonce=nonce))
-
-    def public_jwk_dict(self, *, include_alg: bool = True) -> dict[str, str]:
-        """The public JWK (a fresh dict), with ``alg`` by default."""
-        jwk = dict(self.public_jwk)
-        if include_alg:
-            jwk["alg"] = self.alg
-        return jwk
 
     def close(self) -> None:
         """Log out and close the session; the key stays in the token."""

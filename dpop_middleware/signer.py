@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .client import DPoPKey, JWSSigner, build_proof, proof_claims, token_hash, valid_nonce
+from .client import DPoPKey, JWSSigner, PublicJWKMixin, build_proof, proof_claims, token_hash, valid_nonce
 from .core.jose import b64url_decode
 from .core.keys import jwk_thumbprint
 
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- the client --------------------------------------------------------------------------------
 
 
-class SignerKey:
+class SignerKey(PublicJWKMixin):
     """A DPoP key whose private half lives in a signer process: satisfies ``ProofKey``.
 
     Construction asks the signer for its public key (so a missing signer fails at start-up with
@@ -303,13 +303,6 @@ class SignerKey:
             and header.get("alg") == self.alg
             and (claims.get("htm"), claims.get("htu"), claims.get("ath"), claims.get("nonce")) == (htm, htu, ath, nonce)
         )
-
-    def public_jwk_dict(self, *, include_alg: bool = True) -> dict[str, str]:
-        """The public JWK (a fresh dict), with ``alg`` by default."""
-        jwk = dict(self.public_jwk)
-        if include_alg:
-            jwk["alg"] = self.alg
-        return jwk
 
     def __repr__(self) -> str:
         return f"SignerKey(path={self.path!r}, alg={self.alg!r}, jkt={self.jkt!r})"

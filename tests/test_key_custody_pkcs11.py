@@ -90,6 +90,7 @@ def test_token_key_is_a_signer_and_its_proof_verifies_through_an_adapter(token_e
             assert stolen.status_code == 401
         header = json.loads(_b64json(key.proof("GET", "https://a.test/x").split(".")[0]))
         assert header["alg"] == alg and header["jwk"] == key.public_jwk
+        assert key.public_jwk_dict() == {**key.public_jwk, "alg": alg}
 
 
 def _b64json(part: str) -> str:

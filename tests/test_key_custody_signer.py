@@ -101,6 +101,8 @@ def test_socket_is_owner_only_and_the_agent_holds_only_the_public_key(signer: tu
     agent_key = SignerKey(str(sock))
     assert isinstance(agent_key, ProofKey)
     assert (agent_key.jkt, agent_key.alg, agent_key.public_jwk) == (key.jkt, "ES256", key.public_jwk)
+    assert agent_key.public_jwk_dict() == key.public_jwk_dict() == {**key.public_jwk, "alg": "ES256"}
+    assert agent_key.public_jwk_dict(include_alg=False) == key.public_jwk
     assert not hasattr(agent_key, "private_pem") and not hasattr(agent_key, "sign")
     assert set(_raw(sock, b"{\"op\":\"key\"}\n")["jwk"]) == {"kty", "crv", "x", "y"}  # type: ignore[arg-type]
     assert repr(agent_key) == f"SignerKey(path={str(sock)!r}, alg='ES256', jkt={key.jkt!r})"

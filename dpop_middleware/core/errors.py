@@ -49,8 +49,14 @@ class DPoPError(Exception):
 
     status: ClassVar[int] = 401
     error: ClassVar[str | None] = None
+    #: Defaults to the error code in subclasses that have one and name no reason of their own.
     default_reason: ClassVar[str] = "rejected"
     default_description: ClassVar[str] = "Request rejected"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "default_reason" not in vars(cls) and "error" in vars(cls) and cls.error is not None:
+            cls.default_reason = cls.error
 
     def __init__(
         self,
@@ -72,7 +78,6 @@ class InvalidRequestError(DPoPError):
 
     status = 400
     error = "invalid_request"
-    default_reason = "invalid_request"
     default_description = "Malformed authorization request"
 
 
@@ -90,7 +95,6 @@ class InvalidDPoPProofError(DPoPError):
 
     status = 401
     error = "invalid_dpop_proof"
-    default_reason = "invalid_dpop_proof"
     default_description = "Invalid DPoP proof"
 
 
@@ -99,7 +103,6 @@ class InvalidTokenError(DPoPError):
 
     status = 401
     error = "invalid_token"
-    default_reason = "invalid_token"
     default_description = "Invalid access token"
 
 
@@ -121,7 +124,6 @@ class InsufficientScopeError(DPoPError):
 
     status = 403
     error = "insufficient_scope"
-    default_reason = "insufficient_scope"
     default_description = "The access token does not grant the required scope"
 
     def __init__(self, scopes: tuple[str, ...], reason: str | None = None, **kwargs: Any) -> None:
@@ -135,7 +137,6 @@ class InsufficientUserAuthenticationError(DPoPError):
 
     status = 401
     error = "insufficient_user_authentication"
-    default_reason = "insufficient_user_authentication"
     default_description = "A different authentication level is required"
 
     def __init__(

@@ -89,10 +89,6 @@ def _set_nx_outcome(reply: object) -> bool:
     raise ReplayStoreUnavailable(diagnostics={"store_error": "unexpected_reply"})
 
 
-def _not_acknowledged() -> ReplayStoreUnavailable:
-    return ReplayStoreUnavailable(diagnostics={"store_error": "replica_not_acknowledged"})
-
-
 def _url_options(connect_timeout: float | None, timeout: float | None, options: dict[str, Any]) -> dict[str, Any]:
     for name, value in (("connect_timeout", connect_timeout), ("timeout", timeout)):
         if value is not None and not value > 0:
@@ -165,6 +161,20 @@ class _RedisStore:
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return f"{type(self).__name__}(prefix={self.prefix!r})"
 
+    def _queue_waited_set(self, pipe: Any, name: bytes, ttl_ms: int) -> None:
+        """Queue ``SET NX PX`` then ``WAIT`` on ``pipe``: one round trip for both."""
+        pipe.set(name, b"1", nx=True, px=ttl_ms)
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+
+    def _waited_outcome(self, replies: list[Any]) -> bool:
+        """The ``SET`` reply, once ``WAIT`` says enough replicas hold it (else fail closed)."""
+        written, acknowledged = replies
+        if not _set_nx_outcome(written):
+            return False
+        if not isinstance(acknowledged, int) or acknowledged < self.wait_replicas:
+            raise ReplayStoreUnavailable(diagnostics={"store_error": "replica_not_acknowledged"})
+        return True
+
 
 class RedisReplayStore(_RedisStore):
     """A :class:`~dpop_middleware.ReplayStore` on a synchronous redis-py client.
@@ -223,16 +233,11 @@ class RedisReplayStore(_RedisStore):
             if not self.wait_replicas:
                 return _set_nx_outcome(self._thread_client().set(name, b"1", nx=True, px=ttl_ms))
             pipe = self.client.pipeline(transaction=False)
-            pipe.set(name, b"1", nx=True, px=ttl_ms)
-            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-            written, acknowledged = pipe.execute()
+            self._queue_waited_set(pipe, name, ttl_ms)
+            replies = pipe.execute()
         except (RedisError, OSError) as exc:  # socket timeouts are OSErrors (TimeoutError)
             raise _unavailable(exc) from exc
-        if not _set_nx_outcome(written):
-            return False
-        if not isinstance(acknowledged, int) or acknowledged < self.wait_replicas:
-            raise _not_acknowledged()
-        return True
+        return self._waited_outcome(replies)
 
     def close(self) -> None:
         """Close this thread's connection, and the client if this store created it."""
@@ -308,16 +313,11 @@ class AsyncRedisReplayStore(_RedisStore):
             if not self.wait_replicas:
                 return _set_nx_outcome(await client.set(name, b"1", nx=True, px=ttl_ms))
             pipe = client.pipeline(transaction=False)
-            pipe.set(name, b"1", nx=True, px=ttl_ms)
-            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-            written, acknowledged = await pipe.execute()
+            self._queue_waited_set(pipe, name, ttl_ms)
+            replies = await pipe.execute()
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             raise _unavailable(exc) from exc
-        if not _set_nx_outcome(written):
-            return False
-        if not isinstance(acknowledged, int) or acknowledged < self.wait_replicas:
-            raise _not_acknowledged()
-        return True
+        return self._waited_outcome(replies)
 
     async def aclose(self) -> None:
         """Close the client if this store created it (a client you passed stays yours)."""
