@@ -12,6 +12,7 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)         # the browser sample's end-to-end test
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)               # mTLS and gateway stories
+[ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || need_apt+=(libnginx-mod-http-js)  # nginx writing RFC 9440 Client-Cert
 command -v caddy >/dev/null 2>&1 || need_apt+=(caddy)               # the gateway story
 command -v softhsm2-util >/dev/null 2>&1 || need_apt+=(softhsm2)    # PKCS#11 key custody
 if [ ${#need_apt[@]} -gt 0 ]; then

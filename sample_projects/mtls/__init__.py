@@ -10,11 +10,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CERT_HEADER", "Proxied", "render_config"]
+__all__ = ["CERT_HEADER", "JS_MODULE", "Proxied", "render_config"]
 
 HERE = Path(__file__).resolve().parent
-#: The header in which this configuration passes the client certificate (URL-escaped PEM).
+#: The header in which this configuration passes the client certificate as URL-escaped PEM; it
+#: passes it in RFC 9440 ``Client-Cert`` too (``client_cert.js``).
 CERT_HEADER = "X-SSL-Client-Cert"
+#: Where Debian's libnginx-mod-http-js puts the njs module that writes ``Client-Cert``.
+JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ def render_config(
     server_key: Path,
     client_ca: Path,
     proxy_address: str = "127.0.0.1",
+    js_module: Path = JS_MODULE,
 ) -> str:
     """The full ``nginx.conf`` text for ``proxied`` samples, with nginx's files under ``prefix``."""
     block = (HERE / "server.conf").read_text()
@@ -64,4 +68,4 @@ def render_config(
         for item in proxied
     )
     main = (HERE / "nginx.conf").read_text().replace("{{SERVERS}}", servers)
-    return _fill(main, {"PREFIX": str(prefix)})
+    return _fill(main, {"PREFIX": str(prefix), "JS_MODULE": str(js_module), "SAMPLE_DIR": str(HERE)})
