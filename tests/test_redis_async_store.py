@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio
 from concurrency_apps.support import redis_process
 
 from dpop_middleware.core.errors import ReplayStoreUnavailable
@@ -95,3 +96,99 @@ def test_each_event_loop_gets_its_own_client(redis_port: int) -> None:
 
     assert asyncio.run(add_then_close()) is True
     assert asyncio.run(add_then_close()) is False  # a new loop: no "attached to a different loop"
+
+
+class _CountingPipelines:
+    """A real ``redis.asyncio`` client whose pipelines are counted (what the store sends, not how)."""
+
+    def __init__(self, port: int) -> None:
+        self.client = redis.asyncio.Redis(port=port, socket_timeout=5, socket_connect_timeout=5)
+        self.pipelines: list[int] = []
+        original = self.client.pipeline
+
+        def pipeline(*args: object, **kwargs: object) -> object:
+            pipe = original(*args, **kwargs)  # type: ignore[arg-type]
+            execute = pipe.execute
+
+            async def counted(*a: object, **k: object) -> object:
+                self.pipelines.append(len(pipe))
+                return await execute(*a, **k)  # type: ignore[arg-type]
+
+            pipe.execute = counted  # type: ignore[method-assign,assignment]
+            return pipe
+
+        self.client.pipeline = pipeline  # type: ignore[method-assign,assignment]
+
+
+async def test_requests_that_arrive_while_one_is_in_flight_go_in_one_pipeline(redis_port: int) -> None:
+    counting = _CountingPipelines(redis_port)
+    store = AsyncRedisReplayStore(counting.client)
+    keys = [os.urandom(16) for _ in range(40)]
+    answers = await asyncio.gather(*(store.add_if_absent(k, 30) for k in keys + keys[:10]))
+    assert answers == [True] * 40 + [False] * 10
+    # The first request goes alone with a plain SET; the 49 that queue behind it share pipelines.
+    assert sum(counting.pipelines) == 49 and len(counting.pipelines) <= 3, counting.pipelines
+    with redis.Redis(port=redis_port, socket_timeout=5) as raw:
+        assert all(raw.pttl(b"dpop:jti:" + k) > 25_000 for k in keys)  # each its own SET NX PX
+    await counting.client.aclose()
+
+
+async def test_a_lone_request_sends_no_pipeline(redis_port: int) -> None:
+    counting = _CountingPipelines(redis_port)
+    store = AsyncRedisReplayStore(counting.client)
+    for _ in range(3):
+        assert await store.add_if_absent(os.urandom(16), 30) is True
+    assert counting.pipelines == []
+    await counting.client.aclose()
+
+
+async def test_a_refused_batch_fails_every_request_in_it_closed(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    with redis.Redis(port=redis_port, socket_timeout=5) as raw:
+        raw.config_set("maxmemory-policy", "noeviction")
+        raw.config_set("maxmemory", "1")
+        try:
+            answers = await asyncio.gather(
+                *(store.add_if_absent(os.urandom(16), 30) for _ in range(20)), return_exceptions=True
+            )
+        finally:
+            raw.config_set("maxmemory", "0")
+    assert all(isinstance(a, ReplayStoreUnavailable) for a in answers), answers
+    assert {a.diagnostics["redis_error"] for a in answers} <= {"OOM", "OutOfMemoryError"}  # type: ignore[union-attr]
+    assert await store.add_if_absent(os.urandom(16), 30) is True
+    await store.aclose()
+
+
+async def test_a_killed_connection_fails_the_request_that_finds_it_and_the_queue_reconnects(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    assert await store.add_if_absent(os.urandom(16), 30) is True
+    with redis.Redis(port=redis_port, socket_timeout=5) as raw:
+        raw.client_kill_filter(_type="normal", skipme=True)
+    keys = [os.urandom(16) for _ in range(10)]
+    answers = await asyncio.gather(*(store.add_if_absent(k, 30) for k in keys), return_exceptions=True)
+    assert isinstance(answers[0], ReplayStoreUnavailable)  # retries are off: it fails closed
+    assert answers[1:] == [True] * 9  # the queued batch goes on a new connection
+    with redis.Redis(port=redis_port, socket_timeout=5) as raw:
+        assert [bool(raw.exists(b"dpop:jti:" + k)) for k in keys] == [False] + [True] * 9  # none accepted blind
+    await store.aclose()
+
+
+async def test_cancelling_the_request_in_flight_leaves_the_queued_ones_answered(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    keys = [os.urandom(16) for _ in range(10)]
+    tasks = [asyncio.ensure_future(store.add_if_absent(k, 30)) for k in keys]
+    await asyncio.sleep(0)  # the first is in flight, the rest queued
+    tasks[0].cancel()
+    tasks[5].cancel()  # a queued one: skipped, the others unaffected
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError) and isinstance(results[5], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i not in (0, 5)] == [True] * 8
+    assert await store.add_if_absent(keys[1], 30) is False
+    await store.aclose()
+
+
+async def test_wait_without_a_replica_fails_every_request_of_a_batch_closed(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0", wait_replicas=1, wait_timeout_ms=20)
+    answers = await asyncio.gather(*(store.add_if_absent(os.urandom(16), 30) for _ in range(8)), return_exceptions=True)
+    assert [getattr(a, "diagnostics", a) for a in answers] == [{"store_error": "replica_not_acknowledged"}] * 8
+    await store.aclose()
