@@ -14,7 +14,9 @@ Parts, each in a process of its own, one after the other:
    verifier, the framework's price for a hook, our adapter's code and what is left (the framework's
    own code slowed by ours);
 4. ``bench/replay_store.py`` (when present): the Redis store against the memory store, round trips;
-5. ``bench/memory.py``: bytes per live replay entry and a worker's peak RSS after 100,000 proofs.
+5. ``bench/memory.py``: bytes per live replay entry and a worker's peak RSS after 100,000 proofs;
+6. ``bench/gateway.py``: the forward-auth gateway behind nginx and Caddy, each against the same
+   gateway without its auth subrequest.
 
 A smoke run exercises everything with tiny sizes and makes no timing claim; it writes to a fresh
 temporary directory unless ``--out`` is given, so it never overwrites the published figures.
@@ -51,7 +53,7 @@ from e2e import ALGS, SERVERS, VARIANTS, case_label  # noqa: E402
 from layers import split as layer_split  # noqa: E402
 
 PACKAGES = ("dpop-middleware", "cryptography", "jwcrypto", "cachetools", "Django", "Flask", "starlette", "fastapi",
-            "uvicorn", "gunicorn", "h11", "httptools", "uvloop", "redis")  # fmt: skip
+            "uvicorn", "gunicorn", "h11", "httptools", "uvloop", "redis", "hiredis")  # fmt: skip
 
 
 @dataclass
@@ -398,6 +400,16 @@ def _redis_core_text(core: str) -> str:
     return "server's core" if core == "server" else "load generator's core"
 
 
+GATEWAY_TEXT = (
+    "`bench/gateway.py`: `dpop-middleware gateway` (one uvicorn worker, memory replay store, the shipped "
+    "`gateway.toml`) behind Debian's nginx (`auth_request`) and Caddy (`forward_auth`), with the shipped "
+    "configurations, in front of an upstream that is not Python (nginx serving static JSON). Each gateway "
+    "runs beside the same configuration without its auth subrequest, rounds alternating; every request "
+    "carries a fresh proof in both, so requests are the same size. Added latency is the DPoP round's p50 "
+    "and p99 minus the other's. The load generator is pinned to the second core; the gateway, the proxies "
+    "and the upstream are not pinned, so they compete with it for that core too."
+)
+
 REDIS_PLACEMENT_TEXT = (
     "Where `redis-server` runs changes what a sync worker's Redis request costs on this virtual machine. The "
     "end-to-end rows above pin it to the server's core (`bench/e2e.py --redis-core server`, the default): "
@@ -528,6 +540,12 @@ def report(parts: dict[str, Part], info: dict[str, str], args: argparse.Namespac
         "",
         _section(parts.get("memory"), "_Not run._"),
         "",
+        "## DPoP at the edge: the forward-auth gateway",
+        "",
+        GATEWAY_TEXT,
+        "",
+        _section(parts.get("gateway"), "_Not run._"),
+        "",
         "## What the remaining cost is",
         "",
         cost_paragraph(
@@ -572,7 +590,7 @@ def main() -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: verify,e2e,e2e_redis_client,layers,replay_store,memory",
+        help="comma-separated parts to skip: verify,e2e,e2e_redis_client,layers,replay_store,memory,gateway",
     )
     args = parser.parse_args()
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="dpop-perf-")) if args.smoke else ROOT / "docs")
@@ -598,6 +616,8 @@ def main() -> int:
             parts["replay_store"] = run_part("replay store", "replay_store.py", smoke, None, 900)
         if "memory" not in skip:
             parts["memory"] = run_part("memory", "memory.py", smoke, Path(tmp) / "memory.json", 900)
+        if "gateway" not in skip:
+            parts["gateway"] = run_part("gateway", "gateway.py", smoke, None, 900)
     chart_note = draw_chart(parts, out_dir / "performance.png", args.chart)
     (out_dir / "performance.md").write_text(report(parts, info, args, chart_note), encoding="utf-8")
     written = [out_dir / "performance.md"] + ([out_dir / "performance.png"] if chart_note else [])

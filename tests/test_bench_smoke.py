@@ -51,6 +51,7 @@ def test_run_all_smoke_writes_report_and_chart(tmp_path: Path) -> None:
         "## End to end, per adapter",
         "## In process: what the layer adds, part by part",
         "## Memory",
+        "## DPoP at the edge: the forward-auth gateway",
         "## What the remaining cost is",
     ):
         assert heading in report
