@@ -161,11 +161,6 @@ class _RedisStore:
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return f"{type(self).__name__}(prefix={self.prefix!r})"
 
-    def _queue_waited_set(self, pipe: Any, name: bytes, ttl_ms: int) -> None:
-        """Queue ``SET NX PX`` then ``WAIT`` on ``pipe``: one round trip for both."""
-        pipe.set(name, b"1", nx=True, px=ttl_ms)
-        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-
     def _waited_outcome(self, replies: list[Any]) -> bool:
         """The ``SET`` reply, once ``WAIT`` says enough replicas hold it (else fail closed)."""
         written, acknowledged = replies
@@ -232,8 +227,9 @@ class RedisReplayStore(_RedisStore):
         try:
             if not self.wait_replicas:
                 return _set_nx_outcome(self._thread_client().set(name, b"1", nx=True, px=ttl_ms))
-            pipe = self.client.pipeline(transaction=False)
-            self._queue_waited_set(pipe, name, ttl_ms)
+            pipe = self.client.pipeline(transaction=False)  # SET then WAIT: one round trip for both
+            pipe.set(name, b"1", nx=True, px=ttl_ms)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
             replies = pipe.execute()
         except (RedisError, OSError) as exc:  # socket timeouts are OSErrors (TimeoutError)
             raise _unavailable(exc) from exc
