@@ -137,7 +137,7 @@ def test_target_checks() -> None:
     rows = [
         _row("starlette", "none", 1000, 200),
         _row("starlette", "memory", 700, 400),
-        _row("starlette", "redis", 600, 470, redis_commands=1008, redis_commands_per_req=1.008, in_flight=8),
+        _row("starlette", "redis", 600, 490, redis_commands=1008, redis_commands_per_req=1.008, in_flight=8),
         _row("flask", "none", 1000, 400),
         _row("flask", "memory", 700, 600),
         _row("flask", "redis", 600, 660, redis_commands=1020, redis_commands_per_req=1.02, in_flight=8),
@@ -148,7 +148,7 @@ def test_target_checks() -> None:
     assert measured["Starlette/uvicorn, ES256: protected req/s vs the floor"] == "106%"
     checks = {c["check"]: c["ok"] for c in e2e.checks(rows)}
     assert checks["Starlette/uvicorn, ES256: protected req/s vs unprotected"] is True  # 70% >= 65%
-    assert checks["Starlette/uvicorn, ES256: Redis store server CPU/req vs memory store"] is False  # +17.5%
+    assert checks["Starlette/uvicorn, ES256: Redis store server CPU/req vs memory store"] is False  # +22.5% > +20%
     assert checks["Starlette/uvicorn, ES256: Redis commands (round trips) per request"] is True  # in-flight allowance
     assert checks["Flask/gunicorn, ES256: protected req/s vs unprotected"] is False  # 70% < 75%
     assert checks["Flask/gunicorn, ES256: Redis store server CPU/req vs memory store"] is True  # +10%

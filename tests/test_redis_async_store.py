@@ -122,6 +122,18 @@ async def test_requests_that_arrive_while_one_is_in_flight_go_in_one_pipeline(re
     await counting.client.aclose()
 
 
+async def test_steady_load_from_several_clients_is_all_answered(redis_port: int) -> None:
+    """Requests keep arriving as the sender empties its queue: none may fall between two senders."""
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+
+    async def client() -> list[bool]:
+        return [await store.add_if_absent(os.urandom(16), 30) for _ in range(100)]
+
+    answers = await asyncio.gather(*(client() for _ in range(4)))
+    assert answers == [[True] * 100] * 4
+    await store.aclose()
+
+
 async def test_a_lone_request_sends_no_pipeline(redis_port: int) -> None:
     counting = _CountingPipelines(redis_port)
     store = AsyncRedisReplayStore(counting.client)
@@ -181,4 +193,41 @@ async def test_wait_without_a_replica_fails_every_request_of_a_batch_closed(redi
     store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0", wait_replicas=1, wait_timeout_ms=20)
     answers = await asyncio.gather(*(store.add_if_absent(os.urandom(16), 30) for _ in range(8)), return_exceptions=True)
     assert [getattr(a, "diagnostics", a) for a in answers] == [{"store_error": "replica_not_acknowledged"}] * 8
+    await store.aclose()
+
+
+def _sender() -> asyncio.Task[object] | None:
+    """The store's sender task, if one is running (found as any shutdown helper would find it)."""
+    for task in asyncio.all_tasks():
+        if task.get_coro().__qualname__ == "_Batch._send_all":  # type: ignore[union-attr]
+            return task
+    return None
+
+
+async def test_a_sender_cancelled_before_it_starts_fails_its_queue_and_the_store_goes_on(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    leader = asyncio.ensure_future(store.add_if_absent(os.urandom(16), 30))
+    await asyncio.sleep(0)  # the leader's SET is in flight
+    follower = asyncio.ensure_future(store.add_if_absent(os.urandom(16), 30))
+    while (sender := _sender()) is None:
+        await asyncio.sleep(0)
+    sender.cancel()  # before its first step: no try/finally of its own ever runs
+    assert await leader is True
+    with pytest.raises(ReplayStoreUnavailable) as info:
+        await asyncio.wait_for(follower, 5)
+    assert info.value.diagnostics == {"store_error": "cancelled"}
+    assert await asyncio.wait_for(store.add_if_absent(os.urandom(16), 30), 5) is True  # not stuck behind it
+    await store.aclose()
+
+
+async def test_no_sender_is_started_for_requests_that_were_all_cancelled(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    leader = asyncio.ensure_future(store.add_if_absent(os.urandom(16), 30))
+    await asyncio.sleep(0)
+    followers = [asyncio.ensure_future(store.add_if_absent(os.urandom(16), 30)) for _ in range(3)]
+    await asyncio.sleep(0)  # queued
+    for follower in followers:
+        follower.cancel()
+    assert await leader is True
+    assert _sender() is None  # else it would be left pending when the loop closes
     await store.aclose()

@@ -8,8 +8,9 @@ step on the server, so two workers racing with the same proof cannot both win (a
 Fail closed: any Redis error, refused connection or timeout raises
 :class:`~dpop_middleware.ReplayStoreUnavailable`, which the verifier answers with 503 and
 ``Retry-After``. Timeouts are bounded and redis-py's own retries are switched off for clients we
-build, so a stalled Redis costs a request at most ``connect_timeout + timeout`` seconds, not the
-library's default minute of backed-off retries.
+build, so a stalled Redis costs a request at most ``connect_timeout + timeout`` seconds (twice that
+for an asyncio request queued behind the command in flight), not the library's default minute of
+backed-off retries.
 
 The client is any redis-py client: ``redis.Redis``, ``redis.RedisCluster``, a Sentinel's
 ``master_for(...)``, or their ``redis.asyncio`` twins; or a URL (see
@@ -288,10 +289,7 @@ class _Batch:
                 raise _unavailable(exc) from exc
             return _set_nx_outcome(reply)
         finally:
-            if self.queue:
-                self.sender = self.loop.create_task(self._send_all())
-            else:
-                self.busy = False
+            self._hand_on()
 
     async def _send_one(self, name: bytes, ttl_ms: int) -> bool:
         future: asyncio.Future[bool] = self.loop.create_future()
@@ -303,18 +301,38 @@ class _Batch:
             raise
         return future.result()
 
+    def _hand_on(self) -> None:
+        """After a command: start a sender for what queued meanwhile, or go idle."""
+        self.queue = [entry for entry in self.queue if not entry[2].done()]  # drop cancelled requests
+        if not self.queue:
+            self.busy = False
+            return
+        sender = self.sender = self.loop.create_task(self._send_all())
+        # A callback, not a ``finally``: it runs even if the task is cancelled before it starts.
+        sender.add_done_callback(self._sender_done)
+
     async def _send_all(self) -> None:
-        try:
-            while self.queue:
-                batch, self.queue = self.queue, []
-                await self._send(batch)
-        finally:
-            self.busy, self.sender = False, None
-            for _, _, future in self.queue:  # only when cancelled: nobody may wait forever
-                _fail(future, ReplayStoreUnavailable(diagnostics={"store_error": "cancelled"}))
-            self.queue = []
+        while self.queue:
+            batch, self.queue = self.queue, []
+            await self._send([entry for entry in batch if not entry[2].done()])
+        # Idle again now, not in the done callback: that runs a loop step later, and a request
+        # queued in between would wait for a sender that is gone.
+        self.busy, self.sender = False, None
+
+    def _sender_done(self, task: asyncio.Task[None]) -> None:
+        if task is not self.sender:  # it emptied the queue and went idle itself
+            return
+        # Cancelled (maybe before its first step) or failed: nobody may wait forever.
+        if not task.cancelled() and task.exception() is not None:  # _send fails requests, never raises
+            logger.error("dpop replay store: the Redis sender failed", exc_info=task.exception())
+        self.busy, self.sender = False, None
+        for _, _, future in self.queue:
+            _fail(future, ReplayStoreUnavailable(diagnostics={"store_error": "cancelled"}))
+        self.queue = []
 
     async def _send(self, batch: list[tuple[bytes, int, asyncio.Future[bool]]]) -> None:
+        if not batch:
+            return
         store = self.store
         try:
             pipe = self.client.pipeline(transaction=False)
