@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -87,38 +88,40 @@ def test_each_event_loop_gets_its_own_client(redis_port: int) -> None:
     assert asyncio.run(add_then_close()) is False  # a new loop: no "attached to a different loop"
 
 
-class _CountingPipelines:
-    """A real ``redis.asyncio`` client whose pipelines are counted (what the store sends, not how)."""
+class _CountingWrites:
+    """A real ``redis.asyncio`` client whose socket writes are counted, with the ``SET``s in each."""
 
     def __init__(self, port: int) -> None:
         self.client = redis.asyncio.Redis(port=port, socket_timeout=5, socket_connect_timeout=5)
-        self.pipelines: list[int] = []
-        original = self.client.pipeline
+        self.writes: list[int] = []
+        pool = self.client.connection_pool
+        get_connection = pool.get_connection
 
-        def pipeline(*args: object, **kwargs: object) -> object:
-            pipe = original(*args, **kwargs)  # type: ignore[arg-type]
-            execute = pipe.execute
+        async def counted_connection(*args: object, **kwargs: object) -> object:
+            conn = await get_connection(*args, **kwargs)  # type: ignore[arg-type]
+            send = conn.send_packed_command
 
-            async def counted(*a: object, **k: object) -> object:
-                self.pipelines.append(len(pipe))
-                return await execute(*a, **k)  # type: ignore[arg-type]
+            async def counted(command: list[bytes], *a: object, **k: object) -> None:
+                self.writes.append(b"".join(command).count(b"$3\r\nSET\r\n"))
+                await send(command, *a, **k)  # type: ignore[arg-type]
 
-            pipe.execute = counted  # type: ignore[method-assign,assignment]
-            return pipe
+            conn.send_packed_command = counted  # type: ignore[method-assign]
+            return conn
 
-        self.client.pipeline = pipeline  # type: ignore[method-assign,assignment]
+        pool.get_connection = counted_connection  # type: ignore[method-assign,assignment]
 
 
-async def test_requests_that_arrive_while_one_is_in_flight_go_in_one_pipeline(redis_port: int) -> None:
-    counting = _CountingPipelines(redis_port)
+async def test_requests_that_arrive_while_one_is_in_flight_go_in_one_write(redis_port: int) -> None:
+    counting = _CountingWrites(redis_port)
     store = AsyncRedisReplayStore(counting.client)
     keys = [os.urandom(16) for _ in range(40)]
     answers = await asyncio.gather(*(store.add_if_absent(k, 30) for k in keys + keys[:10]))
     assert answers == [True] * 40 + [False] * 10
-    # The first request goes alone with a plain SET; the 49 that queue behind it share pipelines.
-    assert sum(counting.pipelines) == 49 and len(counting.pipelines) <= 3, counting.pipelines
+    # The first request goes alone; the 49 that queue behind it share the next write or two.
+    assert counting.writes[0] == 1 and sum(counting.writes) == 50 and len(counting.writes) <= 3, counting.writes
     with redis.Redis(port=redis_port, socket_timeout=5) as raw:
         assert all(raw.pttl(b"dpop:jti:" + k) > 25_000 for k in keys)  # each its own SET NX PX
+    await store.aclose()
     await counting.client.aclose()
 
 
@@ -134,12 +137,19 @@ async def test_steady_load_from_several_clients_is_all_answered(redis_port: int)
     await store.aclose()
 
 
-async def test_a_lone_request_sends_no_pipeline(redis_port: int) -> None:
-    counting = _CountingPipelines(redis_port)
+async def test_lone_requests_each_write_their_own_command_on_one_held_connection(redis_port: int) -> None:
+    counting = _CountingWrites(redis_port)
     store = AsyncRedisReplayStore(counting.client)
     for _ in range(3):
         assert await store.add_if_absent(os.urandom(16), 30) is True
-    assert counting.pipelines == []
+    assert counting.writes == [1, 1, 1]
+    pool = counting.client.connection_pool
+    held = store._batch.lane.conn  # type: ignore[union-attr]
+    other = await pool.get_connection()
+    assert other is not held  # held by this loop, not back in the pool between commands
+    await pool.release(other)
+    await store.aclose()
+    assert await pool.get_connection() is held  # handed back to the client that owns it
     await counting.client.aclose()
 
 
@@ -230,4 +240,58 @@ async def test_no_sender_is_started_for_requests_that_were_all_cancelled(redis_p
         follower.cancel()
     assert await leader is True
     assert _sender() is None  # else it would be left pending when the loop closes
+    await store.aclose()
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_next_command(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    assert await store.add_if_absent(os.urandom(16), 30) is True
+    with redis.Redis(port=redis_port, socket_timeout=5) as raw:
+        raw.client_kill_filter(_type="normal", skipme=True)  # as a restart or Redis's idle timeout would
+    await asyncio.sleep(0.05)  # the loop sees the close
+    key = os.urandom(16)
+    assert await store.add_if_absent(key, 30) is True  # not a 503 for the first request after idling
+    assert await store.add_if_absent(key, 30) is False
+    await store.aclose()
+
+
+async def test_a_reply_nobody_read_is_never_taken_for_the_answer_to_a_later_command(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    seen = os.urandom(16)
+    assert await store.add_if_absent(seen, 30) is True
+    held = store._batch.lane.conn  # type: ignore[union-attr]
+    await held.send_command("SET", b"elsewhere", b"1")  # its "+OK" is left on the connection
+    await asyncio.sleep(0.05)
+    # Read as the answer to this SET NX, that stray OK would accept a replayed proof.
+    assert await store.add_if_absent(seen, 30) is False
+    assert await store.add_if_absent(os.urandom(16), 30) is True
+    await store.aclose()
+
+
+class _SwallowsCancellation:
+    """A lane that answers even when cancelled, as CPython 3.11's ``wait_for`` can inside redis-py."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+
+    async def round_trip(self, commands: list[tuple[object, ...]]) -> list[object]:
+        self.entered.set()
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed: the task stays marked cancelled
+            await asyncio.sleep(5)
+        return [b"OK"] * len(commands)
+
+    async def release(self) -> None:
+        return None
+
+
+async def test_a_cancellation_swallowed_below_the_store_is_still_honoured(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    batch = store._loop_batch()
+    lane = batch.lane = _SwallowsCancellation()  # type: ignore[assignment]
+    request = asyncio.ensure_future(store.add_if_absent(os.urandom(16), 30))
+    await lane.entered.wait()
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert not batch.busy  # and the loop's lane is free for the next request
     await store.aclose()

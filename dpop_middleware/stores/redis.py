@@ -1,9 +1,11 @@
 """Replay stores on Redis (or Valkey), shared by every worker and host: sync and asyncio.
 
 Each request costs exactly one command, ``SET <prefix><key> 1 NX PX <ttl_ms>``, sent with
-redis-py's public API (``set(name, 1, nx=True, px=ttl_ms)``): the check and the write are one atomic
-step on the server, so two workers racing with the same proof cannot both win (a ``GET`` then
-``SET`` would let both through). Keys expire by themselves; nothing else is ever sent.
+redis-py's public API (the sync store: ``set(name, 1, nx=True, px=ttl_ms)``; the asyncio store:
+``send_packed_command`` and ``read_response`` on a connection it holds from the client's pool, which
+redis-py's own pipelines use): the check and the write are one atomic step on the server, so two
+workers racing with the same proof cannot both win (a ``GET`` then ``SET`` would let both through).
+Keys expire by themselves; nothing else is ever sent.
 
 Fail closed: any Redis error, refused connection or timeout raises
 :class:`~dpop_middleware.ReplayStoreUnavailable`, which the verifier answers with 503 and
@@ -58,6 +60,8 @@ DEFAULT_PREFIX = b"dpop:jti:"
 DEFAULT_CONNECT_TIMEOUT = 0.5
 DEFAULT_TIMEOUT = 0.5
 
+Command = tuple[Any, ...]
+
 
 def _as_bytes(prefix: bytes | str) -> bytes:
     return prefix.encode() if isinstance(prefix, str) else bytes(prefix)
@@ -83,10 +87,12 @@ def _unavailable(exc: BaseException) -> ReplayStoreUnavailable:
 
 
 def _set_nx_outcome(reply: object) -> bool:
-    # redis-py answers SET with True (written) or None (NX: already there); anything else is no
-    # answer to our command, so fail closed rather than guess.
-    if reply is True or reply is None:
-        return reply is True
+    # SET answers OK (written; redis-py's client turns it into True) or nil (NX: already there);
+    # anything else is no answer to our command, so fail closed rather than guess.
+    if reply is None:
+        return False
+    if reply is True or reply in (b"OK", "OK"):  # a tuple: an unhashable reply must not raise
+        return True
     raise ReplayStoreUnavailable(diagnostics={"store_error": "unexpected_reply"})
 
 
@@ -162,9 +168,8 @@ class _RedisStore:
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return f"{type(self).__name__}(prefix={self.prefix!r})"
 
-    def _waited_outcome(self, replies: list[Any]) -> bool:
+    def _waited_outcome(self, written: object, acknowledged: object) -> bool:
         """The ``SET`` reply, once ``WAIT`` says enough replicas hold it (else fail closed)."""
-        written, acknowledged = replies
         if not _set_nx_outcome(written):
             return False
         if not isinstance(acknowledged, int) or acknowledged < self.wait_replicas:
@@ -234,7 +239,7 @@ class RedisReplayStore(_RedisStore):
             replies = pipe.execute()
         except (RedisError, OSError) as exc:  # socket timeouts are OSErrors (TimeoutError)
             raise _unavailable(exc) from exc
-        return self._waited_outcome(replies)
+        return self._waited_outcome(replies[0], replies[-1])
 
     def close(self) -> None:
         """Close this thread's connection, and the client if this store created it."""
@@ -255,21 +260,101 @@ def _sentinel(factory: Any, target: RedisURL, options: dict[str, Any], retry: An
     )
 
 
-class _Batch:
-    """The ``SET``s of one event loop, sent together: while one pipeline is in flight, the next gathers.
+class _HeldConnection:
+    """One connection of a client's pool, held by one event loop: a command costs no pool checkout.
 
-    An asyncio server under load has several requests waiting on the store at once, and redis-py's
-    asyncio client spends about twice the sync client's CPU on each command; one pipeline for all
-    of them costs a fraction of a command each (figures: docs/performance-notes.md). A request that
-    finds nothing in flight sends its own command at once; the ones that arrive meanwhile go
-    together in the next pipeline, from a task of their own so that no request's cancellation can
-    cut another's short. Each request is still one ``SET NX PX``, and a pipeline is one round trip.
+    redis-py's asyncio client pays for a checkout (a lock, connection-state checks, its metrics
+    hooks) on every command and pipeline; holding the connection leaves the public
+    ``send_packed_command`` / ``read_response`` pair: redis-py still packs every command and parses
+    every reply (docs/performance-notes.md: what it saves). A direct client and a Sentinel's
+    ``master_for(...)`` (whose pool finds the master on each reconnect) both work this way.
     """
 
-    __slots__ = ("busy", "client", "loop", "queue", "sender", "store")
+    __slots__ = ("client", "conn")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.conn: Any = None
+
+    async def round_trip(self, commands: list[Command]) -> list[object]:
+        """Send ``commands`` at once and read their replies: a command Redis refused is its error."""
+        conn = self.conn
+        if conn is None:
+            conn = self.conn = await self.client.connection_pool.get_connection()
+        elif conn.is_connected and await self._stale(conn):
+            await conn.disconnect()  # reconnected by the send below
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            replies: list[object] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:  # this command's error reply: the connection is in step
+                    replies.append(exc)
+        except BaseException:
+            # Out of step (a timeout, a cancellation between two replies): a reply left unread
+            # must never be taken for the answer to a later command.
+            await conn.disconnect(nowait=True)
+            raise
+        return replies
+
+    @staticmethod
+    async def _stale(conn: Any) -> bool:
+        # Closed by the server while idle (a restart, its idle timeout), or holding bytes nobody
+        # asked for: as the pool checks a connection it hands out, at the cost of no system call.
+        try:
+            return bool(await conn.can_read())
+        except (RedisError, OSError):
+            return True
+
+    async def release(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await self.client.connection_pool.release(conn)
+
+
+class _ClusterCommands:
+    """A Redis Cluster client: it routes each key to its shard, so its own commands are used."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def round_trip(self, commands: list[Command]) -> list[object]:
+        if len(commands) == 1:
+            try:
+                return [await self.client.execute_command(*commands[0])]
+            except ResponseError as exc:
+                return [exc]
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        replies = await pipe.execute(raise_on_error=False)
+        return list(replies) if isinstance(replies, list) else []
+
+    async def release(self) -> None:
+        return None
+
+
+class _Batch:
+    """The ``SET``s of one event loop, sent together: while one round trip is in flight, the next gathers.
+
+    An asyncio server under load has several requests waiting on the store at once, and each round
+    trip costs an asyncio server far more CPU than the command itself; one write for all of them
+    costs a fraction of a round trip each (figures: docs/performance-notes.md). A request that
+    finds nothing in flight sends its own command at once; the ones that arrive meanwhile go
+    together in the next write, from a task of their own so that no request's cancellation can cut
+    another's short. Each request is still one ``SET NX PX``.
+    """
+
+    __slots__ = ("busy", "lane", "loop", "queue", "sender", "store")
 
     def __init__(self, store: AsyncRedisReplayStore, client: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self.store, self.client, self.loop = store, client, loop
+        self.store, self.loop = store, loop
+        self.lane: _HeldConnection | _ClusterCommands = (
+            _ClusterCommands(client) if _is_cluster(client) else _HeldConnection(client)
+        )
         self.queue: list[tuple[bytes, int, asyncio.Future[bool]]] = []
         self.busy = False
         self.sender: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
@@ -280,29 +365,36 @@ class _Batch:
             self.queue.append((name, ttl_ms, future))
             return await future
         self.busy = True
+        cancels = _cancel_requests()
         try:
-            if self.store.wait_replicas:
-                return await self._send_one(name, ttl_ms)
-            try:
-                reply = await self.client.set(name, b"1", nx=True, px=ttl_ms)
-            except Exception as exc:  # as in _send: all fail closed
-                raise _unavailable(exc) from exc
-            return _set_nx_outcome(reply)
+            (outcome,) = await self._outcomes([(name, ttl_ms)])
         finally:
             self._hand_on()
+        if _cancel_requests() > cancels:
+            # Cancelled, yet answered: CPython 3.11's ``wait_for`` (inside redis-py's write) can
+            # swallow a cancellation that lands in the same step. Honour it, as 3.12 does.
+            raise asyncio.CancelledError
+        if isinstance(outcome, ReplayStoreUnavailable):
+            raise outcome
+        return outcome
 
-    async def _send_one(self, name: bytes, ttl_ms: int) -> bool:
-        future: asyncio.Future[bool] = self.loop.create_future()
+    async def _outcomes(self, entries: list[tuple[bytes, int]]) -> list[bool | ReplayStoreUnavailable]:
+        """One round trip for ``entries``: each one's answer, or why it has none (fail closed)."""
+        store = self.store
+        commands: list[Command] = [("SET", name, b"1", "NX", "PX", ttl_ms) for name, ttl_ms in entries]
+        if store.wait_replicas:  # one WAIT covers every write before it on the connection
+            commands.append(("WAIT", store.wait_replicas, store.wait_timeout_ms))
         try:
-            await self._send([(name, ttl_ms, future)])
-        except BaseException:  # cancelled: nobody will read this request's answer
-            if not future.cancelled():
-                future.exception()  # mark it read, so asyncio does not log it as lost
-            raise
-        return future.result()
+            replies = await self.lane.round_trip(commands)
+        except Exception as exc:  # RedisError, OSError, timeouts, or a bug: all fail closed
+            raise _unavailable(exc) from exc
+        if len(replies) != len(commands):
+            raise ReplayStoreUnavailable(diagnostics={"store_error": "unexpected_reply"})
+        acknowledged = replies[-1] if store.wait_replicas else None
+        return [_outcome(store, reply, acknowledged) for reply in replies[: len(entries)]]
 
     def _hand_on(self) -> None:
-        """After a command: start a sender for what queued meanwhile, or go idle."""
+        """After a round trip: start a sender for what queued meanwhile, or go idle."""
         self.queue = [entry for entry in self.queue if not entry[2].done()]  # drop cancelled requests
         if not self.queue:
             self.busy = False
@@ -333,45 +425,43 @@ class _Batch:
     async def _send(self, batch: list[tuple[bytes, int, asyncio.Future[bool]]]) -> None:
         if not batch:
             return
-        store = self.store
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for name, ttl_ms, _ in batch:
-                pipe.set(name, b"1", nx=True, px=ttl_ms)
-            if store.wait_replicas:  # one WAIT covers every write before it on the connection
-                pipe.execute_command("WAIT", store.wait_replicas, store.wait_timeout_ms)
-            sent = len(pipe)
-            replies = await pipe.execute(raise_on_error=False)
-            if not isinstance(replies, list) or len(replies) != sent:
-                raise _UnexpectedReplies
-            acknowledged = replies[-1] if store.wait_replicas else None
-            for (_, _, future), reply in zip(batch, replies, strict=False):  # WAIT's reply is the extra one
-                if not future.done():  # else its request was cancelled
-                    _settle(future, store, reply, acknowledged)
-        except _UnexpectedReplies:
-            for _, _, future in batch:
-                _fail(future, ReplayStoreUnavailable(diagnostics={"store_error": "unexpected_reply"}))
-        except Exception as exc:  # noqa: BLE001 - RedisError, OSError, timeouts, or a bug: all fail closed
+            outcomes = await self._outcomes([(name, ttl_ms) for name, ttl_ms, _ in batch])
+        except ReplayStoreUnavailable as exc:
+            for _, _, future in batch:  # an exception each: one raised in several tasks would tangle
+                _fail(future, ReplayStoreUnavailable(diagnostics=dict(exc.diagnostics)))
+        except Exception as exc:  # noqa: BLE001 - a bug: still fail closed
             for _, _, future in batch:
                 _fail(future, _unavailable(exc))
+        else:
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():  # its request was cancelled
+                    continue
+                if isinstance(outcome, ReplayStoreUnavailable):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
         finally:  # cancelled: fail closed, never leave a request waiting
             for _, _, future in batch:
                 _fail(future, ReplayStoreUnavailable(diagnostics={"store_error": "cancelled"}))
 
+    async def release(self) -> None:
+        await self.lane.release()
 
-def _settle(future: asyncio.Future[bool], store: _RedisStore, reply: object, acknowledged: object) -> None:
+
+def _outcome(store: _RedisStore, reply: object, acknowledged: object) -> bool | ReplayStoreUnavailable:
     try:
         if isinstance(reply, BaseException):  # Redis refused this command (OOM, read-only replica...)
             raise _unavailable(reply)
-        outcome = store._waited_outcome([reply, acknowledged]) if store.wait_replicas else _set_nx_outcome(reply)
+        return store._waited_outcome(reply, acknowledged) if store.wait_replicas else _set_nx_outcome(reply)
     except ReplayStoreUnavailable as exc:
-        future.set_exception(exc)
-    else:
-        future.set_result(outcome)
+        return exc
 
 
-class _UnexpectedReplies(Exception):
-    """The pipeline answered with another number of replies than it was sent commands."""
+def _cancel_requests() -> int:
+    """How many cancellations the current task has been asked for and not yet taken back."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Python 3.11+
+    return int(cancelling()) if cancelling is not None else 0
 
 
 def _fail(future: asyncio.Future[bool], exc: ReplayStoreUnavailable) -> None:
@@ -387,8 +477,9 @@ class AsyncRedisReplayStore(_RedisStore):
     asyncio connections belong to the loop that made them: a client passed in must be used from
     one loop; for a URL the store builds one client per event loop, on first use in that loop.
 
-    Requests of one loop that reach the store while a command is in flight are sent together in
-    the next pipeline (one ``SET`` each, one round trip for all), so a loop needs one connection.
+    Each loop holds one connection of the client's pool (a Redis Cluster client routes each key
+    itself): requests of one loop that reach the store while a command is in flight are written
+    together next (one ``SET`` each, one round trip for all).
     """
 
     def __init__(self, client: Any, **options: Any) -> None:
@@ -404,8 +495,6 @@ class AsyncRedisReplayStore(_RedisStore):
         options = dict(self._options)
         retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
         if target.kind == "direct":
-            # A pool, not a single-connection client (whose pipelines would take a second
-            # connection): with one command or pipeline in flight at a time it holds one connection.
             options.setdefault("retry", retry)
             return redis.asyncio.Redis.from_url(target.url, **options)
         if target.kind == "sentinel":
@@ -439,6 +528,9 @@ class AsyncRedisReplayStore(_RedisStore):
     async def aclose(self) -> None:
         """Close the client if this store created it (a client you passed stays yours)."""
         client, self.client = self.client, None if self._owns_client else self.client
-        self._batch = None
-        if self._owns_client and client is not None:
-            await client.aclose()
+        batch, self._batch = self._batch, None
+        if self._owns_client:
+            if client is not None:
+                await client.aclose()  # its in-flight command fails closed: the sockets go
+        elif batch is not None and batch.loop is asyncio.get_running_loop():
+            await batch.release()  # the connection goes back to your client's pool
