@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -86,6 +88,13 @@ def test_each_event_loop_gets_its_own_client(redis_port: int) -> None:
 
     assert asyncio.run(add_then_close()) is True
     assert asyncio.run(add_then_close()) is False  # a new loop: no "attached to a different loop"
+
+
+def test_closing_from_another_loop_after_the_first_one_ended_does_not_raise(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    assert asyncio.run(store.add_if_absent(os.urandom(16), 30)) is True
+    asyncio.run(store.aclose())  # e.g. a test fixture's teardown on a loop of its own
+    assert asyncio.run(store.add_if_absent(os.urandom(16), 30)) is True  # and it can serve again
 
 
 class _CountingWrites:
@@ -280,7 +289,7 @@ class _SwallowsCancellation:
             await asyncio.sleep(5)
         return [b"OK"] * len(commands)
 
-    async def release(self) -> None:
+    async def close(self, *, hand_back: bool) -> None:
         return None
 
 
@@ -295,3 +304,67 @@ async def test_a_cancellation_swallowed_below_the_store_is_still_honoured(redis_
         await request
     assert not batch.busy  # and the loop's lane is free for the next request
     await store.aclose()
+
+
+async def test_closing_mid_exchange_never_hands_an_unread_reply_to_the_next_user(redis_port: int) -> None:
+    """aclose() with your client: its connection goes back to the pool only once its reply was read."""
+    with redis.Redis(port=redis_port, socket_timeout=5) as raw:
+        for steps in range(6):
+            for _ in range(20):
+                replayed = os.urandom(16)
+                raw.set(b"dpop:jti:" + replayed, 1)  # this proof was seen before
+                client = redis.asyncio.Redis(port=redis_port, socket_timeout=2)
+                store = AsyncRedisReplayStore(client)
+                assert await store.add_if_absent(os.urandom(16), 30) is True  # the loop holds a connection
+                in_flight = asyncio.ensure_future(asyncio.wait_for(store.add_if_absent(os.urandom(16), 30), 5))
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                await store.aclose()
+                try:
+                    again = await asyncio.wait_for(store.add_if_absent(replayed, 30), 5)
+                except ReplayStoreUnavailable:
+                    again = False
+                assert again is False, f"a replay accepted after closing {steps} loop steps into an exchange"
+                await asyncio.gather(in_flight, return_exceptions=True)
+                await client.aclose()
+
+
+async def test_closing_with_requests_queued_leaves_the_pool_whole(redis_port: int) -> None:
+    pool = redis.asyncio.BlockingConnectionPool(port=redis_port, max_connections=1, timeout=2, socket_timeout=2)
+    client = redis.asyncio.Redis(connection_pool=pool)
+    store = AsyncRedisReplayStore(client)
+    assert await store.add_if_absent(os.urandom(16), 30) is True
+    lone = asyncio.ensure_future(store.add_if_absent(os.urandom(16), 30))
+    await asyncio.sleep(0)
+    queued = [asyncio.ensure_future(store.add_if_absent(os.urandom(16), 30)) for _ in range(3)]
+    await asyncio.sleep(0)
+    await store.aclose()
+    answers = await asyncio.gather(lone, *queued, return_exceptions=True)
+    assert all(a is True or isinstance(a, ReplayStoreUnavailable) for a in answers), answers
+    # The only connection is back: the client's owner can use it (no checkout left behind).
+    assert await asyncio.wait_for(client.ping(), 5) is True
+    await client.aclose()
+
+
+async def test_a_request_cancelled_while_redis_stalls_is_cancelled_at_once() -> None:
+    """Cancelled right after its write, on Python 3.11 too: no wait for the read timeout, no 503."""
+    with redis_process() as (port, pid):
+        store = AsyncRedisReplayStore(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+        assert await store.add_if_absent(os.urandom(16), 30) is True
+        for steps in range(4):
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                request = asyncio.ensure_future(store.add_if_absent(os.urandom(16), 30))
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                request.cancel()
+                started = time.monotonic()
+                with pytest.raises(asyncio.CancelledError):
+                    await request
+                assert time.monotonic() - started < 0.25, f"cancelled after {steps} steps, answered late"
+            finally:
+                os.kill(pid, signal.SIGCONT)
+        key = os.urandom(16)
+        assert await store.add_if_absent(key, 30) is True  # and the store is in step afterwards
+        assert await store.add_if_absent(key, 30) is False
+        await store.aclose()

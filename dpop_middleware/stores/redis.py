@@ -270,32 +270,44 @@ class _HeldConnection:
     ``master_for(...)`` (whose pool finds the master on each reconnect) both work this way.
     """
 
-    __slots__ = ("client", "conn")
+    __slots__ = ("busy", "client", "closed", "conn")
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.conn: Any = None
+        self.busy = self.closed = False
 
     async def round_trip(self, commands: list[Command]) -> list[object]:
         """Send ``commands`` at once and read their replies: a command Redis refused is its error."""
-        conn = self.conn
-        if conn is None:
-            conn = self.conn = await self.client.connection_pool.get_connection()
-        elif conn.is_connected and await self._stale(conn):
-            await conn.disconnect()  # reconnected by the send below
+        if self.closed:  # never take a connection from the pool again: nobody would give it back
+            raise redis.exceptions.ConnectionError("the replay store was closed")
+        cancels = _cancel_requests()
+        self.busy = True
         try:
-            await conn.send_packed_command(conn.pack_commands(commands))
-            replies: list[object] = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:  # this command's error reply: the connection is in step
-                    replies.append(exc)
-        except BaseException:
-            # Out of step (a timeout, a cancellation between two replies): a reply left unread
-            # must never be taken for the answer to a later command.
-            await conn.disconnect(nowait=True)
-            raise
+            conn = self.conn
+            if conn is None:
+                conn = self.conn = await self.client.connection_pool.get_connection()
+            elif conn.is_connected and await self._stale(conn):
+                await conn.disconnect()  # reconnected by the send below
+            try:
+                await conn.send_packed_command(conn.pack_commands(commands))
+                if _cancel_requests() > cancels:  # swallowed by 3.11's wait_for: read nothing more
+                    raise asyncio.CancelledError
+                replies: list[object] = []
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response())
+                    except ResponseError as exc:  # this command's error reply: the connection is in step
+                        replies.append(exc)
+            except BaseException:
+                # Out of step (a timeout, a cancellation between two replies): a reply left unread
+                # must never be taken for the answer to a later command.
+                await conn.disconnect(nowait=True)
+                raise
+        finally:
+            self.busy = False
+            if self.closed:  # closed meanwhile: the exchange is over, the connection can go back
+                await self._hand_back()
         return replies
 
     @staticmethod
@@ -307,7 +319,13 @@ class _HeldConnection:
         except (RedisError, OSError):
             return True
 
-    async def release(self) -> None:
+    async def close(self, *, hand_back: bool) -> None:
+        """No more round trips; the connection goes back to the pool once none is in flight."""
+        self.closed = True
+        if hand_back and not self.busy:  # else: back to the pool when the exchange is over
+            await self._hand_back()
+
+    async def _hand_back(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
             await self.client.connection_pool.release(conn)
@@ -333,7 +351,7 @@ class _ClusterCommands:
         replies = await pipe.execute(raise_on_error=False)
         return list(replies) if isinstance(replies, list) else []
 
-    async def release(self) -> None:
+    async def close(self, *, hand_back: bool) -> None:
         return None
 
 
@@ -365,15 +383,10 @@ class _Batch:
             self.queue.append((name, ttl_ms, future))
             return await future
         self.busy = True
-        cancels = _cancel_requests()
         try:
             (outcome,) = await self._outcomes([(name, ttl_ms)])
         finally:
             self._hand_on()
-        if _cancel_requests() > cancels:
-            # Cancelled, yet answered: CPython 3.11's ``wait_for`` (inside redis-py's write) can
-            # swallow a cancellation that lands in the same step. Honour it, as 3.12 does.
-            raise asyncio.CancelledError
         if isinstance(outcome, ReplayStoreUnavailable):
             raise outcome
         return outcome
@@ -384,10 +397,17 @@ class _Batch:
         commands: list[Command] = [("SET", name, b"1", "NX", "PX", ttl_ms) for name, ttl_ms in entries]
         if store.wait_replicas:  # one WAIT covers every write before it on the connection
             commands.append(("WAIT", store.wait_replicas, store.wait_timeout_ms))
+        cancels = _cancel_requests()
         try:
             replies = await self.lane.round_trip(commands)
         except Exception as exc:  # RedisError, OSError, timeouts, or a bug: all fail closed
+            if _cancel_requests() > cancels:
+                raise asyncio.CancelledError from None  # see below
             raise _unavailable(exc) from exc
+        if _cancel_requests() > cancels:
+            # Cancelled, yet answered: CPython 3.11's ``wait_for`` (inside redis-py's write) can
+            # swallow a cancellation that lands in the same step. Honour it, as 3.12 does.
+            raise asyncio.CancelledError
         if len(replies) != len(commands):
             raise ReplayStoreUnavailable(diagnostics={"store_error": "unexpected_reply"})
         acknowledged = replies[-1] if store.wait_replicas else None
@@ -445,8 +465,9 @@ class _Batch:
             for _, _, future in batch:
                 _fail(future, ReplayStoreUnavailable(diagnostics={"store_error": "cancelled"}))
 
-    async def release(self) -> None:
-        await self.lane.release()
+    async def close(self, *, hand_back: bool) -> None:
+        """Refuse further round trips (503); ``hand_back``: return the held connection to the pool."""
+        await self.lane.close(hand_back=hand_back and self.loop is asyncio.get_running_loop())
 
 
 def _outcome(store: _RedisStore, reply: object, acknowledged: object) -> bool | ReplayStoreUnavailable:
@@ -529,8 +550,12 @@ class AsyncRedisReplayStore(_RedisStore):
         """Close the client if this store created it (a client you passed stays yours)."""
         client, self.client = self.client, None if self._owns_client else self.client
         batch, self._batch = self._batch, None
-        if self._owns_client:
-            if client is not None:
-                await client.aclose()  # its in-flight command fails closed: the sockets go
-        elif batch is not None and batch.loop is asyncio.get_running_loop():
-            await batch.release()  # the connection goes back to your client's pool
+        if batch is not None:
+            # Requests still queued on it get 503: a later one starts afresh. Your client gets its
+            # connection back once no round trip is using it (handing it over mid-reply would give
+            # the next user our reply).
+            await batch.close(hand_back=not self._owns_client)
+        if self._owns_client and client is not None:
+            if batch is not None and batch.loop is not asyncio.get_running_loop():
+                return  # its sockets belong to another (maybe closed) loop: left to the collector
+            await client.aclose()  # a command in flight fails closed: the sockets go
