@@ -313,7 +313,7 @@ class _HeldConnection:
     @staticmethod
     async def _stale(conn: Any) -> bool:
         # Closed by the server while idle (a restart, its idle timeout), or holding bytes nobody
-        # asked for: as the pool checks a connection it hands out, at the cost of no system call.
+        # asked for: the check redis-py's pool makes on each connection it hands out.
         try:
             return bool(await conn.can_read())
         except (RedisError, OSError):
