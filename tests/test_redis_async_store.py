@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 
@@ -368,3 +369,45 @@ async def test_a_request_cancelled_while_redis_stalls_is_cancelled_at_once() -> 
         assert await store.add_if_absent(key, 30) is True  # and the store is in step afterwards
         assert await store.add_if_absent(key, 30) is False
         await store.aclose()
+
+
+def _connections_opened(port: int) -> int:
+    with redis.Redis(port=port, socket_timeout=5) as raw:
+        return int(raw.info("stats")["total_connections_received"])
+
+
+def test_event_loops_in_several_threads_each_keep_one_connection(redis_port: int) -> None:
+    store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+    answers: list[bool] = []
+
+    def serve() -> None:
+        async def requests() -> None:
+            for _ in range(100):
+                answers.append(await store.add_if_absent(os.urandom(16), 30))
+                await asyncio.sleep(0)  # let the other thread's loop in between
+            await store.aclose()  # this loop's client; the other thread's stays its own
+
+        asyncio.run(requests())
+
+    before = _connections_opened(redis_port)
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [True] * 200
+    # One client per loop, kept while it runs; not one per switch between loops.
+    assert _connections_opened(redis_port) - before - 1 == 2  # (minus the probe's own)
+
+
+async def test_closing_while_the_first_request_connects_leaves_no_connection_open(redis_port: int) -> None:
+    for steps in range(1, 6):
+        store = AsyncRedisReplayStore(f"redis://127.0.0.1:{redis_port}/0")
+        before = _clients(redis_port)
+        request = asyncio.ensure_future(store.add_if_absent(os.urandom(16), 30))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        await store.aclose()
+        await asyncio.gather(request, return_exceptions=True)  # answered or 503: either way settled
+        await asyncio.sleep(0.05)
+        assert _clients(redis_port) == before, f"a socket left open by a store closed {steps} steps into a connect"

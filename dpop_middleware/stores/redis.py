@@ -270,12 +270,12 @@ class _HeldConnection:
     ``master_for(...)`` (whose pool finds the master on each reconnect) both work this way.
     """
 
-    __slots__ = ("busy", "client", "closed", "conn")
+    __slots__ = ("busy", "client", "closed", "conn", "hand_back")
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.conn: Any = None
-        self.busy = self.closed = False
+        self.busy = self.closed = self.hand_back = False
 
     async def round_trip(self, commands: list[Command]) -> list[object]:
         """Send ``commands`` at once and read their replies: a command Redis refused is its error."""
@@ -306,8 +306,8 @@ class _HeldConnection:
                 raise
         finally:
             self.busy = False
-            if self.closed:  # closed meanwhile: the exchange is over, the connection can go back
-                await self._hand_back()
+            if self.closed:  # closed meanwhile (maybe while connecting): the exchange is over now
+                await self._let_go()
         return replies
 
     @staticmethod
@@ -320,15 +320,20 @@ class _HeldConnection:
             return True
 
     async def close(self, *, hand_back: bool) -> None:
-        """No more round trips; the connection goes back to the pool once none is in flight."""
-        self.closed = True
-        if hand_back and not self.busy:  # else: back to the pool when the exchange is over
-            await self._hand_back()
+        """No more round trips; once none is in flight, the connection goes back to the pool
+        (``hand_back``: the client is someone else's) or is closed."""
+        self.closed, self.hand_back = True, hand_back
+        if not self.busy:  # else when the exchange in flight is over
+            await self._let_go()
 
-    async def _hand_back(self) -> None:
+    async def _let_go(self) -> None:
         conn, self.conn = self.conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        if self.hand_back:
             await self.client.connection_pool.release(conn)
+        else:  # our own client, closed or about to be: never leave a socket open behind it
+            await conn.disconnect(nowait=True)
 
 
 class _ClusterCommands:
@@ -366,10 +371,10 @@ class _Batch:
     another's short. Each request is still one ``SET NX PX``.
     """
 
-    __slots__ = ("busy", "lane", "loop", "queue", "sender", "store")
+    __slots__ = ("busy", "client", "lane", "loop", "queue", "sender", "store")
 
     def __init__(self, store: AsyncRedisReplayStore, client: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self.store, self.loop = store, loop
+        self.store, self.client, self.loop = store, client, loop
         self.lane: _HeldConnection | _ClusterCommands = (
             _ClusterCommands(client) if _is_cluster(client) else _HeldConnection(client)
         )
@@ -467,7 +472,7 @@ class _Batch:
 
     async def close(self, *, hand_back: bool) -> None:
         """Refuse further round trips (503); ``hand_back``: return the held connection to the pool."""
-        await self.lane.close(hand_back=hand_back and self.loop is asyncio.get_running_loop())
+        await self.lane.close(hand_back=hand_back)
 
 
 def _outcome(store: _RedisStore, reply: object, acknowledged: object) -> bool | ReplayStoreUnavailable:
@@ -508,7 +513,9 @@ class AsyncRedisReplayStore(_RedisStore):
             raise TypeError("AsyncRedisReplayStore needs a redis.asyncio client; use RedisReplayStore")
         super().__init__(client, **options)
         self.client: Any = client if self._target is None else None
-        self._batch: _Batch | None = None
+        self._batch: _Batch | None = None  # the loop served last: the one to look at first
+        self._batches: dict[asyncio.AbstractEventLoop, _Batch] = {}
+        self._batches_lock = threading.Lock()  # loops in several threads may share one store
 
     def _build(self) -> Any:
         target = self._target
@@ -529,12 +536,23 @@ class AsyncRedisReplayStore(_RedisStore):
     def _loop_batch(self) -> _Batch:
         loop = asyncio.get_running_loop()
         batch = self._batch
-        if batch is None or batch.loop is not loop:
-            # A client we built for an earlier loop is left to the garbage collector: its
-            # connections cannot be closed from this loop.
+        if batch is not None and batch.loop is loop:
+            return batch
+        with self._batches_lock:
+            batch = self._batches.get(loop)
+            if batch is None:
+                # Loops that ended take their batches with them (their sockets cannot be closed
+                # from here: the collector has them). Not a weak mapping: a batch's connection
+                # holds its loop, so the loop would never go.
+                for ended in [other for other in self._batches if other.is_closed()]:
+                    del self._batches[ended]
+                # For a URL, each loop gets a client of its own: asyncio connections belong to
+                # the loop that made them.
+                client = self._build() if self._target is not None else self.client
+                batch = self._batches[loop] = _Batch(self, client, loop)
+            self._batch = batch
             if self._target is not None:
-                self.client = self._build()
-            batch = self._batch = _Batch(self, self.client, loop)
+                self.client = batch.client
         return batch
 
     async def add_if_absent(self, key: bytes, ttl: float) -> bool:
@@ -547,15 +565,22 @@ class AsyncRedisReplayStore(_RedisStore):
         return await batch.set_nx(name, ttl_ms)
 
     async def aclose(self) -> None:
-        """Close the client if this store created it (a client you passed stays yours)."""
-        client, self.client = self.client, None if self._owns_client else self.client
-        batch, self._batch = self._batch, None
-        if batch is not None:
-            # Requests still queued on it get 503: a later one starts afresh. Your client gets its
-            # connection back once no round trip is using it (handing it over mid-reply would give
-            # the next user our reply).
-            await batch.close(hand_back=not self._owns_client)
-        if self._owns_client and client is not None:
-            if batch is not None and batch.loop is not asyncio.get_running_loop():
-                return  # its sockets belong to another (maybe closed) loop: left to the collector
-            await client.aclose()  # a command in flight fails closed: the sockets go
+        """Close this event loop's client if this store created it (a client you passed stays yours).
+
+        Requests still queued get 503; a later request starts afresh. Your client gets its
+        connection back once no round trip is using it (handing it over mid-reply would give the
+        next user our reply). Clients of other loops are theirs to close: their sockets cannot be
+        closed from this loop.
+        """
+        loop = asyncio.get_running_loop()
+        with self._batches_lock:
+            batch = self._batches.pop(loop, None)
+            if self._batch is batch:
+                self._batch = None
+        if batch is None:
+            return
+        await batch.close(hand_back=not self._owns_client)
+        if self._owns_client:
+            if self.client is batch.client:
+                self.client = None
+            await batch.client.aclose()  # a command in flight fails closed: the sockets go
