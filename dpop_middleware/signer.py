@@ -34,7 +34,7 @@ import stat
 import struct
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,12 @@ _IDLE_TIMEOUT = 10.0  # a silent connection is dropped: it must not pin a thread
 _MAX_CONNECTIONS = 32
 _TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")  # an HTTP method (RFC 9110 token)
 _ATH = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, no padding
+# scheme://host[:port], then the path, query or fragment, or the end: no user info, no backslash,
+# nothing a URL parser could read as another host than the one compared.
+_ORIGIN = re.compile(r"(https?|wss?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?(?=[/?#]|$)")
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+Origin = tuple[str, str, int]
 
 
 class SignerError(Exception):
@@ -62,8 +68,23 @@ class SignerUnavailableError(SignerError):
 # -- the server --------------------------------------------------------------------------------
 
 
-def _proof_request(signer: JWSSigner, request: Any) -> dict[str, Any]:
-    """Check one decoded request and answer it; raises ``ValueError`` with the reply's text."""
+def _origin_of(url: str) -> Origin | None:
+    """``(scheme, host, port)`` of an absolute http(s)/ws(s) URL, lower-cased, default port filled
+    in (``ws`` is ``http``'s, ``wss`` ``https``'s); ``None`` if its authority is anything else."""
+    match = _ORIGIN.match(url)
+    if match is None:
+        return None
+    scheme, host, port = match.group(1).lower(), match.group(2).lower(), match.group(3)
+    number = int(port) if port else _DEFAULT_PORTS[scheme]
+    if not 0 < number < 65536:
+        return None
+    return {"ws": "http", "wss": "https"}.get(scheme, scheme), host, number
+
+
+def _proof_request(signer: JWSSigner, request: Any, origins: frozenset[Origin] | None = None) -> dict[str, Any]:
+    """Check one decoded request and answer it; raises ``ValueError`` with the reply's text.
+
+    ``origins``: the only origins a proof's ``htu`` may name (``None``: any)."""
     if not isinstance(request, dict):
         raise ValueError("a request is a JSON object")
     op = request.get("op")
@@ -81,6 +102,9 @@ def _proof_request(signer: JWSSigner, request: Any) -> dict[str, Any]:
         or any(ord(c) < 0x21 or ord(c) > 0x7E for c in htu)
     ):
         raise ValueError("htu must be an absolute http(s) URL of printable ASCII, at most 4096 characters")
+    if origins is not None and _origin_of(htu) not in origins:
+        # A compromised agent gets proofs for the APIs it was meant to call, not for any other.
+        raise ValueError("htu is not on an origin this signer signs for")
     if ath is not None and (not isinstance(ath, str) or not _ATH.fullmatch(ath)):
         raise ValueError("ath must be the base64url SHA-256 of the access token (43 characters)")
     if nonce is not None and valid_nonce(nonce) != nonce:
@@ -129,7 +153,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._reply({"ok": False, "error": f"request longer than {MAX_LINE} bytes"})
                 return
             try:
-                reply = _proof_request(self.server.signer, json.loads(line))
+                reply = _proof_request(self.server.signer, json.loads(line), self.server.allowed_origins)
             except RecursionError:
                 reply = {"ok": False, "error": "too deep"}
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -148,9 +172,12 @@ class _Handler(socketserver.StreamRequestHandler):
 class _SignerServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: str, signer: JWSSigner, allowed_uids: set[int]) -> None:
+    def __init__(
+        self, path: str, signer: JWSSigner, allowed_uids: set[int], allowed_origins: frozenset[Origin] | None
+    ) -> None:
         self.signer = signer
         self.allowed_uids = allowed_uids
+        self.allowed_origins = allowed_origins
         self.slots = threading.BoundedSemaphore(_MAX_CONNECTIONS)
         # umask, not chmod after bind: there is no moment at which the socket is open to others.
         previous = os.umask(0o177)
@@ -160,19 +187,35 @@ class _SignerServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             os.umask(previous)
 
 
-def serve(path: str, signer: JWSSigner, *, allowed_uids: set[int] | None = None) -> _SignerServer:
+def serve(
+    path: str,
+    signer: JWSSigner,
+    *,
+    allowed_uids: set[int] | None = None,
+    allowed_origins: Iterable[str] | None = None,
+) -> _SignerServer:
     """Bind the signer's socket at ``path`` (mode 0600) and return the server; call ``serve_forever``.
 
     ``path`` must not exist (a leftover socket is removed; any other file is an error). Peers are
     checked against ``allowed_uids`` (default: this process's uid) where ``SO_PEERCRED`` exists.
+    ``allowed_origins`` (``scheme://host[:port]``): the only origins proofs are signed for
+    (default: any); ``ValueError`` names one that is not an origin.
     """
+    origins = None if allowed_origins is None else frozenset(_allowed_origin(o) for o in allowed_origins)
     target = Path(path)
     if target.exists() or target.is_symlink():
         if not stat.S_ISSOCK(target.lstat().st_mode):
             raise ValueError(f"{path} exists and is not a socket; refusing to replace it")
         target.unlink()
     uids = allowed_uids if allowed_uids is not None else {os.getuid()}
-    return _SignerServer(path, signer, uids)
+    return _SignerServer(path, signer, uids, origins)
+
+
+def _allowed_origin(text: str) -> Origin:
+    origin = _origin_of(text) if isinstance(text, str) else None
+    if origin is None or _ORIGIN.fullmatch(text.rstrip("/")) is None:
+        raise ValueError(f"allowed origin {text!r}: expected scheme://host[:port] (http, https, ws or wss), no path")
+    return origin
 
 
 def _load_key(args: argparse.Namespace) -> JWSSigner:
@@ -204,15 +247,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--key-label", default="dpop", help="PKCS#11 key label")
     parser.add_argument("--pin-env", default="DPOP_PKCS11_PIN", help="environment variable holding the PIN")
     parser.add_argument("--allow-uid", type=int, action="append", help="uid allowed to connect (repeatable)")
+    parser.add_argument(
+        "--allowed-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="scheme://host[:port] proofs may be signed for (repeatable; default: any)",
+    )
     args = parser.parse_args(argv)
     try:
         signer = _load_key(args)
     except Exception as exc:  # noqa: BLE001 - a file, a PEM or a token error: say which, no traceback
         parser.exit(2, f"dpop signer: cannot load the key: {type(exc).__name__}: {exc}\n")
     try:
-        server = serve(args.socket, signer, allowed_uids=set(args.allow_uid) if args.allow_uid else None)
+        origins = None if args.allowed_origin is None else [_allowed_origin(o) for o in args.allowed_origin]
+    except ValueError as exc:
+        parser.exit(2, f"dpop signer: --allowed-origin: {exc}\n")
+    try:
+        server = serve(
+            args.socket,
+            signer,
+            allowed_uids=set(args.allow_uid) if args.allow_uid else None,
+            allowed_origins=args.allowed_origin,
+        )
     except (OSError, ValueError) as exc:  # a path too long for a socket, no such directory, not a socket
         parser.exit(2, f"dpop signer: cannot listen on {args.socket}: {exc}\n")
+    if origins is None:
+        print("dpop signer: no --allowed-origin: proofs are signed for any URL the agent asks for", file=sys.stderr)
     # The one line a supervisor (or a test) waits for: the socket is ready and which key it serves.
     print(json.dumps({"ready": args.socket, "jkt": signer.jkt}), flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop removes the socket too

@@ -363,3 +363,64 @@ def test_more_connections_than_slots_get_busy_not_a_hang(signer: tuple[Path, DPo
         except SignerError:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def _proof_reply(sock: Path, htu: str) -> dict[str, object]:
+    return _raw(sock, json.dumps({"op": "proof", "htm": "GET", "htu": htu}).encode() + b"\n")
+
+
+def test_a_signer_with_allowed_origins_signs_for_those_origins_only(tmp_path: Path) -> None:
+    key = DPoPKey.generate()
+    pem = tmp_path / "dpop.pem"
+    pem.write_bytes(key.private_pem())
+    sock = tmp_path / "dpop.sock"
+    origins = ("--allowed-origin", "https://api.test", "--allowed-origin", "http://127.0.0.1:8080/")
+    with signer_process(sock, "--key-file", str(pem), *origins) as (proc, _):
+        for htu in (
+            "https://api.test/items",
+            "https://API.test:443/items?q=1",  # the same origin, spelled otherwise
+            "wss://api.test/stream",  # a WebSocket on that origin
+            "https://api.test",
+            "http://127.0.0.1:8080/x",
+        ):
+            assert _proof_reply(sock, htu)["ok"] is True, htu
+        for htu in (
+            "https://evil.test/items",
+            "http://api.test/items",  # another scheme: another origin
+            "https://api.test:8443/items",
+            "https://api.test.evil.test/items",
+            "https://api.test@evil.test/items",  # user info: which host would a parser pick?
+            "https://evil.test\\@api.test/items",
+            "https://api.test\\.evil.test/items",
+            "http://127.0.0.1:8081/x",
+        ):
+            reply = _proof_reply(sock, htu)
+            assert reply == {"ok": False, "error": "htu is not on an origin this signer signs for"}, htu
+        assert SignerKey(str(sock)).proof("GET", "https://api.test/me")  # the client path too
+        with pytest.raises(SignerError, match="not on an origin"):
+            SignerKey(str(sock)).proof("GET", "https://evil.test/me")
+    assert proc.stderr is not None and "no --allowed-origin" not in proc.stderr.read()
+
+
+def test_a_signer_without_allowed_origins_says_it_signs_for_any(signer: tuple[Path, DPoPKey, subprocess.Popen[str]]) -> None:
+    sock, _, proc = signer
+    assert _proof_reply(sock, "https://anything.test/x")["ok"] is True
+    proc.terminate()
+    proc.wait(10)
+    assert proc.stderr is not None and "no --allowed-origin" in proc.stderr.read()
+
+
+@pytest.mark.parametrize("origin", ["https://api.test/path", "ftp://api.test", "https://user@api.test", "api.test"])
+def test_an_allowed_origin_that_is_no_origin_is_one_clear_line(tmp_path: Path, origin: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dpop_middleware.signer", "--socket", str(tmp_path / "s.sock"), "--allowed-origin", origin],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--allowed-origin" in done.stderr and "scheme://host[:port]" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_serve_names_an_allowed_origin_that_is_no_origin(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"'https://api.test/x': expected scheme://host\[:port\]"):
+        serve(str(tmp_path / "s.sock"), DPoPKey.generate(), allowed_origins=["https://api.test/x"])
