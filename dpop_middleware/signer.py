@@ -201,6 +201,8 @@ def serve(
     ``allowed_origins`` (``scheme://host[:port]``): the only origins proofs are signed for
     (default: any); ``ValueError`` names one that is not an origin.
     """
+    if isinstance(allowed_origins, str):  # one origin, not its characters
+        allowed_origins = [allowed_origins]
     origins = None if allowed_origins is None else frozenset(_allowed_origin(o) for o in allowed_origins)
     target = Path(path)
     if target.exists() or target.is_symlink():
@@ -254,14 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="scheme://host[:port] proofs may be signed for (repeatable; default: any)",
     )
     args = parser.parse_args(argv)
+    try:  # before the key is loaded (a token login): a typo fails at once
+        origins = None if args.allowed_origin is None else [_allowed_origin(o) for o in args.allowed_origin]
+    except ValueError as exc:
+        parser.exit(2, f"dpop signer: --allowed-origin: {exc}\n")
     try:
         signer = _load_key(args)
     except Exception as exc:  # noqa: BLE001 - a file, a PEM or a token error: say which, no traceback
         parser.exit(2, f"dpop signer: cannot load the key: {type(exc).__name__}: {exc}\n")
-    try:
-        origins = None if args.allowed_origin is None else [_allowed_origin(o) for o in args.allowed_origin]
-    except ValueError as exc:
-        parser.exit(2, f"dpop signer: --allowed-origin: {exc}\n")
     try:
         server = serve(
             args.socket,

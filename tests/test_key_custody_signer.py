@@ -424,3 +424,8 @@ def test_an_allowed_origin_that_is_no_origin_is_one_clear_line(tmp_path: Path, o
 def test_serve_names_an_allowed_origin_that_is_no_origin(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"'https://api.test/x': expected scheme://host\[:port\]"):
         serve(str(tmp_path / "s.sock"), DPoPKey.generate(), allowed_origins=["https://api.test/x"])
+    server = serve(str(tmp_path / "s.sock"), DPoPKey.generate(), allowed_origins="https://api.test")  # one, as text
+    try:
+        assert server.allowed_origins == frozenset({("https", "api.test", 443)})
+    finally:
+        server.server_close()
