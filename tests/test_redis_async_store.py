@@ -411,3 +411,16 @@ async def test_closing_while_the_first_request_connects_leaves_no_connection_ope
         await asyncio.gather(request, return_exceptions=True)  # answered or 503: either way settled
         await asyncio.sleep(0.05)
         assert _clients(redis_port) == before, f"a socket left open by a store closed {steps} steps into a connect"
+
+
+async def test_a_closed_cluster_lane_sends_nothing_more() -> None:
+    from dpop_middleware.stores.redis import _ClusterCommands
+
+    class NoCalls:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"the closed store used its cluster client ({name})")
+
+    lane = _ClusterCommands(NoCalls())
+    await lane.close(hand_back=False)
+    with pytest.raises(redis.exceptions.ConnectionError, match="closed"):
+        await lane.round_trip([("SET", b"k", b"1", "NX", "PX", 1000)])

@@ -288,7 +288,7 @@ class _HeldConnection:
             if conn is None:
                 conn = self.conn = await self.client.connection_pool.get_connection()
             elif conn.is_connected and await self._stale(conn):
-                await conn.disconnect()  # reconnected by the send below
+                await conn.disconnect(nowait=True)  # reconnected by the send below
             try:
                 await conn.send_packed_command(conn.pack_commands(commands))
                 if _cancel_requests() > cancels:  # swallowed by 3.11's wait_for: read nothing more
@@ -339,12 +339,14 @@ class _HeldConnection:
 class _ClusterCommands:
     """A Redis Cluster client: it routes each key to its shard, so its own commands are used."""
 
-    __slots__ = ("client",)
+    __slots__ = ("client", "closed")
 
     def __init__(self, client: Any) -> None:
-        self.client = client
+        self.client, self.closed = client, False
 
     async def round_trip(self, commands: list[Command]) -> list[object]:
+        if self.closed:  # as for a held connection: nothing reopens a closed store's client
+            raise redis.exceptions.ConnectionError("the replay store was closed")
         if len(commands) == 1:
             try:
                 return [await self.client.execute_command(*commands[0])]
@@ -357,7 +359,7 @@ class _ClusterCommands:
         return list(replies) if isinstance(replies, list) else []
 
     async def close(self, *, hand_back: bool) -> None:
-        return None
+        self.closed = True  # its connections are the client's own: nothing to hand back
 
 
 class _Batch:
