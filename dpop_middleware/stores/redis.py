@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 try:
@@ -168,13 +169,33 @@ class _RedisStore:
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return f"{type(self).__name__}(prefix={self.prefix!r})"
 
-    def _waited_outcome(self, written: object, acknowledged: object) -> bool:
-        """The ``SET`` reply, once ``WAIT`` says enough replicas hold it (else fail closed)."""
-        if not _set_nx_outcome(written):
-            return False
-        if not isinstance(acknowledged, int) or acknowledged < self.wait_replicas:
-            raise ReplayStoreUnavailable(diagnostics={"store_error": "replica_not_acknowledged"})
-        return True
+    def _commands(self, entries: Iterable[tuple[bytes, int]]) -> list[Command]:
+        """A ``SET NX PX`` per ``(name, ttl_ms)``, then one ``WAIT`` if replicas must acknowledge:
+        what both stores send, in one round trip."""
+        commands: list[Command] = [("SET", name, b"1", "NX", "PX", ttl_ms) for name, ttl_ms in entries]
+        if self.wait_replicas:  # one WAIT covers every write before it on the connection
+            commands.append(("WAIT", self.wait_replicas, self.wait_timeout_ms))
+        return commands
+
+    def _outcomes(self, replies: object, count: int) -> list[bool | ReplayStoreUnavailable]:
+        """Each of ``count`` entries' answer from the replies to :meth:`_commands`, or why it has
+        none: a refused command, too few replicas, or replies that answer something else."""
+        if not isinstance(replies, list) or len(replies) != count + (1 if self.wait_replicas else 0):
+            raise ReplayStoreUnavailable(diagnostics={"store_error": "unexpected_reply"})
+        acknowledged = replies[-1] if self.wait_replicas else None
+        return [self._outcome(reply, acknowledged) for reply in replies[:count]]
+
+    def _outcome(self, reply: object, acknowledged: object) -> bool | ReplayStoreUnavailable:
+        if isinstance(reply, BaseException):  # Redis refused this command (OOM, read-only replica...)
+            return _unavailable(reply)
+        try:
+            written = _set_nx_outcome(reply)
+        except ReplayStoreUnavailable as exc:
+            return exc
+        if written and self.wait_replicas and (not isinstance(acknowledged, int) or acknowledged < self.wait_replicas):
+            # Written, but not yet on enough replicas: a failover could lose it (fail closed).
+            return ReplayStoreUnavailable(diagnostics={"store_error": "replica_not_acknowledged"})
+        return written
 
 
 class RedisReplayStore(_RedisStore):
@@ -234,12 +255,15 @@ class RedisReplayStore(_RedisStore):
             if not self.wait_replicas:
                 return _set_nx_outcome(self._thread_client().set(name, b"1", nx=True, px=ttl_ms))
             pipe = self.client.pipeline(transaction=False)  # SET then WAIT: one round trip for both
-            pipe.set(name, b"1", nx=True, px=ttl_ms)
-            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-            replies = pipe.execute()
+            for command in self._commands([(name, ttl_ms)]):
+                pipe.execute_command(*command)
+            replies = pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:  # socket timeouts are OSErrors (TimeoutError)
             raise _unavailable(exc) from exc
-        return self._waited_outcome(replies[0], replies[-1])
+        (outcome,) = self._outcomes(replies, 1)
+        if isinstance(outcome, ReplayStoreUnavailable):
+            raise outcome
+        return outcome
 
     def close(self) -> None:
         """Close this thread's connection, and the client if this store created it."""
@@ -391,19 +415,16 @@ class _Batch:
             return await future
         self.busy = True
         try:
-            (outcome,) = await self._outcomes([(name, ttl_ms)])
+            (outcome,) = await self._answers([(name, ttl_ms)])
         finally:
             self._hand_on()
         if isinstance(outcome, ReplayStoreUnavailable):
             raise outcome
         return outcome
 
-    async def _outcomes(self, entries: list[tuple[bytes, int]]) -> list[bool | ReplayStoreUnavailable]:
+    async def _answers(self, entries: list[tuple[bytes, int]]) -> list[bool | ReplayStoreUnavailable]:
         """One round trip for ``entries``: each one's answer, or why it has none (fail closed)."""
-        store = self.store
-        commands: list[Command] = [("SET", name, b"1", "NX", "PX", ttl_ms) for name, ttl_ms in entries]
-        if store.wait_replicas:  # one WAIT covers every write before it on the connection
-            commands.append(("WAIT", store.wait_replicas, store.wait_timeout_ms))
+        commands = self.store._commands(entries)
         cancels = _cancel_requests()
         try:
             replies = await self.lane.round_trip(commands)
@@ -415,10 +436,7 @@ class _Batch:
             # Cancelled, yet answered: CPython 3.11's ``wait_for`` (inside redis-py's write) can
             # swallow a cancellation that lands in the same step. Honour it, as 3.12 does.
             raise asyncio.CancelledError
-        if len(replies) != len(commands):
-            raise ReplayStoreUnavailable(diagnostics={"store_error": "unexpected_reply"})
-        acknowledged = replies[-1] if store.wait_replicas else None
-        return [_outcome(store, reply, acknowledged) for reply in replies[: len(entries)]]
+        return self.store._outcomes(replies, len(entries))
 
     def _hand_on(self) -> None:
         """After a round trip: start a sender for what queued meanwhile, or go idle."""
@@ -453,7 +471,7 @@ class _Batch:
         if not batch:
             return
         try:
-            outcomes = await self._outcomes([(name, ttl_ms) for name, ttl_ms, _ in batch])
+            outcomes = await self._answers([(name, ttl_ms) for name, ttl_ms, _ in batch])
         except ReplayStoreUnavailable as exc:
             for _, _, future in batch:  # an exception each: one raised in several tasks would tangle
                 _fail(future, ReplayStoreUnavailable(diagnostics=dict(exc.diagnostics)))
@@ -475,15 +493,6 @@ class _Batch:
     async def close(self, *, hand_back: bool) -> None:
         """Refuse further round trips (503); ``hand_back``: return the held connection to the pool."""
         await self.lane.close(hand_back=hand_back)
-
-
-def _outcome(store: _RedisStore, reply: object, acknowledged: object) -> bool | ReplayStoreUnavailable:
-    try:
-        if isinstance(reply, BaseException):  # Redis refused this command (OOM, read-only replica...)
-            raise _unavailable(reply)
-        return store._waited_outcome(reply, acknowledged) if store.wait_replicas else _set_nx_outcome(reply)
-    except ReplayStoreUnavailable as exc:
-        return exc
 
 
 def _cancel_requests() -> int:
