@@ -38,7 +38,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .client import DPoPKey, JWSSigner, PublicJWKMixin, build_proof, proof_claims, token_hash, valid_nonce
+from .client import (
+    DPoPKey,
+    JWSSigner,
+    PublicJWKMixin,
+    build_proof,
+    origin_of,
+    proof_claims,
+    token_hash,
+    valid_nonce,
+)
 from .core.jose import b64url_decode
 from .core.keys import jwk_thumbprint
 
@@ -51,10 +60,7 @@ _TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")  # an HTTP method
 _ATH = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, no padding
 # scheme://host[:port], then the path, query or fragment, or the end: no user info, no backslash,
 # nothing a URL parser could read as another host than the one compared.
-_ORIGIN = re.compile(r"(https?|wss?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?(?=[/?#]|$)")
-_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
-
-Origin = tuple[str, str, int]
+_ORIGIN = re.compile(r"(https?|wss?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[1-9][0-9]{0,4})?(?=[/?#]|$)")
 
 
 class SignerError(Exception):
@@ -68,20 +74,19 @@ class SignerUnavailableError(SignerError):
 # -- the server --------------------------------------------------------------------------------
 
 
-def _origin_of(url: str) -> Origin | None:
-    """``(scheme, host, port)`` of an absolute http(s)/ws(s) URL, lower-cased, default port filled
-    in (``ws`` is ``http``'s, ``wss`` ``https``'s); ``None`` if its authority is anything else."""
-    match = _ORIGIN.match(url)
-    if match is None:
+def _origin(url: str) -> str | None:
+    """The client's :func:`~dpop_middleware.client.origin_of` for a URL whose authority is plain
+    ``host[:port]`` (``ws`` counted as ``http``, ``wss`` as ``https``); ``None`` for any other."""
+    if _ORIGIN.match(url) is None:
         return None
-    scheme, host, port = match.group(1).lower(), match.group(2).lower(), match.group(3)
-    number = int(port) if port else _DEFAULT_PORTS[scheme]
-    if not 0 < number < 65536:
+    try:
+        origin = origin_of(url)
+    except ValueError:  # a port above 65535
         return None
-    return {"ws": "http", "wss": "https"}.get(scheme, scheme), host, number
+    return "http" + origin[2:] if origin.startswith("ws") else origin
 
 
-def _proof_request(signer: JWSSigner, request: Any, origins: frozenset[Origin] | None = None) -> dict[str, Any]:
+def _proof_request(signer: JWSSigner, request: Any, origins: frozenset[str] | None = None) -> dict[str, Any]:
     """Check one decoded request and answer it; raises ``ValueError`` with the reply's text.
 
     ``origins``: the only origins a proof's ``htu`` may name (``None``: any)."""
@@ -102,7 +107,7 @@ def _proof_request(signer: JWSSigner, request: Any, origins: frozenset[Origin] |
         or any(ord(c) < 0x21 or ord(c) > 0x7E for c in htu)
     ):
         raise ValueError("htu must be an absolute http(s) URL of printable ASCII, at most 4096 characters")
-    if origins is not None and _origin_of(htu) not in origins:
+    if origins is not None and _origin(htu) not in origins:
         # A compromised agent gets proofs for the APIs it was meant to call, not for any other.
         raise ValueError("htu is not on an origin this signer signs for")
     if ath is not None and (not isinstance(ath, str) or not _ATH.fullmatch(ath)):
@@ -173,7 +178,7 @@ class _SignerServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
     def __init__(
-        self, path: str, signer: JWSSigner, allowed_uids: set[int], allowed_origins: frozenset[Origin] | None
+        self, path: str, signer: JWSSigner, allowed_uids: set[int], allowed_origins: frozenset[str] | None
     ) -> None:
         self.signer = signer
         self.allowed_uids = allowed_uids
@@ -213,8 +218,8 @@ def serve(
     return _SignerServer(path, signer, uids, origins)
 
 
-def _allowed_origin(text: str) -> Origin:
-    origin = _origin_of(text) if isinstance(text, str) else None
+def _allowed_origin(text: str) -> str:
+    origin = _origin(text) if isinstance(text, str) else None
     if origin is None or _ORIGIN.fullmatch(text.rstrip("/")) is None:
         raise ValueError(f"allowed origin {text!r}: expected scheme://host[:port] (http, https, ws or wss), no path")
     return origin

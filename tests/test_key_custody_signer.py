@@ -426,6 +426,6 @@ def test_serve_names_an_allowed_origin_that_is_no_origin(tmp_path: Path) -> None
         serve(str(tmp_path / "s.sock"), DPoPKey.generate(), allowed_origins=["https://api.test/x"])
     server = serve(str(tmp_path / "s.sock"), DPoPKey.generate(), allowed_origins="https://api.test")  # one, as text
     try:
-        assert server.allowed_origins == frozenset({("https", "api.test", 443)})
+        assert server.allowed_origins == frozenset({"https://api.test:443"})
     finally:
         server.server_close()
