@@ -262,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:  # before the key is loaded (a token login): a typo fails at once
-        origins = None if args.allowed_origin is None else [_allowed_origin(o) for o in args.allowed_origin]
+        for origin in args.allowed_origin or ():
+            _allowed_origin(origin)
     except ValueError as exc:
         parser.exit(2, f"dpop signer: --allowed-origin: {exc}\n")
     try:
@@ -278,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (OSError, ValueError) as exc:  # a path too long for a socket, no such directory, not a socket
         parser.exit(2, f"dpop signer: cannot listen on {args.socket}: {exc}\n")
-    if origins is None:
+    if args.allowed_origin is None:
         print("dpop signer: no --allowed-origin: proofs are signed for any URL the agent asks for", file=sys.stderr)
     # The one line a supervisor (or a test) waits for: the socket is ready and which key it serves.
     print(json.dumps({"ready": args.socket, "jkt": signer.jkt}), flush=True)
