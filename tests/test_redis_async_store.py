@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import threading
@@ -96,6 +97,18 @@ def test_closing_from_another_loop_after_the_first_one_ended_does_not_raise(redi
     assert asyncio.run(store.add_if_absent(os.urandom(16), 30)) is True
     asyncio.run(store.aclose())  # e.g. a test fixture's teardown on a loop of its own
     assert asyncio.run(store.add_if_absent(os.urandom(16), 30)) is True  # and it can serve again
+
+
+def test_a_client_passed_in_gets_back_the_connection_of_each_loop_that_ended(redis_port: int) -> None:
+    client = redis.asyncio.Redis(port=redis_port, socket_timeout=5, socket_connect_timeout=5)
+    store = AsyncRedisReplayStore(client)
+    pool = client.connection_pool
+    for _ in range(20):  # e.g. one event loop per test, the client a session fixture
+        assert asyncio.run(store.add_if_absent(os.urandom(16), 30)) is True
+    # One connection, reconnected on each new loop; before, each ended loop's stayed checked out forever.
+    assert len(pool._in_use_connections) + len(pool._available_connections) == 1
+    gc.collect()  # the ended loops' sockets, which only the collector can close
+    assert _clients(redis_port) == 1
 
 
 class _CountingWrites:

@@ -27,6 +27,7 @@ The client is any redis-py client: ``redis.Redis``, ``redis.RedisCluster``, a Se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -359,6 +360,20 @@ class _HeldConnection:
         else:  # our own client, closed or about to be: never leave a socket open behind it
             await conn.disconnect(nowait=True)
 
+    async def reclaim(self) -> None:
+        """Give a connection of an event loop that has ended back to the client's pool, unconnected.
+
+        Its socket belongs to the ended loop, which can no longer close it (the collector will);
+        what must not happen is the pool counting it as checked out forever, one per ended loop.
+        """
+        self.closed = True
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(RuntimeError):  # "Event loop is closed", from the ended loop's transport
+            await conn.disconnect(nowait=True)
+        await self.client.connection_pool.release(conn)  # reconnected on this loop when next taken
+
 
 class _ClusterCommands:
     """A Redis Cluster client: it routes each key to its shard, so its own commands are used."""
@@ -384,6 +399,9 @@ class _ClusterCommands:
 
     async def close(self, *, hand_back: bool) -> None:
         self.closed = True  # its connections are the client's own: nothing to hand back
+
+    async def reclaim(self) -> None:
+        self.closed = True
 
 
 class _Batch:
@@ -511,8 +529,9 @@ class AsyncRedisReplayStore(_RedisStore):
 
     Arguments are those of :class:`RedisReplayStore`; a client passed in must be one of the
     ``redis.asyncio`` clients (``Redis``, ``RedisCluster``, ``Sentinel(...).master_for(...)``).
-    asyncio connections belong to the loop that made them: a client passed in must be used from
-    one loop; for a URL the store builds one client per event loop, on first use in that loop.
+    asyncio connections belong to the loop that made them: for a URL the store builds one client
+    per event loop, on first use in that loop; a client passed in may serve loops one after another
+    (e.g. one per test), each ended loop's connection going back to its pool.
 
     Each loop holds one connection of the client's pool (a Redis Cluster client routes each key
     itself): requests of one loop that reach the store while a command is in flight are written
@@ -527,6 +546,7 @@ class AsyncRedisReplayStore(_RedisStore):
         self._batch: _Batch | None = None  # the loop served last: the one to look at first
         self._batches: dict[asyncio.AbstractEventLoop, _Batch] = {}
         self._batches_lock = threading.Lock()  # loops in several threads may share one store
+        self._ended: list[_Batch] = []  # of ended loops, holding connections of a client passed in
 
     def _build(self) -> Any:
         target = self._target
@@ -554,9 +574,12 @@ class AsyncRedisReplayStore(_RedisStore):
             if batch is None:
                 # Loops that ended take their batches with them (their sockets cannot be closed
                 # from here: the collector has them). Not a weak mapping: a batch's connection
-                # holds its loop, so the loop would never go.
+                # holds its loop, so the loop would never go. A client passed in outlives its
+                # loops: its pool gets the ended loops' connections back (add_if_absent).
                 for ended in [other for other in self._batches if other.is_closed()]:
-                    del self._batches[ended]
+                    gone = self._batches.pop(ended)
+                    if not self._owns_client:
+                        self._ended.append(gone)
                 # For a URL, each loop gets a client of its own: asyncio connections belong to
                 # the loop that made them.
                 client = self._build() if self._target is not None else self.client
@@ -573,7 +596,19 @@ class AsyncRedisReplayStore(_RedisStore):
             batch = self._loop_batch()
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
+        if self._ended:  # only after a switch of event loops
+            await self._reclaim()
         return await batch.set_nx(name, ttl_ms)
+
+    async def _reclaim(self) -> None:
+        with self._batches_lock:
+            ended, self._ended = self._ended, []
+        for batch in ended:
+            try:
+                await batch.lane.reclaim()
+            except Exception as exc:  # noqa: BLE001 - housekeeping: never this request's answer
+                name = exc.__class__.__name__
+                logger.warning("dpop replay store: an ended event loop's connection was not returned: %s", name)
 
     async def aclose(self) -> None:
         """Close this event loop's client if this store created it (a client you passed stays yours).
