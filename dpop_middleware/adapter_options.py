@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 
 from .core.origin import ProxySettings
 from .core.routes import RoutePolicy
+from .core.step_up import StepUp
 
 __all__ = ["AdapterOptions", "ProxyOptions", "RouteOptions", "build_options", "proxy_settings"]
 
@@ -38,6 +39,7 @@ class RouteOptions(TypedDict, total=False):
     optional_paths: Iterable[str]
     exempt_paths: Iterable[str]
     path_scopes: Mapping[str, Iterable[str] | str] | None
+    path_step_up: Mapping[str, StepUp | Mapping[str, Any]] | None
     required_path_patterns: Iterable[str | re.Pattern[str]]
     optional_path_patterns: Iterable[str | re.Pattern[str]]
     exempt_path_patterns: Iterable[str | re.Pattern[str]]

@@ -30,6 +30,7 @@ from .core.errors import InvalidRequestError
 from .core.origin import FORWARDING_HEADERS, ProxySettings, rebuild_url
 from .core.request import RequestInfo, is_cors_answer, is_cors_preflight
 from .core.resource_metadata import MetadataAnswer, PublishedMetadata
+from .core.step_up import StepUp
 from .core.target import client_paths
 from .verifier import AuthResult, DPoPVerifier
 
@@ -296,6 +297,7 @@ async def authenticate_scope(
     *,
     required: bool = True,
     scopes: tuple[str, ...] = (),
+    step_up: StepUp | None = None,
     debug: bool | None = None,
 ) -> AuthResult:
     """Translate an ``http``/``websocket`` scope and run :meth:`DPoPVerifier.aauthenticate`.
@@ -317,7 +319,7 @@ async def authenticate_scope(
         bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
         result = verifier.reject(bad, None)
     else:
-        result = await verifier.aauthenticate(info, required=required, scopes=scopes)
+        result = await verifier.aauthenticate(info, required=required, scopes=scopes, step_up=step_up)
     if result.rejection is None:
         # Set whenever the request goes on, so that an endpoint reading scope["dpop"] finds None
         # rather than a KeyError (report_only lets even an untranslatable request through).

@@ -26,6 +26,7 @@ from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.request import RequestInfo
 from .core.routes import scope_names
+from .core.step_up import step_up_demand
 from .starlette import DPoPHTTPError, _folded, app_debug, configured, error_response
 from .verifier import DPoPVerifier
 
@@ -63,6 +64,8 @@ class DPoPBearer(SecurityBase):
 
     Returns the :class:`~dpop_middleware.core.binding.DPoPPrincipal`. ``scopes`` (and those of
     ``Security(..., scopes=[...])`` anywhere in the dependency chain) must all be granted, else 403.
+    ``acr_values`` (any one of them) and ``max_age`` (seconds since the user authenticated) demand a
+    step-up (RFC 9470): a token that falls short gets 401 ``insufficient_user_authentication``.
     ``auto_error=False`` makes authentication optional: a request *without* credentials gets
     ``None``, but credentials that are present and bad are still rejected (a client is never silently
     downgraded to anonymous). ``None`` is also what a failed request gets in ``report_only`` mode.
@@ -78,6 +81,8 @@ class DPoPBearer(SecurityBase):
         verifier: DPoPVerifier,
         *,
         scopes: Iterable[str] | str = (),
+        acr_values: Iterable[str] | str | None = None,
+        max_age: int | None = None,
         auto_error: bool = True,
         scheme_name: str | None = None,
         description: str | None = None,
@@ -88,6 +93,7 @@ class DPoPBearer(SecurityBase):
         self._debug = debug
         self.verifier = configured(verifier, "DPoPBearer", self._proxies, debug)
         self.scopes = scope_names(scopes, "DPoPBearer(scopes=...)")
+        self.step_up = step_up_demand(acr_values, max_age, "DPoPBearer(acr_values=..., max_age=...)")
         self.auto_error = auto_error
         self.model = HTTPBaseModel(
             scheme="DPoP",
@@ -103,10 +109,12 @@ class DPoPBearer(SecurityBase):
         earlier = scope.get(PRINCIPAL_KEY)
         if isinstance(earlier, DPoPPrincipal) and scope.get(VERIFIER_KEY) is self.verifier:
             # This verifier already accepted this very request (an outer dependency or the
-            # middleware), and whoever ran it owes the response its DPoP-Nonce: only our scopes remain.
-            if needed:
+            # middleware), and whoever ran it owes the response its DPoP-Nonce: only our demands remain.
+            if needed or self.step_up is not None:
                 info = scope.get(REQUEST_INFO_KEY)
-                checked = self.verifier.authorize(earlier, needed, info if isinstance(info, RequestInfo) else None)
+                checked = self.verifier.authorize(
+                    earlier, needed, info if isinstance(info, RequestInfo) else None, step_up=self.step_up
+                )
                 if checked.rejection is not None:
                     raise DPoPHTTPException(checked.rejection)
             return earlier
@@ -118,6 +126,7 @@ class DPoPBearer(SecurityBase):
             self._proxies,
             required=self.auto_error,
             scopes=needed,
+            step_up=self.step_up,
             debug=app_debug(scope, self._debug),
         )
         if result.rejection is not None:

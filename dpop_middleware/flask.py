@@ -45,6 +45,7 @@ from .core.client_cert import client_cert_settings_problem
 from .core.origin import ProxySettings
 from .core.resource_metadata import PublishedMetadata
 from .core.routes import Route, RoutePolicy, scope_names
+from .core.step_up import step_up_demand
 from .route_settings import build_route_policy
 from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
 from .verifier import DPoPVerifier, unverified_rejection
@@ -313,14 +314,36 @@ class DPoP:
     def required(self, view: F, /) -> F: ...
 
     @overload
-    def required(self, view: None = None, /, *, scopes: Iterable[str] | str = ()) -> Callable[[F], F]: ...
+    def required(
+        self,
+        view: None = None,
+        /,
+        *,
+        scopes: Iterable[str] | str = (),
+        acr_values: Iterable[str] | str | None = None,
+        max_age: int | None = None,
+    ) -> Callable[[F], F]: ...
 
-    def required(self, view: F | None = None, /, *, scopes: Iterable[str] | str = ()) -> F | Callable[[F], F]:
+    def required(
+        self,
+        view: F | None = None,
+        /,
+        *,
+        scopes: Iterable[str] | str = (),
+        acr_values: Iterable[str] | str | None = None,
+        max_age: int | None = None,
+    ) -> F | Callable[[F], F]:
         """The view needs a valid DPoP request (and every scope in ``scopes``, if given).
 
         Use bare (``@dpop.required``) or called (``@dpop.required(scopes=["write"])``).
+        ``acr_values``/``max_age``: a step-up demand (RFC 9470), else 401
+        ``insufficient_user_authentication``.
         """
-        policy = Route("required", scope_names(scopes, "dpop.required(scopes=...)"))
+        policy = Route(
+            "required",
+            scope_names(scopes, "dpop.required(scopes=...)"),
+            step_up_demand(acr_values, max_age, "dpop.required(acr_values=..., max_age=...)"),
+        )
         if view is not None:
             return _mark(view, policy)
         return lambda fn: _mark(fn, policy)
@@ -407,7 +430,8 @@ def _before_request() -> Response | None:
     if is_cors_preflight_environ(req.environ):
         return app.make_default_options_response()
     result = authenticate_environ(
-        state.verifier, req.environ, state.proxy_settings, required=policy.required, scopes=policy.scopes
+        state.verifier, req.environ, state.proxy_settings, required=policy.required, scopes=policy.scopes,
+        step_up=policy.step_up,
     )
     if result.rejection is not None:
         return _flask_response(result.rejection)

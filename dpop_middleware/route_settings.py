@@ -82,7 +82,8 @@ def build_route_policy(values: Mapping[str, Any], *, spell: Spell, legacy: bool 
             except re.error as exc:
                 raise SettingsError(spell(name), f"holds an invalid regular expression: {exc}", name=name) from None
         prefixes[name] = [p for p in values.get(name, ()) if not looks_like_regex(p)]
-    for name, paths in (*prefixes.items(), ("path_scopes", list(values.get("path_scopes", {})))):
+    ruled = [(name, list(values.get(name, {}))) for name in ("path_scopes", "path_step_up")]
+    for name, paths in (*prefixes.items(), *ruled):
         wrong = next((p for p in paths if not p.startswith("/")), None)
         if wrong is not None:
             raise SettingsError(
@@ -95,6 +96,7 @@ def build_route_policy(values: Mapping[str, Any], *, spell: Spell, legacy: bool 
             optional_paths=prefixes["optional_paths"],
             exempt_paths=prefixes["exempt_paths"],
             path_scopes=values.get("path_scopes"),
+            path_step_up=values.get("path_step_up"),
             required_path_patterns=patterns["required_path_patterns"],
             optional_path_patterns=patterns["optional_path_patterns"],
             exempt_path_patterns=patterns["exempt_path_patterns"],

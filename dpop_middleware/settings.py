@@ -27,6 +27,7 @@ from .core.nonce import NonceKeyring, NoncePolicy
 from .core.origin import FORWARDING_HEADERS
 from .core.resource_metadata import ResourceMetadata, check_resource_url
 from .core.routes import MODES, scope_names
+from .core.step_up import StepUp, step_up_rule
 from .stores.memory import MemoryReplayStore
 from .tokens.jwt import JWTAccessTokenValidator
 from .verifier import DPoPVerifier
@@ -228,19 +229,35 @@ def _regexes(value: object) -> tuple[str | re.Pattern[str], ...]:
     raise _Invalid("a list of regular expressions, each matched against the whole path")
 
 
-def _path_scopes(value: object) -> dict[str, tuple[str, ...]]:
-    """``{path: scopes}``, scopes as a space-separated string or a list (or that mapping as JSON text)."""
+def _by_path(value: object, expected: str) -> Mapping[str, object]:
+    """A ``{path: ...}`` dict, or its JSON text; else :class:`_Invalid` saying ``expected``."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
             value = None
-    expected = "a dict {path: scopes (a space-separated string or a list of strings)}, or its JSON text"
     if not isinstance(value, Mapping) or not all(isinstance(path, str) for path in value):
         raise _Invalid(expected)
+    return value
+
+
+def _path_scopes(value: object) -> dict[str, tuple[str, ...]]:
+    """``{path: scopes}``, scopes as a space-separated string or a list (or that mapping as JSON text)."""
+    expected = "a dict {path: scopes (a space-separated string or a list of strings)}, or its JSON text"
+    rules = _by_path(value, expected)
     try:
-        return {path: scope_names(scopes, f"the scopes of {path!r}") for path, scopes in value.items()}
+        return {path: scope_names(scopes, f"the scopes of {path!r}") for path, scopes in rules.items()}  # type: ignore[arg-type]
     except TypeError as exc:
+        raise _Invalid(f"{expected}; {exc}") from None
+
+
+def _path_step_up(value: object) -> dict[str, StepUp]:
+    """``{path: {"acr_values": ..., "max_age": seconds}}`` (or its JSON text): RFC 9470 demands by path."""
+    expected = 'a dict {path: {"acr_values": "space-separated or a list", "max_age": seconds}}, or its JSON text'
+    rules = _by_path(value, expected)
+    try:
+        return {path: step_up_rule(demand, f"the demand for {path!r}") for path, demand in rules.items()}
+    except (TypeError, ValueError) as exc:
         raise _Invalid(f"{expected}; {exc}") from None
 
 
@@ -425,6 +442,7 @@ _TABLE = (
     Setting("optional_paths", _paths, "path prefixes where DPoP is optional"),
     Setting("exempt_paths", _paths, "path prefixes never checked"),
     Setting("path_scopes", _path_scopes, "scopes required below a path prefix"),
+    Setting("path_step_up", _path_step_up, "acr_values / max_age (RFC 9470) required below a path prefix"),
     Setting("required_path_patterns", _regexes, "regexes (whole path) that require DPoP"),
     Setting("optional_path_patterns", _regexes, "regexes (whole path) where DPoP is optional"),
     Setting("exempt_path_patterns", _regexes, "regexes (whole path) never checked"),
@@ -475,6 +493,7 @@ ROUTE_NAMES = frozenset(
         "optional_paths",
         "exempt_paths",
         "path_scopes",
+        "path_step_up",
         "required_path_patterns",
         "optional_path_patterns",
         "exempt_path_patterns",

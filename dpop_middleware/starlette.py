@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -59,6 +59,7 @@ from .core.origin import ProxySettings
 from .core.request import RequestInfo
 from .core.resource_metadata import PublishedMetadata
 from .core.routes import RoutePolicy, scope_names
+from .core.step_up import StepUp, step_up_demand
 from .verifier import AuthResult, DPoPVerifier
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ __all__ = [
     "metadata_route",
     "require_principal",
     "requires_scopes",
+    "requires_step_up",
 ]
 
 logger = logging.getLogger("dpop_middleware")
@@ -147,7 +149,7 @@ async def _authenticate(verifier: DPoPVerifier, policy: _Policy, scope: Scope) -
         scope[_EXEMPT_KEY] = True
         return None
     return await authenticate_scope(
-        verifier, scope, policy.proxies, required=route.required, scopes=route.scopes,
+        verifier, scope, policy.proxies, required=route.required, scopes=route.scopes, step_up=route.step_up,
         debug=app_debug(scope, policy.debug),
     )  # fmt: skip
 
@@ -304,39 +306,60 @@ def error_response(rejection: ErrorResponse) -> Response:
     return response
 
 
-def _connection(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection:
+def _connection(args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> HTTPConnection:
     for value in (*args, *kwargs.values()):
         if isinstance(value, HTTPConnection):
             return value
-    raise TypeError("requires_scopes: the endpoint receives no Request")
+    raise TypeError(f"{what}: the endpoint receives no Request")
 
 
-def _scope_rejection(conn: HTTPConnection, scopes: tuple[str, ...]) -> ErrorResponse | None:
+def _route_rejection(
+    conn: HTTPConnection, scopes: tuple[str, ...], step_up: StepUp | None, what: str
+) -> ErrorResponse | None:
     verifier = conn.scope.get(VERIFIER_KEY)
     if not isinstance(verifier, DPoPVerifier):
         # A deployment error, not a request error: refuse loudly rather than skip the check.
-        raise RuntimeError("requires_scopes needs DPoPMiddleware or DPoPAuthBackend in front of the endpoint")
-    info = conn.scope.get(REQUEST_INFO_KEY)
-    return verifier.authorize(get_principal(conn), scopes, info if isinstance(info, RequestInfo) else None).rejection
+        raise RuntimeError(f"{what} needs DPoPMiddleware or DPoPAuthBackend in front of the endpoint")
+    found = conn.scope.get(REQUEST_INFO_KEY)
+    info = found if isinstance(found, RequestInfo) else None
+    return verifier.authorize(get_principal(conn), scopes, info, step_up=step_up).rejection
 
 
-def requires_scopes(*scopes: str) -> Callable[[F], F]:
+def requires_scopes(
+    *scopes: str, acr_values: Iterable[str] | str | None = None, max_age: int | None = None
+) -> Callable[[F], F]:
     """Endpoint decorator: answer 403 ``insufficient_scope`` (with its challenge) unless granted.
 
+    ``acr_values`` (any one of them) and ``max_age`` (seconds since the user authenticated) add a
+    step-up demand (RFC 9470): a token that falls short gets 401 ``insufficient_user_authentication``.
     Works on sync and async Starlette endpoints, ``HTTPEndpoint`` methods and WebSocket endpoints
     (denied as :class:`DPoPMiddleware` denies an upgrade) behind :class:`DPoPMiddleware` or
     :class:`DPoPAuthBackend`. An anonymous request on an optional path
     gets the same 403: it holds no scope.
     """
     needed = scope_names(scopes, "requires_scopes(...)")
+    step_up = step_up_demand(acr_values, max_age, "requires_scopes(acr_values=..., max_age=...)")
+    return _route_guard(needed, step_up, "requires_scopes")
 
+
+def requires_step_up(acr_values: Iterable[str] | str | None = None, max_age: int | None = None) -> Callable[[F], F]:
+    """Endpoint decorator: the user must have authenticated with one of ``acr_values``, at most
+    ``max_age`` seconds ago (RFC 9470), else 401 ``insufficient_user_authentication`` whose challenge
+    repeats the demand. As :func:`requires_scopes` otherwise."""
+    step_up = step_up_demand(acr_values, max_age, "requires_step_up(...)")
+    if step_up is None:
+        raise TypeError("requires_step_up: give acr_values, max_age or both")
+    return _route_guard((), step_up, "requires_step_up")
+
+
+def _route_guard(needed: tuple[str, ...], step_up: StepUp | None, what: str) -> Callable[[F], F]:
     def decorator(func: F) -> F:
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                conn = _connection(args, kwargs)
-                rejection = _scope_rejection(conn, needed)
+                conn = _connection(args, kwargs, what)
+                rejection = _route_rejection(conn, needed, step_up, what)
                 if rejection is None:
                     return await func(*args, **kwargs)
                 if isinstance(conn, WebSocket):
@@ -348,7 +371,7 @@ def requires_scopes(*scopes: str) -> Callable[[F], F]:
 
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            rejection = _scope_rejection(_connection(args, kwargs), needed)
+            rejection = _route_rejection(_connection(args, kwargs, what), needed, step_up, what)
             if rejection is not None:
                 return error_response(rejection)
             return func(*args, **kwargs)

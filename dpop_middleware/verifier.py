@@ -249,13 +249,19 @@ class DPoPVerifier:
         return principal
 
     def authentication(
-        self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()
+        self,
+        request: RequestInfo,
+        *,
+        required: bool = True,
+        scopes: tuple[str, ...] = (),
+        step_up: StepUp | None = None,
     ) -> Flow[AuthResult]:
-        """:meth:`verification`, the route's ``scopes`` and the mode, as a flow that never raises."""
+        """:meth:`verification`, the route's ``scopes`` and ``step_up`` demand, and the mode, as a
+        flow that never raises."""
         try:
             principal = yield from self.verification(request)
-            if scopes:
-                require_scopes(principal, scopes)
+            if scopes or step_up is not None:
+                self._require(principal, scopes, step_up)
         except DPoPError as exc:
             return self._failed(exc, request, required)
         return self._succeeded(principal, request)
@@ -268,19 +274,32 @@ class DPoPVerifier:
         """:meth:`verify` on the event loop, awaiting async validators and stores."""
         return await run_async(self.verification(request))
 
-    def authenticate(self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()) -> AuthResult:
-        """Verify, check the route's ``scopes`` and apply the mode: what adapters call.
+    def authenticate(
+        self,
+        request: RequestInfo,
+        *,
+        required: bool = True,
+        scopes: tuple[str, ...] = (),
+        step_up: StepUp | None = None,
+    ) -> AuthResult:
+        """Verify, check the route's ``scopes`` and ``step_up`` demand (RFC 9470), and apply the
+        mode: what adapters call.
 
         ``required=False``: a request without credentials passes as anonymous (credentials that
         are sent must still be valid). Never raises :class:`DPoPError`; reports one outcome.
         """
-        return run_sync(self.authentication(request, required=required, scopes=scopes))
+        return run_sync(self.authentication(request, required=required, scopes=scopes, step_up=step_up))
 
     async def aauthenticate(
-        self, request: RequestInfo, *, required: bool = True, scopes: tuple[str, ...] = ()
+        self,
+        request: RequestInfo,
+        *,
+        required: bool = True,
+        scopes: tuple[str, ...] = (),
+        step_up: StepUp | None = None,
     ) -> AuthResult:
         """:meth:`authenticate` on the event loop."""
-        return await run_async(self.authentication(request, required=required, scopes=scopes))
+        return await run_async(self.authentication(request, required=required, scopes=scopes, step_up=step_up))
 
     def render(self, error: DPoPError, *, debug: bool | None = None) -> ErrorResponse:
         """The response for ``error`` under this verifier's algorithms and mode (no logging).
@@ -322,15 +341,21 @@ class DPoPVerifier:
         return self.reject(error, request).rejection or self.render(error)
 
     def authorize(
-        self, principal: DPoPPrincipal | None, scopes: tuple[str, ...], request: RequestInfo | None = None
+        self,
+        principal: DPoPPrincipal | None,
+        scopes: tuple[str, ...],
+        request: RequestInfo | None = None,
+        *,
+        step_up: StepUp | None = None,
     ) -> AuthResult:
-        """Check route ``scopes`` for a principal already verified: its result, like :meth:`reject`'s.
+        """Check a route's ``scopes`` (and ``step_up`` demand) for a principal already verified: its
+        result, like :meth:`reject`'s. A missing principal meets no demand.
 
-        ``outcome`` is ``accepted`` when the principal holds them (nothing is reported then: the
+        ``outcome`` is ``accepted`` when the principal meets them (nothing is reported then: the
         request was counted when it was verified), ``rejected`` or ``reported`` otherwise.
         """
         try:
-            require_scopes(principal, scopes)
+            self._require(principal, scopes, step_up)
         except DPoPError as exc:
             return self._failed(exc, request, required=True)
         return AuthResult(principal)
@@ -340,15 +365,18 @@ class DPoPVerifier:
     ) -> AuthResult:
         """Check a verified principal against a route's RFC 9470 demand (``acr_values``, ``max_age``).
 
-        Like :meth:`authorize`: ``accepted`` when the token's ``acr``/``auth_time`` meet it, else
-        the 401 ``insufficient_user_authentication`` whose challenge repeats the demand (or, in
-        ``report_only``, only a report).
+        :meth:`authorize` without scopes: ``accepted`` when the token's ``acr``/``auth_time`` meet
+        it, else the 401 ``insufficient_user_authentication`` whose challenge repeats the demand (or,
+        in ``report_only``, only a report).
         """
-        try:
+        return self.authorize(principal, (), request, step_up=step_up)
+
+    def _require(self, principal: DPoPPrincipal | None, scopes: tuple[str, ...], step_up: StepUp | None) -> None:
+        """What a route demands of a verified principal, scopes first; raises the :class:`DPoPError`."""
+        if scopes or step_up is None:  # no principal holds even no scope
+            require_scopes(principal, scopes)
+        if step_up is not None:
             require_authentication(principal, step_up, self._clock())
-        except DPoPError as exc:
-            return self._failed(exc, request, required=True)
-        return AuthResult(principal)
 
     def _failed(self, exc: DPoPError, request: RequestInfo | None, required: bool) -> AuthResult:
         if isinstance(exc, AuthenticationRequired) and not required:

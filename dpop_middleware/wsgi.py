@@ -20,6 +20,7 @@ from .core.errors import InvalidRequestError
 from .core.origin import ProxySettings
 from .core.request import RequestInfo, is_cors_answer
 from .core.resource_metadata import PublishedMetadata
+from .core.step_up import StepUp
 from .core.target import client_paths
 from .verifier import AuthResult, DPoPVerifier
 from .wsgi_environ import environ_request, is_cors_preflight_environ, raw_target_path
@@ -102,6 +103,7 @@ def authenticate_environ(
     *,
     required: bool = True,
     scopes: tuple[str, ...] = (),
+    step_up: StepUp | None = None,
 ) -> AuthResult:
     """Translate ``environ`` and run :meth:`DPoPVerifier.authenticate` with the route's policy.
 
@@ -113,7 +115,7 @@ def authenticate_environ(
     except (ValueError, UnicodeError):
         bad = InvalidRequestError("bad_request_url", "Request URL cannot be determined")
         return verifier.reject(bad, None)
-    return verifier.authenticate(request, required=required, scopes=scopes)
+    return verifier.authenticate(request, required=required, scopes=scopes, step_up=step_up)
 
 
 def error_status_line(status: int) -> str:
@@ -199,7 +201,8 @@ class DPoPWSGIMiddleware:
             environ[ENVIRON_KEY] = None
             return _cors_answer_only(self.app, environ, start_response)
         result = authenticate_environ(
-            self.verifier, environ, self.proxy_settings, required=route.required, scopes=route.scopes
+            self.verifier, environ, self.proxy_settings, required=route.required, scopes=route.scopes,
+            step_up=route.step_up,
         )
         if result.rejection is not None:
             return wsgi_rejection(result.rejection, start_response)

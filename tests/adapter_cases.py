@@ -7,6 +7,8 @@ own test client:
 * ``GET|POST /protected`` - DPoP required; answers JSON ``{"scheme", "jkt", "sub", "scopes"}``
 * ``GET /optional``       - authentication optional; ``{"anonymous": true}`` without credentials
 * ``GET /scoped``         - requires scope ``write``
+* ``GET /stepped``        - requires a step-up (RFC 9470): ``acr`` ``urn:mfa``, authenticated at most
+  300 s ago (:data:`STEP_UP`): a decorator or dependency where the framework has one, else a path rule
 * ``GET /health``         - exempt: never checked
 
 ``run_case(driver, case)`` then asserts the same status, challenge and identity everywhere.
@@ -127,6 +129,25 @@ def _scope_param(resp: Response, env: Env) -> None:
     assert 'scope="write"' in resp.header("www-authenticate")[0]
 
 
+#: What ``/stepped`` demands, in each driver's own spelling (RFC 9470).
+STEP_UP = {"acr_values": "urn:mfa", "max_age": 300}
+
+
+def _stepped(acr: object, age: float | None) -> Callable[[Env], Response]:
+    def run(env: Env) -> Response:
+        claims: dict[str, object] = {"acr": acr}
+        if age is not None:
+            claims["auth_time"] = int(time.time() - age)
+        return env.send("GET", "/stepped", env.good(path="/stepped", token_claims=claims))
+
+    return run
+
+
+def _step_up_challenge(resp: Response, env: Env) -> None:
+    challenge = next(c for c in resp.header("www-authenticate") if c.startswith("DPoP"))
+    assert 'acr_values="urn:mfa"' in challenge and 'max_age="300"' in challenge, challenge
+
+
 CASES: list[Case] = [
     Case("good_get", lambda e: e.send("GET", "/protected", e.good()), 200, identity=True, scheme="DPoP"),
     Case("good_post", lambda e: e.send("POST", "/protected", e.good("POST")), 200, identity=True, scheme="DPoP"),
@@ -211,6 +232,21 @@ CASES: list[Case] = [
         "insufficient_scope",
         check=_scope_param,
     ),
+    Case(
+        "step_up_acr_missing",
+        _stepped(None, 10),
+        401,
+        "insufficient_user_authentication",
+        check=_step_up_challenge,
+    ),
+    Case(
+        "step_up_authenticated_too_long_ago",
+        _stepped("urn:mfa", 3600),
+        401,
+        "insufficient_user_authentication",
+        check=_step_up_challenge,
+    ),
+    Case("step_up_met", _stepped("urn:mfa", 10), 200, identity=True),
     Case(
         "scope_granted",
         lambda e: e.send("GET", "/scoped", e.good(path="/scoped", token_claims={"scope": "read write"})),

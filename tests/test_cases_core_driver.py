@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from adapter_cases import CASE_IDS, CASES, Case, Response, identity, run_case
+from adapter_cases import CASE_IDS, CASES, STEP_UP, Case, Response, identity, run_case
 
 from dpop_middleware import DPoPVerifier, RequestInfo
+from dpop_middleware.core.step_up import StepUp
 
 
 class CoreDriver:
@@ -23,7 +24,8 @@ class CoreDriver:
         if path == "/health":
             return Response(200, {}, {"ok": True})
         info = RequestInfo(method, self.base_url + path, headers)
-        result = self.verifier.authenticate(info, required=path != "/optional")
+        step_up = StepUp.create(**STEP_UP) if path == "/stepped" else None  # type: ignore[arg-type]
+        result = self.verifier.authenticate(info, required=path != "/optional", step_up=step_up)
         if result.rejection is not None:
             return _error(result.rejection)
         if path == "/scoped":

@@ -7,7 +7,7 @@ the optional, scoped and exempt views carry a decorator.
 from __future__ import annotations
 
 import pytest
-from adapter_cases import CASE_IDS, CASES, Case, Response, run_case
+from adapter_cases import CASE_IDS, CASES, STEP_UP, Case, Response, run_case
 from flask import Flask
 from wsgi_app_support import identity, to_case_response
 
@@ -33,6 +33,11 @@ def make_app(verifier: DPoPVerifier, *, enforce_all: bool = False) -> Flask:
     @dpop.required(scopes=["write"])  # above @app.route on purpose: the decorators only mark the view
     @app.get("/scoped")
     def scoped() -> dict[str, object]:
+        return identity(current_dpop._get_current_object())
+
+    @app.get("/stepped")
+    @dpop.required(**STEP_UP)  # type: ignore[arg-type]
+    def stepped() -> dict[str, object]:
         return identity(current_dpop._get_current_object())
 
     @app.get("/health")

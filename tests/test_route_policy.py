@@ -9,6 +9,7 @@ request but refuses bad credentials; ``exempt`` never looks at them.
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -25,9 +26,10 @@ from starlette.routing import Route as StarletteRoute
 from starlette.testclient import TestClient
 from werkzeug.test import Client as WerkzeugClient
 
-from dpop_middleware import DPoPVerifier
+from dpop_middleware import DPoPVerifier, RequestInfo
 from dpop_middleware.client import DPoPKey
 from dpop_middleware.core.routes import RoutePolicy, scope_names
+from dpop_middleware.core.step_up import StepUp
 from dpop_middleware.flask import DPoP
 from dpop_middleware.settings import SettingsError
 from dpop_middleware.starlette import DPoPMiddleware
@@ -324,3 +326,124 @@ def test_scope_names_refuses_non_strings(value: Any) -> None:
 def test_a_bad_scope_setting_names_the_key(issuer: TestIssuer) -> None:
     with pytest.raises(SettingsError, match=r"DPOP_PATH_SCOPES must be a dict"):
         _flask_app(issuer, {"path_scopes": {"/admin": ["admin", 1]}})
+
+
+# -- step-up (RFC 9470) by path -------------------------------------------------------------------
+
+R_STEP_UP: Rules = {"path_step_up": {"/admin": {"acr_values": "urn:mfa", "max_age": 300}}}
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_path_step_up_is_demanded_alike(adapter: str, issuer: TestIssuer, key: DPoPKey) -> None:
+    adapters = Adapters(issuer)
+    now = int(time.time())
+    for send in adapters.client(adapter, R_STEP_UP):
+
+        def signed(path: str, **claims: Any) -> int:
+            token = issuer.token(key.jkt, **claims)
+            return send(path, dpop_headers(key, "GET", adapters.url(adapter, path), token))
+
+        assert signed("/admin/keys") == 401  # no acr, no auth_time
+        assert signed("/admin/keys", acr="urn:pwd", auth_time=now) == 401
+        assert signed("/admin/keys", acr="urn:mfa", auth_time=now - 3600) == 401
+        assert signed("/admin/keys", acr="urn:mfa", auth_time=now - 10) == 200
+        assert signed("/other") == 200  # no rule: no demand
+
+
+def test_nested_step_up_rules_all_apply() -> None:
+    policy = RoutePolicy.create(
+        path_step_up={
+            "/admin": {"acr_values": ["urn:mfa", "urn:hwk"], "max_age": 3600},
+            "/admin/keys": {"acr_values": "urn:hwk urn:other", "max_age": 300},
+            "/reports": {"max_age": 60},
+        }
+    )
+    assert policy.decide("/admin/keys/1").step_up == StepUp(("urn:hwk",), 300)
+    assert policy.decide("/admin/users").step_up == StepUp(("urn:mfa", "urn:hwk"), 3600)
+    assert policy.decide("/reports").step_up == StepUp((), 60)
+    assert policy.decide("/adminx").step_up is None
+
+
+def test_nested_step_up_rules_no_token_could_meet_are_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match=r"path_step_up\['/admin/keys'\] and path_step_up\['/admin'\]"):
+        RoutePolicy.create(path_step_up={"/admin": {"acr_values": "urn:mfa"}, "/admin/keys": {"acr_values": "urn:hwk"}})
+
+
+def test_a_path_whose_two_readings_demand_incompatible_step_ups_is_refused(issuer: TestIssuer, key: DPoPKey) -> None:
+    rules = {"/mfa": {"acr_values": "urn:mfa"}, "/hwk": {"acr_values": "urn:hwk"}}  # not nested: allowed
+    demand = RoutePolicy.create(path_step_up=rules).decide("/mfa/../hwk").step_up
+    assert demand is not None and demand.unsatisfiable
+    verifier = DPoPVerifier(issuer.validator())
+    for acr in ("urn:mfa", "urn:hwk"):  # neither reading's acr passes: no choice of reading helps
+        principal = verifier.verify(_request_for(issuer, key, "/x", acr=acr))
+        result = verifier.step_up(principal, demand)
+        assert result.rejection is not None and result.rejection.status == 401
+
+
+def _request_for(issuer: TestIssuer, key: DPoPKey, path: str, **claims: Any) -> RequestInfo:
+    url = "https://api.test" + path
+    return RequestInfo("GET", url, list(dpop_headers(key, "GET", url, issuer.token(key.jkt, **claims)).items()))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"/admin": {"acr": "urn:mfa"}}, 'must be a dict with "acr_values" and/or "max_age"'),
+        ({"/admin": {}}, "demands nothing: give acr_values, max_age or both"),
+        ({"/admin": {"max_age": -5}}, "max_age must be a non-negative integer"),
+        ({"/admin": {"max_age": "300"}}, "max_age must be a non-negative integer"),
+        ({"/admin": {"acr_values": 7}}, "acr_values must be"),
+        ("not json", "a dict {path:"),
+    ],
+)
+def test_a_bad_step_up_setting_names_the_key(issuer: TestIssuer, value: Any, message: str) -> None:
+    with pytest.raises(SettingsError, match=r"DPOP_PATH_STEP_UP .*" + re.escape(message)):
+        _flask_app(issuer, {"path_step_up": value})
+
+
+def test_step_up_setting_may_be_json_text(issuer: TestIssuer, key: DPoPKey) -> None:
+    app = _flask_app(issuer, {"path_step_up": '{"/admin": {"acr_values": "urn:mfa"}}'})
+    token = issuer.token(key.jkt, acr="urn:pwd")
+    headers = dpop_headers(key, "GET", "http://localhost/admin", token)
+    assert app.test_client().get("/admin", headers=headers).status_code == 401
+
+
+_BAD_ACR = "acr_values must be a space-separated string or a list of acr names"
+_BAD_AGE = "max_age must be a non-negative integer of seconds"
+
+
+@pytest.mark.parametrize(
+    ("acr_values", "max_age", "error", "message"),
+    [
+        (7, None, TypeError, _BAD_ACR),
+        (["a b"], None, TypeError, _BAD_ACR),
+        (b"urn:mfa", None, TypeError, _BAD_ACR),
+        ("urn:mfa", -1, ValueError, _BAD_AGE),
+        (None, True, ValueError, _BAD_AGE),
+        (None, 1.5, ValueError, _BAD_AGE),
+    ],
+)
+def test_decorators_refuse_a_bad_step_up_at_import(
+    acr_values: Any, max_age: Any, error: type[Exception], message: str
+) -> None:
+    from dpop_middleware.django import dpop_required
+    from dpop_middleware.fastapi import DPoPBearer
+    from dpop_middleware.starlette import requires_scopes, requires_step_up
+
+    attempts: dict[str, Callable[[], object]] = {
+        "dpop_required": lambda: dpop_required(acr_values=acr_values, max_age=max_age),
+        "dpop.required": lambda: DPoP().required(acr_values=acr_values, max_age=max_age),
+        "requires_step_up": lambda: requires_step_up(acr_values=acr_values, max_age=max_age),
+        "requires_scopes": lambda: requires_scopes("write", acr_values=acr_values, max_age=max_age),
+        "DPoPBearer": lambda: DPoPBearer(DPoPVerifier(lambda token: {}), acr_values=acr_values, max_age=max_age),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(error, match=re.escape(name) + r"\(.*" + re.escape(message)):
+            attempt()
+
+
+def test_requires_step_up_without_a_demand_is_a_type_error() -> None:
+    from dpop_middleware.starlette import requires_step_up
+
+    with pytest.raises(TypeError, match="give acr_values, max_age or both"):
+        requires_step_up()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from adapter_cases import CASE_IDS, CASES, Case, Response, run_case
+from adapter_cases import CASE_IDS, CASES, STEP_UP, Case, Response, run_case
 from werkzeug.test import Client
 from wsgi_app_support import bare_app, to_case_response
 
@@ -21,6 +21,7 @@ class WSGIDriver:
             exempt_paths=["/health"],
             optional_paths=["/optional"],
             path_scopes={"/scoped": ["write"]},
+            path_step_up={"/stepped": STEP_UP},
         )
         self.client = Client(app)
 

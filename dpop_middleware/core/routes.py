@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from .htu import remove_dot_segments
+from .step_up import StepUp, step_up_rule
 
 __all__ = [
     "MODES",
@@ -121,10 +122,12 @@ def _readings(path: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """The decision for one route: its mode and the scopes it needs."""
+    """The decision for one route: its mode, the scopes it needs and how (and how recently) the user
+    must have authenticated (RFC 9470 step-up)."""
 
     mode: RouteMode
     scopes: tuple[str, ...] = ()
+    step_up: StepUp | None = None
     # Derived once, read on every request: slots, not properties.
     required: bool = field(init=False, repr=False, compare=False)
     exempt: bool = field(init=False, repr=False, compare=False)
@@ -149,6 +152,7 @@ class RoutePolicy:
     optional_paths: tuple[str, ...] = ()
     exempt_paths: tuple[str, ...] = ()
     path_scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    path_step_up: tuple[tuple[str, StepUp], ...] = ()
     required_path_patterns: tuple[re.Pattern[str], ...] = ()
     optional_path_patterns: tuple[re.Pattern[str], ...] = ()
     exempt_path_patterns: tuple[re.Pattern[str], ...] = ()
@@ -173,6 +177,7 @@ class RoutePolicy:
         optional_paths: Iterable[str] = (),
         exempt_paths: Iterable[str] = (),
         path_scopes: Mapping[str, Iterable[str] | str] | None = None,
+        path_step_up: Mapping[str, StepUp | Mapping[str, Any]] | None = None,
         required_path_patterns: Iterable[str | re.Pattern[str]] = (),
         optional_path_patterns: Iterable[str | re.Pattern[str]] = (),
         exempt_path_patterns: Iterable[str | re.Pattern[str]] = (),
@@ -187,6 +192,7 @@ class RoutePolicy:
                 (_prefix(path, "path_scopes"), scope_names(value, f"path_scopes[{path!r}]"))
                 for path, value in (path_scopes or {}).items()
             ),
+            path_step_up=_step_up_rules(path_step_up or {}),
             required_path_patterns=tuple(
                 _pattern(p, "required_path_patterns") for p in _listed(required_path_patterns)
             ),
@@ -204,7 +210,11 @@ class RoutePolicy:
         for rule, scopes in self.path_scopes:
             if any(path_matches(reading, rule) for reading in readings):
                 needed.extend(s for s in scopes if s not in needed)
-        return Route(mode, tuple(needed))
+        demand: StepUp | None = None
+        for rule, step_up in self.path_step_up:
+            if any(path_matches(reading, rule) for reading in readings):
+                demand = step_up if demand is None else demand.combined(step_up)
+        return Route(mode, tuple(needed), demand)
 
     def _mode(self, path: str) -> RouteMode:
         """The strictest mode a rule gives one reading of the path, else the default."""
@@ -216,6 +226,20 @@ class RoutePolicy:
             if any(path_matches(path, rule) for rule in prefixes) or any(p.fullmatch(path) for p in patterns):
                 return cast("RouteMode", mode)
         return self.default
+
+
+def _step_up_rules(rules: Mapping[str, StepUp | Mapping[str, Any]]) -> tuple[tuple[str, StepUp], ...]:
+    """The ``path_step_up`` rules checked; nested rules that no token could satisfy together are a
+    configuration error, named here rather than refused on every request."""
+    checked: list[tuple[str, StepUp]] = []
+    for path, value in rules.items():
+        what = f"path_step_up[{path!r}]"
+        prefix, demand = _prefix(path, "path_step_up"), step_up_rule(value, what)
+        for other, earlier in checked:
+            if (path_matches(prefix, other) or path_matches(other, prefix)) and demand.combined(earlier).unsatisfiable:
+                raise ValueError(f"{what} and path_step_up[{other!r}] cover one path but accept no acr value in common")
+        checked.append((prefix, demand))
+    return tuple(checked)
 
 
 def _listed(values: Iterable[Any] | str | re.Pattern[str]) -> Iterable[Any]:

@@ -9,13 +9,13 @@ authorization server for a token that has it. A claim of the wrong JSON type cou
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .binding import DPoPPrincipal
 from .errors import InsufficientUserAuthenticationError
 
-__all__ = ["StepUp", "require_authentication"]
+__all__ = ["StepUp", "require_authentication", "step_up_demand", "step_up_rule"]
 
 
 @dataclass(frozen=True)
@@ -25,25 +25,78 @@ class StepUp:
 
     acr_values: tuple[str, ...] = ()
     max_age: int | None = None
+    #: Two rules over one path ask for ``acr`` values no token can hold at once: always refused.
+    unsatisfiable: bool = False
 
     @classmethod
     def create(cls, acr_values: Iterable[str] | str = (), max_age: int | None = None) -> StepUp:
         """Checked: ``acr_values`` a space-separated string or strings without spaces, ``max_age`` an int >= 0."""
-        values = tuple(acr_values.split()) if isinstance(acr_values, str) else tuple(acr_values)
+        wrong = TypeError("acr_values must be a space-separated string or a list of acr names")
+        if isinstance(acr_values, str):
+            values = tuple(acr_values.split())
+        elif isinstance(acr_values, Iterable) and not isinstance(acr_values, (bytes, Mapping)):
+            values = tuple(acr_values)
+        else:
+            raise wrong
         if not all(isinstance(value, str) and value and " " not in value for value in values):
-            raise TypeError("acr_values must be a space-separated string or a list of acr names")
+            raise wrong
         if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0):
             raise ValueError("max_age must be a non-negative integer of seconds")
         return cls(values, max_age)
 
+    def __bool__(self) -> bool:
+        return bool(self.acr_values) or self.max_age is not None or self.unsatisfiable
+
+    def combined(self, other: StepUp) -> StepUp:
+        """Both demands at once (two rules over one path): the ``acr`` values both accept and the
+        shorter ``max_age``; :attr:`unsatisfiable` when no ``acr`` value is accepted by both."""
+        acr_values = self.acr_values or other.acr_values
+        unsatisfiable = self.unsatisfiable or other.unsatisfiable
+        if self.acr_values and other.acr_values:
+            acr_values = tuple(value for value in self.acr_values if value in other.acr_values)
+            if not acr_values:  # the challenge still names what each rule accepts
+                acr_values = tuple(dict.fromkeys((*self.acr_values, *other.acr_values)))
+                unsatisfiable = True
+        ages = [age for age in (self.max_age, other.max_age) if age is not None]
+        return StepUp(acr_values, min(ages) if ages else None, unsatisfiable)
+
+
+def step_up_rule(value: object, what: str) -> StepUp:
+    """A path rule's demand: a :class:`StepUp` or ``{"acr_values": ..., "max_age": seconds}`` (one or
+    both); ``TypeError``/``ValueError`` name ``what``."""
+    if isinstance(value, StepUp):
+        demand = value
+    elif isinstance(value, Mapping) and set(value) <= {"acr_values", "max_age"}:
+        demand = _checked(value.get("acr_values"), value.get("max_age"), what)
+    else:
+        raise TypeError(f'{what} must be a dict with "acr_values" and/or "max_age"')
+    if not demand:
+        raise ValueError(f"{what} demands nothing: give acr_values, max_age or both")
+    return demand
+
+
+def _checked(acr_values: object, max_age: object, what: str) -> StepUp:
+    try:
+        return StepUp.create(() if acr_values is None else acr_values, max_age)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{what}: {exc}") from None
+
+
+def step_up_demand(acr_values: Iterable[str] | str | None, max_age: int | None, what: str) -> StepUp | None:
+    """A decorator's or dependency's ``acr_values``/``max_age`` as a :class:`StepUp` (``None``: no
+    demand); ``TypeError``/``ValueError`` name ``what``."""
+    return _checked(acr_values, max_age, what) or None
+
 
 def require_authentication(principal: DPoPPrincipal | None, step_up: StepUp, now: float) -> None:
     """Raise :class:`InsufficientUserAuthenticationError` unless ``principal``'s token meets ``step_up``."""
-    if not step_up.acr_values and step_up.max_age is None:
+    if not step_up:
         return
     claims = principal.claims if principal is not None else {}
     acr = claims.get("acr")
-    acr_ok = not step_up.acr_values or (isinstance(acr, str) and acr in step_up.acr_values)
+    acr_ok = not step_up.unsatisfiable and (
+        not step_up.acr_values or (isinstance(acr, str) and acr in step_up.acr_values)
+    )
     auth_time = claims.get("auth_time")
     fresh = step_up.max_age is None or (
         isinstance(auth_time, (int, float))

@@ -43,6 +43,7 @@ from django.utils.module_loading import import_string
 
 from ..core.challenge import ErrorResponse
 from ..core.routes import scope_names
+from ..core.step_up import step_up_demand
 from ..verifier import unverified_rejection
 from .conf import Policy
 
@@ -197,17 +198,35 @@ def dpop_required(view: V, /) -> V: ...
 
 
 @overload
-def dpop_required(*, scopes: Iterable[str] | str | None = None) -> Callable[[V], V]: ...
+def dpop_required(
+    *,
+    scopes: Iterable[str] | str | None = None,
+    acr_values: Iterable[str] | str | None = None,
+    max_age: int | None = None,
+) -> Callable[[V], V]: ...
 
 
-def dpop_required(view: Any = None, /, *, scopes: Iterable[str] | str | None = None) -> Any:
+def dpop_required(
+    view: Any = None,
+    /,
+    *,
+    scopes: Iterable[str] | str | None = None,
+    acr_values: Iterable[str] | str | None = None,
+    max_age: int | None = None,
+) -> Any:
     """Require a valid DPoP request (and every scope in ``scopes``) for this view.
 
     Usable bare (``@dpop_required``) or with arguments (``@dpop_required(scopes="write")``).
     ``scopes`` is an iterable or a space-separated string; a request lacking one gets 403
-    ``insufficient_scope`` with the challenge.
+    ``insufficient_scope`` with the challenge. ``acr_values`` (any one of them) and ``max_age``
+    (seconds since the user authenticated) demand a step-up (RFC 9470): a token whose ``acr`` or
+    ``auth_time`` falls short gets 401 ``insufficient_user_authentication``.
     """
-    policy = Policy("required", scope_names(scopes, "dpop_required(scopes=...)"))
+    policy = Policy(
+        "required",
+        scope_names(scopes, "dpop_required(scopes=...)"),
+        step_up_demand(acr_values, max_age, "dpop_required(acr_values=..., max_age=...)"),
+    )
     if view is not None:
         return _mark(view, policy)
     return lambda v: _mark(v, policy)

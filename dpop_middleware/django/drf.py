@@ -15,7 +15,8 @@ from ..core.challenge import ErrorResponse
 from ..core.config import Mode, VerifierConfig
 from ..core.errors import AuthenticationRequired, DPoPError, ServiceUnavailableError
 from ..core.request import RequestInfo, authorization_scheme, extract_credentials
-from ..verifier import AuthResult
+from ..core.step_up import StepUp
+from ..verifier import AuthResult, DPoPVerifier
 from .conf import Policy, get_state
 from .decorators import view_policy
 from .middleware import (
@@ -23,6 +24,7 @@ from .middleware import (
     PRINCIPAL,
     RESPONSE_HEADERS,
     SCOPES_CHECKED,
+    STEP_UP_CHECKED,
     VERIFIED,
     bad_host_rejection,
     is_preflight,
@@ -122,14 +124,33 @@ def _ours(info: RequestInfo, config: VerifierConfig, bearer_elsewhere: bool) -> 
     return False
 
 
-def declared_policy(view: Any) -> tuple[bool, tuple[str, ...]]:
-    """Whether a DRF view demands DPoP (``@dpop_required`` or ``dpop_scopes``) and the scopes it names."""
+def declared_policy(view: Any) -> tuple[bool, tuple[str, ...], StepUp | None]:
+    """Whether a DRF view demands DPoP (``@dpop_required`` or ``dpop_scopes``), the scopes it names
+    and its step-up demand (``@dpop_required(acr_values=..., max_age=...)``)."""
     if view is None:
-        return False, ()
+        return False, (), None
     policy = view_policy(type(view))
     attribute = tuple(getattr(view, "dpop_scopes", ()) or ())
     scopes = attribute or (policy.scopes if policy else ())
-    return bool(attribute) or (policy is not None and policy.required), scopes
+    step_up = policy.step_up if policy else None
+    return bool(attribute) or (policy is not None and policy.required), scopes, step_up
+
+
+def _check_demands(
+    request: Any, verifier: DPoPVerifier, principal: DPoPPrincipal, scopes: tuple[str, ...], step_up: StepUp | None
+) -> None:
+    """The view's scopes and step-up demand, what the verifier has not checked on this request yet."""
+    django_request = _django_request(request)
+    if scopes and set(scopes) <= set(getattr(django_request, SCOPES_CHECKED, ())):
+        scopes = ()
+    if step_up is not None and getattr(django_request, STEP_UP_CHECKED, None) == step_up:
+        step_up = None
+    if scopes or step_up is not None:
+        _refuse(verifier.authorize(principal, scopes, _info(request), step_up=step_up))
+        if scopes:  # checked (and in report_only reported) once: the permission class must not again
+            setattr(django_request, SCOPES_CHECKED, scopes)
+        if step_up is not None:
+            setattr(django_request, STEP_UP_CHECKED, step_up)
 
 
 def _view(request: Any) -> Any:
@@ -157,7 +178,7 @@ class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
         setattr(django_request, CHECKED, True)
         if is_preflight(django_request):
             return None
-        demanded, scopes = declared_policy(_view(request))
+        demanded, scopes, step_up = declared_policy(_view(request))
         if getattr(django_request, VERIFIED, False):
             principal = getattr(django_request, PRINCIPAL, None)  # DPoPMiddleware already decided
             if principal is None and verifier.config.mode is not Mode.REPORT_ONLY:
@@ -183,9 +204,7 @@ class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
             if demanded:
                 _refuse(verifier.reject(AuthenticationRequired(), _info(request)))
             return None
-        if scopes and not set(scopes) <= set(getattr(django_request, SCOPES_CHECKED, ())):
-            _refuse(verifier.authorize(principal, scopes, _info(request)))
-            setattr(django_request, SCOPES_CHECKED, scopes)
+        _check_demands(request, verifier, principal, scopes, step_up)
         user = state.drf_user(principal) if state.drf_user is not None else DPoPUser(principal)
         return user, principal
 
@@ -216,11 +235,11 @@ class DPoPRequired(BasePermission):  # type: ignore[misc]
         # A CORS preflight is answered by the CORS layer (or by DPoPMiddleware, empty) before any view;
         # one that reaches a protected DRF view has no principal and is refused like any anonymous one.
         principal = request.auth if isinstance(request.auth, DPoPPrincipal) else None
-        _, scopes = declared_policy(view)
+        _, scopes, step_up = declared_policy(view)
         if principal is None:
             _refuse(verifier.reject(AuthenticationRequired(), _info(request)))  # report_only: goes on
-        elif scopes and not set(scopes) <= set(getattr(django_request, SCOPES_CHECKED, ())):
-            _refuse(verifier.authorize(principal, scopes, _info(request)))
+        else:
+            _check_demands(request, verifier, principal, scopes, step_up)
         return True
 
 

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from ..core.challenge import ErrorResponse
 from ..core.errors import InvalidRequestError
 from ..core.resource_metadata import WELL_KNOWN_PATH
+from ..core.step_up import StepUp
 from ..flow import Flow, run_async, run_sync
 from ..verifier import AuthResult
 from ..wsgi_environ import is_cors_preflight_environ
@@ -29,6 +30,7 @@ PRINCIPAL = "dpop"
 VERIFIED = "_dpop_verified"  # set once the request went through the verifier (never verify twice)
 CHECKED = "_dpop_checked"  # set once DPoPMiddleware (or DRF's DPoPAuthentication) decided about it
 SCOPES_CHECKED = "_dpop_scopes_checked"  # the scopes the verifier already demanded
+STEP_UP_CHECKED = "_dpop_step_up_checked"  # the step-up demand (RFC 9470) it already checked
 RESPONSE_HEADERS = "_dpop_response_headers"
 # Django's own flag, read by CsrfViewMiddleware and DRF's CSRF check: set only after a proof verified.
 CSRF_SKIP = "_dont_enforce_csrf_checks"
@@ -55,7 +57,9 @@ def preflight_response() -> HttpResponse:
     return HttpResponse(status=200, content_type="text/plain")
 
 
-def mark_verified(request: HttpRequest, result: AuthResult, scopes: tuple[str, ...] = ()) -> None:
+def mark_verified(
+    request: HttpRequest, result: AuthResult, scopes: tuple[str, ...] = (), step_up: StepUp | None = None
+) -> None:
     """Record the verifier's decision on ``request`` (shared with DRF's ``DPoPAuthentication``)."""
     setattr(request, VERIFIED, True)
     setattr(request, CHECKED, True)
@@ -63,6 +67,7 @@ def mark_verified(request: HttpRequest, result: AuthResult, scopes: tuple[str, .
     if result.rejection is None:
         setattr(request, PRINCIPAL, result.principal)
         setattr(request, SCOPES_CHECKED, scopes)
+        setattr(request, STEP_UP_CHECKED, step_up)
         principal = result.principal
         if principal is not None and principal.scheme == "DPoP" and principal.jkt and not request.COOKIES:
             # A verified proof cannot be forged cross-site (a browser never attaches one, and it is
@@ -162,8 +167,10 @@ class DPoPMiddleware:
             info = request_info(request, state.proxy)
         except DisallowedHost:
             return to_response(bad_host_rejection(state))
-        result = yield from state.verifier.authentication(info, required=policy.required, scopes=policy.scopes)
-        mark_verified(request, result, policy.scopes)
+        result = yield from state.verifier.authentication(
+            info, required=policy.required, scopes=policy.scopes, step_up=policy.step_up
+        )
+        mark_verified(request, result, policy.scopes, policy.step_up)
         return to_response(result.rejection) if result.rejection is not None else None
 
     def _process_view(self, request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:

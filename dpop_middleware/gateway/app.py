@@ -154,7 +154,7 @@ class GatewayApp:
         if route.exempt or preflight:  # a preflight passes only when the operator says the upstream expects it
             return identity_headers(None), None
         info = RequestInfo(original.method, f"{url}?{original.query}" if original.query else url, credentials)
-        result = await verifier.aauthenticate(info, required=route.required, scopes=route.scopes)
+        result = await verifier.aauthenticate(info, required=route.required, scopes=route.scopes, step_up=route.step_up)
         if result.rejection is not None:
             return [], result.rejection
         return [*result.response_headers, *identity_headers(result.principal)], None

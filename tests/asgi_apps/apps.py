@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from adapter_cases import STEP_UP, identity
 from adapter_cases import Response as CaseResponse
-from adapter_cases import identity
 from fastapi import Depends, FastAPI, Security
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket
 from dpop_middleware import DPoPPrincipal, DPoPVerifier
 from dpop_middleware.asgi import Receive, Scope, Send
 from dpop_middleware.fastapi import DPoPBearer, DPoPHTTPException, dpop_exception_handler
-from dpop_middleware.starlette import get_principal, requires_scopes
+from dpop_middleware.starlette import get_principal, requires_scopes, requires_step_up
 
 
 def to_case_response(resp: httpx.Response) -> CaseResponse:
@@ -46,6 +46,11 @@ async def scoped(request: Request) -> Response:
     return JSONResponse(identity(get_principal(request)))
 
 
+@requires_step_up(**STEP_UP)  # type: ignore[arg-type]
+async def stepped(request: Request) -> Response:
+    return JSONResponse(identity(get_principal(request)))
+
+
 def health(request: Request) -> Response:  # a sync endpoint: the middleware does not care
     return JSONResponse({"ok": True})
 
@@ -67,6 +72,7 @@ def starlette_routes() -> list[Any]:
         Route("/protected", protected, methods=["GET", "POST"]),
         Route("/optional", protected),
         Route("/scoped", scoped),
+        Route("/stepped", stepped),
         Route("/health", health),
         Route("/echo/{rest:path}", echo),
         WebSocketRoute("/ws", ws_endpoint),
@@ -108,6 +114,7 @@ async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
 def fastapi_app(verifier: DPoPVerifier, *, exact_errors: bool = False, **bearer_options: Any) -> FastAPI:
     dpop = DPoPBearer(verifier, **bearer_options)
     maybe = DPoPBearer(verifier, auto_error=False, **bearer_options)
+    stepped_up = DPoPBearer(verifier, **STEP_UP, **bearer_options)
     app = FastAPI()
     if exact_errors:
         app.add_exception_handler(DPoPHTTPException, dpop_exception_handler)
@@ -126,6 +133,10 @@ def fastapi_app(verifier: DPoPVerifier, *, exact_errors: bool = False, **bearer_
 
     @app.get("/scoped")
     async def scoped_route(principal: DPoPPrincipal = Security(dpop, scopes=["write"])) -> dict[str, Any]:
+        return identity(principal)
+
+    @app.get("/stepped")
+    async def stepped_route(principal: DPoPPrincipal = Depends(stepped_up)) -> dict[str, Any]:
         return identity(principal)
 
     @app.get("/health")

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from adapter_cases import identity
+from adapter_cases import STEP_UP, identity
 from django.http import HttpRequest, JsonResponse
 from django.views import View
 from rest_framework.permissions import AllowAny
@@ -25,6 +25,11 @@ def optional(request: HttpRequest) -> JsonResponse:
 
 @dpop_required(scopes=["write"])
 def scoped(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(identity(request.dpop))  # type: ignore[attr-defined]
+
+
+@dpop_required(**STEP_UP)  # type: ignore[arg-type]
+def stepped(request: HttpRequest) -> JsonResponse:
     return JsonResponse(identity(request.dpop))  # type: ignore[attr-defined]
 
 
@@ -69,6 +74,12 @@ class DRFOptional(APIView):
 
 @dpop_required(scopes=["write"])
 class DRFScoped(APIView):
+    def get(self, request: Request) -> Response:
+        return Response(identity(request.auth))
+
+
+@dpop_required(**STEP_UP)  # type: ignore[arg-type]
+class DRFStepped(APIView):
     def get(self, request: Request) -> Response:
         return Response(identity(request.auth))
 
