@@ -22,12 +22,20 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .core.errors import TokenValidationUnavailable
 from .core.htu import HTUError, normalize_htu
 from .core.resource_metadata import metadata_url
 from .tokens._discovery import well_known_urls
-from .tokens._http import Flow, HTTPRequest, HTTPResponse, check_endpoint_url, is_loopback
+from .tokens._http import Flow, HTTPRequest, HTTPResponse, HTTPSettings, check_endpoint_url, is_loopback
 
-__all__ = ["Discovery", "DiscoveryError", "challenge_metadata_url", "discovery_flow"]
+__all__ = [
+    "Discovery",
+    "DiscoveryError",
+    "challenge_metadata_url",
+    "discovery_failure",
+    "discovery_flow",
+    "discovery_http",
+]
 
 #: Largest metadata document read (a real one is a few hundred bytes).
 MAX_DOCUMENT_BYTES = 64 * 1024
@@ -63,6 +71,20 @@ class Discovery:
     def dpop_algorithms(self) -> tuple[str, ...]:
         """The proof algorithms the resource accepts (``dpop_signing_alg_values_supported``)."""
         return tuple(self.resource_metadata.get("dpop_signing_alg_values_supported", ()))
+
+
+def discovery_http(timeout: float) -> HTTPSettings:
+    """The bounds of every discovery request, whichever HTTP library sends it: ``timeout`` for each
+    network operation and for the whole exchange, at most :data:`MAX_DOCUMENT_BYTES` of body."""
+    return HTTPSettings(timeout=timeout, max_body_bytes=MAX_DOCUMENT_BYTES, user_agent="dpop-middleware discovery")
+
+
+def discovery_failure(exc: TokenValidationUnavailable) -> DiscoveryError:
+    """A transport failure of a discovery request (too large, too slow, unreachable) as the
+    client's :class:`DiscoveryError`."""
+    if exc.reason.endswith("too_large"):
+        return DiscoveryError("metadata_too_large", "a discovery response was larger than the cap")
+    return DiscoveryError("unreachable", f"a discovery request failed ({exc.reason})")
 
 
 def challenge_metadata_url(www_authenticate: Iterable[str]) -> str | None:

@@ -137,23 +137,6 @@ async def afetch_token(
     return parse_token_response(response.status_code, response.content)
 
 
-def _discovery_http(timeout: float) -> Any:
-    from .discovery import MAX_DOCUMENT_BYTES
-    from .tokens._http import HTTPSettings
-
-    return HTTPSettings(timeout=timeout, max_body_bytes=MAX_DOCUMENT_BYTES, user_agent="dpop-middleware discovery")
-
-
-def _discovery_failed(exc: Exception) -> Exception:
-    """The transport's failure (our 503 type on the server side) as the client's :class:`DiscoveryError`."""
-    from .discovery import DiscoveryError
-
-    reason = getattr(exc, "reason", "")
-    if reason.endswith("too_large"):
-        return DiscoveryError("metadata_too_large", "a discovery response was larger than the cap")
-    return DiscoveryError("unreachable", f"a discovery request failed ({reason})")
-
-
 def discover(
     resource: str,
     *,
@@ -170,16 +153,16 @@ def discover(
     the client holds credentials (see :func:`~dpop_middleware.discovery.discovery_flow`).
     """
     from .core.errors import TokenValidationUnavailable
-    from .discovery import discovery_flow
+    from .discovery import discovery_failure, discovery_flow, discovery_http
     from .tokens._http import SyncHTTP, run_sync
 
-    http = SyncHTTP(_discovery_http(timeout), client)
+    http = SyncHTTP(discovery_http(timeout), client)
     try:
         return run_sync(
             discovery_flow(resource, allow_insecure_http=allow_insecure_http, trusted_issuers=trusted_issuers), http
         )
     except TokenValidationUnavailable as exc:
-        raise _discovery_failed(exc) from None
+        raise discovery_failure(exc) from None
     finally:
         http.close()
 
@@ -194,15 +177,15 @@ async def adiscover(
 ) -> Discovery:
     """:func:`discover` with an ``httpx.AsyncClient``."""
     from .core.errors import TokenValidationUnavailable
-    from .discovery import discovery_flow
+    from .discovery import discovery_failure, discovery_flow, discovery_http
     from .tokens._http import AsyncHTTP, run_async
 
-    http = AsyncHTTP(_discovery_http(timeout), client)
+    http = AsyncHTTP(discovery_http(timeout), client)
     try:
         return await run_async(
             discovery_flow(resource, allow_insecure_http=allow_insecure_http, trusted_issuers=trusted_issuers), http
         )
     except TokenValidationUnavailable as exc:
-        raise _discovery_failed(exc) from None
+        raise discovery_failure(exc) from None
     finally:
         await http.aclose()

@@ -23,6 +23,7 @@ from typing import Any
 
 try:
     import requests
+    import urllib3
     from requests.auth import AuthBase
     from requests.cookies import extract_cookies_to_jar
 except ModuleNotFoundError as exc:  # name the extra to install
@@ -31,8 +32,9 @@ except ModuleNotFoundError as exc:  # name the extra to install
     missing_extra(exc, "requests", "the requests plugin needs requests", "requests")
 
 from .client import NonceCache, ProofKey, nonce_to_retry, proof_headers
-from .discovery import MAX_DOCUMENT_BYTES, Discovery, DiscoveryError, discovery_flow
-from .tokens._http import HTTPRequest, HTTPResponse
+from .core.errors import TokenValidationUnavailable
+from .discovery import Discovery, DiscoveryError, discovery_failure, discovery_flow, discovery_http
+from .tokens._http import BodyReader, HTTPRequest, HTTPResponse, HTTPSettings
 
 __all__ = ["DPoPAuth", "discover"]
 
@@ -96,25 +98,28 @@ class DPoPAuth(AuthBase):
         return f"DPoPAuth(key={self.key!r}, token={'set' if self.token else None})"
 
 
-def _send(session: requests.Session, request: HTTPRequest, timeout: float) -> HTTPResponse:
-    """One discovery request: no redirects, the body read within :data:`MAX_DOCUMENT_BYTES`."""
+def _send(session: requests.Session, request: HTTPRequest, settings: HTTPSettings) -> HTTPResponse:
+    """One discovery request: no redirects, the body read within the cap and the deadline that the
+    httpx clients keep too (``requests``' own timeout bounds each read, not the exchange)."""
+    reader = BodyReader(request, settings)
+    headers = {"User-Agent": settings.user_agent, **dict(request.headers)}
     try:
         with session.request(
-            request.method, request.url, headers=dict(request.headers), timeout=timeout, stream=True,
+            request.method, request.url, headers=headers, timeout=settings.timeout, stream=True,
             allow_redirects=False,
         ) as response:  # fmt: skip
-            body = b""
-            for chunk in response.iter_content(8192):
-                body += chunk
-                if len(body) > MAX_DOCUMENT_BYTES:
-                    raise DiscoveryError(
-                        "metadata_too_large", f"{request.url} sent more than {MAX_DOCUMENT_BYTES} bytes"
-                    )
             # requests joins repeated fields with ", ", as the challenge parser expects.
-            headers = {name.lower(): value for name, value in response.headers.items()}
-            return HTTPResponse(response.status_code, headers, body)
-    except requests.RequestException as exc:
+            found = {name.lower(): value for name, value in response.headers.items()}
+            reader.start(found)
+            # read1, not iter_content: urllib3's read(n) waits for all n bytes, so a server sending
+            # one byte a second would hold a chunk (and the deadline check) for hours.
+            while chunk := response.raw.read1(8192, decode_content=True):
+                reader.add(chunk)
+            return reader.response(response.status_code, found)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:  # read1 raises urllib3's own
         raise DiscoveryError("unreachable", f"a discovery request failed ({type(exc).__name__})") from None
+    except TokenValidationUnavailable as exc:
+        raise discovery_failure(exc) from None
 
 
 def discover(
@@ -128,13 +133,13 @@ def discover(
     """Find ``resource``'s authorization server (RFC 9728, then RFC 8414) with ``session`` (default: a
     fresh one). Raises :class:`~dpop_middleware.discovery.DiscoveryError`; see
     :func:`dpop_middleware.httpx_auth.discover`."""
-    own = session is None
+    own, settings = session is None, discovery_http(timeout)
     http = requests.Session() if session is None else session
     flow = discovery_flow(resource, allow_insecure_http=allow_insecure_http, trusted_issuers=trusted_issuers)
     try:
         request = next(flow)
         while True:
-            request = flow.send(_send(http, request, timeout))
+            request = flow.send(_send(http, request, settings))
     except StopIteration as stop:
         result: Discovery = stop.value
         return result

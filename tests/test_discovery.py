@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -314,3 +316,66 @@ def test_trusted_issuers_through_the_client_helpers(server: ScriptedServer, driv
     with pytest.raises(DiscoveryError) as caught:
         discover(url, trusted_issuers=["https://as.example"])
     assert caught.value.reason == "untrusted_issuer"
+
+
+class DrippingServer:
+    """Real HTTP on 127.0.0.1 that sends its headers at once, then one body byte every ``interval``."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.stop = threading.Event()
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n")
+            while not self.stop.wait(self.interval):
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self._socket.close()
+
+
+@pytest.mark.parametrize("interval", [0.2, 3.0], ids=["drip_within_each_read_timeout", "stall"])
+@pytest.mark.parametrize("driver", ["httpx", "httpx-async", "requests"])
+def test_a_server_dripping_its_answer_is_given_up_at_the_deadline(driver: str, interval: float) -> None:
+    # Bytes each well within the per-read timeout: only a deadline for the whole exchange ends it.
+    dripping = DrippingServer(interval=interval)
+    run: dict[str, Callable[[str], Discovery]] = {
+        "httpx": lambda url: httpx_discover(url, timeout=1),
+        "httpx-async": lambda url: asyncio.run(adiscover(url, timeout=1)),
+        "requests": lambda url: requests_discover(url, timeout=1),
+    }
+    outcome: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            run[driver](f"{dripping.base}/api")
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    # In a thread: without a deadline the call would read for 5,000 x 0.2 s, and the test must fail, not hang.
+    worker = threading.Thread(target=attempt, daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(10)
+    dripping.close()
+    assert not worker.is_alive(), "still reading after 10 s: no deadline for the whole exchange"
+    assert time.monotonic() - started < 4  # about the 1 s deadline and one read timeout
+    assert len(outcome) == 1 and isinstance(outcome[0], DiscoveryError), outcome
+    assert outcome[0].reason == "unreachable"

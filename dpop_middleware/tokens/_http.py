@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncHTTP",
+    "BodyReader",
     "Flow",
     "HTTPRequest",
     "HTTPResponse",
@@ -167,8 +168,9 @@ def _build_kwargs(request: HTTPRequest, settings: HTTPSettings) -> dict[str, Any
     return kwargs
 
 
-class _BodyReader:
-    """Accumulates a response body within the size cap and the exchange's deadline."""
+class BodyReader:
+    """Accumulates a response body within the size cap and the exchange's deadline (for any HTTP
+    library that hands the body over in chunks)."""
 
     def __init__(self, request: HTTPRequest, settings: HTTPSettings) -> None:
         self._request = request
@@ -235,7 +237,7 @@ class SyncHTTP:
             return self._client
 
     def send(self, request: HTTPRequest) -> HTTPResponse:
-        reader = _BodyReader(request, self.settings)
+        reader = BodyReader(request, self.settings)
         kwargs = _build_kwargs(request, self.settings)
         with _failures_as_unavailable(request), self._get_client().stream(request.method, request.url, **kwargs) as r:
             headers = _headers_of(r)
@@ -279,7 +281,7 @@ class AsyncHTTP:
         return client
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
-        reader = _BodyReader(request, self.settings)
+        reader = BodyReader(request, self.settings)
         kwargs = _build_kwargs(request, self.settings)
         with _failures_as_unavailable(request):
             async with self._get_client().stream(request.method, request.url, **kwargs) as resp:
