@@ -21,7 +21,7 @@ except ModuleNotFoundError as exc:  # name the extra to install
     missing_extra(exc, "fastapi", "the FastAPI adapter needs FastAPI", "fastapi")
 
 from .adapter_options import proxy_settings
-from .asgi import PRINCIPAL_KEY, REQUEST_INFO_KEY, VERIFIER_KEY, authenticate_scope
+from .asgi import OUTCOME_KEY, PRINCIPAL_KEY, REQUEST_INFO_KEY, VERIFIER_KEY, authenticate_scope
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.request import RequestInfo
@@ -107,6 +107,10 @@ class DPoPBearer(SecurityBase):
         scope = request.scope
         needed = tuple(dict.fromkeys((*self.scopes, *security_scopes.scopes)))
         earlier = scope.get(PRINCIPAL_KEY)
+        if scope.get(VERIFIER_KEY) is self.verifier and scope.get(OUTCOME_KEY) == "reported":
+            # report_only: this verifier already reported this request's failure and lets it go on;
+            # verifying again would consume its proof twice (a false "replayed") and report twice.
+            return None
         if isinstance(earlier, DPoPPrincipal) and scope.get(VERIFIER_KEY) is self.verifier:
             # This verifier already accepted this very request (an outer dependency or the
             # middleware), and whoever ran it owes the response its DPoP-Nonce: only our demands remain.

@@ -48,7 +48,7 @@ from .core.routes import Route, RoutePolicy, scope_names
 from .core.step_up import step_up_demand
 from .route_settings import build_route_policy
 from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
-from .verifier import DPoPVerifier, unverified_rejection
+from .verifier import DPoPVerifier, hidden_mark_rejection, unverified_rejection
 from .wsgi import authenticate_environ
 from .wsgi_environ import is_cors_preflight_environ
 
@@ -61,6 +61,8 @@ logger = logging.getLogger("dpop_middleware")
 EXTENSION_KEY = "dpop"
 _POLICY_ATTR = "_dpop_policy"
 _CHECKED_ATTR = "_dpop_checked"  # on ``g``: our before_request hook has dealt with this request
+_ROUTE_ATTR = "_dpop_route"  # on ``g``: the Route it applied (a guarded view checks it covers its mark)
+_MARKS_ATTR = "_dpop_marks_seen"  # on ``g``: the marks it found on the view (and chose among)
 
 #: Written into ``app.config`` by :meth:`DPoP.init_app`, so the effective values can be read back.
 _ADAPTER_DEFAULTS: dict[str, Any] = {
@@ -120,6 +122,17 @@ def _checked() -> bool:
     return has_request_context() and g.get(_CHECKED_ATTR) is True
 
 
+def _refusal(name: str, policy: Route) -> Response | None:
+    """Why the guarded view must not run: no hook saw the request, or it applied a weaker policy."""
+    if not _checked():
+        return _unchecked_response(name, policy)
+    applied = g.get(_ROUTE_ATTR)
+    if isinstance(applied, Route) and policy not in g.get(_MARKS_ATTR, ()) and not applied.covers(policy):
+        # The hook never saw this mark (a decorator above it hid it) and applied less.
+        return _flask_response(hidden_mark_rejection(name, f"@dpop.{policy.mode}"))
+    return None
+
+
 def _guard(view: Callable[..., Any], policy: Route) -> Callable[..., Any]:
     """``view`` wrapped so that it runs only for a request our ``before_request`` hook dealt with.
 
@@ -132,16 +145,18 @@ def _guard(view: Callable[..., Any], policy: Route) -> Callable[..., Any]:
 
         @functools.wraps(view)
         async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-            if not _checked():
-                return _unchecked_response(name, policy)
+            refusal = _refusal(name, policy)
+            if refusal is not None:
+                return refusal
             return await view(*args, **kwargs)
 
         return guarded_async
 
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if not _checked():
-            return _unchecked_response(name, policy)
+        refusal = _refusal(name, policy)
+        if refusal is not None:
+            return refusal
         return view(*args, **kwargs)
 
     return guarded
@@ -389,25 +404,25 @@ def _view_marks(view: object, method: str) -> Iterable[object]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _view_policy(view: object, method: str) -> Route | None:
-    """The decorator's policy for ``view`` under ``method``, memoized.
+def _view_policies(view: object, method: str) -> tuple[Route, ...]:
+    """Every decorator's policy for ``view`` under ``method``, the one that applies first; memoized.
 
     Decorators run when views are defined, so the answer for a view object never changes; looking
     it up through the class-based-view chain on every request cost microseconds.
     """
-    return next((p for p in map(_marked, _view_marks(view, method)) if p is not None), None)
+    return tuple(p for p in map(_marked, _view_marks(view, method)) if p is not None)
 
 
-def _policy(state: _AppState, app: Flask, req: Request) -> Route:
-    """The view's decorator, else the route policy for the path (its rules, else ``DPOP_DEFAULT``)."""
+def _policy(state: _AppState, app: Flask, req: Request, request_g: Any) -> Route:
+    """The view's decorator (with the path rules' scopes and step-up added), else the route policy for
+    the path (its rules, else ``DPOP_DEFAULT``)."""
+    # The literal decoded path, as Flask routes it; the route policy also weighs its normalized form.
+    by_path = state.routes.decide(req.path)
     endpoint = req.endpoint
     view = app.view_functions.get(endpoint) if endpoint else None
-    if view is not None:
-        policy = _view_policy(view, req.method)
-        if policy is not None:
-            return policy
-    # The literal decoded path, as Flask routes it; the route policy also weighs its normalized form.
-    return state.routes.decide(req.path)
+    marks = _view_policies(view, req.method) if view is not None else ()
+    setattr(request_g, _MARKS_ATTR, marks)
+    return marks[0].adding(by_path) if marks else by_path
 
 
 def _before_request() -> Response | None:
@@ -422,7 +437,8 @@ def _before_request() -> Response | None:
         # HEAD: werkzeug drops the body itself and keeps the length of the GET answer.
         answer = state.metadata.answer("GET" if req.method == "HEAD" else req.method)
         return app.response_class(answer.body, status=answer.status, headers=list(answer.headers))
-    policy = _policy(state, app, req)
+    policy = _policy(state, app, req, request_g)
+    setattr(request_g, _ROUTE_ATTR, policy)
     if policy.exempt:
         return None
     # A CORS preflight never carries credentials, so it is not challenged; but the view must not run

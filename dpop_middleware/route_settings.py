@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .core.routes import MODES, RoutePolicy, looks_like_regex
-from .settings import SettingsError, Spell
+from .settings import ROUTE_NAMES, SettingsError, Spell
 
 __all__ = ["build_route_policy", "legacy_regexes", "prefix_pattern"]
 
@@ -101,5 +101,7 @@ def build_route_policy(values: Mapping[str, Any], *, spell: Spell, legacy: bool 
             optional_path_patterns=patterns["optional_path_patterns"],
             exempt_path_patterns=patterns["exempt_path_patterns"],
         )
-    except (TypeError, ValueError) as exc:  # the table checked each value; this is what is left
-        raise SettingsError("DPoP route policy", f"is not usable: {exc}") from None
+    except (TypeError, ValueError) as exc:  # the table checked each value; what is left is between rules
+        message = str(exc)
+        name = next((n for n in sorted(ROUTE_NAMES, key=len, reverse=True) if message.startswith(n)), "")
+        raise SettingsError(spell(name) if name else "DPoP route policy", f"is not usable: {exc}", name=name) from None

@@ -320,6 +320,8 @@ def _route_rejection(
     if not isinstance(verifier, DPoPVerifier):
         # A deployment error, not a request error: refuse loudly rather than skip the check.
         raise RuntimeError(f"{what} needs DPoPMiddleware or DPoPAuthBackend in front of the endpoint")
+    if conn.scope.get(OUTCOME_KEY) == "reported":
+        return None  # report_only logged and counted this request's failure once, and lets it go on
     found = conn.scope.get(REQUEST_INFO_KEY)
     info = found if isinstance(found, RequestInfo) else None
     return verifier.authorize(get_principal(conn), scopes, info, step_up=step_up).rejection

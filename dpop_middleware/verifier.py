@@ -123,6 +123,17 @@ def unverified_rejection(reason: str, fix: str) -> ErrorResponse:
     return render_error(ServiceUnavailableError(reason, "DPoP authentication is not configured"), (), False)
 
 
+def hidden_mark_rejection(view_name: str, decorator: str) -> ErrorResponse:
+    """The 503 for a decorated view reached by a request checked under a weaker policy than its mark:
+    a decorator above ours that does not copy attributes hid the mark from the middleware or hook."""
+    return unverified_rejection(
+        "mark_not_seen",
+        f"view {view_name} is decorated with {decorator}, but the DPoP layer checked this request under "
+        "a weaker policy: a decorator above it that does not use functools.wraps hides the mark; put the "
+        "DPoP decorator outermost, or use functools.wraps in the other decorator",
+    )
+
+
 class DPoPVerifier:
     """Verifies DPoP-bound (and, if allowed, Bearer) requests. Thread-safe; build one per app.
 
@@ -376,7 +387,7 @@ class DPoPVerifier:
         if scopes or step_up is None:  # no principal holds even no scope
             require_scopes(principal, scopes)
         if step_up is not None:
-            require_authentication(principal, step_up, self._clock())
+            require_authentication(principal, step_up, self._clock(), leeway=self.config.clock_skew)
 
     def _failed(self, exc: DPoPError, request: RequestInfo | None, required: bool) -> AuthResult:
         if isinstance(exc, AuthenticationRequired) and not required:

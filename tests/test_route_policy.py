@@ -365,8 +365,33 @@ def test_nested_step_up_rules_all_apply() -> None:
 
 
 def test_nested_step_up_rules_no_token_could_meet_are_a_configuration_error() -> None:
-    with pytest.raises(ValueError, match=r"path_step_up\['/admin/keys'\] and path_step_up\['/admin'\]"):
+    with pytest.raises(ValueError, match=r"path_step_up\['/admin'\] and path_step_up\['/admin/keys'\] cover"):
         RoutePolicy.create(path_step_up={"/admin": {"acr_values": "urn:mfa"}, "/admin/keys": {"acr_values": "urn:hwk"}})
+    # Three rules, any two of them compatible, no acr accepted by all three below /a/b/c.
+    three = {"/a": {"acr_values": "x y"}, "/a/b": {"acr_values": "y z"}, "/a/b/c": {"acr_values": "x z"}}
+    with pytest.raises(ValueError, match=r"cover '/a/b/c' but accept no acr value in common"):
+        RoutePolicy.create(path_step_up=three)
+
+
+def test_a_step_up_conflict_in_settings_names_the_setting(issuer: TestIssuer) -> None:
+    rules = {"/admin": {"acr_values": "urn:mfa"}, "/admin/keys": {"acr_values": "urn:hwk"}}
+    with pytest.raises(SettingsError, match=r"^DPOP_PATH_STEP_UP is not usable: path_step_up"):
+        _flask_app(issuer, {"path_step_up": rules})
+
+
+@pytest.mark.parametrize("name", ["path_scopes", "path_step_up"])
+def test_a_path_rule_keyword_that_is_not_a_dict_names_the_keyword(issuer: TestIssuer, name: str) -> None:
+    with pytest.raises(TypeError, match=rf"{name} must be a dict \{{path prefix: ...\}}, not str"):
+        DPoPMiddleware(_bare_asgi, verifier=DPoPVerifier(issuer.validator()), **{name: '{"/admin": "x"}'})
+
+
+def test_empty_segments_cannot_slip_past_a_path_rule() -> None:
+    policy = RoutePolicy.create(exempt_paths=["/health"], path_scopes={"/admin": "admin"},
+                                path_step_up={"/admin": {"max_age": 60}})  # fmt: skip
+    assert policy.decide("//admin/x").scopes == ("admin",)
+    assert policy.decide("/x//admin").scopes == ()
+    assert policy.decide("//admin/x").step_up == StepUp((), 60)
+    assert policy.decide("//health").mode == "required"  # exempt only if both readings are
 
 
 def test_a_path_whose_two_readings_demand_incompatible_step_ups_is_refused(issuer: TestIssuer, key: DPoPKey) -> None:

@@ -44,6 +44,7 @@ _STRICTNESS = {mode: rank for rank, mode in enumerate(MODES)}
 _DECISIONS_SIZE = 1024
 # Characters that never occur in a plain path prefix but do in the regexes of older settings.
 _REGEX_MARKS = frozenset("^$*+?()[]{}|\\")
+_EMPTY_SEGMENTS = re.compile("/{2,}")
 
 
 def scope_names(value: Iterable[str] | str | None, what: str = "scopes") -> tuple[str, ...]:
@@ -107,16 +108,16 @@ def _pattern(value: object, what: str) -> re.Pattern[str]:
 
 
 def _readings(path: str) -> tuple[str, ...]:
-    """The path as the framework routes it (literally) and with its dot segments removed.
+    """The path as the framework routes it (literally) and with empty and dot segments removed.
 
     Frameworks route on the literal path (``/admin/{rest}`` serves ``/admin/../public``) while a
-    normalizing proxy would see ``/public``: a relaxing rule must hold for both, or a client picks
-    the reading that suits it.
+    normalizing proxy or server would see ``/public`` (and ``/admin`` for ``//admin``): a relaxing
+    rule must hold for both, or a client picks the reading that suits it.
     """
     literal = path if path.startswith("/") else "/" + path
-    if "/." not in literal:  # no "." or ".." segment can exist: the common case, made cheap
+    if "/." not in literal and "//" not in literal:  # nothing to normalize: the common case, made cheap
         return (literal,)
-    normal = remove_dot_segments(literal)
+    normal = remove_dot_segments(_EMPTY_SEGMENTS.sub("/", literal))
     return (literal,) if normal == literal else (literal, normal)
 
 
@@ -137,6 +138,26 @@ class Route:
             raise ValueError(f"a route's mode is one of {', '.join(map(repr, MODES))}, not {self.mode!r}")
         object.__setattr__(self, "required", self.mode == "required")
         object.__setattr__(self, "exempt", self.mode == "exempt")
+
+    def adding(self, path_route: Route) -> Route:
+        """This route (a view's mark) with the demands of the path rules added: the mark decides the
+        mode, and never drops a scope or a step-up that a path rule makes (an exempt mark keeps none)."""
+        if self.exempt or (not path_route.scopes and path_route.step_up is None):
+            return self
+        scopes = tuple(dict.fromkeys((*self.scopes, *path_route.scopes)))
+        step_up = path_route.step_up if self.step_up is None else self.step_up
+        if self.step_up is not None and path_route.step_up is not None:
+            step_up = self.step_up.combined(path_route.step_up)
+        return Route(self.mode, scopes, step_up)
+
+    def covers(self, other: Route) -> bool:
+        """Whether a request checked under this route was checked for all that ``other`` demands."""
+        if other.exempt:
+            return True
+        if self.exempt or (other.required and not self.required) or not set(other.scopes) <= set(self.scopes):
+            return False
+        mine, theirs = self.step_up, other.step_up
+        return theirs is None or (mine is not None and mine.combined(theirs) == mine)
 
 
 @dataclass(frozen=True)
@@ -190,9 +211,9 @@ class RoutePolicy:
             exempt_paths=tuple(_prefix(p, "exempt_paths") for p in _listed(exempt_paths)),
             path_scopes=tuple(
                 (_prefix(path, "path_scopes"), scope_names(value, f"path_scopes[{path!r}]"))
-                for path, value in (path_scopes or {}).items()
+                for path, value in _by_path(path_scopes, "path_scopes").items()
             ),
-            path_step_up=_step_up_rules(path_step_up or {}),
+            path_step_up=_step_up_rules(_by_path(path_step_up, "path_step_up")),
             required_path_patterns=tuple(
                 _pattern(p, "required_path_patterns") for p in _listed(required_path_patterns)
             ),
@@ -228,18 +249,30 @@ class RoutePolicy:
         return self.default
 
 
+def _by_path(rules: object, what: str) -> Mapping[Any, Any]:
+    if rules is None:
+        return {}
+    if not isinstance(rules, Mapping):
+        raise TypeError(f"{what} must be a dict {{path prefix: ...}}, not {type(rules).__name__}")
+    return rules
+
+
 def _step_up_rules(rules: Mapping[str, StepUp | Mapping[str, Any]]) -> tuple[tuple[str, StepUp], ...]:
-    """The ``path_step_up`` rules checked; nested rules that no token could satisfy together are a
-    configuration error, named here rather than refused on every request."""
-    checked: list[tuple[str, StepUp]] = []
-    for path, value in rules.items():
-        what = f"path_step_up[{path!r}]"
-        prefix, demand = _prefix(path, "path_step_up"), step_up_rule(value, what)
-        for other, earlier in checked:
-            if (path_matches(prefix, other) or path_matches(other, prefix)) and demand.combined(earlier).unsatisfiable:
-                raise ValueError(f"{what} and path_step_up[{other!r}] cover one path but accept no acr value in common")
-        checked.append((prefix, demand))
-    return tuple(checked)
+    """The ``path_step_up`` rules checked; rules over one path that no token could satisfy together
+    are a configuration error, named here rather than refused on every request."""
+    checked = tuple(
+        (_prefix(path, "path_step_up"), step_up_rule(value, f"path_step_up[{path!r}]")) for path, value in rules.items()
+    )
+    for prefix, _ in checked:
+        # What a path at this rule gets: every rule that covers it (a chain of nested prefixes).
+        covering = [(rule, demand) for rule, demand in checked if path_matches(prefix, rule)]
+        demand = covering[0][1]
+        for _, other in covering[1:]:
+            demand = demand.combined(other)
+        if demand.unsatisfiable:
+            names = " and ".join(f"path_step_up[{rule!r}]" for rule, _ in covering)
+            raise ValueError(f"{names} cover {prefix!r} but accept no acr value in common")
+    return checked
 
 
 def _listed(values: Iterable[Any] | str | re.Pattern[str]) -> Iterable[Any]:

@@ -2,8 +2,8 @@
 
 The decorators only *mark* the view (an attribute, the view itself is returned unchanged, so sync
 and async views stay what they are); :class:`~dpop_middleware.django.DPoPMiddleware` reads the mark
-in ``process_view``. A mark on a view beats the route policy of ``settings.DPOP`` (docs/routes.md):
-its path rules, then ``DPOP["DEFAULT"]``.
+in ``process_view``. A mark on a view decides the mode over the route policy of ``settings.DPOP``
+(docs/routes.md); the scopes and step-up its path rules demand still apply.
 
 They work on function views and on class-based views (decorate the class, or the result of
 ``as_view()``: Django and DRF copy the class onto the view function as ``view_class``)::
@@ -44,10 +44,10 @@ from django.utils.module_loading import import_string
 from ..core.challenge import ErrorResponse
 from ..core.routes import scope_names
 from ..core.step_up import step_up_demand
-from ..verifier import unverified_rejection
+from ..verifier import hidden_mark_rejection, unverified_rejection
 from .conf import Policy
 
-__all__ = ["dpop_exempt", "dpop_optional", "dpop_required", "view_policy"]
+__all__ = ["dpop_exempt", "dpop_optional", "dpop_required", "view_marks", "view_policy"]
 
 ATTRIBUTE = "dpop_policy"
 GUARDED = "_dpop_guarded"
@@ -70,7 +70,10 @@ def unchecked_rejection(view_name: str, policy: Policy) -> ErrorResponse:
 
 def unchecked_response(view_name: str, policy: Policy) -> HttpResponse:
     """:func:`unchecked_rejection` as a Django response."""
-    rejection = unchecked_rejection(view_name, policy)
+    return _as_response(unchecked_rejection(view_name, policy))
+
+
+def _as_response(rejection: ErrorResponse) -> HttpResponse:
     return HttpResponse(
         rejection.body, status=rejection.status, content_type=rejection.content_type, headers=dict(rejection.headers)
     )
@@ -99,10 +102,14 @@ def _csrf_class(middleware: tuple[str, ...]) -> type[Any] | None:
 
 def _refusal(request: HttpRequest, view: Any, name: str, policy: Policy, call: tuple[Any, Any]) -> HttpResponse | None:
     """Why the guarded view must not run for ``request`` (a response), or ``None``."""
-    from .middleware import CHECKED, CSRF_SKIP, is_preflight
+    from .middleware import APPLIED, CHECKED, CSRF_SKIP, MARKS_SEEN, is_preflight
 
     if not getattr(request, CHECKED, False):
         return unchecked_response(name, policy)
+    applied = getattr(request, APPLIED, None)
+    if isinstance(applied, Policy) and policy not in getattr(request, MARKS_SEEN, ()) and not applied.covers(policy):
+        # The middleware never saw this mark (a decorator above it hid it) and applied less.
+        return _as_response(hidden_mark_rejection(name, f"@dpop_{policy.mode}"))
     if is_preflight(request):
         return HttpResponse(status=200)
     if not getattr(request, CSRF_SKIP, False) and not getattr(view, "csrf_exempt", False):
@@ -244,7 +251,11 @@ def dpop_exempt(view: V) -> V:
 
 def view_policy(view: Any) -> Policy | None:
     """The policy marked on ``view`` or on its class-based view, if any."""
-    policy = getattr(view, ATTRIBUTE, None)
-    if policy is None:
-        policy = getattr(getattr(view, "view_class", None), ATTRIBUTE, None)
-    return policy if isinstance(policy, Policy) else None
+    marks = view_marks(view)
+    return marks[0] if marks else None
+
+
+def view_marks(view: Any) -> tuple[Policy, ...]:
+    """Every policy marked on ``view`` and on its class-based view, the one that applies first."""
+    found = (getattr(view, ATTRIBUTE, None), getattr(getattr(view, "view_class", None), ATTRIBUTE, None))
+    return tuple(mark for mark in found if isinstance(mark, Policy))

@@ -21,6 +21,7 @@ from .conf import Policy, get_state
 from .decorators import view_policy
 from .middleware import (
     CHECKED,
+    OUTCOME,
     PRINCIPAL,
     RESPONSE_HEADERS,
     SCOPES_CHECKED,
@@ -124,16 +125,19 @@ def _ours(info: RequestInfo, config: VerifierConfig, bearer_elsewhere: bool) -> 
     return False
 
 
-def declared_policy(view: Any) -> tuple[bool, tuple[str, ...], StepUp | None]:
-    """Whether a DRF view demands DPoP (``@dpop_required`` or ``dpop_scopes``), the scopes it names
-    and its step-up demand (``@dpop_required(acr_values=..., max_age=...)``)."""
-    if view is None:
+def declared_policy(view: Any, path: str) -> tuple[bool, tuple[str, ...], StepUp | None]:
+    """Whether a DRF view demands DPoP (``@dpop_required`` or ``dpop_scopes``), and the scopes and
+    step-up a principal must meet there: the view's (``@dpop_required(scopes=..., acr_values=...,
+    max_age=...)``, ``dpop_scopes``) with those of the path rules added, as ``DPoPMiddleware`` does."""
+    mark = view_policy(type(view)) if view is not None else None
+    if mark is not None and mark.exempt:
         return False, (), None
-    policy = view_policy(type(view))
     attribute = tuple(getattr(view, "dpop_scopes", ()) or ())
-    scopes = attribute or (policy.scopes if policy else ())
-    step_up = policy.step_up if policy else None
-    return bool(attribute) or (policy is not None and policy.required), scopes, step_up
+    demanded = bool(attribute) or (mark is not None and mark.required)
+    scopes = attribute or (mark.scopes if mark is not None else ())
+    own = Policy("required" if demanded else "optional", scopes, mark.step_up if mark is not None else None)
+    route = own.adding(get_state().policy_for_path(path))
+    return demanded, route.scopes, route.step_up
 
 
 def _check_demands(
@@ -151,6 +155,11 @@ def _check_demands(
             setattr(django_request, SCOPES_CHECKED, scopes)
         if step_up is not None:
             setattr(django_request, STEP_UP_CHECKED, step_up)
+
+
+def _reported(django_request: Any) -> bool:
+    """report_only already logged and counted this request's failure: never a second report."""
+    return getattr(django_request, OUTCOME, None) == "reported"
 
 
 def _view(request: Any) -> Any:
@@ -178,7 +187,7 @@ class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
         setattr(django_request, CHECKED, True)
         if is_preflight(django_request):
             return None
-        demanded, scopes, step_up = declared_policy(_view(request))
+        demanded, scopes, step_up = declared_policy(_view(request), django_request.path_info)
         if getattr(django_request, VERIFIED, False):
             principal = getattr(django_request, PRINCIPAL, None)  # DPoPMiddleware already decided
             if principal is None and verifier.config.mode is not Mode.REPORT_ONLY:
@@ -201,7 +210,7 @@ class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
                 _refuse(result)
                 principal = result.principal
         if principal is None:
-            if demanded:
+            if demanded and not _reported(django_request):
                 _refuse(verifier.reject(AuthenticationRequired(), _info(request)))
             return None
         _check_demands(request, verifier, principal, scopes, step_up)
@@ -235,9 +244,10 @@ class DPoPRequired(BasePermission):  # type: ignore[misc]
         # A CORS preflight is answered by the CORS layer (or by DPoPMiddleware, empty) before any view;
         # one that reaches a protected DRF view has no principal and is refused like any anonymous one.
         principal = request.auth if isinstance(request.auth, DPoPPrincipal) else None
-        _, scopes, step_up = declared_policy(view)
+        _, scopes, step_up = declared_policy(view, django_request.path_info)
         if principal is None:
-            _refuse(verifier.reject(AuthenticationRequired(), _info(request)))  # report_only: goes on
+            if not _reported(django_request):  # report_only: goes on, reported once
+                _refuse(verifier.reject(AuthenticationRequired(), _info(request)))
         else:
             _check_demands(request, verifier, principal, scopes, step_up)
         return True

@@ -18,7 +18,7 @@ from ..flow import Flow, run_async, run_sync
 from ..verifier import AuthResult
 from ..wsgi_environ import is_cors_preflight_environ
 from .conf import DPoPState, Policy, get_state, raw_settings
-from .decorators import view_policy
+from .decorators import view_marks
 from .translate import apply_headers, request_info, to_response
 
 __all__ = ["DPoPMiddleware", "policy_for"]
@@ -31,6 +31,9 @@ VERIFIED = "_dpop_verified"  # set once the request went through the verifier (n
 CHECKED = "_dpop_checked"  # set once DPoPMiddleware (or DRF's DPoPAuthentication) decided about it
 SCOPES_CHECKED = "_dpop_scopes_checked"  # the scopes the verifier already demanded
 STEP_UP_CHECKED = "_dpop_step_up_checked"  # the step-up demand (RFC 9470) it already checked
+APPLIED = "_dpop_route"  # the Route the middleware applied (a guarded view checks it covers its mark)
+MARKS_SEEN = "_dpop_marks_seen"  # the marks it found on the view (and chose among)
+OUTCOME = "_dpop_outcome"  # the verifier's outcome: "reported" must not be reported again
 RESPONSE_HEADERS = "_dpop_response_headers"
 # Django's own flag, read by CsrfViewMiddleware and DRF's CSRF check: set only after a proof verified.
 CSRF_SKIP = "_dont_enforce_csrf_checks"
@@ -39,8 +42,12 @@ View = Callable[..., Any]
 
 
 def policy_for(state: DPoPState, request: HttpRequest, view: View | None) -> Policy:
-    """The view's mark if any, else the first matching path rule, else ``DPOP["DEFAULT"]``."""
-    return (view_policy(view) if view is not None else None) or state.policy_for_path(request.path_info)
+    """The view's mark (with the path rules' scopes and step-up added), else the path rules, else
+    ``DPOP["DEFAULT"]``."""
+    by_path = state.policy_for_path(request.path_info)
+    marks = view_marks(view) if view is not None else ()
+    setattr(request, MARKS_SEEN, marks)
+    return marks[0].adding(by_path) if marks else by_path
 
 
 def is_preflight(request: HttpRequest) -> bool:
@@ -64,6 +71,7 @@ def mark_verified(
     setattr(request, VERIFIED, True)
     setattr(request, CHECKED, True)
     setattr(request, RESPONSE_HEADERS, result.response_headers)
+    setattr(request, OUTCOME, result.outcome)
     if result.rejection is None:
         setattr(request, PRINCIPAL, result.principal)
         setattr(request, SCOPES_CHECKED, scopes)
@@ -159,6 +167,7 @@ class DPoPMiddleware:
         setattr(request, CHECKED, True)
         state = get_state()
         policy = policy_for(state, request, view)
+        setattr(request, APPLIED, policy)
         if policy.mode == "exempt":
             return None
         if is_preflight(request):

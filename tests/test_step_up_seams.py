@@ -1,0 +1,196 @@
+"""Step-up and scopes at the seams: a mark hidden by another decorator, path demands a view's mark must
+not drop, DRF without the middleware, and report_only reporting a failure once (one hostile review's
+findings, each a test that failed before its fix)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django_app.harness import django_settings
+from fastapi import Depends, FastAPI
+from flask import Flask
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from dpop_middleware import DPoPVerifier, Outcome
+from dpop_middleware.client import DPoPKey
+from dpop_middleware.fastapi import DPoPBearer
+from dpop_middleware.flask import DPoP
+from dpop_middleware.starlette import DPoPMiddleware, requires_step_up
+from dpop_middleware.testing import TestIssuer, dpop_headers
+
+ADMIN_STEP_UP = {"/admin": {"acr_values": "urn:mfa", "max_age": 300}}
+
+
+@pytest.fixture
+def key() -> DPoPKey:
+    return DPoPKey.generate()
+
+
+def signed(issuer: TestIssuer, key: DPoPKey, url: str, **claims: Any) -> dict[str, str]:
+    claims.setdefault("scope", "read write")
+    return dpop_headers(key, "GET", url, issuer.token(key.jkt, **claims))
+
+
+def mfa() -> dict[str, Any]:
+    """Claims that meet ``ADMIN_STEP_UP``, computed when used (not when the module is collected)."""
+    return {"acr": "urn:mfa", "auth_time": int(time.time()) - 10}
+
+
+# -- Django ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def django_get(issuer: TestIssuer, key: DPoPKey) -> Iterator[Callable[..., Any]]:
+    def get(path: str, *, middleware: bool = True, **claims: Any) -> Any:
+        from django.test import Client
+
+        dpop = issuer.django_settings(PATH_STEP_UP=ADMIN_STEP_UP, PATH_SCOPES={"/admin": "write"})
+        with django_settings(dpop, middleware=middleware, ROOT_URLCONF="django_app.step_up_urls"):
+            return Client().get(path, headers=signed(issuer, key, "http://testserver" + path, **claims))
+
+    yield get
+
+
+def test_django_a_mark_hidden_by_another_decorator_is_refused_not_dropped(django_get: Callable[..., Any]) -> None:
+    # Without the mark the middleware applies the default (required, no demand): the guard sees that
+    # it did not check what the view was marked with. Before, 200 for a token without the acr.
+    for path in ("/hidden-step-up", "/hidden-scopes"):
+        resp = django_get(path, scope="read")
+        assert resp.status_code == 503, (path, resp.status_code)
+
+
+def test_django_a_views_mark_keeps_the_path_rules_demands(django_get: Callable[..., Any]) -> None:
+    assert django_get("/admin/bare").status_code == 401  # @dpop_required does not drop PATH_STEP_UP
+    assert django_get("/admin/bare", **mfa()).status_code == 200
+    assert django_get("/admin/exempt").status_code == 200  # an exempt mark keeps none
+
+
+def test_drf_without_the_middleware_applies_the_path_rules_demands(django_get: Callable[..., Any]) -> None:
+    assert django_get("/admin/drf", middleware=False).status_code == 401  # before: 200
+    assert django_get("/admin/drf", middleware=False, **mfa()).status_code == 200
+    assert django_get("/open/drf", middleware=False).status_code == 200
+    assert django_get("/admin/drf", middleware=True).status_code == 401
+
+
+# -- Flask ----------------------------------------------------------------------------------------
+
+
+def _flask(issuer: TestIssuer) -> Flask:
+    app = Flask(__name__)
+    app.config.update(DPOP_ISSUER=issuer.issuer, DPOP_AUDIENCE=issuer.audience, DPOP_JWKS=issuer.jwks,
+                      DPOP_PATH_STEP_UP=ADMIN_STEP_UP)  # fmt: skip
+    dpop = DPoP(app)
+
+    def no_wraps(view: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper() -> Any:
+            return view()
+
+        wrapper.__name__ = view.__name__ + "_wrapped"
+        return wrapper
+
+    @app.get("/hidden")
+    @no_wraps
+    @dpop.required(acr_values="urn:mfa")
+    def hidden() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get("/admin/bare")
+    @dpop.required
+    def admin_bare() -> dict[str, Any]:
+        return {"ok": True}
+
+    return app
+
+
+def test_flask_a_mark_hidden_by_another_decorator_is_refused_not_dropped(issuer: TestIssuer, key: DPoPKey) -> None:
+    client = _flask(issuer).test_client()
+    assert client.get("/hidden", headers=signed(issuer, key, "http://localhost/hidden")).status_code == 503
+
+
+def test_flask_a_views_mark_keeps_the_path_rules_demands(issuer: TestIssuer, key: DPoPKey) -> None:
+    client = _flask(issuer).test_client()
+    url = "http://localhost/admin/bare"
+    assert client.get("/admin/bare", headers=signed(issuer, key, url)).status_code == 401
+    assert client.get("/admin/bare", headers=signed(issuer, key, url, **mfa())).status_code == 200
+
+
+# -- report_only: one failure, one report ---------------------------------------------------------
+
+
+def _reasons(outcomes: list[Outcome]) -> list[str]:
+    return [outcome.reason for outcome in outcomes if outcome.outcome != "accepted"]
+
+
+def test_starlette_a_path_rule_and_a_decorator_report_one_failure_once(issuer: TestIssuer, key: DPoPKey) -> None:
+    seen: list[Outcome] = []
+    verifier = DPoPVerifier(issuer.validator(), mode="report_only", on_outcome=seen.append)
+
+    @requires_step_up(acr_values="urn:mfa")
+    async def admin(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/admin", admin)],
+                    middleware=[Middleware(DPoPMiddleware, verifier=verifier, path_step_up=ADMIN_STEP_UP)])  # fmt: skip
+    with TestClient(app) as client:
+        assert client.get("/admin", headers=signed(issuer, key, "http://testserver/admin")).status_code == 200
+    assert _reasons(seen) == ["acr_not_accepted"]
+
+
+def test_fastapi_behind_the_middleware_reports_once_and_sees_no_false_replay(issuer: TestIssuer, key: DPoPKey) -> None:
+    seen: list[Outcome] = []
+    verifier = DPoPVerifier(issuer.validator(), mode="report_only", on_outcome=seen.append)
+    app = FastAPI()
+    dpop = DPoPBearer(verifier, acr_values="urn:mfa")
+
+    @app.get("/admin")
+    async def admin(principal: Any = Depends(dpop)) -> dict[str, Any]:
+        return {"anonymous": principal is None}
+
+    app.add_middleware(DPoPMiddleware, verifier=verifier, path_step_up=ADMIN_STEP_UP)
+    with TestClient(app) as client:
+        resp = client.get("/admin", headers=signed(issuer, key, "http://testserver/admin"))
+    assert resp.status_code == 200 and resp.json() == {"anonymous": True}
+    assert _reasons(seen) == ["acr_not_accepted"]  # before: also "replayed", from verifying twice
+
+
+def test_django_drf_behind_the_middleware_reports_once(issuer: TestIssuer, key: DPoPKey) -> None:
+    from django.test import Client
+
+    seen: list[Outcome] = []
+    dpop = issuer.django_settings(PATH_STEP_UP=ADMIN_STEP_UP, MODE="report_only", ON_OUTCOME=seen.append)
+    with django_settings(dpop, ROOT_URLCONF="django_app.step_up_urls"):
+        resp = Client().get("/admin/drf", headers=signed(issuer, key, "http://testserver/admin/drf"))
+    assert resp.status_code == 200
+    assert _reasons(seen) == ["acr_not_accepted"]  # before: and "missing_credentials" twice
+
+
+def test_flask_a_method_mark_may_relax_its_class_mark_without_a_wiring_error(issuer: TestIssuer, key: DPoPKey) -> None:
+    from flask.views import MethodView
+
+    app = Flask(__name__)
+    app.config.update(DPOP_ISSUER=issuer.issuer, DPOP_AUDIENCE=issuer.audience, DPOP_JWKS=issuer.jwks)
+    dpop = DPoP(app)
+
+    @dpop.required(scopes="admin")
+    class Items(MethodView):
+        @dpop.optional
+        def get(self) -> dict[str, Any]:  # the most specific mark: anonymous reads are fine
+            return {"ok": True}
+
+        def post(self) -> dict[str, Any]:
+            return {"ok": True}
+
+    app.add_url_rule("/items", view_func=Items.as_view("items"))
+    client = app.test_client()
+    assert client.get("/items").status_code == 200  # the class guard sees the hook chose a mark it knows
+    assert client.post("/items").status_code == 401
+    headers = dpop_headers(key, "POST", "http://localhost/items", issuer.token(key.jkt, scope="read"))
+    assert client.post("/items", headers=headers).status_code == 403
