@@ -27,7 +27,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 try:
     from flask import Flask, Request, Response, after_this_request, current_app, g, has_app_context, has_request_context
@@ -44,13 +44,15 @@ from .core.challenge import ErrorResponse
 from .core.client_cert import client_cert_settings_problem
 from .core.origin import ProxySettings
 from .core.resource_metadata import PublishedMetadata
-from .core.routes import Route, RoutePolicy, scope_names
-from .core.step_up import step_up_demand
+from .core.routes import Route, RouteDemands, RoutePolicy, required_route
 from .route_settings import build_route_policy
 from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
 from .verifier import DPoPVerifier, hidden_mark_rejection, unverified_rejection
 from .wsgi import authenticate_environ
 from .wsgi_environ import is_cors_preflight_environ
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["DPoP", "current_dpop"]
 
@@ -329,36 +331,16 @@ class DPoP:
     def required(self, view: F, /) -> F: ...
 
     @overload
-    def required(
-        self,
-        view: None = None,
-        /,
-        *,
-        scopes: Iterable[str] | str = (),
-        acr_values: Iterable[str] | str | None = None,
-        max_age: int | None = None,
-    ) -> Callable[[F], F]: ...
+    def required(self, view: None = None, /, **demands: Unpack[RouteDemands]) -> Callable[[F], F]: ...
 
-    def required(
-        self,
-        view: F | None = None,
-        /,
-        *,
-        scopes: Iterable[str] | str = (),
-        acr_values: Iterable[str] | str | None = None,
-        max_age: int | None = None,
-    ) -> F | Callable[[F], F]:
+    def required(self, view: F | None = None, /, **demands: Unpack[RouteDemands]) -> F | Callable[[F], F]:
         """The view needs a valid DPoP request (and every scope in ``scopes``, if given).
 
         Use bare (``@dpop.required``) or called (``@dpop.required(scopes=["write"])``).
         ``acr_values``/``max_age``: a step-up demand (RFC 9470), else 401
         ``insufficient_user_authentication``.
         """
-        policy = Route(
-            "required",
-            scope_names(scopes, "dpop.required(scopes=...)"),
-            step_up_demand(acr_values, max_age, "dpop.required(acr_values=..., max_age=...)"),
-        )
+        policy = required_route("dpop.required", demands)
         if view is not None:
             return _mark(view, policy)
         return lambda fn: _mark(fn, policy)

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from .core.binding import DPoPPrincipal, bind_token, require_scopes, token_facts
 from .core.challenge import ErrorResponse, render_error
@@ -36,7 +36,18 @@ from .ports import AsyncReplayStore, AsyncTokenValidator, ReplayStore, TokenVali
 from .stores.memory import MemoryReplayStore
 from .token_cache import TokenCache
 
-__all__ = ["AuthResult", "DPoPVerifier", "Outcome", "OutcomeName", "unverified_rejection"]
+__all__ = [
+    "AuthResult",
+    "DPoPVerifier",
+    "Outcome",
+    "OutcomeName",
+    "RouteChecks",
+    "hidden_mark_rejection",
+    "unverified_rejection",
+]
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger("dpop_middleware")
 
@@ -121,6 +132,16 @@ def unverified_rejection(reason: str, fix: str) -> ErrorResponse:
     """
     logger.error("dpop: %s; the request is refused with 503", fix, extra={"dpop_reason": reason})
     return render_error(ServiceUnavailableError(reason, "DPoP authentication is not configured"), (), False)
+
+
+class RouteChecks(TypedDict, total=False):
+    """What :meth:`DPoPVerifier.authenticate` checks of a route besides the proof and the token:
+    ``required`` (default ``True``; ``False`` lets a request without credentials pass as anonymous),
+    ``scopes`` the principal must all hold, ``step_up`` (RFC 9470) it must meet."""
+
+    required: bool
+    scopes: tuple[str, ...]
+    step_up: StepUp | None
 
 
 def hidden_mark_rejection(view_name: str, decorator: str) -> ErrorResponse:
@@ -285,32 +306,18 @@ class DPoPVerifier:
         """:meth:`verify` on the event loop, awaiting async validators and stores."""
         return await run_async(self.verification(request))
 
-    def authenticate(
-        self,
-        request: RequestInfo,
-        *,
-        required: bool = True,
-        scopes: tuple[str, ...] = (),
-        step_up: StepUp | None = None,
-    ) -> AuthResult:
+    def authenticate(self, request: RequestInfo, **route: Unpack[RouteChecks]) -> AuthResult:
         """Verify, check the route's ``scopes`` and ``step_up`` demand (RFC 9470), and apply the
-        mode: what adapters call.
+        mode: what adapters call (:class:`RouteChecks`: ``required``, ``scopes``, ``step_up``).
 
         ``required=False``: a request without credentials passes as anonymous (credentials that
         are sent must still be valid). Never raises :class:`DPoPError`; reports one outcome.
         """
-        return run_sync(self.authentication(request, required=required, scopes=scopes, step_up=step_up))
+        return run_sync(self.authentication(request, **route))
 
-    async def aauthenticate(
-        self,
-        request: RequestInfo,
-        *,
-        required: bool = True,
-        scopes: tuple[str, ...] = (),
-        step_up: StepUp | None = None,
-    ) -> AuthResult:
+    async def aauthenticate(self, request: RequestInfo, **route: Unpack[RouteChecks]) -> AuthResult:
         """:meth:`authenticate` on the event loop."""
-        return await run_async(self.authentication(request, required=required, scopes=scopes, step_up=step_up))
+        return await run_async(self.authentication(request, **route))
 
     def render(self, error: DPoPError, *, debug: bool | None = None) -> ErrorResponse:
         """The response for ``error`` under this verifier's algorithms and mode (no logging).

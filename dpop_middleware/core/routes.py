@@ -22,18 +22,20 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypedDict, cast
 
 from .htu import remove_dot_segments
-from .step_up import StepUp, step_up_rule
+from .step_up import StepUp, step_up_demand, step_up_rule
 
 __all__ = [
     "MODES",
     "Route",
+    "RouteDemands",
     "RouteMode",
     "RoutePolicy",
     "looks_like_regex",
     "path_matches",
+    "required_route",
     "scope_names",
 ]
 
@@ -67,6 +69,29 @@ def scope_names(value: Iterable[str] | str | None, what: str = "scopes") -> tupl
             )
         names.extend(item.split())
     return tuple(dict.fromkeys(names))
+
+
+class RouteDemands(TypedDict, total=False):
+    """What a view's decorator may demand besides credentials: ``scopes`` (all of them), and a
+    step-up (RFC 9470): ``acr_values`` (any one of them), ``max_age`` (seconds since the user
+    authenticated)."""
+
+    scopes: Iterable[str] | str | None
+    acr_values: Iterable[str] | str | None
+    max_age: int | None
+
+
+def required_route(what: str, demands: RouteDemands) -> Route:
+    """The ``required`` route a decorator's ``demands`` describe; ``TypeError``/``ValueError`` name
+    ``what``, also for a keyword it does not take (a misspelt demand must not be silently dropped)."""
+    unknown = sorted(set(demands) - RouteDemands.__optional_keys__)
+    if unknown:
+        raise TypeError(f"{what}() got an unexpected keyword argument {unknown[0]!r}")
+    return Route(
+        "required",
+        scope_names(demands.get("scopes"), f"{what}(scopes=...)"),
+        step_up_demand(demands.get("acr_values"), demands.get("max_age"), f"{what}(acr_values=..., max_age=...)"),
+    )
 
 
 def looks_like_regex(value: object) -> bool:

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, overload
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
@@ -42,10 +42,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
 from ..core.challenge import ErrorResponse
-from ..core.routes import scope_names
-from ..core.step_up import step_up_demand
+from ..core.routes import RouteDemands, required_route
 from ..verifier import hidden_mark_rejection, unverified_rejection
 from .conf import Policy
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["dpop_exempt", "dpop_optional", "dpop_required", "view_marks", "view_policy"]
 
@@ -205,22 +207,10 @@ def dpop_required(view: V, /) -> V: ...
 
 
 @overload
-def dpop_required(
-    *,
-    scopes: Iterable[str] | str | None = None,
-    acr_values: Iterable[str] | str | None = None,
-    max_age: int | None = None,
-) -> Callable[[V], V]: ...
+def dpop_required(**demands: Unpack[RouteDemands]) -> Callable[[V], V]: ...
 
 
-def dpop_required(
-    view: Any = None,
-    /,
-    *,
-    scopes: Iterable[str] | str | None = None,
-    acr_values: Iterable[str] | str | None = None,
-    max_age: int | None = None,
-) -> Any:
+def dpop_required(view: Any = None, /, **demands: Unpack[RouteDemands]) -> Any:
     """Require a valid DPoP request (and every scope in ``scopes``) for this view.
 
     Usable bare (``@dpop_required``) or with arguments (``@dpop_required(scopes="write")``).
@@ -229,11 +219,7 @@ def dpop_required(
     (seconds since the user authenticated) demand a step-up (RFC 9470): a token whose ``acr`` or
     ``auth_time`` falls short gets 401 ``insufficient_user_authentication``.
     """
-    policy = Policy(
-        "required",
-        scope_names(scopes, "dpop_required(scopes=...)"),
-        step_up_demand(acr_values, max_age, "dpop_required(acr_values=..., max_age=...)"),
-    )
+    policy = required_route("dpop_required", demands)
     if view is not None:
         return _mark(view, policy)
     return lambda v: _mark(v, policy)
