@@ -107,7 +107,7 @@ class DPoPBearer(SecurityBase):
         scope = request.scope
         needed = tuple(dict.fromkeys((*self.scopes, *security_scopes.scopes)))
         earlier = scope.get(PRINCIPAL_KEY)
-        if scope.get(VERIFIER_KEY) is self.verifier and scope.get(OUTCOME_KEY) == "reported":
+        if earlier is None and scope.get(VERIFIER_KEY) is self.verifier and scope.get(OUTCOME_KEY) == "reported":
             # report_only: this verifier already reported this request's failure and lets it go on;
             # verifying again would consume its proof twice (a false "replayed") and report twice.
             return None

@@ -44,7 +44,7 @@ from .core.challenge import ErrorResponse
 from .core.client_cert import client_cert_settings_problem
 from .core.origin import ProxySettings
 from .core.resource_metadata import PublishedMetadata
-from .core.routes import Route, RouteDemands, RoutePolicy, required_route
+from .core.routes import Route, RouteDemands, RoutePolicy, marked_route, required_route
 from .route_settings import build_route_policy
 from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
 from .verifier import DPoPVerifier, hidden_mark_rejection, unverified_rejection
@@ -124,18 +124,19 @@ def _checked() -> bool:
     return has_request_context() and g.get(_CHECKED_ATTR) is True
 
 
-def _refusal(name: str, policy: Route) -> Response | None:
-    """Why the guarded view must not run: no hook saw the request, or it applied a weaker policy."""
+def _refusal(name: str, policy: Route, *, of_class: bool = False) -> Response | None:
+    """Why the guarded view must not run: no hook saw the request, or it never saw the guard's mark
+    (a decorator above it hid it) and applied less. ``of_class``: a class's guard, which a subclass
+    inherits; the hook's choice among the marks it saw (the subclass's, a method's) stands."""
     if not _checked():
         return _unchecked_response(name, policy)
-    applied = g.get(_ROUTE_ATTR)
-    if isinstance(applied, Route) and policy not in g.get(_MARKS_ATTR, ()) and not applied.covers(policy):
-        # The hook never saw this mark (a decorator above it hid it) and applied less.
+    applied, seen = g.get(_ROUTE_ATTR), g.get(_MARKS_ATTR, ())
+    if isinstance(applied, Route) and policy not in seen and not (of_class and seen) and not applied.covers(policy):
         return _flask_response(hidden_mark_rejection(name, f"@dpop.{policy.mode}"))
     return None
 
 
-def _guard(view: Callable[..., Any], policy: Route) -> Callable[..., Any]:
+def _guard(view: Callable[..., Any], policy: Route, *, of_class: bool = False) -> Callable[..., Any]:
     """``view`` wrapped so that it runs only for a request our ``before_request`` hook dealt with.
 
     Which policy applies stays the hook's decision (the most specific mark wins, see
@@ -147,16 +148,17 @@ def _guard(view: Callable[..., Any], policy: Route) -> Callable[..., Any]:
 
         @functools.wraps(view)
         async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-            refusal = _refusal(name, policy)
+            refusal = _refusal(name, _marked(guarded_async) or policy, of_class=of_class)
             if refusal is not None:
                 return refusal
             return await view(*args, **kwargs)
 
         return guarded_async
 
+    # The mark the guard carries now: marking the view again supersedes the one it was made for.
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        refusal = _refusal(name, policy)
+        refusal = _refusal(name, _marked(guarded) or policy, of_class=of_class)
         if refusal is not None:
             return refusal
         return view(*args, **kwargs)
@@ -175,7 +177,7 @@ def _mark(view: F, policy: Route) -> F:
         decorators = getattr(view, "decorators", None)
         if isinstance(decorators, list):
             # flask.views.View: as_view() applies ``decorators``, outermost last.
-            view.decorators = [*decorators, lambda fn: _guard(fn, policy)]  # type: ignore[attr-defined]
+            view.decorators = [*decorators, lambda fn: _guard(fn, policy, of_class=True)]  # type: ignore[attr-defined]
         return view
     guarded = _guard(view, policy)
     setattr(guarded, _POLICY_ATTR, policy)
@@ -404,7 +406,7 @@ def _policy(state: _AppState, app: Flask, req: Request, request_g: Any) -> Route
     view = app.view_functions.get(endpoint) if endpoint else None
     marks = _view_policies(view, req.method) if view is not None else ()
     setattr(request_g, _MARKS_ATTR, marks)
-    return marks[0].adding(by_path) if marks else by_path
+    return marked_route(marks[0], by_path) if marks else by_path
 
 
 def _before_request() -> Response | None:

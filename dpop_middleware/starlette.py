@@ -53,6 +53,7 @@ from .asgi import (
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.client_cert import client_cert_settings_problem
+from .core.config import Mode
 from .core.errors import AuthenticationRequired
 from .core.fields import fold_fields
 from .core.origin import ProxySettings
@@ -320,8 +321,9 @@ def _route_rejection(
     if not isinstance(verifier, DPoPVerifier):
         # A deployment error, not a request error: refuse loudly rather than skip the check.
         raise RuntimeError(f"{what} needs DPoPMiddleware or DPoPAuthBackend in front of the endpoint")
-    if conn.scope.get(OUTCOME_KEY) == "reported":
-        return None  # report_only logged and counted this request's failure once, and lets it go on
+    reported = verifier.config.mode is Mode.REPORT_ONLY and conn.scope.get(OUTCOME_KEY) == "reported"
+    if reported and get_principal(conn) is None:
+        return None  # its failure was logged and counted once, and report_only lets it go on
     found = conn.scope.get(REQUEST_INFO_KEY)
     info = found if isinstance(found, RequestInfo) else None
     return verifier.authorize(get_principal(conn), scopes, info, step_up=step_up).rejection

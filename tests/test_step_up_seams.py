@@ -49,12 +49,13 @@ def mfa() -> dict[str, Any]:
 
 @pytest.fixture
 def django_get(issuer: TestIssuer, key: DPoPKey) -> Iterator[Callable[..., Any]]:
-    def get(path: str, *, middleware: bool = True, **claims: Any) -> Any:
+    def get(path: str, *, middleware: bool = True, anonymous: bool = False, **claims: Any) -> Any:
         from django.test import Client
 
         dpop = issuer.django_settings(PATH_STEP_UP=ADMIN_STEP_UP, PATH_SCOPES={"/admin": "write"})
+        headers = {} if anonymous else signed(issuer, key, "http://testserver" + path, **claims)
         with django_settings(dpop, middleware=middleware, ROOT_URLCONF="django_app.step_up_urls"):
-            return Client().get(path, headers=signed(issuer, key, "http://testserver" + path, **claims))
+            return Client().get(path, headers=headers)
 
     yield get
 
@@ -78,6 +79,51 @@ def test_drf_without_the_middleware_applies_the_path_rules_demands(django_get: C
     assert django_get("/admin/drf", middleware=False, **mfa()).status_code == 200
     assert django_get("/open/drf", middleware=False).status_code == 200
     assert django_get("/admin/drf", middleware=True).status_code == 401
+
+
+def test_django_a_subclass_or_second_mark_supersedes_the_first_without_a_wiring_error(
+    django_get: Callable[..., Any],
+) -> None:
+    assert django_get("/cbv/anyone", anonymous=True).status_code == 200  # before: 503 mark_not_seen
+    assert django_get("/cbv/other", scope="other").status_code == 200
+    assert django_get("/cbv/other", scope="admin").status_code == 403
+    assert django_get("/fn/optional", anonymous=True).status_code == 200
+    assert django_get("/fn/other", scope="other").status_code == 200
+
+
+def test_drf_scopes_of_a_subclass_demand_despite_an_inherited_exempt_mark(django_get: Callable[..., Any]) -> None:
+    for middleware in (True, False):
+        assert django_get("/drf/secret", middleware=middleware, scope="read").status_code == 403
+        assert django_get("/drf/secret", middleware=middleware, scope="admin").status_code == 200
+
+
+def test_django_the_middleware_reads_the_mark_of_a_drf_viewset(django_get: Callable[..., Any]) -> None:
+    # A router's ViewSet view carries its class as ``cls``, not ``view_class``.
+    assert django_get("/vs-optional/", anonymous=True).status_code == 200  # before: 401
+    assert django_get("/vs-write/", scope="read").status_code == 403  # before: 200
+    assert django_get("/vs-write/", scope="write").status_code == 200
+
+
+def test_a_view_demand_no_token_can_meet_with_its_path_rule_is_refused_and_logged(
+    issuer: TestIssuer, key: DPoPKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Flask(__name__)
+    app.config.update(DPOP_ISSUER=issuer.issuer, DPOP_AUDIENCE=issuer.audience, DPOP_JWKS=issuer.jwks,
+                      DPOP_PATH_STEP_UP=ADMIN_STEP_UP)  # fmt: skip
+    dpop = DPoP(app)
+
+    @app.get("/admin/hw")
+    @dpop.required(acr_values="urn:hw")
+    def hw() -> dict[str, Any]:
+        return {"ok": True}
+
+    client = app.test_client()
+    with caplog.at_level("ERROR", logger="dpop_middleware"):
+        for acr in ("urn:hw", "urn:mfa"):
+            headers = signed(issuer, key, "http://localhost/admin/hw", acr=acr, auth_time=int(time.time()))
+            assert client.get("/admin/hw", headers=headers).status_code == 401
+    conflicts = [r for r in caplog.records if getattr(r, "dpop_reason", "") == "step_up_conflict"]
+    assert len(conflicts) == 1  # once, not per request
 
 
 # -- Flask ----------------------------------------------------------------------------------------
@@ -159,6 +205,61 @@ def test_fastapi_behind_the_middleware_reports_once_and_sees_no_false_replay(iss
         resp = client.get("/admin", headers=signed(issuer, key, "http://testserver/admin"))
     assert resp.status_code == 200 and resp.json() == {"anonymous": True}
     assert _reasons(seen) == ["acr_not_accepted"]  # before: also "replayed", from verifying twice
+
+
+def test_report_only_keeps_a_bearer_principal_and_checks_its_scopes(issuer: TestIssuer) -> None:
+    seen: list[Outcome] = []
+    verifier = DPoPVerifier(issuer.validator(), mode="report_only", on_outcome=seen.append)
+    app = FastAPI()
+    dpop = DPoPBearer(verifier, scopes="admin")
+
+    @app.get("/items")
+    async def items(principal: Any = Depends(dpop)) -> dict[str, Any]:
+        return {"sub": principal.subject if principal is not None else None}
+
+    app.add_middleware(DPoPMiddleware, verifier=verifier)
+    with TestClient(app) as client:
+        resp = client.get("/items", headers={"Authorization": f"Bearer {issuer.token(None, scope='read')}"})
+    assert resp.status_code == 200 and resp.json() == {"sub": "alice"}  # before: None, the principal lost
+    assert _reasons(seen) == ["bearer_token_used", "insufficient_scope"]
+
+
+def test_a_mounted_required_layer_is_not_skipped_for_an_outer_report_only_report(issuer: TestIssuer) -> None:
+    from starlette.routing import Mount
+
+    from dpop_middleware.starlette import requires_scopes
+
+    outer = DPoPVerifier(issuer.validator(), mode="report_only")
+    inner = DPoPVerifier(issuer.validator())
+
+    @requires_scopes("admin")
+    async def secret(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    inner_app = DPoPMiddleware(Starlette(routes=[Route("/x", secret)]), verifier=inner, exempt_paths=["/x"])
+    app = Starlette(routes=[Mount("/inner", app=inner_app)], middleware=[Middleware(DPoPMiddleware, verifier=outer)])
+    with TestClient(app) as client:
+        assert client.get("/inner/x").status_code == 403  # before: 200
+
+
+def test_drf_without_the_middleware_reports_once(issuer: TestIssuer) -> None:
+    from django.test import Client
+
+    seen: list[Outcome] = []
+    dpop = issuer.django_settings(MODE="report_only", ON_OUTCOME=seen.append)
+    with django_settings(dpop, middleware=False, ROOT_URLCONF="django_app.step_up_urls"):
+        assert Client().get("/drf/required").status_code == 200
+    assert _reasons(seen) == ["missing_credentials"]  # before: twice (authentication, then permission)
+
+
+@pytest.mark.parametrize("value", ["", []])
+def test_an_empty_scopes_on_a_view_is_a_mistake(value: Any) -> None:
+    from dpop_middleware.django import dpop_required
+
+    with pytest.raises(ValueError, match=r"dpop_required\(scopes=...\) is empty"):
+        dpop_required(scopes=value)
+    with pytest.raises(TypeError, match="pass scopes by keyword"):
+        dpop_required("write")  # type: ignore[call-overload]
 
 
 def test_django_drf_behind_the_middleware_reports_once(issuer: TestIssuer, key: DPoPKey) -> None:

@@ -19,6 +19,7 @@ One model for every adapter (Django, Flask, Starlette/ASGI, WSGI); ``docs/routes
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ __all__ = [
     "RouteMode",
     "RoutePolicy",
     "looks_like_regex",
+    "marked_route",
     "path_matches",
     "required_route",
     "scope_names",
@@ -47,6 +49,8 @@ _DECISIONS_SIZE = 1024
 # Characters that never occur in a plain path prefix but do in the regexes of older settings.
 _REGEX_MARKS = frozenset("^$*+?()[]{}|\\")
 _EMPTY_SEGMENTS = re.compile("/{2,}")
+
+logger = logging.getLogger("dpop_middleware")
 
 
 def scope_names(value: Iterable[str] | str | None, what: str = "scopes") -> tuple[str, ...]:
@@ -87,11 +91,11 @@ def required_route(what: str, demands: RouteDemands) -> Route:
     unknown = sorted(set(demands) - RouteDemands.__optional_keys__)
     if unknown:
         raise TypeError(f"{what}() got an unexpected keyword argument {unknown[0]!r}")
-    return Route(
-        "required",
-        scope_names(demands.get("scopes"), f"{what}(scopes=...)"),
-        step_up_demand(demands.get("acr_values"), demands.get("max_age"), f"{what}(acr_values=..., max_age=...)"),
-    )
+    scopes = scope_names(demands.get("scopes"), f"{what}(scopes=...)")
+    if demands.get("scopes") is not None and not scopes:  # "" or []: a typo, not "no scope"
+        raise ValueError(f"{what}(scopes=...) is empty (leave it out to demand no scope)")
+    step_up = step_up_demand(demands.get("acr_values"), demands.get("max_age"), f"{what}(acr_values=..., max_age=...)")
+    return Route("required", scopes, step_up)
 
 
 def looks_like_regex(value: object) -> bool:
@@ -298,6 +302,23 @@ def _step_up_rules(rules: Mapping[str, StepUp | Mapping[str, Any]]) -> tuple[tup
             names = " and ".join(f"path_step_up[{rule!r}]" for rule, _ in covering)
             raise ValueError(f"{names} cover {prefix!r} but accept no acr value in common")
     return checked
+
+
+@functools.lru_cache(maxsize=_DECISIONS_SIZE)
+def marked_route(mark: Route, by_path: Route) -> Route:
+    """:meth:`Route.adding`, memoized (a request to a marked view under a demanding path rule pays a
+    lookup, not a new ``Route``); a mark and a path rule that no token can satisfy together are a
+    configuration error, logged once at ERROR, and the route refuses every request (fail closed)."""
+    route = mark.adding(by_path)
+    if route.step_up is not None and route.step_up.unsatisfiable:
+        logger.error(
+            "dpop: a view demands acr_values %r where a path rule demands %r: no token can meet both, so "
+            "every request there is refused; make them share an acr value",
+            " ".join(mark.step_up.acr_values if mark.step_up else ()),
+            " ".join(by_path.step_up.acr_values if by_path.step_up else ()),
+            extra={"dpop_reason": "step_up_conflict"},
+        )
+    return route
 
 
 def _listed(values: Iterable[Any] | str | re.Pattern[str]) -> Iterable[Any]:

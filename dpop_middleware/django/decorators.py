@@ -130,7 +130,7 @@ def _guard_function(view: Callable[..., Any], policy: Policy) -> Callable[..., A
     if iscoroutinefunction(view):
 
         async def guarded_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            refusal = _refusal(request, view, name, policy, (args, kwargs))
+            refusal = _refusal(request, view, name, _current(guarded, policy), (args, kwargs))
             if refusal is not None:
                 return refusal
             return await view(request, *args, **kwargs)
@@ -139,7 +139,7 @@ def _guard_function(view: Callable[..., Any], policy: Policy) -> Callable[..., A
     else:
 
         def guarded_sync(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            refusal = _refusal(request, view, name, policy, (args, kwargs))
+            refusal = _refusal(request, view, name, _current(guarded, policy), (args, kwargs))
             if refusal is not None:
                 return refusal
             return view(request, *args, **kwargs)
@@ -147,6 +147,13 @@ def _guard_function(view: Callable[..., Any], policy: Policy) -> Callable[..., A
         guarded = functools.wraps(view)(guarded_sync)
     guarded.csrf_exempt = True  # type: ignore[attr-defined]
     return guarded
+
+
+def _current(marked: object, policy: Policy) -> Policy:
+    """The mark ``marked`` carries now: marking a view again, or a subclass, supersedes the mark its
+    guard was made for (and is what the middleware applies)."""
+    mark = getattr(marked, ATTRIBUTE, None)
+    return mark if isinstance(mark, Policy) else policy
 
 
 def _guard_class(cls: type[Any], policy: Policy) -> None:
@@ -171,7 +178,7 @@ def _guard_class(cls: type[Any], policy: Policy) -> None:
         return
 
     def guarded_dispatch(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        refusal = _refusal(request, dispatch, cls.__qualname__, policy, (args, kwargs))
+        refusal = _refusal(request, dispatch, cls.__qualname__, _current(type(self), policy), (args, kwargs))
         if refusal is None:
             return dispatch(self, request, *args, **kwargs)
         if getattr(self, "view_is_async", False):
@@ -188,6 +195,8 @@ def _guard_class(cls: type[Any], policy: Policy) -> None:
 
 
 def _mark(view: V, policy: Policy) -> V:
+    if isinstance(view, str) or not callable(view):
+        raise TypeError("decorate a view; pass scopes by keyword: @dpop_required(scopes=[...])")
     setattr(view, ATTRIBUTE, policy)
     if policy.mode == "exempt":
         return view
@@ -196,7 +205,7 @@ def _mark(view: V, policy: Policy) -> V:
         return view
     if getattr(view, GUARDED, False):
         return view
-    guarded = _guard_function(view, policy)  # type: ignore[arg-type]
+    guarded = _guard_function(view, policy)
     setattr(guarded, ATTRIBUTE, policy)
     setattr(guarded, GUARDED, True)
     return guarded  # type: ignore[return-value]
@@ -242,6 +251,8 @@ def view_policy(view: Any) -> Policy | None:
 
 
 def view_marks(view: Any) -> tuple[Policy, ...]:
-    """Every policy marked on ``view`` and on its class-based view, the one that applies first."""
-    found = (getattr(view, ATTRIBUTE, None), getattr(getattr(view, "view_class", None), ATTRIBUTE, None))
+    """Every policy marked on ``view`` and on its class-based view (Django's ``view_class``, a DRF
+    ViewSet's ``cls``), the one that applies first."""
+    owner = getattr(view, "view_class", None) or getattr(view, "cls", None)
+    found = (getattr(view, ATTRIBUTE, None), getattr(owner, ATTRIBUTE, None) if isinstance(owner, type) else None)
     return tuple(mark for mark in found if isinstance(mark, Policy))

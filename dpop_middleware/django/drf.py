@@ -130,9 +130,9 @@ def declared_policy(view: Any, path: str) -> tuple[bool, tuple[str, ...], StepUp
     step-up a principal must meet there: the view's (``@dpop_required(scopes=..., acr_values=...,
     max_age=...)``, ``dpop_scopes``) with those of the path rules added, as ``DPoPMiddleware`` does."""
     mark = view_policy(type(view)) if view is not None else None
-    if mark is not None and mark.exempt:
-        return False, (), None
     attribute = tuple(getattr(view, "dpop_scopes", ()) or ())
+    if mark is not None and mark.exempt and not attribute:  # dpop_scopes still demands (a subclass's)
+        return False, (), None
     demanded = bool(attribute) or (mark is not None and mark.required)
     scopes = attribute or (mark.scopes if mark is not None else ())
     own = Policy("required" if demanded else "optional", scopes, mark.step_up if mark is not None else None)
@@ -157,9 +157,15 @@ def _check_demands(
             setattr(django_request, STEP_UP_CHECKED, step_up)
 
 
-def _reported(django_request: Any) -> bool:
-    """report_only already logged and counted this request's failure: never a second report."""
-    return getattr(django_request, OUTCOME, None) == "reported"
+def _reject_once(request: Any, verifier: DPoPVerifier) -> None:
+    """Refuse a request without a principal, unless report_only already logged and counted its
+    failure (the middleware's, or ours from the authentication class): never a second report."""
+    django_request = _django_request(request)
+    if getattr(django_request, OUTCOME, None) == "reported":
+        return
+    result = verifier.reject(AuthenticationRequired(), _info(request))
+    setattr(django_request, OUTCOME, result.outcome)
+    _refuse(result)
 
 
 def _view(request: Any) -> Any:
@@ -210,8 +216,8 @@ class DPoPAuthentication(BaseAuthentication):  # type: ignore[misc]
                 _refuse(result)
                 principal = result.principal
         if principal is None:
-            if demanded and not _reported(django_request):
-                _refuse(verifier.reject(AuthenticationRequired(), _info(request)))
+            if demanded:
+                _reject_once(request, verifier)
             return None
         _check_demands(request, verifier, principal, scopes, step_up)
         user = state.drf_user(principal) if state.drf_user is not None else DPoPUser(principal)
@@ -246,8 +252,7 @@ class DPoPRequired(BasePermission):  # type: ignore[misc]
         principal = request.auth if isinstance(request.auth, DPoPPrincipal) else None
         _, scopes, step_up = declared_policy(view, django_request.path_info)
         if principal is None:
-            if not _reported(django_request):  # report_only: goes on, reported once
-                _refuse(verifier.reject(AuthenticationRequired(), _info(request)))
+            _reject_once(request, verifier)  # report_only: goes on, reported once
         else:
             _check_demands(request, verifier, principal, scopes, step_up)
         return True

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from ..core.challenge import ErrorResponse
 from ..core.errors import InvalidRequestError
 from ..core.resource_metadata import WELL_KNOWN_PATH
+from ..core.routes import marked_route
 from ..core.step_up import StepUp
 from ..flow import Flow, run_async, run_sync
 from ..verifier import AuthResult
@@ -44,10 +45,12 @@ View = Callable[..., Any]
 def policy_for(state: DPoPState, request: HttpRequest, view: View | None) -> Policy:
     """The view's mark (with the path rules' scopes and step-up added), else the path rules, else
     ``DPOP["DEFAULT"]``."""
+    return _route(state, request, view_marks(view) if view is not None else ())
+
+
+def _route(state: DPoPState, request: HttpRequest, marks: tuple[Policy, ...]) -> Policy:
     by_path = state.policy_for_path(request.path_info)
-    marks = view_marks(view) if view is not None else ()
-    setattr(request, MARKS_SEEN, marks)
-    return marks[0].adding(by_path) if marks else by_path
+    return marked_route(marks[0], by_path) if marks else by_path
 
 
 def is_preflight(request: HttpRequest) -> bool:
@@ -166,7 +169,9 @@ class DPoPMiddleware:
     def _view_flow(self, request: HttpRequest, view: View) -> Flow[HttpResponse | None]:
         setattr(request, CHECKED, True)
         state = get_state()
-        policy = policy_for(state, request, view)
+        marks = view_marks(view)
+        policy = _route(state, request, marks)
+        setattr(request, MARKS_SEEN, marks)
         setattr(request, APPLIED, policy)
         if policy.mode == "exempt":
             return None
