@@ -430,7 +430,11 @@ def _before_request() -> Response | None:
     if is_cors_preflight_environ(req.environ):
         return app.make_default_options_response()
     result = authenticate_environ(
-        state.verifier, req.environ, state.proxy_settings, required=policy.required, scopes=policy.scopes,
+        state.verifier,
+        req.environ,
+        state.proxy_settings,
+        required=policy.required,
+        scopes=policy.scopes,
         step_up=policy.step_up,
     )
     if result.rejection is not None:

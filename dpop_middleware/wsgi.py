@@ -201,7 +201,11 @@ class DPoPWSGIMiddleware:
             environ[ENVIRON_KEY] = None
             return _cors_answer_only(self.app, environ, start_response)
         result = authenticate_environ(
-            self.verifier, environ, self.proxy_settings, required=route.required, scopes=route.scopes,
+            self.verifier,
+            environ,
+            self.proxy_settings,
+            required=route.required,
+            scopes=route.scopes,
             step_up=route.step_up,
         )
         if result.rejection is not None:
