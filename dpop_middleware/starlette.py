@@ -321,12 +321,13 @@ def _route_rejection(
     if not isinstance(verifier, DPoPVerifier):
         # A deployment error, not a request error: refuse loudly rather than skip the check.
         raise RuntimeError(f"{what} needs DPoPMiddleware or DPoPAuthBackend in front of the endpoint")
+    principal = get_principal(conn)
     reported = verifier.config.mode is Mode.REPORT_ONLY and conn.scope.get(OUTCOME_KEY) == "reported"
-    if reported and get_principal(conn) is None:
+    if reported and principal is None:
         return None  # its failure was logged and counted once, and report_only lets it go on
     found = conn.scope.get(REQUEST_INFO_KEY)
     info = found if isinstance(found, RequestInfo) else None
-    return verifier.authorize(get_principal(conn), scopes, info, step_up=step_up).rejection
+    return verifier.authorize(principal, scopes, info, step_up=step_up).rejection
 
 
 def requires_scopes(
