@@ -190,35 +190,32 @@ def test_starlette_a_path_rule_and_a_decorator_report_one_failure_once(issuer: T
     assert _reasons(seen) == ["acr_not_accepted"]
 
 
-def test_fastapi_behind_the_middleware_reports_once_and_sees_no_false_replay(issuer: TestIssuer, key: DPoPKey) -> None:
-    seen: list[Outcome] = []
+def _report_only_fastapi(issuer: TestIssuer, seen: list[Outcome], **bearer: Any) -> TestClient:
+    """A FastAPI route behind ``DPoPMiddleware`` (path step-up on /admin) with ``DPoPBearer(**bearer)``,
+    one report_only verifier for both, answering the principal's subject."""
     verifier = DPoPVerifier(issuer.validator(), mode="report_only", on_outcome=seen.append)
     app = FastAPI()
-    dpop = DPoPBearer(verifier, acr_values="urn:mfa")
+    dpop = DPoPBearer(verifier, **bearer)
 
-    @app.get("/admin")
-    async def admin(principal: Any = Depends(dpop)) -> dict[str, Any]:
-        return {"anonymous": principal is None}
+    @app.get("/{path:path}")
+    async def anything(principal: Any = Depends(dpop)) -> dict[str, Any]:
+        return {"sub": principal.subject if principal is not None else None}
 
     app.add_middleware(DPoPMiddleware, verifier=verifier, path_step_up=ADMIN_STEP_UP)
-    with TestClient(app) as client:
+    return TestClient(app)
+
+
+def test_fastapi_behind_the_middleware_reports_once_and_sees_no_false_replay(issuer: TestIssuer, key: DPoPKey) -> None:
+    seen: list[Outcome] = []
+    with _report_only_fastapi(issuer, seen, acr_values="urn:mfa") as client:
         resp = client.get("/admin", headers=signed(issuer, key, "http://testserver/admin"))
-    assert resp.status_code == 200 and resp.json() == {"anonymous": True}
+    assert resp.status_code == 200 and resp.json() == {"sub": None}
     assert _reasons(seen) == ["acr_not_accepted"]  # before: also "replayed", from verifying twice
 
 
 def test_report_only_keeps_a_bearer_principal_and_checks_its_scopes(issuer: TestIssuer) -> None:
     seen: list[Outcome] = []
-    verifier = DPoPVerifier(issuer.validator(), mode="report_only", on_outcome=seen.append)
-    app = FastAPI()
-    dpop = DPoPBearer(verifier, scopes="admin")
-
-    @app.get("/items")
-    async def items(principal: Any = Depends(dpop)) -> dict[str, Any]:
-        return {"sub": principal.subject if principal is not None else None}
-
-    app.add_middleware(DPoPMiddleware, verifier=verifier)
-    with TestClient(app) as client:
+    with _report_only_fastapi(issuer, seen, scopes="admin") as client:
         resp = client.get("/items", headers={"Authorization": f"Bearer {issuer.token(None, scope='read')}"})
     assert resp.status_code == 200 and resp.json() == {"sub": "alice"}  # before: None, the principal lost
     assert _reasons(seen) == ["bearer_token_used", "insufficient_scope"]
