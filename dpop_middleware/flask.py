@@ -44,7 +44,7 @@ from .core.challenge import ErrorResponse
 from .core.client_cert import client_cert_settings_problem
 from .core.origin import ProxySettings
 from .core.resource_metadata import PublishedMetadata
-from .core.routes import Route, RouteDemands, RoutePolicy, marked_route, required_route
+from .core.routes import Route, RouteDemands, RoutePolicy, mark_hidden, required_route, route_of
 from .route_settings import build_route_policy
 from .settings import ADAPTER_NAMES, BUILDER_NAMES, CONFIG_NAMES, SettingsError, build_verifier, read_settings
 from .verifier import DPoPVerifier, hidden_mark_rejection, unverified_rejection
@@ -130,8 +130,7 @@ def _refusal(name: str, policy: Route, *, of_class: bool = False) -> Response | 
     inherits; the hook's choice among the marks it saw (the subclass's, a method's) stands."""
     if not _checked():
         return _unchecked_response(name, policy)
-    applied, seen = g.get(_ROUTE_ATTR), g.get(_MARKS_ATTR, ())
-    if isinstance(applied, Route) and policy not in seen and not (of_class and seen) and not applied.covers(policy):
+    if mark_hidden(policy, g.get(_ROUTE_ATTR), g.get(_MARKS_ATTR, ()), inherited=of_class):
         return _flask_response(hidden_mark_rejection(name, f"@dpop.{policy.mode}"))
     return None
 
@@ -406,7 +405,7 @@ def _policy(state: _AppState, app: Flask, req: Request, request_g: Any) -> Route
     view = app.view_functions.get(endpoint) if endpoint else None
     marks = _view_policies(view, req.method) if view is not None else ()
     setattr(request_g, _MARKS_ATTR, marks)
-    return marked_route(marks[0], by_path) if marks else by_path
+    return route_of(marks, by_path)
 
 
 def _before_request() -> Response | None:

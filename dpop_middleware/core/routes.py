@@ -35,8 +35,10 @@ __all__ = [
     "RouteMode",
     "RoutePolicy",
     "looks_like_regex",
+    "mark_hidden",
     "marked_route",
     "path_matches",
+    "route_of",
     "required_route",
     "scope_names",
 ]
@@ -319,6 +321,21 @@ def marked_route(mark: Route, by_path: Route) -> Route:
             extra={"dpop_reason": "step_up_conflict"},
         )
     return route
+
+
+def route_of(marks: tuple[Route, ...], by_path: Route) -> Route:
+    """The route a request gets: the first of a view's ``marks`` (the most specific) with the path
+    rules' demands added, else the path rules' own decision."""
+    return marked_route(marks[0], by_path) if marks else by_path
+
+
+def mark_hidden(mark: Route, applied: object, seen: tuple[Route, ...], *, inherited: bool = False) -> bool:
+    """Whether a guarded view's ``mark`` was hidden from the layer that checked the request: it did
+    not see it among the view's marks (``seen``) and ``applied`` less. ``inherited``: a class's guard,
+    which a subclass inherits; then any mark the layer saw (the subclass's, a method's) was its choice."""
+    if not isinstance(applied, Route) or mark in seen or (inherited and seen):
+        return False
+    return not applied.covers(mark)
 
 
 def _listed(values: Iterable[Any] | str | re.Pattern[str]) -> Iterable[Any]:

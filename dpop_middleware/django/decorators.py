@@ -42,7 +42,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
 from ..core.challenge import ErrorResponse
-from ..core.routes import RouteDemands, required_route
+from ..core.routes import RouteDemands, mark_hidden, required_route
 from ..verifier import hidden_mark_rejection, unverified_rejection
 from .conf import Policy
 
@@ -108,8 +108,7 @@ def _refusal(request: HttpRequest, view: Any, name: str, policy: Policy, call: t
 
     if not getattr(request, CHECKED, False):
         return unchecked_response(name, policy)
-    applied = getattr(request, APPLIED, None)
-    if isinstance(applied, Policy) and policy not in getattr(request, MARKS_SEEN, ()) and not applied.covers(policy):
+    if mark_hidden(policy, getattr(request, APPLIED, None), getattr(request, MARKS_SEEN, ())):
         # The middleware never saw this mark (a decorator above it hid it) and applied less.
         return _as_response(hidden_mark_rejection(name, f"@dpop_{policy.mode}"))
     if is_preflight(request):

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from ..core.challenge import ErrorResponse
 from ..core.errors import InvalidRequestError
 from ..core.resource_metadata import WELL_KNOWN_PATH
-from ..core.routes import marked_route
+from ..core.routes import route_of
 from ..core.step_up import StepUp
 from ..flow import Flow, run_async, run_sync
 from ..verifier import AuthResult
@@ -50,7 +50,7 @@ def policy_for(state: DPoPState, request: HttpRequest, view: View | None) -> Pol
 
 def _route(state: DPoPState, request: HttpRequest, marks: tuple[Policy, ...]) -> Policy:
     by_path = state.policy_for_path(request.path_info)
-    return marked_route(marks[0], by_path) if marks else by_path
+    return route_of(marks, by_path)
 
 
 def is_preflight(request: HttpRequest) -> bool:
