@@ -248,6 +248,12 @@ CASES: list[Case] = [
     ),
     Case("step_up_met", _stepped("urn:mfa", 10), 200, identity=True),
     Case(
+        "step_up_hostile_claims",  # acr of the wrong JSON type, an auth_time no float holds: 401, never 500
+        lambda e: e.send("GET", "/stepped", e.good(path="/stepped", token_claims={"acr": ["urn:mfa"], "auth_time": 10**400})),
+        401,
+        "insufficient_user_authentication",
+    ),
+    Case(
         "scope_granted",
         lambda e: e.send("GET", "/scoped", e.good(path="/scoped", token_claims={"scope": "read write"})),
         200,

@@ -297,3 +297,47 @@ def test_pass_cors_preflight_must_be_a_boolean(issuer: TestIssuer, tmp_path: Pat
 def test_an_unpinned_host_is_refused_at_start_up(issuer: TestIssuer, tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"PUBLIC_URL or DPOP_ALLOWED_HOSTS must be set"):
         create_app(env(issuer), config_file(tmp_path, TOML.replace('public_url = "https://api.example.com"\n', "")))
+
+
+# -- step-up (RFC 9470) by path, from the file -------------------------------------------------------
+
+STEP_UP_TOML = TOML + '''[path_step_up."/admin"]
+acr_values = "urn:mfa"
+max_age = 300
+'''
+
+
+@pytest.mark.parametrize(
+    ("claims", "status"),
+    [
+        ({"acr": "urn:mfa", "auth_time": "now"}, 200),
+        ({"acr": "urn:pwd", "auth_time": "now"}, 401),
+        ({"acr": ["urn:mfa"], "auth_time": "now"}, 401),  # wrong JSON type: missing
+        ({"acr": "urn:mfa", "auth_time": 10**400}, 401),  # no float holds it: never a 500
+        ({"acr": "urn:mfa", "auth_time": {"t": 1}}, 401),
+    ],
+)
+async def test_the_gateway_demands_a_path_step_up_and_hostile_claims_are_401(
+    issuer: TestIssuer, key: DPoPKey, tmp_path: Path, claims: dict[str, object], status: int
+) -> None:
+    import time
+
+    app = create_app(env(issuer), config_file(tmp_path, STEP_UP_TOML))
+    if claims["auth_time"] == "now":
+        claims = {**claims, "auth_time": int(time.time())}
+    token = issuer.token(key.jkt, scope="read admin", **claims)
+    async with client_for(app) as http:
+        response = await http.get("/check", headers=nginx_headers(key, token, "GET", "/admin/keys"))
+    assert response.status_code == status, response.text
+    if status == 401:
+        assert 'error="insufficient_user_authentication"' in response.headers["www-authenticate"]
+        assert "x-dpop-subject" not in response.headers
+
+
+def test_a_bad_step_up_in_the_file_names_the_key(issuer: TestIssuer, tmp_path: Path) -> None:
+    bad = TOML + '[path_step_up."/admin"]\nacr = "urn:mfa"\n'
+    with pytest.raises(SettingsError, match=r"gateway.toml: path_step_up must be .*acr_values"):
+        create_app(env(issuer), config_file(tmp_path, bad))
+    conflict = TOML + '[path_step_up."/a"]\nacr_values = "x"\n[path_step_up."/a/b"]\nacr_values = "y"\n'
+    with pytest.raises(SettingsError, match=r"path_step_up.*accept no acr value in common"):
+        create_app(env(issuer), config_file(tmp_path, conflict))

@@ -292,3 +292,34 @@ def test_flask_a_method_mark_may_relax_its_class_mark_without_a_wiring_error(iss
     assert client.post("/items").status_code == 401
     headers = dpop_headers(key, "POST", "http://localhost/items", issuer.token(key.jkt, scope="read"))
     assert client.post("/items", headers=headers).status_code == 403
+
+
+# -- a step-up decorator where no DPoP layer ran refuses ---------------------------------------------
+
+
+def test_django_a_step_up_view_without_the_middleware_is_refused(django_get: Callable[..., Any]) -> None:
+    resp = django_get("/hidden-step-up", middleware=False, **mfa())  # a plain view: DRF is not involved
+    assert resp.status_code == 503
+
+
+def test_flask_a_step_up_view_on_an_app_without_the_extension_is_refused(issuer: TestIssuer, key: DPoPKey) -> None:
+    dpop = DPoP()  # never init_app'd on the app below
+    app = Flask(__name__)
+
+    @app.get("/admin")
+    @dpop.required(acr_values="urn:mfa", max_age=300)
+    def admin() -> dict[str, Any]:
+        return {"ok": True}
+
+    resp = app.test_client().get("/admin", headers=signed(issuer, key, "http://localhost/admin", **mfa()))
+    assert resp.status_code == 503
+
+
+def test_starlette_requires_step_up_without_a_dpop_layer_refuses_loudly() -> None:
+    @requires_step_up(acr_values="urn:mfa")
+    async def admin(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    with TestClient(Starlette(routes=[Route("/admin", admin)]), raise_server_exceptions=True) as client:
+        with pytest.raises(RuntimeError, match="requires_step_up needs DPoPMiddleware or DPoPAuthBackend"):
+            client.get("/admin")
