@@ -25,8 +25,7 @@ from .asgi import OUTCOME_KEY, PRINCIPAL_KEY, REQUEST_INFO_KEY, VERIFIER_KEY, au
 from .core.binding import DPoPPrincipal
 from .core.challenge import ErrorResponse
 from .core.request import RequestInfo
-from .core.routes import scope_names
-from .core.step_up import step_up_demand
+from .core.routes import required_route
 from .starlette import DPoPHTTPError, _folded, app_debug, configured, error_response
 from .verifier import DPoPVerifier
 
@@ -80,7 +79,7 @@ class DPoPBearer(SecurityBase):
         self,
         verifier: DPoPVerifier,
         *,
-        scopes: Iterable[str] | str = (),
+        scopes: Iterable[str] | str | None = None,
         acr_values: Iterable[str] | str | None = None,
         max_age: int | None = None,
         auto_error: bool = True,
@@ -92,8 +91,8 @@ class DPoPBearer(SecurityBase):
         self._proxies = proxy_settings("DPoPBearer", proxies)
         self._debug = debug
         self.verifier = configured(verifier, "DPoPBearer", self._proxies, debug)
-        self.scopes = scope_names(scopes, "DPoPBearer(scopes=...)")
-        self.step_up = step_up_demand(acr_values, max_age, "DPoPBearer(acr_values=..., max_age=...)")
+        route = required_route("DPoPBearer", {"scopes": scopes, "acr_values": acr_values, "max_age": max_age})
+        self.scopes, self.step_up = route.scopes, route.step_up
         self.auto_error = auto_error
         self.model = HTTPBaseModel(
             scheme="DPoP",

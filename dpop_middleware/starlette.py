@@ -59,8 +59,8 @@ from .core.fields import fold_fields
 from .core.origin import ProxySettings
 from .core.request import RequestInfo
 from .core.resource_metadata import PublishedMetadata
-from .core.routes import RoutePolicy, scope_names
-from .core.step_up import StepUp, step_up_demand
+from .core.routes import RoutePolicy, required_route
+from .core.step_up import StepUp
 from .verifier import AuthResult, DPoPVerifier
 
 if TYPE_CHECKING:
@@ -342,16 +342,15 @@ def requires_scopes(
     :class:`DPoPAuthBackend`. An anonymous request on an optional path
     gets the same 403: it holds no scope.
     """
-    needed = scope_names(scopes, "requires_scopes(...)")
-    step_up = step_up_demand(acr_values, max_age, "requires_scopes(acr_values=..., max_age=...)")
-    return _route_guard(needed, step_up, "requires_scopes")
+    route = required_route("requires_scopes", {"scopes": scopes or None, "acr_values": acr_values, "max_age": max_age})
+    return _route_guard(route.scopes, route.step_up, "requires_scopes")
 
 
 def requires_step_up(acr_values: Iterable[str] | str | None = None, max_age: int | None = None) -> Callable[[F], F]:
     """Endpoint decorator: the user must have authenticated with one of ``acr_values``, at most
     ``max_age`` seconds ago (RFC 9470), else 401 ``insufficient_user_authentication`` whose challenge
     repeats the demand. As :func:`requires_scopes` otherwise."""
-    step_up = step_up_demand(acr_values, max_age, "requires_step_up(...)")
+    step_up = required_route("requires_step_up", {"acr_values": acr_values, "max_age": max_age}).step_up
     if step_up is None:
         raise TypeError("requires_step_up: give acr_values, max_age or both")
     return _route_guard((), step_up, "requires_step_up")
